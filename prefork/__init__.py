@@ -1,0 +1,42 @@
+"""prefork: run socketserver-style services across CPU cores.
+
+A master process binds the listening socket and forks a bounded pool of workers; each worker
+runs the accept loop with the same request handler classes the stdlib's sync, threading and
+forking servers use, and the master supervises them.
+"""
+
+from __future__ import annotations
+
+from .master import BootError, Master
+from .servers import (
+    PreforkHTTPServer,
+    PreforkMixIn,
+    PreforkTCPServer,
+    PreforkUDPServer,
+    PreforkUnixDatagramServer,
+    PreforkUnixStreamServer,
+    PreforkWSGIServer,
+    default_workers,
+)
+from .sockets import BindSpec, BindSpecError, parse_bind
+from .worker import WorkerInfo
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BindSpec",
+    "BindSpecError",
+    "BootError",
+    "Master",
+    "PreforkHTTPServer",
+    "PreforkMixIn",
+    "PreforkTCPServer",
+    "PreforkUDPServer",
+    "PreforkUnixDatagramServer",
+    "PreforkUnixStreamServer",
+    "PreforkWSGIServer",
+    "WorkerInfo",
+    "__version__",
+    "default_workers",
+    "parse_bind",
+]

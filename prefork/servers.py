@@ -1,0 +1,181 @@
+"""PreforkMixIn and the ready server classes.
+
+Use the mix-in as you would the stdlib's ``ForkingMixIn``, first in the bases::
+
+    class MyServer(prefork.PreforkMixIn, http.server.HTTPServer):
+        pass
+
+The constructor binds and listens exactly as socketserver does.  ``serve_forever()`` makes this
+process the master: it forks ``workers`` children, each running socketserver's own request path
+(``get_request``, ``verify_request``, ``process_request``, ``finish_request``,
+``shutdown_request``, ``handle_error``, ``service_actions``) on the inherited socket, and
+supervises them until ``shutdown()`` is called from another thread or a stop signal arrives.
+"""
+
+from __future__ import annotations
+
+import http.server
+import logging
+import os
+import socket
+import socketserver
+import threading
+from typing import Any
+from wsgiref.simple_server import WSGIServer
+
+from . import sockets
+from .master import Master
+from .worker import WorkerInfo
+
+log = logging.getLogger("prefork.worker")
+
+
+def default_workers() -> int:
+    """The number of CPUs this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+class PreforkMixIn:
+    """Mix-in that serves each request in one of a pool of pre-forked worker processes.
+
+    Methods for the caller: serve_forever(), shutdown(), server_close() (and the context
+    manager), as on any socketserver server.
+
+    May be overridden, besides socketserver's own request methods:
+    pre_fork(worker) -- in the master, before each fork;
+    post_fork(worker) -- in the new worker, before it reports ready (an exception here is a
+    boot failure);
+    worker_exit(worker, status) -- in the master, after a worker was reaped (status as
+    ``os.waitstatus_to_exitcode``).
+
+    Tunables (class attributes; ``workers`` is also a keyword argument):
+    workers -- pool size, default the number of usable CPUs;
+    max_children -- upper bound for the pool (and for scaling);
+    graceful_timeout -- seconds a graceful stop waits for requests in flight before KILL;
+    quick_timeout -- seconds a quick stop waits before KILL;
+    max_boot_failures -- boot failures in a row before the server gives up (BootError).
+    """
+
+    workers: int = 0  # 0: default_workers()
+    max_children: int = 64
+    graceful_timeout: float = 30.0
+    quick_timeout: float = 2.0
+    max_boot_failures: int = 5
+
+    # What the mix-in expects of the socketserver class it is mixed into.
+    socket: socket.socket
+    address_family: int
+    server_address: Any
+
+    def __init__(self, *args: Any, workers: int | None = None, **kwargs: Any) -> None:
+        count = self.workers if workers is None else workers
+        if not count:
+            count = min(default_workers(), self.max_children)
+        if not isinstance(count, int) or isinstance(count, bool) or count < 1:
+            raise ValueError(f"workers must be a positive integer, not {count!r}")
+        if count > self.max_children:
+            raise ValueError(f"workers ({count}) exceeds max_children ({self.max_children})")
+        self.workers = count
+        self._prefork_master: Master | None = None
+        self._prefork_lock = threading.Lock()
+        self._prefork_shutdown = False
+        self._prefork_done = threading.Event()
+        self._prefork_in_worker = False
+        self._prefork_poll_interval = 0.5
+        self._prefork_unix_ident: sockets.FileIdent | None = None
+        super().__init__(*args, **kwargs)
+
+    # -- socketserver contract ----------------------------------------------------------------
+
+    def serve_forever(self, poll_interval: float = 0.5) -> None:
+        """Run the pool until shutdown() or a stop signal.  ``poll_interval`` is only how often
+        workers call ``service_actions()`` when the server overrides it: nothing polls for
+        shutdown."""
+        self._prefork_done.clear()
+        self._prefork_poll_interval = poll_interval
+        try:
+            master = Master(self)
+            with self._prefork_lock:
+                self._prefork_master = master
+                if self._prefork_shutdown:
+                    master.request_stop(graceful=True)
+            master.run()
+        finally:
+            with self._prefork_lock:
+                self._prefork_master = None
+                self._prefork_shutdown = False
+            self._prefork_done.set()
+
+    def shutdown(self) -> None:
+        """Stop serve_forever() gracefully and wait until it returned.  Call it from another
+        thread, as with socketserver (from the serving thread it would deadlock)."""
+        with self._prefork_lock:
+            self._prefork_shutdown = True
+            if self._prefork_master is not None:
+                self._prefork_master.request_stop(graceful=True)
+        self._prefork_done.wait()
+
+    def server_close(self) -> None:
+        """Close the listening socket; a pool still running is stopped quickly first."""
+        with self._prefork_lock:
+            master = self._prefork_master
+        if master is not None and master.thread_ident != threading.get_ident():
+            master.request_stop(graceful=False)
+            self._prefork_done.wait()
+        super().server_close()  # type: ignore[misc]
+        if not self._prefork_in_worker and self._prefork_unix_ident is not None:
+            sockets.remove_unix_path(self.server_address, self._prefork_unix_ident)
+            self._prefork_unix_ident = None
+
+    def server_bind(self) -> None:
+        path = self.server_address
+        on_file = sockets.is_path_address(self.address_family, path)
+        if on_file:
+            sockets.clear_stale_unix_path(path, self.socket.type)
+        super().server_bind()  # type: ignore[misc]
+        if on_file:
+            self._prefork_unix_ident = sockets.file_ident(path)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Log the exception of a failed request through ``logging`` (socketserver prints)."""
+        log.exception(
+            "worker (pid %d) error while handling a request from %r", os.getpid(), client_address
+        )
+
+    # -- hooks --------------------------------------------------------------------------------
+
+    def pre_fork(self, worker: WorkerInfo) -> None:
+        """Called in the master before each worker is forked."""
+
+    def post_fork(self, worker: WorkerInfo) -> None:
+        """Called in a new worker before it reports ready."""
+
+    def worker_exit(self, worker: WorkerInfo, status: int) -> None:
+        """Called in the master after a worker exited and was reaped."""
+
+
+class PreforkTCPServer(PreforkMixIn, socketserver.TCPServer):
+    allow_reuse_address = True
+
+
+class PreforkUDPServer(PreforkMixIn, socketserver.UDPServer):
+    allow_reuse_address = True
+
+
+class PreforkUnixStreamServer(PreforkMixIn, socketserver.UnixStreamServer):
+    pass
+
+
+class PreforkUnixDatagramServer(PreforkMixIn, socketserver.UnixDatagramServer):
+    pass
+
+
+class PreforkHTTPServer(PreforkMixIn, http.server.HTTPServer):
+    pass
+
+
+class PreforkWSGIServer(PreforkMixIn, WSGIServer):
+    pass

@@ -1,0 +1,263 @@
+"""The worker: what a forked child does, from the fork to ``os._exit``.
+
+A child never returns into master code.  :func:`run_worker` is called right after ``fork()``
+returned 0 and ends in ``os._exit`` from a ``finally``, whatever happens in between.
+
+Order of the first steps matters.  The master forks with its handled signals *blocked*, so the
+child starts with them blocked too and nothing can run the master's handlers in the child.  The
+child then leads its own process group, asks the kernel for SIGKILL when the master dies, closes
+the master's private fds, installs its own handlers, and only then unblocks: a signal sent in
+that window stays pending and is delivered to the child's own handler, not lost.
+
+Accepting without a thundering herd: every worker has its own epoll instance with the shared
+listening socket registered ``EPOLLEXCLUSIVE``, so the kernel wakes one idle worker per incoming
+connection instead of all of them (and a busy worker, not waiting in ``epoll_wait``, does not
+swallow the wake-up).  The listening socket is non-blocking; an accept that finds nothing is
+counted as a spurious wake-up.  The same epoll set holds the worker's signal pipe and the read
+end of the master's "alive" pipe, whose EOF means the master is gone (the fallback for
+``PR_SET_PDEATHSIG``).
+
+Stopping: TERM (and HUP) are graceful -- the request in flight finishes, then the loop ends.
+INT and QUIT are quick: an idle worker leaves its loop at once; a busy one has the request
+abandoned by an exception raised from the signal handler, the one place where a handler does
+more than record, because "exit now" cannot wait for the request to end.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import logging
+import os
+import select
+import signal
+import socketserver
+import struct
+import sys
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, NoReturn
+
+from .signals import SignalQueue, unblock
+
+if TYPE_CHECKING:
+    from .servers import PreforkMixIn
+
+log = logging.getLogger("prefork.worker")
+
+GRACEFUL_SIGNALS = frozenset({signal.SIGTERM, signal.SIGHUP})
+QUICK_SIGNALS = frozenset({signal.SIGINT, signal.SIGQUIT})
+WORKER_SIGNALS = GRACEFUL_SIGNALS | QUICK_SIGNALS
+# Master-only signals a stray ``kill`` might send to a worker: ignored there.  TTIN/TTOU also
+# keep a background worker that touches the terminal from being stopped by job control.
+IGNORED_SIGNALS = frozenset(
+    {signal.SIGTTIN, signal.SIGTTOU, signal.SIGUSR2, signal.SIGWINCH, signal.SIGUSR1}
+)
+
+# Reports from a worker to the master: fixed-size records, written in one ``write`` each (well
+# under PIPE_BUF, so records from different workers never interleave).
+REPORT = struct.Struct("=iI")
+REPORT_READY = 1
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_ORPHANED = 4  # the master was already gone when the worker started
+
+_PR_SET_PDEATHSIG = 1
+
+
+@dataclass
+class WorkerInfo:
+    """One worker as the master sees it; passed to the ``pre_fork``/``post_fork``/``worker_exit``
+    hooks.  ``age`` counts spawns from 1 and is never reused; ``slot`` is the worker's place in
+    the pool, reused by its replacement."""
+
+    age: int
+    slot: int
+    generation: int = 1
+    pid: int = 0
+    pidfd: int | None = None
+    started: float = 0.0
+    ready: bool = False
+    stopping: bool = False
+
+
+@dataclass
+class ChildContext:
+    """What the master hands a new child besides the server."""
+
+    master_pid: int
+    report_fd: int
+    alive_fd: int
+    blocked_mask: set[int]
+    close_fds: list[int] = field(default_factory=list)
+
+
+class QuickExit(BaseException):
+    """Raised inside a busy worker by a quick-stop signal to abandon the request in flight."""
+
+
+def run_worker(server: PreforkMixIn, info: WorkerInfo, ctx: ChildContext) -> NoReturn:
+    """Entry point of the child; never returns."""
+    status = EXIT_ERROR
+    try:
+        status = Worker(server, info, ctx).run()
+    except QuickExit:
+        status = EXIT_OK
+    except SystemExit as exc:
+        status = exc.code if isinstance(exc.code, int) else EXIT_ERROR
+    except BaseException:
+        log.exception("worker %d (pid %d) crashed", info.age, os.getpid())
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError, AttributeError):
+                status = status or EXIT_ERROR
+        os._exit(status)
+
+
+def set_parent_death_signal(sig: int) -> bool:
+    """Ask Linux to send ``sig`` to this process when its parent thread exits."""
+    if not sys.platform.startswith("linux"):
+        return False
+    libc = ctypes.CDLL(None, use_errno=True)
+    return bool(libc.prctl(_PR_SET_PDEATHSIG, sig, 0, 0, 0) == 0)
+
+
+class Worker:
+    """The accept loop of one child.  Methods: run() -> exit status."""
+
+    def __init__(self, server: PreforkMixIn, info: WorkerInfo, ctx: ChildContext) -> None:
+        self.server = server
+        self.info = info
+        self.ctx = ctx
+        self.pid = os.getpid()
+        self.signals = SignalQueue(WORKER_SIGNALS)
+        self.busy = False
+        self.stop: str | None = None
+        self.requests = 0
+        self.empty_accepts = 0
+
+    # -- boot ---------------------------------------------------------------------------------
+
+    def _setup_process(self) -> bool:
+        # Both sides call setpgid, so the group exists whichever runs first.
+        try:
+            os.setpgid(0, 0)
+        except PermissionError:
+            pass  # already done by the master
+        # SIGKILL, not a catchable signal: a worker stuck in C code must die with its master.
+        # Checked after arming: the master may have died before the prctl call.
+        set_parent_death_signal(signal.SIGKILL)
+        if os.getppid() != self.ctx.master_pid:
+            return False
+        for fd in self.ctx.close_fds:
+            try:
+                os.close(fd)
+            except OSError as exc:
+                if exc.errno != errno.EBADF:
+                    raise
+        # Outside the terminal's foreground group a read from the terminal would stop us.
+        devnull = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(devnull, 0)
+        os.close(devnull)
+        self.signals.on_record = self._on_signal_recorded
+        self.signals.install()
+        for sig in IGNORED_SIGNALS:
+            signal.signal(sig, signal.SIG_IGN)
+        unblock(self.ctx.blocked_mask)
+        return True
+
+    def _on_signal_recorded(self, signum: int) -> None:
+        if signum in QUICK_SIGNALS and self.busy:
+            raise QuickExit
+
+    def _report(self, event: int) -> None:
+        os.write(self.ctx.report_fd, REPORT.pack(self.pid, event))
+
+    # -- the loop -----------------------------------------------------------------------------
+
+    def run(self) -> int:
+        if not self._setup_process():
+            return EXIT_ORPHANED
+        server = self.server
+        server._prefork_in_worker = True
+        server.post_fork(self.info)
+
+        listener = server.fileno()
+        ep = select.epoll()
+        try:
+            exclusive = getattr(select, "EPOLLEXCLUSIVE", 0)
+            ep.register(listener, select.EPOLLIN | exclusive)
+            ep.register(self.signals.read_fd, select.EPOLLIN)
+            ep.register(self.ctx.alive_fd, select.EPOLLIN)
+            self._report(REPORT_READY)
+            log.debug("worker %d (pid %d) ready", self.info.age, self.pid)
+            self._loop(ep, listener)
+        finally:
+            ep.close()
+        log.debug(
+            "worker %d (pid %d) exiting (%s): %d requests, %d empty accepts",
+            self.info.age, self.pid, self.stop, self.requests, self.empty_accepts,
+        )
+        return EXIT_OK
+
+    def _loop(self, ep: select.epoll, listener: int) -> None:
+        server = self.server
+        sig_fd, alive_fd = self.signals.read_fd, self.ctx.alive_fd
+        # socketserver calls service_actions() at least every poll_interval; only a server that
+        # overrides it pays for a timed wake-up.
+        overridden = type(server).service_actions is not socketserver.BaseServer.service_actions
+        timeout = server._prefork_poll_interval if overridden else -1.0
+        while self.stop is None:
+            listen_ready = signal_ready = False
+            for fd, _events in ep.poll(timeout):
+                if fd == listener:
+                    listen_ready = True
+                elif fd == sig_fd:
+                    signal_ready = True
+                elif fd == alive_fd:
+                    self.stop = "master gone"
+            if signal_ready or self.signals.pending:
+                self._handle_signals()
+            if self.stop is not None:
+                break
+            if listen_ready:
+                self._serve_one()
+                if self.signals.pending:
+                    self._handle_signals()
+            server.service_actions()
+
+    def _handle_signals(self) -> None:
+        for sig in self.signals.drain():
+            if sig in QUICK_SIGNALS:
+                self.stop = "quick"
+            elif sig in GRACEFUL_SIGNALS and self.stop is None:
+                self.stop = "graceful"
+
+    def _serve_one(self) -> None:
+        """One turn of socketserver's ``_handle_request_noblock``, counting empty accepts."""
+        server = self.server
+        try:
+            request, client_address = server.get_request()
+        except BlockingIOError:
+            self.empty_accepts += 1
+            return
+        except OSError:
+            return
+        self.busy = True
+        try:
+            if server.verify_request(request, client_address):
+                try:
+                    server.process_request(request, client_address)
+                except Exception:
+                    server.handle_error(request, client_address)
+                    server.shutdown_request(request)
+                except BaseException:
+                    server.shutdown_request(request)
+                    raise
+            else:
+                server.shutdown_request(request)
+        finally:
+            self.busy = False
+        self.requests += 1
