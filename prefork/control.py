@@ -1,0 +1,315 @@
+"""The master's control socket (status / reload / scale / stop) and its client.
+
+The protocol is one exchange per connection over a unix stream socket: the client sends one
+JSON object on one line, the server answers one JSON object on one line and closes::
+
+    -> {"command": "status"}
+    <- {"ok": true, "workers": [...]}
+    -> {"command": "scale", "workers": "+1"}         (or an absolute count: 4)
+    -> {"command": "stop", "graceful": true}
+    -> {"command": "reload"}
+    <- {"ok": false, "error": "unknown command 'relaod'"}
+
+Why it looks like this:
+
+* **No thread in the master.**  :class:`ControlServer` exposes ``fileno()`` for the master's
+  ``select`` and serves exactly one connection per :meth:`ControlServer.on_readable`.  The
+  exchange is synchronous, so it is bounded by :attr:`ControlServer.timeout` *in total* (not per
+  ``recv``): a client that connects and says nothing, or trickles bytes, costs the loop at most
+  that long and then gets an error reply.
+* **Who may talk to it.**  Two layers.  The socket file is created with mode 0600 (bound under a
+  0o177 umask, so there is no window where it is wider, then chmod'ed in case the filesystem
+  ignored the umask), so only the owner and root can connect at all.  Then every peer's
+  credentials are read from the kernel (``SO_PEERCRED``, taken at ``connect()`` time and not
+  forgeable): only the master's effective uid and root are served, anyone else gets
+  ``{"ok": false, "error": "permission denied"}`` without the request being read.
+* **The socket file belongs to this server.**  A stale file left by a dead master is replaced, a
+  live one is refused (see :func:`prefork.sockets.clear_stale_unix_path`), and :meth:`close`
+  removes the file only if it is still the one bound here (a successor may own the path by then).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import socket
+import struct
+import time
+from collections.abc import Callable
+from typing import Any
+
+from .sockets import FileIdent, clear_stale_unix_path, file_ident, remove_unix_path
+
+log = logging.getLogger("prefork.master")
+
+Request = dict[str, Any]
+Reply = dict[str, Any]
+Handler = Callable[[Request], Reply]
+
+COMMANDS = ("status", "reload", "scale", "stop")
+PEERCRED = struct.Struct("3i")  # struct ucred: pid, uid, gid
+SOCKET_MODE = 0o600
+BIND_UMASK = 0o177
+SERVE_TIMEOUT = 1.0  # seconds one connection may hold the master's loop, all included
+MAX_REQUEST = 64 * 1024  # bytes; a request is one short JSON line
+MAX_REPLY = 16 * 1024 * 1024  # bytes the client accepts before giving up
+PERMISSION_DENIED: Reply = {"ok": False, "error": "permission denied"}
+
+
+class ControlError(Exception):
+    """The control socket could not be used; the message is one line fit to show a user."""
+
+
+class RequestError(ValueError):
+    """A request that is not valid; the message goes back to the client."""
+
+
+def validate(request: object) -> Request:
+    """Check a decoded request against the protocol and return it with defaults filled in.
+
+    ``scale`` needs ``workers``: an int >= 1, or a string ``"+N"``/``"-N"`` (relative);
+    ``stop`` takes ``graceful`` (bool, default True).  Raises :class:`RequestError`.
+    """
+    if not isinstance(request, dict):
+        raise RequestError("request must be a JSON object")
+    command = request.get("command")
+    if not isinstance(command, str):
+        raise RequestError('request needs a "command" string')
+    if command not in COMMANDS:
+        raise RequestError(f"unknown command {command!r} (one of: {', '.join(COMMANDS)})")
+    out: Request = dict(request)
+    if command == "scale":
+        workers = request.get("workers")
+        if isinstance(workers, bool) or not isinstance(workers, (int, str)):
+            raise RequestError('scale needs "workers": a count or "+N"/"-N"')
+        if isinstance(workers, int):
+            if workers < 1:
+                raise RequestError('"workers" must be at least 1')
+        elif not (workers[:1] in ("+", "-") and workers[1:].isdigit()):
+            raise RequestError(f'"workers" must be a count or "+N"/"-N", not {workers!r}')
+    elif command == "stop":
+        graceful = request.get("graceful", True)
+        if not isinstance(graceful, bool):
+            raise RequestError('"graceful" must be true or false')
+        out["graceful"] = graceful
+    return out
+
+
+def scale_target(workers: int | str, current: int) -> int:
+    """The pool size a validated ``scale`` request asks for, given the ``current`` size."""
+    if isinstance(workers, str):
+        return current + int(workers)
+    return workers
+
+
+class ControlServer:
+    """The listening side, driven by the master's select loop.
+
+    Methods for the caller: :meth:`fileno` (register it for reading), :meth:`on_readable` (call
+    when it is readable: serves one connection, never raises), :meth:`close`.
+
+    ``handle(request)`` receives a validated request (see :func:`validate`) and returns a dict
+    that becomes the reply; ``"ok": true`` is added unless it sets ``ok`` itself.  An exception
+    in ``handle`` is logged with its traceback and answered with ``{"ok": false, "error": ...}``.
+
+    Tunables (class attributes): ``timeout``, ``max_request``, ``backlog``.
+    Construction raises :class:`ControlError` when the path is in use by a live server, is not a
+    socket, or cannot be bound.  Not for threads: it sets the process umask while binding.
+    """
+
+    timeout = SERVE_TIMEOUT
+    max_request = MAX_REQUEST
+    backlog = 16
+
+    def __init__(self, path: str, handle: Handler) -> None:
+        self.path = path
+        self.handle = handle
+        self.uid = os.geteuid()
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            self._ident = self._bind()
+            self.sock.listen(self.backlog)
+        except BaseException:
+            self.sock.close()
+            raise
+        self.sock.setblocking(False)  # a spurious wake-up must not block in accept()
+        log.debug("master (pid %d) control socket at %s", os.getpid(), path)
+
+    def _bind(self) -> FileIdent | None:
+        try:
+            clear_stale_unix_path(self.path, socket.SOCK_STREAM)
+        except OSError as exc:
+            raise ControlError(f"control socket {self.path}: {exc.strerror or exc}") from exc
+        old_umask = os.umask(BIND_UMASK)
+        try:
+            self.sock.bind(self.path)
+        except OSError as exc:
+            raise ControlError(f"control socket {self.path}: cannot bind: {exc}") from exc
+        finally:
+            os.umask(old_umask)
+        ident = file_ident(self.path)
+        try:
+            os.chmod(self.path, SOCKET_MODE)
+        except OSError as exc:
+            remove_unix_path(self.path, ident)
+            raise ControlError(f"control socket {self.path}: cannot chmod: {exc}") from exc
+        return ident
+
+    def fileno(self) -> int:
+        return self.sock.fileno()
+
+    def on_readable(self) -> None:
+        """Accept one pending connection (if any) and serve it within :attr:`timeout`."""
+        try:
+            conn, _ = self.sock.accept()
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:
+            log.warning("master (pid %d) control socket accept failed: %s", os.getpid(), exc)
+            return
+        deadline = time.monotonic() + self.timeout
+        try:
+            with conn:
+                reply = self._serve(conn, deadline)
+                _send(conn, reply, deadline)
+        except OSError as exc:  # the client went away or stopped reading: its loss
+            log.debug("master (pid %d) control reply not sent: %s", os.getpid(), exc)
+
+    def _serve(self, conn: socket.socket, deadline: float) -> Reply:
+        creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, PEERCRED.size)
+        peer_pid, peer_uid, _ = PEERCRED.unpack(creds)
+        if peer_uid not in (self.uid, 0):
+            log.warning(
+                "master (pid %d) control socket: refused pid %d (uid %d)",
+                os.getpid(), peer_pid, peer_uid,
+            )
+            return dict(PERMISSION_DENIED)
+        try:
+            line = self._read_line(conn, deadline)
+        except TimeoutError:
+            return {"ok": False, "error": f"no request within {self.timeout:g} s"}
+        except RequestError as exc:
+            return {"ok": False, "error": str(exc)}
+        try:
+            request = validate(json.loads(line))
+        except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, RequestError
+            message = str(exc) if isinstance(exc, RequestError) else f"invalid JSON: {exc}"
+            return {"ok": False, "error": message}
+        log.info(
+            "master (pid %d) control: %s from pid %d", os.getpid(), request["command"], peer_pid
+        )
+        try:
+            result = self.handle(request)
+            if not isinstance(result, dict):
+                raise TypeError(f"handler returned {type(result).__name__}, not dict")
+            reply = {"ok": True, **result}
+            json.dumps(reply)  # fail here, inside the guard, if it cannot be encoded
+        except Exception as exc:
+            log.exception(
+                "master (pid %d) control command %r failed", os.getpid(), request["command"]
+            )
+            return {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+        return reply
+
+    def _read_line(self, conn: socket.socket, deadline: float) -> bytes:
+        data = b""
+        while b"\n" not in data:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError
+            conn.settimeout(remaining)
+            chunk = conn.recv(4096)
+            if not chunk:
+                break
+            data += chunk
+            if len(data) > self.max_request:
+                raise RequestError(f"request longer than {self.max_request} bytes")
+        return data.split(b"\n", 1)[0]
+
+    def close(self) -> None:
+        """Stop listening and remove the socket file if it is still ours.  Idempotent."""
+        if self.sock.fileno() < 0:
+            return
+        # Compare while the socket still pins its inode: once closed, the inode number may be
+        # reused by a successor's file and the comparison would be meaningless.
+        remove_unix_path(self.path, self._ident)
+        self.sock.close()
+
+    def __enter__(self) -> ControlServer:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def _send(conn: socket.socket, reply: Reply, deadline: float) -> None:
+    conn.settimeout(max(0.001, deadline - time.monotonic()))
+    conn.sendall(json.dumps(reply).encode() + b"\n", socket.MSG_NOSIGNAL)  # EPIPE, not SIGPIPE
+
+
+def request(path: str, command: Request, timeout: float = 5.0) -> Reply:
+    """Send ``command`` to the control socket at ``path`` and return the decoded reply.
+
+    The reply is returned as is, including ``{"ok": false, ...}`` refusals.  Raises
+    :class:`ControlError` (one line) when the socket is missing, refuses the connection, gives
+    no reply within ``timeout`` seconds overall, or replies with something that is not a JSON
+    object.
+    """
+    deadline = time.monotonic() + timeout
+    payload = json.dumps(command).encode() + b"\n"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(timeout)
+        try:
+            sock.connect(path)
+        except FileNotFoundError:
+            raise ControlError(f"no control socket at {path} (is the master running?)") from None
+        except ConnectionRefusedError:
+            raise ControlError(
+                f"control socket {path} refused the connection (the master is not running)"
+            ) from None
+        except PermissionError:
+            raise ControlError(f"permission denied connecting to {path}") from None
+        except TimeoutError:
+            raise ControlError(f"control socket {path}: connect timed out") from None
+        except OSError as exc:
+            raise ControlError(f"control socket {path}: {exc.strerror or exc}") from None
+        # The server may refuse us before reading; then its reply is still there to read.
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            sock.sendall(payload, socket.MSG_NOSIGNAL)
+            sock.shutdown(socket.SHUT_WR)
+        data = _read_reply(sock, path, deadline, timeout)
+    line = data.split(b"\n", 1)[0]
+    if not line.strip():
+        raise ControlError(f"control socket {path} closed the connection without a reply")
+    try:
+        reply = json.loads(line)
+    except ValueError:
+        raise ControlError(f"control socket {path} sent a reply that is not JSON") from None
+    if not isinstance(reply, dict):
+        raise ControlError(f"control socket {path} sent a reply that is not a JSON object")
+    return reply
+
+
+def _read_reply(sock: socket.socket, path: str, deadline: float, timeout: float) -> bytes:
+    data = b""
+    while b"\n" not in data:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise ControlError(f"no reply from control socket {path} within {timeout:g} s")
+        sock.settimeout(remaining)
+        try:
+            chunk = sock.recv(65536)
+        except TimeoutError:
+            raise ControlError(
+                f"no reply from control socket {path} within {timeout:g} s"
+            ) from None
+        except ConnectionResetError:
+            break
+        if not chunk:
+            break
+        data += chunk
+        if len(data) > MAX_REPLY:
+            raise ControlError(f"control socket {path} sent a reply over {MAX_REPLY} bytes")
+    return data
