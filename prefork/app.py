@@ -49,7 +49,9 @@ def load_handler(app: str) -> type[socketserver.BaseRequestHandler]:
     try:
         module = importlib.import_module(module_name)
     except Exception as exc:
-        raise AppError(f"APP {app!r}: cannot import {module_name}: {type(exc).__name__}: {exc}")
+        raise AppError(
+            f"APP {app!r}: cannot import {module_name}: {type(exc).__name__}: {exc}"
+        ) from None
     obj: Any = module
     for part in attr.split("."):
         try:

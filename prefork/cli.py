@@ -110,10 +110,12 @@ def make_server(args: argparse.Namespace) -> tuple[socketserver.BaseServer, Bind
             cls.graceful_timeout = args.graceful_timeout
         if args.workers is not None:
             if args.workers > cls.max_children:
-                raise UsageError(f"--workers {args.workers} exceeds max_children {cls.max_children}")
+                raise UsageError(
+                    f"--workers {args.workers} exceeds max_children {cls.max_children}"
+                )
             kwargs["workers"] = args.workers
     try:
-        server = cls(spec.address, handler, **kwargs)  # type: ignore[call-arg]
+        server = cls(spec.address, handler, **kwargs)
     except OSError as exc:
         raise UsageError(f"cannot bind {spec}: {exc.strerror or exc}") from None
     return server, spec
@@ -123,7 +125,8 @@ def serve(args: argparse.Namespace) -> int:
     server, spec = make_server(args)
     with server:
         where = format_address(spec.kind, spec.family, server.server_address)
-        if is_http_handler(server.RequestHandlerClass) and spec.kind == "tcp":
+        handler = server.RequestHandlerClass
+        if isinstance(handler, type) and is_http_handler(handler) and spec.kind == "tcp":
             where = f"http://{where}/"
         workers = f", {server.workers} workers" if isinstance(server, PreforkMixIn) else ""
         log.info(

@@ -312,7 +312,8 @@ class Master:
     def _stop(self, mode: str, escalate: bool = False) -> None:
         if self.stop_mode is None:
             self.stop_mode = mode
-            timeout = self.server.graceful_timeout if mode == "graceful" else self.server.quick_timeout
+            graceful = mode == "graceful"
+            timeout = self.server.graceful_timeout if graceful else self.server.quick_timeout
             self.stop_deadline = time.monotonic() + timeout
             log.info("master (pid %d) %s stop", self.pid, mode)
             sig = signal.SIGTERM if mode == "graceful" else signal.SIGQUIT
@@ -320,7 +321,8 @@ class Master:
                 self._signal_worker(info, sig)
         elif mode == "quick" and self.stop_mode == "graceful":
             self.stop_mode = "quick"
-            self.stop_deadline = min(self.stop_deadline, time.monotonic() + self.server.quick_timeout)
+            quick_deadline = time.monotonic() + self.server.quick_timeout
+            self.stop_deadline = min(self.stop_deadline, quick_deadline)
             for info in self.workers.values():
                 self._signal_worker(info, signal.SIGQUIT)
         elif mode == "quick" and escalate:

@@ -125,6 +125,7 @@ def clear_stale_unix_path(path: str, sock_type: int) -> None:
     if not stat.S_ISSOCK(st.st_mode):
         raise OSError(errno.EEXIST, f"{path} exists and is not a socket")
     probe = socket.socket(socket.AF_UNIX, sock_type)
+    probe.setblocking(False)  # a live server with a full backlog must not hang us
     try:
         probe.connect(path)
     except ConnectionRefusedError:
@@ -134,6 +135,8 @@ def clear_stale_unix_path(path: str, sock_type: int) -> None:
         return
     except FileNotFoundError:
         return
+    except BlockingIOError:
+        pass  # its backlog is full: it is alive
     except OSError as exc:
         if exc.errno != errno.EPROTOTYPE:  # a live socket of the other type
             raise

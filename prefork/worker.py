@@ -25,6 +25,7 @@ more than record, because "exit now" cannot wait for the request to end.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import logging
@@ -35,7 +36,7 @@ import socketserver
 import struct
 import sys
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, NoReturn, cast
 
 from .signals import SignalQueue, unblock
 
@@ -129,6 +130,8 @@ class Worker:
 
     def __init__(self, server: PreforkMixIn, info: WorkerInfo, ctx: ChildContext) -> None:
         self.server = server
+        # The same object seen as the socketserver it is mixed into.
+        self.base = cast(socketserver.BaseServer, server)
         self.info = info
         self.ctx = ctx
         self.pid = os.getpid()
@@ -142,10 +145,8 @@ class Worker:
 
     def _setup_process(self) -> bool:
         # Both sides call setpgid, so the group exists whichever runs first.
-        try:
+        with contextlib.suppress(PermissionError):  # already done by the master
             os.setpgid(0, 0)
-        except PermissionError:
-            pass  # already done by the master
         # SIGKILL, not a catchable signal: a worker stuck in C code must die with its master.
         # Checked after arming: the master may have died before the prctl call.
         set_parent_death_signal(signal.SIGKILL)
@@ -184,7 +185,7 @@ class Worker:
         server._prefork_in_worker = True
         server.post_fork(self.info)
 
-        listener = server.fileno()
+        listener = self.base.socket.fileno()  # type: ignore[attr-defined]
         ep = select.epoll()
         try:
             exclusive = getattr(select, "EPOLLEXCLUSIVE", 0)
@@ -203,12 +204,12 @@ class Worker:
         return EXIT_OK
 
     def _loop(self, ep: select.epoll, listener: int) -> None:
-        server = self.server
+        server = self.base
         sig_fd, alive_fd = self.signals.read_fd, self.ctx.alive_fd
         # socketserver calls service_actions() at least every poll_interval; only a server that
         # overrides it pays for a timed wake-up.
         overridden = type(server).service_actions is not socketserver.BaseServer.service_actions
-        timeout = server._prefork_poll_interval if overridden else -1.0
+        timeout = self.server._prefork_poll_interval if overridden else -1.0
         while self.stop is None:
             listen_ready = signal_ready = False
             for fd, _events in ep.poll(timeout):
@@ -237,7 +238,7 @@ class Worker:
 
     def _serve_one(self) -> None:
         """One turn of socketserver's ``_handle_request_noblock``, counting empty accepts."""
-        server = self.server
+        server = self.base
         try:
             request, client_address = server.get_request()
         except BlockingIOError:

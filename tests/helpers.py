@@ -112,7 +112,8 @@ class ServerProcess:
                     return match
                 index += 1
             remaining = deadline - time.monotonic()
-            if remaining <= 0 or not self._collect(min(remaining, 0.1)) and index >= len(self.lines):
+            stream_open = remaining > 0 and self._collect(min(remaining, 0.1))
+            if not stream_open and index >= len(self.lines):
                 raise AssertionError(
                     f"no line matching {pattern!r} within {timeout} s; got:\n" + self.text()
                 )

@@ -1,0 +1,42 @@
+"""Handlers for the tests: slow requests, subprocesses, errors."""
+
+from __future__ import annotations
+
+import os
+import socketserver
+import subprocess
+import time
+
+
+class Slow(socketserver.StreamRequestHandler):
+    """Reads a line with a number of seconds, sleeps that long, then answers in two parts."""
+
+    def handle(self) -> None:
+        seconds = float(self.rfile.readline())
+        self.wfile.write(b"started\n")
+        self.wfile.flush()
+        time.sleep(seconds)
+        self.wfile.write(b"done %d\n" % os.getpid())
+
+
+class SpawnsChild(socketserver.StreamRequestHandler):
+    """Starts a long-lived subprocess, reports its pid and its own, then waits for the client."""
+
+    def handle(self) -> None:
+        child = subprocess.Popen(["sleep", "300"])
+        self.wfile.write(b"%d %d\n" % (os.getpid(), child.pid))
+        self.wfile.flush()
+        self.rfile.readline()
+
+
+class Fails(socketserver.StreamRequestHandler):
+    def handle(self) -> None:
+        raise RuntimeError("handler exploded on purpose")
+
+
+class Pid(socketserver.StreamRequestHandler):
+    def handle(self) -> None:
+        self.wfile.write(b"%d\n" % os.getpid())
+
+
+NotAHandler = 42

@@ -1,0 +1,54 @@
+"""Bad input ends in one line on stderr and exit status 2, never a traceback."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+
+import pytest
+
+from helpers import ROOT
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "prefork", *args], cwd=ROOT, capture_output=True, text=True,
+        timeout=30, env={**os.environ, "PYTHONPATH": str(ROOT)}, stdin=subprocess.DEVNULL,
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["serve", "--mode", "turbo", "-b", "127.0.0.1:0"], "unknown mode 'turbo'"),
+        (["serve", "-b", "localhost"], "expected HOST:PORT"),
+        (["serve", "-b", "127.0.0.1:99999"], "port must be a number"),
+        (["serve", "no_such_module:Handler", "-b", "127.0.0.1:0"], "cannot import no_such_module"),
+        (["serve", "workers.echo:Missing", "-b", "127.0.0.1:0"], "has no 'Missing'"),
+        (["serve", "tests.apps.slow:NotAHandler", "-b", "127.0.0.1:0"], "not a socketserver"),
+        (["serve", "workers.echo", "-b", "127.0.0.1:0"], "expected module:HandlerClass"),
+        (["serve", "workers.echo:LineEcho", "-b", "udp://127.0.0.1:0"], "stream handler"),
+        (["serve", "-w", "0", "-b", "127.0.0.1:0"], "--workers must be at least 1"),
+        (["serve", "-w", "many"], "invalid int value"),
+        (["serve", "--no-such-flag"], "unrecognized arguments"),
+    ],
+)
+def test_bad_input_is_one_line_and_status_2(args: list[str], message: str) -> None:
+    proc = run_cli(*args)
+    assert proc.returncode == 2, proc.stderr
+    assert message in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 or "usage:" in proc.stderr
+
+
+def test_port_in_use_is_a_clear_error() -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        proc = run_cli("serve", "-b", f"127.0.0.1:{port}")
+    assert proc.returncode == 2
+    assert f"cannot bind 127.0.0.1:{port}: Address already in use" in proc.stderr
+    assert "Traceback" not in proc.stderr
