@@ -1,0 +1,84 @@
+"""Process titles, so ``ps`` and ``top`` show what each process of the pool is doing.
+
+    prefork: master [web] 4 workers 127.0.0.1:8000
+    prefork: worker 3 [web] busy 1523 req
+
+The format functions are pure (and tested); :func:`set_title` is the only side effect.  It
+remembers the last title it set in this process and skips the call when nothing changed, so a
+caller may call it on every state change.  Without the ``setproctitle`` package it does nothing.
+
+``setproctitle`` rewrites the memory that holds the process's ``argv`` (Linux shows it in
+``/proc/PID/cmdline``), which a forked child shares copy-on-write: a child's first call changes
+only the child.  The cache is per process for the same reason -- after a fork the child's cache
+says the master's title, which is also the child's title at that moment.
+
+Cost, measured on CPython 3.11, x86-64, a shared and noisy host, with::
+
+    python -m timeit -s 'from prefork import titles; import itertools
+    c = itertools.count()' 'titles.set_title(titles.worker_title(3, "web", "busy", next(c)))'
+
+0.9 us for a changing worker title, formatting included (``worker_title`` alone 0.27 us, the
+``setproctitle`` call about 0.5 us); an unchanged title costs 0.03 us, the cache hit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+__all__ = ["PREFIX", "available", "master_title", "set_title", "title", "worker_title"]
+
+_setproctitle: Callable[[str], None] | None
+try:
+    from setproctitle import setproctitle as _setproctitle
+except ImportError:  # optional at run time: titles are a convenience
+    _setproctitle = None
+
+PREFIX = "prefork"
+
+# Control characters (a newline in a configured name, a NUL that would cut the title short)
+# become spaces.
+_CLEAN = {code: " " for code in (*range(32), 127)}
+
+_last: str | None = None
+
+
+def _clean(text: str) -> str:
+    return text if text.isprintable() else text.translate(_CLEAN)
+
+
+def _name_part(name: str) -> str:
+    return f" [{_clean(name)}]" if name else ""
+
+
+def master_title(name: str, workers: int, listeners: Sequence[str]) -> str:
+    """``prefork: master [NAME] 4 workers 127.0.0.1:8000`` (one worker is ``1 worker``; no
+    ``[NAME]`` when ``name`` is empty; listeners separated by spaces)."""
+    noun = "worker" if workers == 1 else "workers"
+    where = "".join(f" {_clean(listener)}" for listener in listeners)
+    return f"{PREFIX}: master{_name_part(name)} {workers} {noun}{where}"
+
+
+def worker_title(number: int, name: str, state: str, requests: int) -> str:
+    """``prefork: worker 3 [NAME] busy 1523 req``; ``state`` as :attr:`State.label` gives it."""
+    return f"{PREFIX}: worker {number}{_name_part(name)} {state} {requests} req"
+
+
+def available() -> bool:
+    """True when titles can really be set (the ``setproctitle`` package is importable)."""
+    return _setproctitle is not None
+
+
+def title() -> str | None:
+    """The last title :func:`set_title` set in this process, or None."""
+    return _last
+
+
+def set_title(text: str) -> bool:
+    """Set this process's title to ``text``; True if a call was made, False if skipped (the
+    title did not change, or ``setproctitle`` is missing)."""
+    global _last
+    if text == _last or _setproctitle is None:
+        return False
+    _setproctitle(text)
+    _last = text
+    return True
