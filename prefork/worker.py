@@ -221,12 +221,17 @@ class Worker:
                     self.stop = "master gone"
             if signal_ready or self.signals.pending:
                 self._handle_signals()
-            if self.stop is not None:
+            if self.stop is not None and self.stop != "graceful":
                 break
             if listen_ready:
+                # Even when stopping gracefully: with EPOLLEXCLUSIVE this worker may be the only
+                # one the kernel woke for that connection, and leaving it would strand it in the
+                # backlog until the next arrival wakes someone.
                 self._serve_one()
                 if self.signals.pending:
                     self._handle_signals()
+            if self.stop is not None:
+                break
             server.service_actions()
 
     def _handle_signals(self) -> None:
