@@ -1,17 +1,21 @@
 """The master: forks the pool and supervises it.  It never accepts a connection.
 
-The loop sleeps in one ``select`` over three kinds of fd and nothing else -- no poll interval:
+The loop sleeps in one ``select`` over a few fds and wakes for nothing else -- no poll interval:
 
 * the signal self-pipe (signals, and other threads calling ``shutdown()``/``server_close()``),
-* the report pipe, on which workers announce that they are ready,
-* one pidfd per worker, readable when that worker exits.
+* the report pipe, on which workers say they are ready or due for recycling,
+* one pidfd per worker, readable when that worker exits,
+* the control socket, when one is configured.
+
+Its only timed wake-ups are deadlines it owns: a boot back-off, a stop's grace period, a
+``max_age``, and -- only when ``timeout`` or ``max_memory`` is set -- a periodic look at the
+scoreboard or at psutil, because a worker that hangs cannot announce it.
 
 Pidfds are why the master reaps only its own children: it waits on each worker's pid, never
 ``waitpid(-1)``, so a child the application forked in the master stays the application's to
-collect.  They also need no SIGCHLD handler, so the loop works in a non-main thread too, where
-no signal handler can be installed.
+collect.  They need no SIGCHLD handler either, so the loop also works in a non-main thread.
 
-Each worker leads its own process group.  When a worker ends -- on its own, by a crash or
+Each worker leads its own process group.  When a worker ends -- on its own, by a crash, or
 killed -- the master sends SIGKILL to that group, so subprocesses a handler started do not
 outlive it.
 
@@ -19,6 +23,13 @@ Boot failure is not a crash: a worker that exits before it reported ready counts
 failure; the next spawn waits a growing, jittered delay and probes with one worker at a time.
 After ``max_boot_failures`` in a row the master stops the pool and ``run()`` raises
 :class:`BootError`.  A worker that dies after it was ready is replaced at once.
+
+Generations: a reload (HUP) starts a complete new generation next to the old one and retires
+the old one only when every new worker has reported ready; if a new worker fails to boot, the
+new generation is stopped and the old one keeps serving.  The listening socket never closes, so
+connections in the backlog are served by whichever generation accepts them.  Recycling
+(``max_requests``, ``max_age``, ``max_memory``) likewise starts the replacement first and
+retires the old worker once the replacement is ready, at most ``max_recycling`` at a time.
 """
 
 from __future__ import annotations
@@ -31,11 +42,19 @@ import selectors
 import signal
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from . import signals as sigs
-from .worker import REPORT, REPORT_READY, ChildContext, WorkerInfo, run_worker
+from . import titles
+from .control import ControlServer, scale_target
+from .logs import reopen_log_files
+from .monitor import status_rows, worker_memory_mb
+from .scoreboard import Scoreboard
+from .sdnotify import Notifier
+from .worker import REPORT, REPORT_READY, REPORT_RECYCLE, ChildContext, WorkerInfo, run_worker
 
 if TYPE_CHECKING:
     from .servers import PreforkMixIn
@@ -58,6 +77,9 @@ BOOT_BACKOFF_BASE = 0.05  # seconds before the first retry after a boot failure
 BOOT_BACKOFF_MAX = 5.0
 # Without pidfds (old kernels) child exits are noticed by checking at this interval.
 REAP_FALLBACK_INTERVAL = 0.5
+# A hung worker is asked for its stack (SIGUSR2 -> faulthandler), then killed this much later.
+STACK_DUMP_GRACE = 0.2
+MEMORY_CHECK_INTERVAL = 5.0
 
 
 class BootError(RuntimeError):
@@ -77,12 +99,21 @@ def describe_status(status: int) -> str:
     return f"exit status {code}"
 
 
+@dataclass
+class Reload:
+    """A reload in progress: the generation it replaces and how to undo the preparation."""
+
+    old_generation: int
+    rollback: Callable[[], None]
+
+
 class Master:
     """Supervises the pool of one server.
 
-    Methods for the caller: run(), request_stop(graceful) -- the latter from any thread.
-    The server's hooks are called here: pre_fork(worker) and worker_exit(worker, status) in the
-    master, post_fork(worker) in the child.
+    Methods for the caller: run(); request_stop(graceful) from any thread.  From the loop (the
+    signal table): reload(), scale(size), pause(), reopen_logs().
+    The server's hooks are called here: pre_fork(worker), worker_exit(worker, status) and
+    prepare_reload() in the master; post_fork(worker) in the child.
     """
 
     def __init__(self, server: PreforkMixIn) -> None:
@@ -96,22 +127,38 @@ class Master:
         self.alive_r, self.alive_w = os.pipe()
         os.set_blocking(self.report_r, False)
         self.selector = selectors.DefaultSelector()
+        # Two generations may run side by side during a reload.
+        self.board = Scoreboard(2 * server.max_children)
+        self.notifier = Notifier(unset=True)
+        self.control: ControlServer | None = None
         self.use_pidfd = hasattr(os, "pidfd_open")
+        self.generation = 1
+        self.reloading: Reload | None = None
+        self.reload_queued = False
+        self.paused = False
+        self.announced = False
         self.stop_mode: str | None = None  # None, "graceful" or "quick"
         self.stop_deadline = 0.0
         self.kill_now = False
         self.boot_failures = 0
         self.boot_error: BootError | None = None
         self.spawn_not_before = 0.0
+        self.next_memory_check = 0.0
+        self.recycle_queue: deque[int] = deque()  # pids due for recycling, in order
+        self.replacing: dict[int, int] = {}  # replacement pid -> pid it replaces
+        self.restarts: dict[str, int] = {}  # reason -> count, for status and metrics
         self.ages = 0
         self._report_buf = b""
         self.on_signal: dict[int, Callable[[], None]] = {
             signal.SIGTERM: lambda: self._stop("graceful"),
             signal.SIGINT: lambda: self._stop("quick", escalate=True),
             signal.SIGQUIT: lambda: self._stop("quick", escalate=True),
+            signal.SIGHUP: self.reload,
             signal.SIGTTIN: lambda: self.scale(self.size + 1),
             signal.SIGTTOU: lambda: self.scale(self.size - 1),
-            signal.SIGWINCH: self._on_winch,
+            signal.SIGUSR1: self.reopen_logs,
+            signal.SIGWINCH: self.pause,
+            signal.SIGUSR2: self._on_usr2,
         }
 
     # -- public -------------------------------------------------------------------------------
@@ -129,7 +176,11 @@ class Master:
         self.signals.install()
         self.selector.register(self.signals.read_fd, selectors.EVENT_READ)
         self.selector.register(self.report_r, selectors.EVENT_READ)
+        if self.server.control_path:
+            self.control = ControlServer(self.server.control_path, self._on_control)
+            self.selector.register(self.control.fileno(), selectors.EVENT_READ)
         log.info("master (pid %d) starting %d workers", self.pid, self.size)
+        self._title()
         try:
             while self.stop_mode is None:
                 self.spawn_missing()
@@ -137,8 +188,12 @@ class Master:
             self._stop_pool()
         finally:
             self._kill_all()
+            self.notifier.stopping()
+            if self.control is not None:
+                self.control.close()
             self.signals.close()
             self.selector.close()
+            self.board.close()
             for fd in (self.report_r, self.report_w, self.alive_r, self.alive_w):
                 os.close(fd)
             with contextlib.suppress(OSError):
@@ -149,40 +204,98 @@ class Master:
 
     def scale(self, size: int) -> None:
         """Set the pool size within [1, max_children]; surplus workers drain and exit."""
+        self.paused = False
         size = max(1, min(size, self.server.max_children))
         if size != self.size:
             log.info("master (pid %d) pool size %d -> %d", self.pid, self.size, size)
         self.size = size
-        active = [w for w in self.workers.values() if not w.stopping]
+        active = self._current()
         # Retire the youngest first: the oldest are warm.
         for info in sorted(active, key=lambda w: w.age, reverse=True)[: max(0, len(active) - size)]:
-            self._signal_worker(info, signal.SIGTERM)
-            info.stopping = True
+            self._retire(info)
+        self._title()
+
+    def reload(self) -> None:
+        """Start a new generation; the old one retires once the new one is ready."""
+        if self.stop_mode is not None:
+            return
+        if self.reloading is not None:
+            self.reload_queued = True  # one more after this one: signals are not lost
+            log.info("master (pid %d) reload queued behind generation %d", self.pid,
+                     self.generation)
+            return
+        self.paused = False
+        try:
+            rollback = self.server.prepare_reload()
+        except Exception:
+            log.exception("master (pid %d) reload failed; generation %d keeps serving",
+                          self.pid, self.generation)
+            return
+        self.reloading = Reload(self.generation, rollback)
+        self.generation += 1
+        self.notifier.reloading(f"starting generation {self.generation}")
+        log.info("master (pid %d) reload: starting generation %d", self.pid, self.generation)
+        self.size = self.server.workers  # prepare_reload may have changed it
+        self._title()
+
+    def pause(self) -> None:
+        """Stop all workers (gracefully), keep the master and its sockets.  HUP or TTIN resume."""
+        if self.stop_mode is not None:
+            return
+        log.info("master (pid %d) stopping all workers; HUP or TTIN to resume", self.pid)
+        self.paused = True
+        for info in self._current():
+            self._retire(info)
+
+    def reopen_logs(self) -> None:
+        reopen_log_files()
+        log.info("master (pid %d) reopened log files", self.pid)
+        for info in self.workers.values():
+            self._signal_worker(info, signal.SIGUSR1)
 
     # -- the loop -----------------------------------------------------------------------------
 
+    def _current(self) -> list[WorkerInfo]:
+        """Workers of the current generation that are not on their way out."""
+        return [w for w in self.workers.values()
+                if w.generation == self.generation and not w.stopping]
+
+    def _missing(self) -> int:
+        if self.paused:
+            return 0
+        # A worker due for recycling still counts until its replacement is ready.
+        return self.size - len(self._current())
+
     def _timeout(self) -> float | None:
-        deadlines = []
         now = time.monotonic()
+        deadlines = []
         if self.stop_mode is not None:
-            deadlines.append(self.stop_deadline - now)
+            deadlines.append(self.stop_deadline)
         elif self._missing() > 0:
-            deadlines.append(self.spawn_not_before - now)
+            deadlines.append(self.spawn_not_before)
+        deadlines.extend(w.kill_at for w in self.workers.values() if w.kill_at)
+        deadlines.extend(w.recycle_at for w in self.workers.values() if w.recycle_at)
+        if self.server.request_timeout:
+            # A hung worker cannot say so: look at the scoreboard a few times per timeout.
+            deadlines.append(now + min(1.0, self.server.request_timeout / 4))
+        if self.server.max_memory_mb:
+            deadlines.append(self.next_memory_check)
         if not self.use_pidfd:
-            deadlines.append(REAP_FALLBACK_INTERVAL)
-        return max(0.0, min(deadlines)) if deadlines else None
+            deadlines.append(now + REAP_FALLBACK_INTERVAL)
+        return max(0.0, min(deadlines) - now) if deadlines else None
 
     def _wait(self, timeout: float | None) -> None:
-        self.selector.select(timeout)
+        for key, _ in self.selector.select(timeout):
+            if self.control is not None and key.fd == self.control.fileno():
+                self.control.on_readable()
         for sig in self.signals.drain():
             handler = self.on_signal.get(sig)
             if handler is not None:
                 handler()
         self._read_reports()
         self._reap()
-
-    def _missing(self) -> int:
-        return self.size - sum(1 for w in self.workers.values() if not w.stopping)
+        self._enforce_deadlines()
+        self._progress()
 
     def spawn_missing(self) -> None:
         if self.stop_mode is not None or time.monotonic() < self.spawn_not_before:
@@ -197,16 +310,18 @@ class Master:
 
     def _free_slot(self) -> int:
         used = {w.slot for w in self.workers.values()}
-        return next(i for i in range(len(used) + 1) if i not in used)
+        return next(i for i in range(self.board.slots) if i not in used)
 
     def spawn(self) -> WorkerInfo:
         self.ages += 1
-        info = WorkerInfo(age=self.ages, slot=self._free_slot())
+        info = WorkerInfo(age=self.ages, slot=self._free_slot(), generation=self.generation)
         self.server.pre_fork(info)
+        self.board.reset(info.slot, 0, info.generation, time.monotonic())
         ctx = ChildContext(
             master_pid=self.pid,
             report_fd=self.report_w,
             alive_fd=self.alive_r,
+            board=self.board,
             blocked_mask=set(),
             close_fds=self._private_fds(),
         )
@@ -220,6 +335,9 @@ class Master:
         with contextlib.suppress(OSError):
             os.setpgid(pid, pid)  # also done in the child; whichever runs first wins
         info.pid, info.started = pid, time.monotonic()
+        if self.server.max_age:
+            jitter = random.uniform(0, self.server.max_age * 0.1)
+            info.recycle_at = info.started + self.server.max_age + jitter
         if self.use_pidfd:
             info.pidfd = os.pidfd_open(pid)
             self.selector.register(info.pidfd, selectors.EVENT_READ)
@@ -232,6 +350,8 @@ class Master:
         whose last close is how workers learn the master is gone)."""
         fds = [self.alive_w, self.report_r, *self.signals.fds()]
         fds.extend(w.pidfd for w in self.workers.values() if w.pidfd is not None)
+        if self.control is not None:
+            fds.append(self.control.fileno())
         with contextlib.suppress(NotImplementedError, ValueError):
             selector_fd = getattr(self.selector, "fileno", lambda: -1)()
             if selector_fd >= 0:
@@ -248,13 +368,17 @@ class Master:
         self._report_buf = buf[usable:]
         for pid, event in REPORT.iter_unpack(buf[:usable]):
             info = self.workers.get(pid)
-            if info is not None and event == REPORT_READY:
+            if info is None:
+                continue
+            if event == REPORT_READY:
                 info.ready = True
                 self.boot_failures = 0
                 log.info(
                     "worker %d (pid %d) ready in %.1f ms",
                     info.age, pid, (time.monotonic() - info.started) * 1000,
                 )
+            elif event == REPORT_RECYCLE:
+                self._queue_recycle(info, "max_requests")
 
     def _reap(self) -> None:
         for pid, info in list(self.workers.items()):
@@ -277,15 +401,26 @@ class Master:
             self.server.worker_exit(info, code)
         except Exception:
             log.exception("worker_exit hook failed for worker %d (pid %d)", info.age, info.pid)
+        self.board.clear(info.slot)
+        with contextlib.suppress(ValueError):
+            self.recycle_queue.remove(info.pid)
+        replaced = self.replacing.pop(info.pid, None)
+        if replaced is not None and replaced in self.workers:
+            self.workers[replaced].replacement = 0  # its replacement died: pick it up again
+            self.recycle_queue.appendleft(replaced)
         if self.stop_mode is not None or info.stopping:
             log.debug("worker %d (pid %d) stopped: %s", info.age, info.pid, describe_status(status))
-        elif not info.ready:
-            self._boot_failed(info, status)
-        else:
-            log.warning(
-                "worker %d (pid %d) died: %s; replacing it",
-                info.age, info.pid, describe_status(status),
-            )
+            return
+        if not info.ready:
+            if self.reloading is not None and info.generation == self.generation:
+                self._abort_reload(info, status)
+            else:
+                self._boot_failed(info, status)
+            return
+        self.restarts["crash"] = self.restarts.get("crash", 0) + 1
+        log.warning(
+            "worker %d (pid %d) died: %s; replacing it", info.age, info.pid, describe_status(status)
+        )
 
     def _boot_failed(self, info: WorkerInfo, status: int) -> None:
         self.boot_failures += 1
@@ -307,7 +442,152 @@ class Master:
             info.age, info.pid, describe_status(status), delay, self.boot_failures, limit,
         )
 
+    # -- reload and recycling -----------------------------------------------------------------
+
+    def _progress(self) -> None:
+        """Finish a reload whose new generation is ready; start recycling replacements."""
+        if self.reloading is not None and self.stop_mode is None:
+            current = self._current()
+            if len(current) >= self.size and all(w.ready for w in current):
+                old = self.reloading.old_generation
+                for info in list(self.workers.values()):
+                    if info.generation < self.generation and not info.stopping:
+                        self._retire(info)
+                self.reloading = None
+                self.restarts["reload"] = self.restarts.get("reload", 0) + 1
+                log.info("master (pid %d) generation %d ready; generation %d retiring",
+                         self.pid, self.generation, old)
+                self._announce()
+                if self.reload_queued:
+                    self.reload_queued = False
+                    self.reload()
+        elif self.stop_mode is None and not self.announced and self.workers and all(
+            w.ready for w in self._current()
+        ) and len(self._current()) >= self.size:
+            self._announce()
+        self._recycle()
+
+    def _announce(self) -> None:
+        self.announced = True
+        self.notifier.ready(f"{len(self._current())} workers, generation {self.generation}")
+
+    def _abort_reload(self, info: WorkerInfo, status: int) -> None:
+        assert self.reloading is not None
+        old = self.reloading.old_generation
+        log.error(
+            "master (pid %d) generation %d failed to boot (worker %d, pid %d: %s); "
+            "generation %d keeps serving",
+            self.pid, self.generation, info.age, info.pid, describe_status(status), old,
+        )
+        for other in list(self.workers.values()):
+            if other.generation == self.generation:
+                self._retire(other, sig=signal.SIGQUIT)
+        try:
+            self.reloading.rollback()
+        except Exception:
+            log.exception("master (pid %d) reload rollback failed", self.pid)
+        self.generation, self.reloading = old, None
+        self.size = self.server.workers
+        self.notifier.ready(f"reload failed; generation {old} serving")
+        self._title()
+
+    def _queue_recycle(self, info: WorkerInfo, reason: str) -> None:
+        if info.stopping or info.pid in self.recycle_queue or info.replacement:
+            return
+        log.info("worker %d (pid %d) due for recycling (%s)", info.age, info.pid, reason)
+        info.recycle_reason = reason
+        self.recycle_queue.append(info.pid)
+
+    def _recycle(self) -> None:
+        """Start replacements for queued workers, at most ``max_recycling`` at a time; retire
+        each old worker once its replacement is ready."""
+        for new_pid, old_pid in list(self.replacing.items()):
+            new, old = self.workers.get(new_pid), self.workers.get(old_pid)
+            if new is not None and new.ready:
+                del self.replacing[new_pid]
+                if old is not None and not old.stopping:
+                    reason = old.recycle_reason or "recycle"
+                    self.restarts[reason] = self.restarts.get(reason, 0) + 1
+                    self._retire(old)
+        if self.stop_mode is not None or self.reloading is not None:
+            return
+        while self.recycle_queue and len(self.replacing) < self.server.max_recycling:
+            old = self.workers.get(self.recycle_queue.popleft())
+            if old is None or old.stopping or old.generation != self.generation:
+                continue
+            new = self.spawn()  # the replacement first: capacity never drops
+            old.replacement = new.pid
+            self.replacing[new.pid] = old.pid
+
+    def _enforce_deadlines(self) -> None:
+        now = time.monotonic()
+        timeout = self.server.request_timeout
+        for info in list(self.workers.values()):
+            if info.kill_at and now >= info.kill_at:
+                info.kill_at = 0.0
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(info.pid, signal.SIGKILL)
+            elif info.recycle_at and now >= info.recycle_at:
+                info.recycle_at = 0.0
+                self._queue_recycle(info, "max_age")
+            elif timeout and info.ready and not info.kill_at:
+                age = self.board.read(info.slot).request_age(now)
+                if age is not None and age > timeout:
+                    self._hung(info, age)
+        if self.server.max_memory_mb and now >= self.next_memory_check:
+            self.next_memory_check = now + MEMORY_CHECK_INTERVAL
+            for info in list(self.workers.values()):
+                rss = worker_memory_mb(info.pid)
+                if rss is not None and rss > self.server.max_memory_mb and info.ready:
+                    self._queue_recycle(info, "max_memory")
+
+    def _hung(self, info: WorkerInfo, age: float) -> None:
+        log.error(
+            "worker %d (pid %d) request in flight for %.1f s (timeout %.1f s): dumping its "
+            "stack, then killing it", info.age, info.pid, age, self.server.request_timeout,
+        )
+        self._signal_worker(info, signal.SIGUSR2)  # faulthandler in the worker
+        info.kill_at = time.monotonic() + STACK_DUMP_GRACE
+        info.stopping = True  # replaced at once, not counted as a crash
+        self.restarts["timeout"] = self.restarts.get("timeout", 0) + 1
+
+    # -- control socket -----------------------------------------------------------------------
+
+    def _on_control(self, request: dict[str, Any]) -> dict[str, Any]:
+        command = request["command"]
+        if command == "reload":
+            self.reload()
+        elif command == "scale":
+            self.scale(scale_target(request["workers"], self.size))
+        elif command == "stop":
+            self._stop("graceful" if request.get("graceful", True) else "quick")
+        return self.status()
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "master": {
+                "pid": self.pid,
+                "name": self.server.process_name,
+                "size": self.size,
+                "generation": self.generation,
+                "reloading": self.reloading is not None,
+                "paused": self.paused,
+                "stopping": self.stop_mode,
+                "restarts": dict(self.restarts),
+            },
+            "workers": status_rows(self.board, self.workers.values()),
+        }
+
+    def _title(self) -> None:
+        titles.set_title(titles.master_title(
+            self.server.process_name, self.size, [self.server.listener_name()]
+        ))
+
     # -- stopping -----------------------------------------------------------------------------
+
+    def _on_usr2(self) -> None:
+        log.warning("master (pid %d) ignores SIGUSR2: upgrade in place is not implemented",
+                    self.pid)
 
     def _stop(self, mode: str, escalate: bool = False) -> None:
         if self.stop_mode is None:
@@ -316,6 +596,7 @@ class Master:
             timeout = self.server.graceful_timeout if graceful else self.server.quick_timeout
             self.stop_deadline = time.monotonic() + timeout
             log.info("master (pid %d) %s stop", self.pid, mode)
+            self.notifier.stopping()
             sig = signal.SIGTERM if mode == "graceful" else signal.SIGQUIT
             for info in self.workers.values():
                 self._signal_worker(info, sig)
@@ -329,10 +610,9 @@ class Master:
             log.info("master (pid %d) second interrupt: killing the workers", self.pid)
             self.kill_now = True
 
-    def _on_winch(self) -> None:
-        # Keeping the master with no workers is part of live operations (not yet supported);
-        # ignoring the signal keeps a terminal resize from touching the pool.
-        log.debug("master (pid %d) ignores SIGWINCH", self.pid)
+    def _retire(self, info: WorkerInfo, sig: int = signal.SIGTERM) -> None:
+        info.stopping = True
+        self._signal_worker(info, sig)
 
     def _signal_worker(self, info: WorkerInfo, sig: int) -> None:
         with contextlib.suppress(ProcessLookupError):

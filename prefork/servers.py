@@ -20,6 +20,7 @@ import os
 import socket
 import socketserver
 import threading
+from collections.abc import Callable
 from typing import Any
 from wsgiref.simple_server import WSGIServer
 
@@ -56,7 +57,15 @@ class PreforkMixIn:
     max_children -- upper bound for the pool (and for scaling);
     graceful_timeout -- seconds a graceful stop waits for requests in flight before KILL;
     quick_timeout -- seconds a quick stop waits before KILL;
-    max_boot_failures -- boot failures in a row before the server gives up (BootError).
+    max_boot_failures -- boot failures in a row before the server gives up (BootError);
+    request_timeout -- seconds a request may run before its worker's stack is dumped and the
+    worker killed with its process group (0: never);
+    max_requests, max_requests_jitter -- recycle a worker after that many requests (plus a
+    random 0..jitter), 0: never;
+    max_age -- recycle a worker after that many seconds (plus up to 10 %), 0: never;
+    max_memory_mb -- recycle a worker whose RSS exceeds this (checked every 5 s), 0: never;
+    max_recycling -- how many workers may be replaced at the same time;
+    process_name -- shown in process titles; control_path -- the control socket, if any.
     """
 
     workers: int = 0  # 0: default_workers()
@@ -64,6 +73,14 @@ class PreforkMixIn:
     graceful_timeout: float = 30.0
     quick_timeout: float = 2.0
     max_boot_failures: int = 5
+    request_timeout: float = 0.0
+    max_requests: int = 0
+    max_requests_jitter: int = 0
+    max_age: float = 0.0
+    max_memory_mb: float = 0.0
+    max_recycling: int = 1
+    process_name: str = ""
+    control_path: str | None = None
 
     # What the mix-in expects of the socketserver class it is mixed into.
     socket: socket.socket
@@ -155,6 +172,24 @@ class PreforkMixIn:
 
     def worker_exit(self, worker: WorkerInfo, status: int) -> None:
         """Called in the master after a worker exited and was reaped."""
+
+    def prepare_reload(self) -> Callable[[], None]:
+        """Called in the master on a reload (HUP), before the new generation is forked: change
+        what the new workers should get (the default changes nothing).  Raise to refuse the
+        reload; return a function that undoes the change, called if the new generation fails
+        to boot."""
+        return _nothing
+
+    def listener_name(self) -> str:
+        """The listening address as a user would type it, for titles and logs."""
+        kind = "tcp"
+        if self.socket.type == socket.SOCK_DGRAM:
+            kind = "unix-dgram" if self.address_family == socket.AF_UNIX else "udp"
+        return sockets.format_address(kind, self.address_family, self.server_address)
+
+
+def _nothing() -> None:
+    pass
 
 
 class PreforkTCPServer(PreforkMixIn, socketserver.TCPServer):

@@ -28,16 +28,22 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
+import faulthandler
 import logging
 import os
+import random
 import select
 import signal
 import socketserver
 import struct
 import sys
+import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, NoReturn, cast
 
+from . import titles
+from .logs import reopen_log_files, stack_dump_stream
+from .scoreboard import Scoreboard, SlotWriter, State
 from .signals import SignalQueue, unblock
 
 if TYPE_CHECKING:
@@ -50,14 +56,17 @@ QUICK_SIGNALS = frozenset({signal.SIGINT, signal.SIGQUIT})
 WORKER_SIGNALS = GRACEFUL_SIGNALS | QUICK_SIGNALS
 # Master-only signals a stray ``kill`` might send to a worker: ignored there.  TTIN/TTOU also
 # keep a background worker that touches the terminal from being stopped by job control.
-IGNORED_SIGNALS = frozenset(
-    {signal.SIGTTIN, signal.SIGTTOU, signal.SIGUSR2, signal.SIGWINCH, signal.SIGUSR1}
-)
+IGNORED_SIGNALS = frozenset({signal.SIGTTIN, signal.SIGTTOU, signal.SIGWINCH})
+REOPEN_SIGNAL = signal.SIGUSR1  # reopen log files
+# The master's request for a stack dump of a hung worker, answered by faulthandler from C, so
+# it works even while Python code holds the GIL in a tight loop or sits in a C call.
+DUMP_SIGNAL = signal.SIGUSR2
 
 # Reports from a worker to the master: fixed-size records, written in one ``write`` each (well
 # under PIPE_BUF, so records from different workers never interleave).
 REPORT = struct.Struct("=iI")
 REPORT_READY = 1
+REPORT_RECYCLE = 2  # served max_requests: the master starts a replacement, then retires us
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -80,6 +89,10 @@ class WorkerInfo:
     started: float = 0.0
     ready: bool = False
     stopping: bool = False
+    kill_at: float = 0.0  # monotonic time of a pending SIGKILL (after a stack dump)
+    recycle_at: float = 0.0  # monotonic time max_age is reached
+    recycle_reason: str = ""
+    replacement: int = 0  # pid of the worker started to replace this one
 
 
 @dataclass
@@ -89,6 +102,7 @@ class ChildContext:
     master_pid: int
     report_fd: int
     alive_fd: int
+    board: Scoreboard
     blocked_mask: set[int]
     close_fds: list[int] = field(default_factory=list)
 
@@ -135,11 +149,12 @@ class Worker:
         self.info = info
         self.ctx = ctx
         self.pid = os.getpid()
-        self.signals = SignalQueue(WORKER_SIGNALS)
+        self.signals = SignalQueue(WORKER_SIGNALS | {REOPEN_SIGNAL})
         self.busy = False
         self.stop: str | None = None
-        self.requests = 0
-        self.empty_accepts = 0
+        self.slot: SlotWriter | None = None
+        self.recycle_after = 0  # requests; 0 = never
+        self.name = server.process_name
 
     # -- boot ---------------------------------------------------------------------------------
 
@@ -166,6 +181,8 @@ class Worker:
         self.signals.install()
         for sig in IGNORED_SIGNALS:
             signal.signal(sig, signal.SIG_IGN)
+        dump_to = stack_dump_stream()
+        faulthandler.register(DUMP_SIGNAL, file=dump_to, all_threads=True)  # type: ignore[arg-type]
         unblock(self.ctx.blocked_mask)
         return True
 
@@ -183,7 +200,13 @@ class Worker:
             return EXIT_ORPHANED
         server = self.server
         server._prefork_in_worker = True
+        self.slot = slot = self.ctx.board.writer(self.info.slot, self.pid)
+        self._title("booting")
         server.post_fork(self.info)
+        if server.max_requests:
+            self.recycle_after = server.max_requests + random.randint(
+                0, max(0, server.max_requests_jitter)
+            )
 
         listener = self.base.socket.fileno()  # type: ignore[attr-defined]
         ep = select.epoll()
@@ -192,6 +215,8 @@ class Worker:
             ep.register(listener, select.EPOLLIN | exclusive)
             ep.register(self.signals.read_fd, select.EPOLLIN)
             ep.register(self.ctx.alive_fd, select.EPOLLIN)
+            slot.set_state(State.IDLE, time.monotonic())
+            self._title("idle")
             self._report(REPORT_READY)
             log.debug("worker %d (pid %d) ready", self.info.age, self.pid)
             self._loop(ep, listener)
@@ -199,9 +224,13 @@ class Worker:
             ep.close()
         log.debug(
             "worker %d (pid %d) exiting (%s): %d requests, %d empty accepts",
-            self.info.age, self.pid, self.stop, self.requests, self.empty_accepts,
+            self.info.age, self.pid, self.stop, slot.requests, slot.empty_accepts,
         )
         return EXIT_OK
+
+    def _title(self, state: str) -> None:
+        requests = self.slot.requests if self.slot is not None else 0
+        titles.set_title(titles.worker_title(self.info.age, self.name, state, requests))
 
     def _loop(self, ep: select.epoll, listener: int) -> None:
         server = self.base
@@ -240,18 +269,27 @@ class Worker:
                 self.stop = "quick"
             elif sig in GRACEFUL_SIGNALS and self.stop is None:
                 self.stop = "graceful"
+                assert self.slot is not None
+                self.slot.set_state(State.DRAINING, time.monotonic())
+                self._title("draining")
+            elif sig == REOPEN_SIGNAL:
+                reopen_log_files()
 
     def _serve_one(self) -> None:
         """One turn of socketserver's ``_handle_request_noblock``, counting empty accepts."""
         server = self.base
+        slot = self.slot
+        assert slot is not None
         try:
             request, client_address = server.get_request()
         except BlockingIOError:
-            self.empty_accepts += 1
+            slot.empty_accept()
             return
         except OSError:
             return
         self.busy = True
+        slot.begin_request(time.monotonic())
+        self._title("busy")
         try:
             if server.verify_request(request, client_address):
                 try:
@@ -266,4 +304,8 @@ class Worker:
                 server.shutdown_request(request)
         finally:
             self.busy = False
-        self.requests += 1
+            slot.end_request(time.monotonic())
+        if self.stop is None:
+            self._title("idle")
+        if slot.requests == self.recycle_after:
+            self._report(REPORT_RECYCLE)  # keep serving until the replacement is ready

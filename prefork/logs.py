@@ -1,0 +1,55 @@
+"""Logging set-up for the command, and reopening log files on SIGUSR1 (for logrotate)."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+FORMAT = "%(asctime)s [%(process)d] %(levelname)s %(name)s: %(message)s"
+
+
+def setup_logging(level: str, log_file: str | None = None) -> None:
+    """One handler on the root logger: stderr, or ``log_file`` (appended to)."""
+    handler: logging.Handler
+    if log_file:
+        handler = logging.FileHandler(log_file, encoding="utf-8")
+    else:
+        handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(FORMAT))
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(getattr(logging, level.upper()))
+
+
+def reopen_log_files() -> int:
+    """Close and reopen every FileHandler of every logger: after logrotate moved the file, the
+    next record goes to a new file at the configured path.  Returns how many were reopened."""
+    handlers: list[logging.Handler] = list(logging.getLogger().handlers)
+    for logger in logging.Logger.manager.loggerDict.values():
+        if isinstance(logger, logging.Logger):
+            handlers.extend(logger.handlers)
+    count = 0
+    for handler in {id(h): h for h in handlers}.values():
+        if isinstance(handler, logging.FileHandler):
+            handler.acquire()
+            try:
+                handler.close()  # the next emit() opens baseFilename afresh
+            finally:
+                handler.release()
+            count += 1
+    return count
+
+
+def stack_dump_stream() -> object:
+    """Where a hung worker's stack goes: the first log handler with a real file, else stderr."""
+    for handler in logging.getLogger().handlers:
+        stream = getattr(handler, "stream", None)
+        if stream is not None and hasattr(stream, "fileno"):
+            try:
+                stream.fileno()
+            except (OSError, ValueError):
+                continue
+            return stream
+    return sys.stderr

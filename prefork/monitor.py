@@ -1,0 +1,59 @@
+"""What the master knows about its workers, for people and policies: status rows from the
+scoreboard and psutil, and the memory figure the ``max_memory`` recycling policy compares.
+
+Everything here is read by the master without asking the workers anything: the scoreboard is
+shared memory and psutil reads ``/proc``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterable
+from typing import Any
+
+import psutil
+
+from .scoreboard import Scoreboard, Slot, State
+from .worker import WorkerInfo
+
+
+def worker_memory_mb(pid: int) -> float | None:
+    """Resident memory of a worker in MiB (``None`` if it is gone).  RSS, not USS: USS needs a
+    walk of ``/proc/PID/smaps`` that costs milliseconds per worker."""
+    try:
+        return float(psutil.Process(pid).memory_info().rss) / (1024 * 1024)
+    except psutil.Error:
+        return None
+
+
+def status_rows(board: Scoreboard, workers: Iterable[WorkerInfo]) -> list[dict[str, Any]]:
+    """One dict per live worker: the table behind ``prefork status``."""
+    now = time.monotonic()
+    infos = sorted(workers, key=lambda w: w.age)
+    slots: dict[int, Slot] = {w.slot: board.read(w.slot) for w in infos}
+    total = sum(s.requests for s in slots.values()) or 1
+    rows = []
+    for info in infos:
+        slot = slots[info.slot]
+        row: dict[str, Any] = {
+            "worker": info.age,
+            "pid": info.pid,
+            "generation": info.generation,
+            "state": State(slot.state).label if slot.state in State._value2member_map_ else "?",
+            "requests": slot.requests,
+            "empty_accepts": slot.empty_accepts,
+            "request_age": slot.request_age(now),
+            "uptime": now - info.started,
+            "accept_share": slot.requests / total,
+            "rss_mb": None,
+            "cpu_percent": None,
+        }
+        with contextlib.suppress(psutil.Error):
+            proc = psutil.Process(info.pid)
+            with proc.oneshot():
+                row["rss_mb"] = proc.memory_info().rss / (1024 * 1024)
+                cpu = proc.cpu_times()
+                row["cpu_percent"] = 100.0 * (cpu.user + cpu.system) / max(row["uptime"], 1e-3)
+        rows.append(row)
+    return rows
