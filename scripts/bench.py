@@ -466,6 +466,22 @@ def run_workloads(args: argparse.Namespace, tmp: Path) -> list[Sample]:
     return samples
 
 
+def cpu_ceiling(repeats: int = 50) -> dict[str, float]:
+    """Seconds of CPU one CPU-bound request's work takes here (best of ``repeats``, measured in
+    this process while nothing else of ours runs), and the req/s all usable CPUs could give
+    with zero server, client and kernel overhead: the physical ceiling of the cpu workload."""
+    sys.path.insert(0, str(ROOT))
+    from workers.cpu import DEFAULT_N, burn
+
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.process_time()
+        burn(DEFAULT_N)
+        best = min(best, time.process_time() - start)
+    cpus = len(os.sched_getaffinity(0))
+    return {"burn_ms": best * 1000, "cpus": cpus, "ceiling_rps": cpus / best}
+
+
 def summarize(samples: list[Sample]) -> dict[str, dict[str, dict[str, Any]]]:
     """Median per (workload, contender), and the ratio to prefork in the same workload."""
     table: dict[str, dict[str, dict[str, Any]]] = {}
@@ -776,6 +792,12 @@ def markdown(data: dict[str, Any]) -> str:
                 "| throughput during SIGHUP reloads / steady | "
                 "**not yet measurable: reload not implemented** | - |"
             )
+        ceiling = ops.get("cpu_ceiling")
+        if ceiling:
+            out.append(
+                f"| CPU-bound ceiling: {ceiling['cpus']} CPUs / {ceiling['burn_ms']:.2f} ms of "
+                f"work per request, req/s | {ceiling['ceiling_rps']:.0f} | - |"
+            )
         for sp in ops.get("spurious", []):
             out.append(
                 f"| spurious wake-ups per accepted connection, {sp['workers']} workers | "
@@ -901,6 +923,9 @@ def main() -> None:
             start = time.monotonic()
             samples = run_workloads(args, tmp)
             ops = {} if args.no_ops else run_operations(args, tmp)
+            if "cpu" in args.workloads:
+                ops["cpu_ceiling"] = cpu_ceiling()
+                print(f"  cpu workload ceiling: {ops['cpu_ceiling']}", flush=True)
             config = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
             data = {
                 "command": " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
