@@ -1,15 +1,17 @@
 """The ``prefork`` command (also ``python -m prefork``).
 
-``prefork serve [APP] -b SPEC -w N --mode prefork|fork|thread|sync``
+``prefork serve [APP] -b SPEC -w N --mode prefork|fork|thread|sync ...`` runs a server;
+``prefork status|reload|scale|stop`` talk to a running master through its control socket.
 
-Exit status: 0 after a requested stop, 2 for bad input (a bad bind spec, an APP that does not
-import or is no handler, a port in use), 3 when the workers keep failing to boot.  Input errors
-end in one line on stderr, never a traceback.
+Exit status: 0 after a requested stop, 2 for bad input (a bad bind spec or setting, an APP that
+does not import or is no handler, a port in use), 3 when the workers keep failing to boot, 1
+when a control command fails.  Errors end in one line on stderr, never a traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import selectors
@@ -18,24 +20,26 @@ import socketserver
 import sys
 import threading
 from collections.abc import Sequence
+from typing import Any
 
 from . import __version__
-from .app import DEFAULT_APP, MODES, AppError, is_http_handler, load_handler, server_class
+from .app import DEFAULT_APP, MODES, AppError, is_http_handler
+from .config import ConfigError, describe
+from .control import ControlError, request
+from .logs import setup_logging
 from .master import BootError
+from .runner import PidFile, StartError, configure
 from .servers import PreforkMixIn
 from .signals import SignalQueue
-from .sockets import BindSpec, BindSpecError, format_address, parse_bind
+from .sockets import BindSpecError, format_address
 
 EXIT_USAGE = 2
 EXIT_BOOT_FAILURE = BootError.exit_status
-DEFAULT_BIND = "127.0.0.1:8000"
+EXIT_CONTROL = 1
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)
+CONTROL_SUFFIX = ".ctl"  # the control socket next to a pid file: prefork.pid -> prefork.pid.ctl
 
 log = logging.getLogger("prefork.master")
-
-
-class UsageError(Exception):
-    """Bad input from the user: printed as one line, exit status 2."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -53,95 +57,109 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"module:HandlerClass, importable from the current directory (default: the demo, "
         f"{DEFAULT_APP})",
     )
-    serve.add_argument(
-        "-b", "--bind", default=DEFAULT_BIND, metavar="SPEC",
+    opt = serve.add_argument
+    opt("-b", "--bind", action="append", default=None, metavar="SPEC",
         help="HOST:PORT, :PORT, [IPV6]:PORT, unix:/path, udp://HOST:PORT or unix-dgram:/path "
-        f"(default {DEFAULT_BIND})",
-    )
-    serve.add_argument(
-        "-w", "--workers", type=int, default=None, metavar="N",
-        help="worker processes (default: the number of usable CPUs)",
-    )
-    serve.add_argument(
-        "--mode", default="prefork", metavar="MODE",
-        help="prefork (default), or the stdlib's fork, thread or sync server, same handler",
-    )
-    serve.add_argument(
-        "--graceful-timeout", type=float, default=None, metavar="S",
-        help="seconds a graceful stop (SIGTERM) waits for requests in flight (default 30)",
-    )
-    serve.add_argument(
-        "--log-level", default="info", choices=["debug", "info", "warning", "error"],
-    )
+        "(default 127.0.0.1:8000)")
+    opt("-w", "--workers", type=int, default=None, metavar="N",
+        help="worker processes (default: the number of usable CPUs)")
+    opt("--mode", default=None, metavar="MODE",
+        help="prefork (default), or the stdlib's fork, thread or sync server, same handler")
+    opt("-c", "--config", default=None, metavar="FILE",
+        help="TOML settings (default: [tool.prefork] in ./pyproject.toml)")
+    opt("--print-config", action="store_true", help="show the effective settings and exit")
+    opt("--preload", action="store_true", default=None,
+        help="keep the APP loaded in the master: a reload does not re-import it")
+    opt("--max-children", type=int, default=None, metavar="N", help="upper bound for scaling")
+    opt("--graceful-timeout", type=float, default=None, metavar="S",
+        help="seconds a graceful stop (SIGTERM) waits for requests in flight (default 30)")
+    opt("-t", "--timeout", type=float, default=None, metavar="S",
+        help="kill a worker whose request runs longer than this, after dumping its stack")
+    opt("--max-requests", type=int, default=None, metavar="N", help="recycle after N requests")
+    opt("--max-requests-jitter", type=int, default=None, metavar="J")
+    opt("--max-age", type=float, default=None, metavar="S", help="recycle after S seconds")
+    opt("--max-memory", type=int, default=None, metavar="MB", help="recycle above this RSS")
+    opt("--pidfile", default=None, metavar="PATH")
+    opt("-n", "--name", default=None, help="process name in titles (default: the APP)")
+    opt("--control", default=None, metavar="PATH",
+        help="control socket (default: PIDFILE.ctl when --pidfile is given)")
+    opt("--log-level", default=None, metavar="LEVEL", help="debug, info, warning or error")
+    opt("--log-file", default=None, metavar="PATH")
+    for name, helptext in (("status", "show the pool"), ("reload", "start a new generation"),
+                           ("scale", "set the pool size"), ("stop", "stop the server")):
+        sub = commands.add_parser(name, help=helptext)
+        sub.add_argument("--control", default=None, metavar="PATH")
+        sub.add_argument("--pidfile", default=None, metavar="PATH")
+        if name == "status":
+            sub.add_argument("--json", action="store_true", help="the raw status as JSON")
+        if name == "scale":
+            sub.add_argument("workers", help="N, +N or -N")
+        if name == "stop":
+            sub.add_argument("--quick", action="store_true", help="quick stop, like SIGINT")
     return parser
 
 
-def setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level.upper()),
-        format="%(asctime)s [%(process)d] %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+SERVE_KEYS = ("app", "bind", "workers", "mode", "preload", "max_children", "graceful_timeout",
+              "timeout", "max_requests", "max_requests_jitter", "max_age", "max_memory",
+              "pidfile", "name", "control", "log_level", "log_file")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    setup_logging(args.log_level)
     try:
-        return serve(args)
-    except (UsageError, AppError, BindSpecError) as exc:
+        if args.command == "serve":
+            return serve(args)
+        return control_command(args)
+    except (StartError, AppError, BindSpecError, ConfigError) as exc:
         print(f"prefork: {exc}", file=sys.stderr)
         return EXIT_USAGE
-
-
-def make_server(args: argparse.Namespace) -> tuple[socketserver.BaseServer, BindSpec]:
-    if args.mode not in MODES:
-        raise UsageError(f"unknown mode {args.mode!r}: choose one of {', '.join(MODES)}")
-    if args.workers is not None and args.workers < 1:
-        raise UsageError(f"--workers must be at least 1, not {args.workers}")
-    if args.graceful_timeout is not None and args.graceful_timeout < 0:
-        raise UsageError("--graceful-timeout must not be negative")
-    spec = parse_bind(args.bind)
-    handler = load_handler(args.app or DEFAULT_APP)
-    cls = server_class(args.mode, spec, handler)
-    kwargs = {}
-    if issubclass(cls, PreforkMixIn):
-        if args.graceful_timeout is not None:
-            cls.graceful_timeout = args.graceful_timeout
-        if args.workers is not None:
-            if args.workers > cls.max_children:
-                raise UsageError(
-                    f"--workers {args.workers} exceeds max_children {cls.max_children}"
-                )
-            kwargs["workers"] = args.workers
-    try:
-        server = cls(spec.address, handler, **kwargs)
-    except OSError as exc:
-        raise UsageError(f"cannot bind {spec}: {exc.strerror or exc}") from None
-    return server, spec
+    except ControlError as exc:
+        print(f"prefork: {exc}", file=sys.stderr)
+        return EXIT_CONTROL
 
 
 def serve(args: argparse.Namespace) -> int:
-    server, spec = make_server(args)
-    with server:
-        where = format_address(spec.kind, spec.family, server.server_address)
-        handler = server.RequestHandlerClass
-        if isinstance(handler, type) and is_http_handler(handler) and spec.kind == "tcp":
-            where = f"http://{where}/"
-        workers = f", {server.workers} workers" if isinstance(server, PreforkMixIn) else ""
-        log.info(
-            "prefork %s: serving %s on %s (mode %s%s, pid %d)",
-            __version__, args.app or DEFAULT_APP, where, args.mode, workers, os.getpid(),
-        )
-        if isinstance(server, PreforkMixIn):
+    cli: dict[str, Any] = {key: getattr(args, key) for key in SERVE_KEYS}
+    if cli["pidfile"] and not cli["control"]:
+        cli["control"] = cli["pidfile"] + CONTROL_SUFFIX
+    runner = configure(cli, args.config)
+    config = runner.config
+    if args.print_config:
+        print(describe(config))
+        return 0
+    setup_logging(config.log_level, config.log_file)
+    if config.mode not in MODES:  # already validated by the config; kept for clarity
+        raise StartError(f"unknown mode {config.mode!r}")
+    server, spec = runner.make_server()
+    pidfile = PidFile(config.pidfile)
+    try:
+        with server:
+            announce(server, spec.kind, spec.family, config.mode, config.app or DEFAULT_APP)
+            runner.call("on_starting", server)
             try:
-                server.serve_forever()
-            except BootError as exc:
-                print(f"prefork: {exc}", file=sys.stderr)
-                return EXIT_BOOT_FAILURE
-        else:
-            serve_stdlib(server)
+                if isinstance(server, PreforkMixIn):
+                    try:
+                        server.serve_forever()
+                    except BootError as exc:
+                        print(f"prefork: {exc}", file=sys.stderr)
+                        return EXIT_BOOT_FAILURE
+                else:
+                    serve_stdlib(server)
+            finally:
+                runner.call("on_exit", server)
+    finally:
+        pidfile.remove()
     return 0
+
+
+def announce(server: socketserver.BaseServer, kind: str, family: int, mode: str, app: str) -> None:
+    where = format_address(kind, family, server.server_address)
+    handler = server.RequestHandlerClass
+    if isinstance(handler, type) and is_http_handler(handler) and kind == "tcp":
+        where = f"http://{where}/"
+    workers = f", {server.workers} workers" if isinstance(server, PreforkMixIn) else ""
+    log.info("prefork %s: serving %s on %s (mode %s%s, pid %d)",
+             __version__, app, where, mode, workers, os.getpid())
 
 
 def serve_stdlib(server: socketserver.BaseServer) -> None:
@@ -159,3 +177,67 @@ def serve_stdlib(server: socketserver.BaseServer) -> None:
     finally:
         stops.close()
         thread.join()
+
+
+# -- control commands ---------------------------------------------------------------------------
+
+def control_path(args: argparse.Namespace) -> str:
+    if args.control:
+        return str(args.control)
+    if args.pidfile:
+        return str(args.pidfile) + CONTROL_SUFFIX
+    raise ControlError("give --control PATH or --pidfile PATH to find the master")
+
+
+def control_command(args: argparse.Namespace) -> int:
+    path = control_path(args)
+    command: dict[str, Any] = {"command": args.command}
+    if args.command == "scale":
+        text = args.workers.strip()
+        command["workers"] = text if text[:1] in "+-" else _int(text)
+    if args.command == "stop":
+        command["graceful"] = not args.quick
+    reply = request(path, command)
+    if not reply.get("ok"):
+        raise ControlError(str(reply.get("error", "the master refused the command")))
+    if args.command == "status" and not args.json:
+        print(format_status(reply))
+    elif args.command == "status":
+        print(json.dumps(reply, indent=2, sort_keys=True))
+    else:
+        master = reply.get("master", {})
+        print(f"{args.command}: ok (pool size {master.get('size')}, "
+              f"generation {master.get('generation')})")
+    return 0
+
+
+def _int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise ControlError(f"scale: expected N, +N or -N, not {text!r}") from None
+
+
+def _fmt(value: Any, spec: str, none: str = "-") -> str:
+    return none if value is None else format(value, spec)
+
+
+def format_status(reply: dict[str, Any]) -> str:
+    master = reply["master"]
+    lines = [
+        f"master pid {master['pid']} [{master['name']}]  size {master['size']}  "
+        f"generation {master['generation']}"
+        + ("  reloading" if master.get("reloading") else "")
+        + ("  paused" if master.get("paused") else "")
+        + f"  restarts {master.get('restarts') or {}}",
+        f"{'WORKER':>6} {'PID':>7} {'GEN':>3} {'STATE':<8} {'REQS':>8} {'REQ AGE':>8} "
+        f"{'RSS MB':>7} {'CPU %':>6} {'UPTIME':>8} {'SHARE':>6}",
+    ]
+    for w in reply["workers"]:
+        lines.append(
+            f"{w['worker']:>6} {w['pid']:>7} {w['generation']:>3} {w['state']:<8} "
+            f"{w['requests']:>8} {_fmt(w['request_age'], '8.2f'):>8} "
+            f"{_fmt(w['rss_mb'], '7.1f'):>7} {_fmt(w['cpu_percent'], '6.1f'):>6} "
+            f"{w['uptime']:>8.1f} {100 * w['accept_share']:>5.1f}%"
+        )
+    return "\n".join(lines)

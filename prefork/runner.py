@@ -1,0 +1,217 @@
+"""From a :class:`~prefork.config.Config` to a running server: the listener (bound, or
+inherited from systemd), the server class with the configured tunables and hooks, the pid file,
+and what a reload (HUP) re-reads.
+
+Hooks are importable callables named in the config and called with the server first:
+``on_starting(server)`` and ``on_exit(server)`` in the master around serving;
+``pre_fork(server, worker)`` in the master before each fork; ``post_fork(server, worker)`` and
+``post_worker_init(server, worker)`` in the new worker before it reports ready (an exception
+there is a boot failure); ``worker_exit(server, worker, status)`` in the master after a worker
+was reaped; ``on_reload(server)`` in the master when a reload begins (an exception refuses the
+reload).  An exception in a hook is logged with its traceback.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import logging
+import os
+import socket
+import socketserver
+import sys
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from .app import DEFAULT_APP, AppError, load_handler, server_class
+from .config import Config, ConfigError, load_config, resolve_hook
+from .sdnotify import listen_fds
+from .servers import PreforkMixIn
+from .sockets import BindSpec, Kind
+from .worker import WorkerInfo
+
+log = logging.getLogger("prefork.master")
+
+# Settings a reload applies to the running master (the rest need a restart).
+LIVE_SETTINGS = {
+    "workers": "workers",
+    "graceful_timeout": "graceful_timeout",
+    "timeout": "request_timeout",
+    "max_requests": "max_requests",
+    "max_requests_jitter": "max_requests_jitter",
+    "max_age": "max_age",
+    "max_memory": "max_memory_mb",
+}
+
+
+class StartError(Exception):
+    """The server cannot start as configured; one line for the user."""
+
+
+def inherited_spec(sock: socket.socket) -> BindSpec:
+    """The bind spec an inherited (systemd) socket stands for."""
+    stream = sock.type == socket.SOCK_STREAM
+    kind: Kind
+    if sock.family == socket.AF_UNIX:
+        kind = "unix" if stream else "unix-dgram"
+    else:
+        kind = "tcp" if stream else "udp"
+    return BindSpec(kind, sock.family, sock.getsockname())
+
+
+class Runner:
+    """Builds the server for ``config``; ``reload_config()`` re-reads it for a HUP."""
+
+    def __init__(self, config: Config, reread: Callable[[], Config]) -> None:
+        self.config = config
+        self.reread = reread
+        self.hooks: dict[str, Callable[..., Any]] = {}
+        for key in ("on_starting", "pre_fork", "post_fork", "post_worker_init", "worker_exit",
+                    "on_reload", "on_exit"):
+            spec = getattr(config, key)
+            if spec:
+                self.hooks[key] = resolve_hook(spec, key=key)
+
+    def make_server(self) -> tuple[socketserver.BaseServer, BindSpec]:
+        config = self.config
+        inherited = listen_fds()
+        if inherited:
+            if len(inherited) > 1:
+                raise StartError("several inherited sockets: only one listener is supported")
+            spec = inherited_spec(inherited[0])
+        else:
+            specs = config.bind_specs()
+            if len(specs) > 1:
+                raise StartError("several listeners are not supported yet: give one --bind")
+            spec = specs[0]
+        for key in ("user", "group", "metrics"):
+            if getattr(config, key):
+                raise StartError(f"{key}: not implemented yet")
+        app = config.app or DEFAULT_APP
+        handler = load_handler(app)
+        cls = server_class(config.mode, spec, handler)
+        kwargs: dict[str, Any] = {}
+        if issubclass(cls, PreforkMixIn):
+            cls = self._prefork_class(cls, app)
+            if config.workers:
+                kwargs["workers"] = config.workers
+        if inherited:
+            # Built without binding, then given the socket systemd passed (already listening).
+            make: Any = cls
+            unbound: Any = make(spec.address, handler, bind_and_activate=False, **kwargs)
+            unbound.socket.close()
+            unbound.socket = inherited[0]
+            unbound.server_address = spec.address
+            server = unbound
+        else:
+            try:
+                server = cls(spec.address, handler, **kwargs)
+            except OSError as exc:
+                raise StartError(f"cannot bind {spec}: {exc.strerror or exc}") from None
+        return server, spec
+
+    def _prefork_class(self, base: type, app: str) -> type:
+        config, hooks, runner = self.config, self.hooks, self
+        attrs: dict[str, Any] = {
+            "max_children": config.max_children,
+            "process_name": config.name or app,
+            "control_path": config.control,
+        }
+        attrs.update({attr: getattr(config, key) for key, attr in LIVE_SETTINGS.items()
+                      if key != "workers"})
+
+        def pre_fork(server: PreforkMixIn, worker: WorkerInfo) -> None:
+            if "pre_fork" in hooks:
+                hooks["pre_fork"](server, worker)
+
+        def post_fork(server: PreforkMixIn, worker: WorkerInfo) -> None:
+            for key in ("post_fork", "post_worker_init"):
+                if key in hooks:
+                    hooks[key](server, worker)
+
+        def worker_exit(server: PreforkMixIn, worker: WorkerInfo, status: int) -> None:
+            if "worker_exit" in hooks:
+                hooks["worker_exit"](server, worker, status)
+
+        def prepare_reload(server: PreforkMixIn) -> Callable[[], None]:
+            return runner.prepare_reload(server, app)
+
+        attrs.update(pre_fork=pre_fork, post_fork=post_fork, worker_exit=worker_exit,
+                     prepare_reload=prepare_reload)
+        return type(base.__name__, (base,), attrs)
+
+    def prepare_reload(self, server: PreforkMixIn, app: str) -> Callable[[], None]:
+        """Re-read the config and (unless preloaded) re-import the handler; return the undo."""
+        base = server  # the attributes below live on the instance from here on
+        try:
+            fresh = self.reread()
+        except ConfigError as exc:
+            raise RuntimeError(f"configuration: {exc}") from None
+        saved = {attr: getattr(base, attr) for attr in LIVE_SETTINGS.values()}
+        saved_handler = base.RequestHandlerClass  # type: ignore[attr-defined]
+        if "on_reload" in self.hooks:
+            self.hooks["on_reload"](server)
+        if fresh.bind != self.config.bind:
+            log.warning("master (pid %d) reload: bind changes need a restart", os.getpid())
+        for key, attr in LIVE_SETTINGS.items():
+            value = getattr(fresh, key)
+            if key == "workers" and not value:
+                value = base.workers
+            setattr(base, attr, value)
+        if not fresh.preload:
+            base.RequestHandlerClass = reimport_handler(app)  # type: ignore[attr-defined]
+
+        def rollback() -> None:
+            for attr, value in saved.items():
+                setattr(base, attr, value)
+            base.RequestHandlerClass = saved_handler  # type: ignore[attr-defined]
+
+        return rollback
+
+    def call(self, key: str, *args: Any) -> None:
+        hook = self.hooks.get(key)
+        if hook is not None:
+            try:
+                hook(*args)
+            except Exception:
+                log.exception("master (pid %d) %s hook failed", os.getpid(), key)
+
+
+def reimport_handler(app: str) -> type[socketserver.BaseRequestHandler]:
+    """Import the APP's module again from its source, so a reload serves the new code."""
+    module_name = app.partition(":")[0]
+    module = sys.modules.get(module_name)
+    if module is not None:
+        try:
+            importlib.reload(module)
+        except Exception as exc:
+            raise AppError(
+                f"APP {app!r}: cannot re-import {module_name}: {type(exc).__name__}: {exc}"
+            ) from None
+    return load_handler(app)
+
+
+def configure(cli: Mapping[str, Any], config_file: str | None) -> Runner:
+    config = load_config(cli, config_file=config_file)
+    return Runner(config, lambda: load_config(cli, config_file=config_file))
+
+
+class PidFile:
+    """Writes the master's pid; removes the file at the end if it still names this process."""
+
+    def __init__(self, path: str | None) -> None:
+        self.path = path
+        if path:
+            tmp = f"{path}.{os.getpid()}.tmp"
+            with open(tmp, "w") as f:
+                f.write(f"{os.getpid()}\n")
+            os.replace(tmp, path)  # atomic: a reader never sees a half-written file
+
+    def remove(self) -> None:
+        if not self.path:
+            return
+        with contextlib.suppress(OSError), open(self.path) as f:
+            if f.read().strip() != str(os.getpid()):
+                return
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.path)
