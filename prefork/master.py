@@ -80,6 +80,8 @@ REAP_FALLBACK_INTERVAL = 0.5
 # A hung worker is asked for its stack (SIGUSR2 -> faulthandler), then killed this much later.
 STACK_DUMP_GRACE = 0.2
 MEMORY_CHECK_INTERVAL = 5.0
+# Set by an old master in the environment of the new one it executes on USR2.
+ENV_OLD_MASTER = "_PREFORK_OLD_MASTER"
 
 
 class BootError(RuntimeError):
@@ -148,6 +150,12 @@ class Master:
         self.replacing: dict[int, int] = {}  # replacement pid -> pid it replaces
         self.restarts: dict[str, int] = {}  # reason -> count, for status and metrics
         self.ages = 0
+        self.upgrade_pid = 0  # the new master started by USR2, until it takes over or fails
+        self.upgrade_pidfd: int | None = None
+        self.handed_off = False
+        old = os.environ.pop(ENV_OLD_MASTER, "")
+        # Only a parent can be the master we replace: a stale variable must not kill a stranger.
+        self.old_master = int(old) if old.isdigit() and int(old) == os.getppid() else 0
         self._report_buf = b""
         self.on_signal: dict[int, Callable[[], None]] = {
             signal.SIGTERM: lambda: self._stop("graceful"),
@@ -158,7 +166,7 @@ class Master:
             signal.SIGTTOU: lambda: self.scale(self.size - 1),
             signal.SIGUSR1: self.reopen_logs,
             signal.SIGWINCH: self.pause,
-            signal.SIGUSR2: self._on_usr2,
+            signal.SIGUSR2: self.upgrade,
         }
 
     # -- public -------------------------------------------------------------------------------
@@ -177,6 +185,9 @@ class Master:
         self.selector.register(self.signals.read_fd, selectors.EVENT_READ)
         self.selector.register(self.report_r, selectors.EVENT_READ)
         if self.server.control_path:
+            if self.old_master:  # take the path over from the master we replace
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(self.server.control_path)
             self.control = ControlServer(self.server.control_path, self._on_control)
             self.selector.register(self.control.fileno(), selectors.EVENT_READ)
         log.info("master (pid %d) starting %d workers", self.pid, self.size)
@@ -196,8 +207,9 @@ class Master:
             self.board.close()
             for fd in (self.report_r, self.report_w, self.alive_r, self.alive_w):
                 os.close(fd)
-            with contextlib.suppress(OSError):
-                listener.setblocking(was_blocking)
+            if not self.handed_off:  # the new master shares this open file: leave it as is
+                with contextlib.suppress(OSError):
+                    listener.setblocking(was_blocking)
         if self.boot_error is not None:
             raise self.boot_error
         log.info("master (pid %d) stopped", self.pid)
@@ -288,6 +300,8 @@ class Master:
         for key, _ in self.selector.select(timeout):
             if self.control is not None and key.fd == self.control.fileno():
                 self.control.on_readable()
+            elif key.fd == self.upgrade_pidfd:
+                self._upgrade_exited()
         for sig in self.signals.drain():
             handler = self.on_signal.get(sig)
             if handler is not None:
@@ -349,6 +363,8 @@ class Master:
         """Fds of the master that a worker must not hold (above all the alive pipe's write end,
         whose last close is how workers learn the master is gone)."""
         fds = [self.alive_w, self.report_r, *self.signals.fds()]
+        if self.upgrade_pidfd is not None:
+            fds.append(self.upgrade_pidfd)
         fds.extend(w.pidfd for w in self.workers.values() if w.pidfd is not None)
         if self.control is not None:
             fds.append(self.control.fileno())
@@ -469,6 +485,14 @@ class Master:
 
     def _announce(self) -> None:
         self.announced = True
+        if self.old_master:
+            # We are the new master of an upgrade: the old one retires now that we serve.
+            self.notifier.mainpid(self.pid)
+            log.info("master (pid %d) ready: asking the old master (pid %d) to retire",
+                     self.pid, self.old_master)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.old_master, signal.SIGTERM)
+            self.old_master = 0
         self.notifier.ready(f"{len(self._current())} workers, generation {self.generation}")
 
     def _abort_reload(self, info: WorkerInfo, status: int) -> None:
@@ -585,11 +609,65 @@ class Master:
 
     # -- stopping -----------------------------------------------------------------------------
 
-    def _on_usr2(self) -> None:
-        log.warning("master (pid %d) ignores SIGUSR2: upgrade in place is not implemented",
-                    self.pid)
+    # -- upgrade in place (USR2) ---------------------------------------------------------------
+
+    def upgrade(self) -> None:
+        """Execute a new master with the listening socket inherited (the systemd protocol:
+        ``LISTEN_FDS``); it retires this one with SIGTERM once its pool is ready.  If it dies
+        before that, this master keeps serving."""
+        argv = self.server.upgrade_argv
+        if self.stop_mode is not None or self.upgrade_pid:
+            return
+        if not argv:
+            log.warning("master (pid %d) ignores SIGUSR2: this server cannot re-execute itself",
+                        self.pid)
+            return
+        fd = self.server.socket.fileno()
+        env = {k: v for k, v in os.environ.items() if not k.startswith("LISTEN_")}
+        env.update(LISTEN_FDS="1", **{ENV_OLD_MASTER: str(self.pid)})
+        if self.notifier.address:
+            env["NOTIFY_SOCKET"] = self.notifier.address
+        mask = sigs.block(MASTER_SIGNALS)
+        try:
+            pid = os.fork()
+            if pid == 0:  # pragma: no cover - replaced by exec
+                try:
+                    sigs.unblock(mask)  # a blocked mask would survive the exec
+                    if fd == 3:
+                        os.set_inheritable(3, True)
+                    else:
+                        os.dup2(fd, 3)
+                    env["LISTEN_PID"] = str(os.getpid())
+                    os.execve(argv[0], argv, env)
+                finally:
+                    os._exit(127)
+        finally:
+            sigs.unblock(mask)
+        self.upgrade_pid = pid
+        self.upgrade_pidfd = os.pidfd_open(pid)
+        self.selector.register(self.upgrade_pidfd, selectors.EVENT_READ)
+        log.info("master (pid %d) upgrade: started new master (pid %d)", self.pid, pid)
+
+    def _upgrade_exited(self) -> None:
+        assert self.upgrade_pidfd is not None
+        try:
+            _, status = os.waitpid(self.upgrade_pid, os.WNOHANG)
+        except ChildProcessError:
+            status = 0
+        self.selector.unregister(self.upgrade_pidfd)
+        os.close(self.upgrade_pidfd)
+        if not self.handed_off:
+            log.error("master (pid %d) new master (pid %d) failed: %s; this one keeps serving",
+                      self.pid, self.upgrade_pid, describe_status(status))
+        self.upgrade_pid, self.upgrade_pidfd = 0, None
 
     def _stop(self, mode: str, escalate: bool = False) -> None:
+        if self.upgrade_pid and not self.handed_off and mode == "graceful":
+            # The TERM that retires us after an upgrade: the new master owns the socket file.
+            self.handed_off = True
+            self.server.keep_socket_file()
+            log.info("master (pid %d) handing over to the new master (pid %d)",
+                     self.pid, self.upgrade_pid)
         if self.stop_mode is None:
             self.stop_mode = mode
             graceful = mode == "graceful"

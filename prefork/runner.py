@@ -102,6 +102,8 @@ class Runner:
             unbound.socket.close()
             unbound.socket = inherited[0]
             unbound.server_address = spec.address
+            if isinstance(unbound, PreforkMixIn):
+                unbound.adopt_socket_file()
             server = unbound
         else:
             try:
@@ -116,6 +118,8 @@ class Runner:
             "max_children": config.max_children,
             "process_name": config.name or app,
             "control_path": config.control,
+            # USR2 runs the same command line again; the new master inherits the socket.
+            "upgrade_argv": [sys.executable, *sys.orig_argv[1:]],
         }
         attrs.update({attr: getattr(config, key) for key, attr in LIVE_SETTINGS.items()
                       if key != "workers"})

@@ -81,6 +81,8 @@ class PreforkMixIn:
     max_recycling: int = 1
     process_name: str = ""
     control_path: str | None = None
+    # The command that starts this server again with inherited sockets (USR2); None: no USR2.
+    upgrade_argv: list[str] | None = None
 
     # What the mix-in expects of the socketserver class it is mixed into.
     socket: socket.socket
@@ -179,6 +181,15 @@ class PreforkMixIn:
         reload; return a function that undoes the change, called if the new generation fails
         to boot."""
         return _nothing
+
+    def keep_socket_file(self) -> None:
+        """Leave the unix socket file in place at close: another master serves it now."""
+        self._prefork_unix_ident = None
+
+    def adopt_socket_file(self) -> None:
+        """Remove the unix socket file at close, as if bound here (an inherited socket)."""
+        if sockets.is_path_address(self.address_family, self.server_address):
+            self._prefork_unix_ident = sockets.file_ident(self.server_address)
 
     def listener_name(self) -> str:
         """The listening address as a user would type it, for titles and logs."""
