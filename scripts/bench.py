@@ -829,7 +829,14 @@ def chart(data: dict[str, Any], path: Path) -> None:
                 ys.append(row["vs_prefork"])
         ax.bar(xs, ys, width, label=name)
     ax.axhline(1.0, color="black", linewidth=0.8)
-    ax.set_xticks(range(len(keys)), [WORKLOADS[k].title.split(" (")[0] for k in keys])
+    short = {
+        "http": "HTTP hello",
+        "tcp": "TCP echo",
+        "udp": "UDP echo",
+        "cpu": "CPU-bound",
+        "preload": "HTTP, 100 MB preloaded",
+    }
+    ax.set_xticks(range(len(keys)), [short.get(k, k) for k in keys])
     ax.set_ylabel("throughput relative to prefork (same run)")
     meta = data["machine"]
     ax.set_title(
