@@ -1,0 +1,114 @@
+"""USR2: the master re-executes itself with the listening socket inherited."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from pathlib import Path
+
+from helpers import ROOT, http_get, pid_alive, server_process, wait_for
+
+APP = '''
+import os
+from http.server import BaseHTTPRequestHandler
+
+VERSION = b"{version}"
+
+
+class Versioned(BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = VERSION + b" %d" % os.getppid()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+'''
+
+
+def write_app(folder: Path, version: str) -> None:
+    (folder / "upgraded.py").write_text(APP.replace("{version}", version))
+
+
+class Load:
+    """Client threads sending requests until told to stop; every failure is kept."""
+
+    def __init__(self, address: tuple[str, int], threads: int = 3) -> None:
+        self.address = address
+        self.done = threading.Event()
+        self.ok = 0
+        self.failures: list[str] = []
+        self.lock = threading.Lock()
+        self.threads = [threading.Thread(target=self._run) for _ in range(threads)]
+        for thread in self.threads:
+            thread.start()
+
+    def _run(self) -> None:
+        for _ in range(100_000):  # bounded even if nobody stops it
+            if self.done.is_set():
+                return
+            try:
+                status, _ = http_get(*self.address)
+                with self.lock:
+                    self.ok += 1 if status == 200 else 0
+                    if status != 200:
+                        self.failures.append(f"status {status}")
+            except OSError as exc:
+                with self.lock:
+                    self.failures.append(repr(exc))
+
+    def stop(self) -> None:
+        self.done.set()
+        for thread in self.threads:
+            thread.join(30)
+
+
+def test_usr2_swaps_the_master_under_load(tmp_path: Path) -> None:
+    write_app(tmp_path, "v1")
+    pidfile = tmp_path / "prefork.pid"
+    env = {"PYTHONPATH": str(ROOT)}
+    with server_process("serve", "upgraded:Versioned", "-b", "127.0.0.1:0", "-w", "2",
+                        "--pidfile", str(pidfile), cwd=tmp_path, env=env) as server:
+        address = server.tcp_address()
+        server.wait_workers(2)
+        old_master = server.pid
+        assert http_get(*address)[1] == b"v1 %d" % old_master
+        write_app(tmp_path, "v2")  # the new master runs the new code
+        load = Load(address)
+        try:
+            wait_for(lambda: load.ok > 50, what="load to start")
+            server.signal(signal.SIGUSR2)
+            new_master = int(server.wait_line(r"upgrade: started new master \(pid (\d+)\)")
+                             .group(1))
+            # The old master retires on its own once the new pool is ready.
+            assert server.wait(timeout=20) == 0
+            served = load.ok
+            wait_for(lambda: load.ok > served + 50, what="requests after the handover")
+        finally:
+            load.stop()
+        assert load.failures == []
+        assert http_get(*address)[1] == b"v2 %d" % new_master
+        assert int(pidfile.read_text()) == new_master
+        assert pid_alive(new_master)
+        os.kill(new_master, signal.SIGTERM)
+        wait_for(lambda: not pid_alive(new_master), what="the new master to stop")
+        wait_for(lambda: not pidfile.exists(), what="the pid file to go")
+
+
+def test_failed_new_master_leaves_the_old_one_serving(tmp_path: Path) -> None:
+    write_app(tmp_path, "v1")
+    env = {"PYTHONPATH": str(ROOT)}
+    with server_process("serve", "upgraded:Versioned", "-b", "127.0.0.1:0", "-w", "1",
+                        cwd=tmp_path, env=env) as server:
+        address = server.tcp_address()
+        workers = server.wait_workers(1)
+        (tmp_path / "upgraded.py").write_text("raise ImportError('broken release')\n")
+        server.signal(signal.SIGUSR2)
+        assert server.wait_line(r"new master \(pid \d+\) failed: exit status 2; this one keeps")
+        assert http_get(*address)[1] == b"v1 %d" % server.pid
+        assert [w.pid for w in server.workers()] == [w.pid for w in workers]
+        server.signal(signal.SIGTERM)
+        assert server.wait() == 0
