@@ -31,7 +31,7 @@ from .master import BootError
 from .runner import PidFile, StartError, configure
 from .servers import PreforkMixIn
 from .signals import SignalQueue
-from .sockets import BindSpecError, format_address
+from .sockets import BindSpec, BindSpecError, format_address
 
 EXIT_USAGE = 2
 EXIT_BOOT_FAILURE = BootError.exit_status
@@ -130,11 +130,11 @@ def serve(args: argparse.Namespace) -> int:
     setup_logging(config.log_level, config.log_file)
     if config.mode not in MODES:  # already validated by the config; kept for clarity
         raise StartError(f"unknown mode {config.mode!r}")
-    server, spec = runner.make_server()
+    server, specs = runner.make_server()
     pidfile = PidFile(config.pidfile)
     try:
         with server:
-            announce(server, spec.kind, spec.family, config.mode, config.app or DEFAULT_APP)
+            announce(server, specs, config.mode, config.app or DEFAULT_APP)
             runner.call("on_starting", server)
             try:
                 if isinstance(server, PreforkMixIn):
@@ -152,14 +152,18 @@ def serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def announce(server: socketserver.BaseServer, kind: str, family: int, mode: str, app: str) -> None:
-    where = format_address(kind, family, server.server_address)
-    handler = server.RequestHandlerClass
-    if isinstance(handler, type) and is_http_handler(handler) and kind == "tcp":
-        where = f"http://{where}/"
+def announce(server: socketserver.BaseServer, specs: list[BindSpec], mode: str, app: str) -> None:
+    servers = server.listening_servers() if isinstance(server, PreforkMixIn) else [server]
+    places = []
+    for one, spec in zip(servers, specs, strict=True):
+        where = format_address(spec.kind, spec.family, one.server_address)
+        handler = one.RequestHandlerClass
+        if isinstance(handler, type) and is_http_handler(handler) and spec.kind == "tcp":
+            where = f"http://{where}/"
+        places.append(where)
     workers = f", {server.workers} workers" if isinstance(server, PreforkMixIn) else ""
     log.info("prefork %s: serving %s on %s (mode %s%s, pid %d)",
-             __version__, app, where, mode, workers, os.getpid())
+             __version__, app, " ".join(places), mode, workers, os.getpid())
 
 
 def serve_stdlib(server: socketserver.BaseServer) -> None:

@@ -35,6 +35,7 @@ retires the old worker once the replacement is ready, at most ``max_recycling`` 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import logging
 import os
 import random
@@ -178,9 +179,10 @@ class Master:
 
     def run(self) -> None:
         """Spawn the pool and supervise it until a stop is requested; then stop it."""
-        listener = self.server.socket
-        was_blocking = listener.getblocking()
-        listener.setblocking(False)  # shared by all workers: an empty accept must not block
+        listeners = [s.socket for s in self.server.listening_servers()]
+        was_blocking = [sock.getblocking() for sock in listeners]
+        for sock in listeners:
+            sock.setblocking(False)  # shared by all workers: an empty accept must not block
         self.signals.install()
         self.selector.register(self.signals.read_fd, selectors.EVENT_READ)
         self.selector.register(self.report_r, selectors.EVENT_READ)
@@ -207,9 +209,10 @@ class Master:
             self.board.close()
             for fd in (self.report_r, self.report_w, self.alive_r, self.alive_w):
                 os.close(fd)
-            if not self.handed_off:  # the new master shares this open file: leave it as is
-                with contextlib.suppress(OSError):
-                    listener.setblocking(was_blocking)
+            if not self.handed_off:  # the new master shares these open files: leave them
+                for sock, blocking in zip(listeners, was_blocking, strict=True):
+                    with contextlib.suppress(OSError):
+                        sock.setblocking(blocking)
         if self.boot_error is not None:
             raise self.boot_error
         log.info("master (pid %d) stopped", self.pid)
@@ -604,7 +607,7 @@ class Master:
 
     def _title(self) -> None:
         titles.set_title(titles.master_title(
-            self.server.process_name, self.size, [self.server.listener_name()]
+            self.server.process_name, self.size, self.server.listener_names()
         ))
 
     # -- stopping -----------------------------------------------------------------------------
@@ -622,9 +625,9 @@ class Master:
             log.warning("master (pid %d) ignores SIGUSR2: this server cannot re-execute itself",
                         self.pid)
             return
-        fd = self.server.socket.fileno()
+        fds = [s.socket.fileno() for s in self.server.listening_servers()]
         env = {k: v for k, v in os.environ.items() if not k.startswith("LISTEN_")}
-        env.update(LISTEN_FDS="1", **{ENV_OLD_MASTER: str(self.pid)})
+        env.update(LISTEN_FDS=str(len(fds)), **{ENV_OLD_MASTER: str(self.pid)})
         if self.notifier.address:
             env["NOTIFY_SOCKET"] = self.notifier.address
         mask = sigs.block(MASTER_SIGNALS)
@@ -633,10 +636,10 @@ class Master:
             if pid == 0:  # pragma: no cover - replaced by exec
                 try:
                     sigs.unblock(mask)  # a blocked mask would survive the exec
-                    if fd == 3:
-                        os.set_inheritable(3, True)
-                    else:
-                        os.dup2(fd, 3)
+                    # Listeners go to fds 3, 4, ... in order; first out of the way of each other.
+                    high = [fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 100) for fd in fds]
+                    for target, fd in enumerate(high, start=3):
+                        os.dup2(fd, target)
                     env["LISTEN_PID"] = str(os.getpid())
                     os.execve(argv[0], argv, env)
                 finally:

@@ -72,45 +72,58 @@ class Runner:
             if spec:
                 self.hooks[key] = resolve_hook(spec, key=key)
 
-    def make_server(self) -> tuple[socketserver.BaseServer, BindSpec]:
+    def make_server(self) -> tuple[socketserver.BaseServer, list[BindSpec]]:
+        """The server for the first listener, with the others added to it (prefork mode)."""
         config = self.config
         inherited = listen_fds()
-        if inherited:
-            if len(inherited) > 1:
-                raise StartError("several inherited sockets: only one listener is supported")
-            spec = inherited_spec(inherited[0])
-        else:
-            specs = config.bind_specs()
-            if len(specs) > 1:
-                raise StartError("several listeners are not supported yet: give one --bind")
-            spec = specs[0]
+        specs = [inherited_spec(sock) for sock in inherited] if inherited else config.bind_specs()
         for key in ("user", "group", "metrics"):
             if getattr(config, key):
                 raise StartError(f"{key}: not implemented yet")
+        if len(specs) > 1 and config.mode != "prefork":
+            raise StartError(f"several listeners need --mode prefork, not {config.mode}")
         app = config.app or DEFAULT_APP
         handler = load_handler(app)
+        servers: list[socketserver.BaseServer] = []
+        try:
+            for index, spec in enumerate(specs):
+                sock = inherited[index] if inherited else None
+                servers.append(self._one_server(spec, handler, app, sock))
+        except BaseException:
+            for server in servers:
+                server.server_close()
+            raise
+        primary = servers[0]
+        for other in servers[1:]:
+            assert isinstance(primary, PreforkMixIn)
+            primary.add_listener(other)
+        return primary, specs
+
+    def _one_server(
+        self, spec: BindSpec, handler: type[socketserver.BaseRequestHandler], app: str,
+        inherited: socket.socket | None,
+    ) -> socketserver.BaseServer:
+        config = self.config
         cls = server_class(config.mode, spec, handler)
         kwargs: dict[str, Any] = {}
         if issubclass(cls, PreforkMixIn):
             cls = self._prefork_class(cls, app)
             if config.workers:
                 kwargs["workers"] = config.workers
-        if inherited:
-            # Built without binding, then given the socket systemd passed (already listening).
-            make: Any = cls
-            unbound: Any = make(spec.address, handler, bind_and_activate=False, **kwargs)
-            unbound.socket.close()
-            unbound.socket = inherited[0]
-            unbound.server_address = spec.address
-            if isinstance(unbound, PreforkMixIn):
-                unbound.adopt_socket_file()
-            server = unbound
-        else:
+        if inherited is None:
             try:
-                server = cls(spec.address, handler, **kwargs)
+                return cls(spec.address, handler, **kwargs)
             except OSError as exc:
                 raise StartError(f"cannot bind {spec}: {exc.strerror or exc}") from None
-        return server, spec
+        # Built without binding, then given the socket systemd passed (already listening).
+        make: Any = cls
+        unbound: Any = make(spec.address, handler, bind_and_activate=False, **kwargs)
+        unbound.socket.close()
+        unbound.socket = inherited
+        unbound.server_address = spec.address
+        if isinstance(unbound, PreforkMixIn):
+            unbound.adopt_socket_file()
+        return unbound  # type: ignore[no-any-return]
 
     def _prefork_class(self, base: type, app: str) -> type:
         config, hooks, runner = self.config, self.hooks, self

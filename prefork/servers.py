@@ -105,6 +105,7 @@ class PreforkMixIn:
         self._prefork_in_worker = False
         self._prefork_poll_interval = 0.5
         self._prefork_unix_ident: sockets.FileIdent | None = None
+        self.extra_listeners: list[socketserver.BaseServer] = []
         super().__init__(*args, **kwargs)
 
     # -- socketserver contract ----------------------------------------------------------------
@@ -145,6 +146,8 @@ class PreforkMixIn:
             master.request_stop(graceful=False)
             self._prefork_done.wait()
         super().server_close()  # type: ignore[misc]
+        for other in self.extra_listeners:
+            other.server_close()
         if not self._prefork_in_worker and self._prefork_unix_ident is not None:
             sockets.remove_unix_path(self.server_address, self._prefork_unix_ident)
             self._prefork_unix_ident = None
@@ -182,17 +185,33 @@ class PreforkMixIn:
         to boot."""
         return _nothing
 
+    def add_listener(self, other: socketserver.BaseServer) -> None:
+        """Serve ``other``'s socket too, in every worker, with ``other``'s request methods (its
+        own class, so a unix listener can sit beside a TCP one).  It is closed with this one."""
+        self.extra_listeners.append(other)
+
+    def listening_servers(self) -> list[Any]:
+        """This server and the ones added with add_listener(), in order."""
+        return [self, *self.extra_listeners]
+
     def keep_socket_file(self) -> None:
-        """Leave the unix socket file in place at close: another master serves it now."""
-        self._prefork_unix_ident = None
+        """Leave the unix socket files in place at close: another master serves them now."""
+        for server in self.listening_servers():
+            if isinstance(server, PreforkMixIn):
+                server._prefork_unix_ident = None
 
     def adopt_socket_file(self) -> None:
         """Remove the unix socket file at close, as if bound here (an inherited socket)."""
         if sockets.is_path_address(self.address_family, self.server_address):
             self._prefork_unix_ident = sockets.file_ident(self.server_address)
 
+    def listener_names(self) -> list[str]:
+        """Every listener's address as a user would type it, for titles and logs."""
+        return [s.listener_name() if isinstance(s, PreforkMixIn) else str(s.server_address)
+                for s in self.listening_servers()]
+
     def listener_name(self) -> str:
-        """The listening address as a user would type it, for titles and logs."""
+        """The listening address as a user would type it."""
         kind = "tcp"
         if self.socket.type == socket.SOCK_DGRAM:
             kind = "unix-dgram" if self.address_family == socket.AF_UNIX else "udp"

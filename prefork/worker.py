@@ -208,18 +208,21 @@ class Worker:
                 0, max(0, server.max_requests_jitter)
             )
 
-        listener = self.base.socket.fileno()  # type: ignore[attr-defined]
+        # Every listener, each with the server object whose get_request() reads it.
+        listeners = {s.socket.fileno(): cast(socketserver.BaseServer, s)
+                     for s in server.listening_servers()}
         ep = select.epoll()
         try:
             exclusive = getattr(select, "EPOLLEXCLUSIVE", 0)
-            ep.register(listener, select.EPOLLIN | exclusive)
+            for fd in listeners:
+                ep.register(fd, select.EPOLLIN | exclusive)
             ep.register(self.signals.read_fd, select.EPOLLIN)
             ep.register(self.ctx.alive_fd, select.EPOLLIN)
             slot.set_state(State.IDLE, time.monotonic())
             self._title("idle")
             self._report(REPORT_READY)
             log.debug("worker %d (pid %d) ready", self.info.age, self.pid)
-            self._loop(ep, listener)
+            self._loop(ep, listeners)
         finally:
             ep.close()
         log.debug(
@@ -232,7 +235,7 @@ class Worker:
         requests = self.slot.requests if self.slot is not None else 0
         titles.set_title(titles.worker_title(self.info.age, self.name, state, requests))
 
-    def _loop(self, ep: select.epoll, listener: int) -> None:
+    def _loop(self, ep: select.epoll, listeners: dict[int, socketserver.BaseServer]) -> None:
         server = self.base
         sig_fd, alive_fd = self.signals.read_fd, self.ctx.alive_fd
         # socketserver calls service_actions() at least every poll_interval; only a server that
@@ -240,10 +243,11 @@ class Worker:
         overridden = type(server).service_actions is not socketserver.BaseServer.service_actions
         timeout = self.server._prefork_poll_interval if overridden else -1.0
         while self.stop is None:
-            listen_ready = signal_ready = False
+            ready: list[socketserver.BaseServer] = []
+            signal_ready = False
             for fd, _events in ep.poll(timeout):
-                if fd == listener:
-                    listen_ready = True
+                if fd in listeners:
+                    ready.append(listeners[fd])
                 elif fd == sig_fd:
                     signal_ready = True
                 elif fd == alive_fd:
@@ -252,13 +256,15 @@ class Worker:
                 self._handle_signals()
             if self.stop is not None and self.stop != "graceful":
                 break
-            if listen_ready:
-                # Even when stopping gracefully: with EPOLLEXCLUSIVE this worker may be the only
-                # one the kernel woke for that connection, and leaving it would strand it in the
-                # backlog until the next arrival wakes someone.
-                self._serve_one()
+            # Even when stopping gracefully: with EPOLLEXCLUSIVE this worker may be the only
+            # one the kernel woke for that connection, and leaving it would strand it in the
+            # backlog until the next arrival wakes someone.
+            for listening in ready:
+                self._serve_one(listening)
                 if self.signals.pending:
                     self._handle_signals()
+                if self.stop is not None and self.stop != "graceful":
+                    break
             if self.stop is not None:
                 break
             server.service_actions()
@@ -275,9 +281,8 @@ class Worker:
             elif sig == REOPEN_SIGNAL:
                 reopen_log_files()
 
-    def _serve_one(self) -> None:
+    def _serve_one(self, server: socketserver.BaseServer) -> None:
         """One turn of socketserver's ``_handle_request_noblock``, counting empty accepts."""
-        server = self.base
         slot = self.slot
         assert slot is not None
         try:

@@ -230,3 +230,19 @@ def test_boot_failure_stops_with_distinct_status_and_bounded_spawns(tmp_path: Pa
     # 3 at start, then one probe at a time until 5 failures in a row.
     assert 5 <= spawns <= 7, spawns
     assert "Traceback" in proc.stderr  # each failure's cause is logged
+
+
+def test_several_listeners_are_all_served_by_every_worker(tmp_path: Path) -> None:
+    path = f"{tmp_path}/second.sock"
+    args = ("serve", "workers.echo:LineEcho", "-b", "127.0.0.1:0", "-b", f"unix:{path}", "-w", "2")
+    with server_process(*args) as server:
+        first = server.wait_line(r"serving \S+ on 127\.0\.0\.1:(\d+) unix:")
+        server.wait_workers(2)
+        for _ in range(3):
+            assert _echo_line(socket.AF_INET, ("127.0.0.1", int(first.group(1)))) == (
+                b"hello prefork\n"
+            )
+            assert _echo_line(socket.AF_UNIX, path) == b"hello prefork\n"
+        server.signal(signal.SIGTERM)
+        assert server.wait() == 0
+    assert not os.path.exists(path)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import threading
 from pathlib import Path
 
@@ -112,3 +113,25 @@ def test_failed_new_master_leaves_the_old_one_serving(tmp_path: Path) -> None:
         assert [w.pid for w in server.workers()] == [w.pid for w in workers]
         server.signal(signal.SIGTERM)
         assert server.wait() == 0
+
+
+def test_usr2_hands_over_every_listener(tmp_path: Path) -> None:
+    write_app(tmp_path, "v1")
+    path = tmp_path / "web.sock"
+    env = {"PYTHONPATH": str(ROOT)}
+    with server_process("serve", "upgraded:Versioned", "-b", "127.0.0.1:0", "-b", f"unix:{path}",
+                        "-w", "1", cwd=tmp_path, env=env) as server:
+        port = int(server.wait_line(r"on http://127\.0\.0\.1:(\d+)/ unix:").group(1))
+        server.wait_workers(1)
+        server.signal(signal.SIGUSR2)
+        new_master = int(server.wait_line(r"started new master \(pid (\d+)\)").group(1))
+        assert server.wait(timeout=20) == 0
+        assert http_get("127.0.0.1", port)[1] == b"v1 %d" % new_master
+        with socket.socket(socket.AF_UNIX) as sock:  # the old master left the file in place
+            sock.settimeout(10)
+            sock.connect(str(path))
+            sock.sendall(b"GET / HTTP/1.0\r\n\r\n")
+            assert sock.makefile("rb").read().endswith(b"v1 %d" % new_master)
+        os.kill(new_master, signal.SIGTERM)
+        wait_for(lambda: not pid_alive(new_master), what="the new master to stop")
+        assert not path.exists()
