@@ -3,7 +3,7 @@
 Run from the repository root::
 
     python scripts/bench.py                 # default run, a few minutes
-    python scripts/bench.py --quick         # ~1 minute smoke
+    python scripts/bench.py --quick         # short smoke (~2 minutes on 2 CPUs)
     python scripts/bench.py --rounds 3 --duration 10 --chart docs/benchmarks.png
 
 Every contender is started on loopback, warmed up, driven by the same client, and stopped, in
@@ -864,7 +864,7 @@ def parse_args() -> argparse.Namespace:
         description="Benchmark prefork against a bare fork-and-accept floor, gunicorn sync and "
         "the stdlib servers, side by side on loopback.",
     )
-    parser.add_argument("--quick", action="store_true", help="~1 minute smoke run")
+    parser.add_argument("--quick", action="store_true", help="short smoke (~2 min on 2 CPUs)")
     parser.add_argument("-w", "--workers", type=int, default=2, help="workers per pool (2)")
     parser.add_argument(
         "-d",
