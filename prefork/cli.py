@@ -19,6 +19,7 @@ import signal
 import socketserver
 import sys
 import threading
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -83,15 +84,22 @@ def build_parser() -> argparse.ArgumentParser:
     opt("-n", "--name", default=None, help="process name in titles (default: the APP)")
     opt("--control", default=None, metavar="PATH",
         help="control socket (default: PIDFILE.ctl when --pidfile is given)")
+    opt("--metrics", default=None, metavar="HOST:PORT",
+        help="serve Prometheus metrics from the master")
     opt("--log-level", default=None, metavar="LEVEL", help="debug, info, warning or error")
     opt("--log-file", default=None, metavar="PATH")
-    for name, helptext in (("status", "show the pool"), ("reload", "start a new generation"),
+    for name, helptext in (("status", "show the pool"), ("top", "a live view of the pool"),
+                           ("reload", "start a new generation"),
                            ("scale", "set the pool size"), ("stop", "stop the server")):
         sub = commands.add_parser(name, help=helptext)
         sub.add_argument("--control", default=None, metavar="PATH")
         sub.add_argument("--pidfile", default=None, metavar="PATH")
         if name == "status":
             sub.add_argument("--json", action="store_true", help="the raw status as JSON")
+        if name == "top":
+            sub.add_argument("-i", "--interval", type=float, default=1.0, metavar="S")
+            sub.add_argument("--count", type=int, default=0, metavar="N",
+                             help="stop after N screens (default: until Ctrl-C)")
         if name == "scale":
             sub.add_argument("workers", help="N, +N or -N")
         if name == "stop":
@@ -101,7 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 SERVE_KEYS = ("app", "bind", "workers", "mode", "preload", "max_children", "graceful_timeout",
               "timeout", "max_requests", "max_requests_jitter", "max_age", "max_memory",
-              "pidfile", "name", "control", "log_level", "log_file")
+              "pidfile", "name", "control", "metrics", "log_level", "log_file")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -193,8 +201,30 @@ def control_path(args: argparse.Namespace) -> str:
     raise ControlError("give --control PATH or --pidfile PATH to find the master")
 
 
+def top(path: str, interval: float, count: int) -> int:
+    """Redraw the status table every ``interval`` seconds until Ctrl-C (or ``count`` screens)."""
+    if interval <= 0:
+        raise ControlError("top: --interval must be positive")
+    shown = 0
+    try:
+        while not count or shown < count:
+            reply = request(path, {"command": "status"})
+            stamp = time.strftime("%H:%M:%S")
+            sys.stdout.write(f"\x1b[H\x1b[2Jprefork top  {stamp}  (Ctrl-C quits)\n"
+                             + format_status(reply) + "\n")
+            sys.stdout.flush()
+            shown += 1
+            if not count or shown < count:
+                time.sleep(interval)
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
 def control_command(args: argparse.Namespace) -> int:
     path = control_path(args)
+    if args.command == "top":
+        return top(path, args.interval, args.count)
     command: dict[str, Any] = {"command": args.command}
     if args.command == "scale":
         text = args.workers.strip()

@@ -52,6 +52,7 @@ from . import signals as sigs
 from . import titles
 from .control import ControlServer, scale_target
 from .logs import reopen_log_files
+from .metrics import MetricsServer
 from .monitor import status_rows, worker_memory_mb
 from .scoreboard import Scoreboard
 from .sdnotify import Notifier
@@ -134,6 +135,8 @@ class Master:
         self.board = Scoreboard(2 * server.max_children)
         self.notifier = Notifier(unset=True)
         self.control: ControlServer | None = None
+        self.metrics: MetricsServer | None = None
+        self.retired_requests = 0  # requests served by workers already reaped
         self.use_pidfd = hasattr(os, "pidfd_open")
         self.generation = 1
         self.reloading: Reload | None = None
@@ -192,6 +195,11 @@ class Master:
                     os.unlink(self.server.control_path)
             self.control = ControlServer(self.server.control_path, self._on_control)
             self.selector.register(self.control.fileno(), selectors.EVENT_READ)
+        if self.server.metrics_address:
+            self.metrics = MetricsServer(self.server.metrics_address, self.status)
+            self.selector.register(self.metrics.fileno(), selectors.EVENT_READ)
+            log.info("master (pid %d) metrics on http://%s:%d/metrics", self.pid,
+                     *self.metrics.address[:2])
         log.info("master (pid %d) starting %d workers", self.pid, self.size)
         self._title()
         try:
@@ -204,6 +212,8 @@ class Master:
             self.notifier.stopping()
             if self.control is not None:
                 self.control.close()
+            if self.metrics is not None:
+                self.metrics.close()
             self.signals.close()
             self.selector.close()
             self.board.close()
@@ -303,6 +313,8 @@ class Master:
         for key, _ in self.selector.select(timeout):
             if self.control is not None and key.fd == self.control.fileno():
                 self.control.on_readable()
+            elif self.metrics is not None and key.fd == self.metrics.fileno():
+                self.metrics.on_readable()
             elif key.fd == self.upgrade_pidfd:
                 self._upgrade_exited()
         for sig in self.signals.drain():
@@ -371,6 +383,8 @@ class Master:
         fds.extend(w.pidfd for w in self.workers.values() if w.pidfd is not None)
         if self.control is not None:
             fds.append(self.control.fileno())
+        if self.metrics is not None:
+            fds.append(self.metrics.fileno())
         with contextlib.suppress(NotImplementedError, ValueError):
             selector_fd = getattr(self.selector, "fileno", lambda: -1)()
             if selector_fd >= 0:
@@ -420,6 +434,7 @@ class Master:
             self.server.worker_exit(info, code)
         except Exception:
             log.exception("worker_exit hook failed for worker %d (pid %d)", info.age, info.pid)
+        self.retired_requests += self.board.read(info.slot).requests
         self.board.clear(info.slot)
         with contextlib.suppress(ValueError):
             self.recycle_queue.remove(info.pid)
@@ -591,6 +606,7 @@ class Master:
         return self.status()
 
     def status(self) -> dict[str, Any]:
+        rows = status_rows(self.board, self.workers.values())
         return {
             "master": {
                 "pid": self.pid,
@@ -601,8 +617,9 @@ class Master:
                 "paused": self.paused,
                 "stopping": self.stop_mode,
                 "restarts": dict(self.restarts),
+                "requests_total": self.retired_requests + sum(r["requests"] for r in rows),
             },
-            "workers": status_rows(self.board, self.workers.values()),
+            "workers": rows,
         }
 
     def _title(self) -> None:

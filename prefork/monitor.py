@@ -48,12 +48,14 @@ def status_rows(board: Scoreboard, workers: Iterable[WorkerInfo]) -> list[dict[s
             "accept_share": slot.requests / total,
             "rss_mb": None,
             "cpu_percent": None,
+            "cpu_seconds": None,
         }
         with contextlib.suppress(psutil.Error):
             proc = psutil.Process(info.pid)
             with proc.oneshot():
                 row["rss_mb"] = proc.memory_info().rss / (1024 * 1024)
                 cpu = proc.cpu_times()
+                row["cpu_seconds"] = cpu.user + cpu.system
                 row["cpu_percent"] = 100.0 * (cpu.user + cpu.system) / max(row["uptime"], 1e-3)
         rows.append(row)
     return rows

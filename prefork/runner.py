@@ -77,7 +77,7 @@ class Runner:
         config = self.config
         inherited = listen_fds()
         specs = [inherited_spec(sock) for sock in inherited] if inherited else config.bind_specs()
-        for key in ("user", "group", "metrics"):
+        for key in ("user", "group"):
             if getattr(config, key):
                 raise StartError(f"{key}: not implemented yet")
         if len(specs) > 1 and config.mode != "prefork":
@@ -131,6 +131,7 @@ class Runner:
             "max_children": config.max_children,
             "process_name": config.name or app,
             "control_path": config.control,
+            "metrics_address": config.metrics,
             # USR2 runs the same command line again; the new master inherits the socket.
             "upgrade_argv": [sys.executable, *sys.orig_argv[1:]],
         }
@@ -175,13 +176,21 @@ class Runner:
             if key == "workers" and not value:
                 value = base.workers
             setattr(base, attr, value)
+        restore_module: Callable[[], None] = _nothing
         if not fresh.preload:
-            base.RequestHandlerClass = reimport_handler(app)  # type: ignore[attr-defined]
+            try:
+                handler, restore_module = reimport_handler(app)
+            except AppError:
+                for attr, value in saved.items():
+                    setattr(base, attr, value)
+                raise
+            base.RequestHandlerClass = handler  # type: ignore[attr-defined]
 
         def rollback() -> None:
             for attr, value in saved.items():
                 setattr(base, attr, value)
             base.RequestHandlerClass = saved_handler  # type: ignore[attr-defined]
+            restore_module()
 
         return rollback
 
@@ -194,18 +203,43 @@ class Runner:
                 log.exception("master (pid %d) %s hook failed", os.getpid(), key)
 
 
-def reimport_handler(app: str) -> type[socketserver.BaseRequestHandler]:
-    """Import the APP's module again from its source, so a reload serves the new code."""
+def reimport_handler(
+    app: str,
+) -> tuple[type[socketserver.BaseRequestHandler], Callable[[], None]]:
+    """Import the APP's module again from its source, so a reload serves the new code.
+
+    ``importlib.reload`` runs the new source in the *same* module namespace, so a reload that
+    fails half way (or a new generation that fails to boot) would leave the master -- and every
+    worker it forks later -- with a mix of old and new globals.  The namespace is therefore
+    saved first; the returned function puts it back, and a failed import does so at once.
+    """
     module_name = app.partition(":")[0]
     module = sys.modules.get(module_name)
+    saved = dict(module.__dict__) if module is not None else None
+
+    def restore() -> None:
+        if module is not None and saved is not None:
+            module.__dict__.clear()
+            module.__dict__.update(saved)
+            sys.modules[module_name] = module
+
     if module is not None:
         try:
             importlib.reload(module)
         except Exception as exc:
+            restore()
             raise AppError(
                 f"APP {app!r}: cannot re-import {module_name}: {type(exc).__name__}: {exc}"
             ) from None
-    return load_handler(app)
+    try:
+        return load_handler(app), restore
+    except AppError:
+        restore()
+        raise
+
+
+def _nothing() -> None:
+    pass
 
 
 def configure(cli: Mapping[str, Any], config_file: str | None) -> Runner:

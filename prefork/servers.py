@@ -68,6 +68,9 @@ class PreforkMixIn:
     process_name -- shown in process titles; control_path -- the control socket, if any.
     """
 
+    # socketserver's default backlog is 5: with a busy pool the queue overflows and clients
+    # wait a SYN retry (1 s).  The kernel caps this at net.core.somaxconn.
+    request_queue_size: int = 2048
     workers: int = 0  # 0: default_workers()
     max_children: int = 64
     graceful_timeout: float = 30.0
@@ -81,6 +84,7 @@ class PreforkMixIn:
     max_recycling: int = 1
     process_name: str = ""
     control_path: str | None = None
+    metrics_address: str | None = None  # HOST:PORT for Prometheus metrics from the master
     # The command that starts this server again with inherited sockets (USR2); None: no USR2.
     upgrade_argv: list[str] | None = None
 
