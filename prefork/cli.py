@@ -80,6 +80,10 @@ def build_parser() -> argparse.ArgumentParser:
     opt("--max-requests-jitter", type=int, default=None, metavar="J")
     opt("--max-age", type=float, default=None, metavar="S", help="recycle after S seconds")
     opt("--max-memory", type=int, default=None, metavar="MB", help="recycle above this RSS")
+    opt("--min-spare", type=int, default=None, metavar="N",
+        help="adaptive pool: grow while fewer than N workers are idle (up to --max-children)")
+    opt("--max-spare", type=int, default=None, metavar="N",
+        help="adaptive pool: shrink while more than N workers are idle (down to --workers)")
     opt("--pidfile", default=None, metavar="PATH")
     opt("-n", "--name", default=None, help="process name in titles (default: the APP)")
     opt("--control", default=None, metavar="PATH",
@@ -109,6 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 SERVE_KEYS = ("app", "bind", "workers", "mode", "preload", "max_children", "graceful_timeout",
               "timeout", "max_requests", "max_requests_jitter", "max_age", "max_memory",
+              "min_spare", "max_spare",
               "pidfile", "name", "control", "metrics", "log_level", "log_file")
 
 

@@ -108,6 +108,9 @@ class Config:
         max_requests_jitter ... plus a random 0..jitter, so workers do not all restart at once
         max_age             after this many seconds alive
         max_memory          once its resident memory passes this many MB
+    Adaptive pool (0: off, a fixed pool of ``workers``):
+        min_spare           grow the pool (up to max_children) while fewer workers are idle
+        max_spare           shrink it (down to workers) while more are idle
     The process:
         pidfile             write the master's pid here
         name                process name shown in ps/top (setproctitle)
@@ -135,6 +138,8 @@ class Config:
     max_requests_jitter: int = 0
     max_age: float = 0.0
     max_memory: int = 0
+    min_spare: int = 0
+    max_spare: int = 0
     preload: bool = False
     pidfile: str | None = None
     name: str | None = None
@@ -319,6 +324,8 @@ OPTIONS: dict[str, Converter] = {
     "max_requests_jitter": _integer(0),
     "max_age": _number(0),
     "max_memory": _integer(0),
+    "min_spare": _integer(0),
+    "max_spare": _integer(0),
     "preload": _boolean,
     "pidfile": _optional_string,
     "name": _optional_string,
@@ -463,6 +470,12 @@ def _from_cli(cli: Mapping[str, Any]) -> _Layer:
 def _check_together(merged: _Layer) -> None:
     """The rules that tie two settings together (checked on the merged values)."""
     workers, max_children = merged.values["workers"], merged.values["max_children"]
+    min_spare, max_spare = merged.values["min_spare"], merged.values["max_spare"]
+    if min_spare and max_spare and max_spare < min_spare:
+        raise ConfigError(
+            f"{merged.where['max_spare']}: must be >= min_spare ({min_spare}, from "
+            f"{merged.sources['min_spare']}), not {max_spare}"
+        )
     if workers > max_children:
         raise ConfigError(
             f"{merged.where['workers']}: must be <= max_children ({max_children}, from "

@@ -54,7 +54,7 @@ from .control import ControlServer, scale_target
 from .logs import reopen_log_files
 from .metrics import MetricsServer
 from .monitor import status_rows, worker_memory_mb
-from .scoreboard import Scoreboard
+from .scoreboard import Scoreboard, State
 from .sdnotify import Notifier
 from .worker import REPORT, REPORT_READY, REPORT_RECYCLE, ChildContext, WorkerInfo, run_worker
 
@@ -82,6 +82,9 @@ REAP_FALLBACK_INTERVAL = 0.5
 # A hung worker is asked for its stack (SIGUSR2 -> faulthandler), then killed this much later.
 STACK_DUMP_GRACE = 0.2
 MEMORY_CHECK_INTERVAL = 5.0
+# The adaptive pool looks at the scoreboard this often and changes the size by at most one
+# worker per look (and not while a spawn is still booting): the spawn rate limit.
+ADAPT_INTERVAL = 0.5
 # Set by an old master in the environment of the new one it executes on USR2.
 ENV_OLD_MASTER = "_PREFORK_OLD_MASTER"
 
@@ -150,6 +153,7 @@ class Master:
         self.boot_error: BootError | None = None
         self.spawn_not_before = 0.0
         self.next_memory_check = 0.0
+        self.next_adapt = 0.0
         self.recycle_queue: deque[int] = deque()  # pids due for recycling, in order
         self.replacing: dict[int, int] = {}  # replacement pid -> pid it replaces
         self.restarts: dict[str, int] = {}  # reason -> count, for status and metrics
@@ -305,6 +309,8 @@ class Master:
             deadlines.append(now + min(1.0, self.server.request_timeout / 4))
         if self.server.max_memory_mb:
             deadlines.append(self.next_memory_check)
+        if self._adaptive():
+            deadlines.append(self.next_adapt)
         if not self.use_pidfd:
             deadlines.append(now + REAP_FALLBACK_INTERVAL)
         return max(0.0, min(deadlines) - now) if deadlines else None
@@ -576,12 +582,41 @@ class Master:
                 age = self.board.read(info.slot).request_age(now)
                 if age is not None and age > timeout:
                     self._hung(info, age)
+        if self._adaptive() and now >= self.next_adapt:
+            self.next_adapt = now + ADAPT_INTERVAL
+            self._adapt()
         if self.server.max_memory_mb and now >= self.next_memory_check:
             self.next_memory_check = now + MEMORY_CHECK_INTERVAL
             for info in list(self.workers.values()):
                 rss = worker_memory_mb(info.pid)
                 if rss is not None and rss > self.server.max_memory_mb and info.ready:
                     self._queue_recycle(info, "max_memory")
+
+    def _adaptive(self) -> bool:
+        return bool(self.server.min_spare or self.server.max_spare)
+
+    def _adapt(self) -> None:
+        """Grow the pool while fewer than ``min_spare`` workers are idle, shrink it while more
+        than ``max_spare`` are, within [workers, max_children], one worker per look."""
+        if self.stop_mode is not None or self.reloading is not None or self.paused:
+            return
+        current = self._current()
+        if any(not w.ready for w in current) or self.replacing:
+            return
+        idle = [w for w in current if self.board.read(w.slot).state == State.IDLE]
+        low, high = self.server.workers, self.server.max_children
+        if self.server.min_spare and len(idle) < self.server.min_spare and self.size < high:
+            self.size += 1
+            log.info("master (pid %d) %d idle < min_spare %d: growing to %d", self.pid,
+                     len(idle), self.server.min_spare, self.size)
+            self._title()
+        elif self.server.max_spare and len(idle) > self.server.max_spare and self.size > low:
+            self.size -= 1
+            youngest = max(idle, key=lambda w: w.age)
+            log.info("master (pid %d) %d idle > max_spare %d: shrinking to %d", self.pid,
+                     len(idle), self.server.max_spare, self.size)
+            self._retire(youngest)
+            self._title()
 
     def _hung(self, info: WorkerInfo, age: float) -> None:
         log.error(

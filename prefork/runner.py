@@ -41,6 +41,8 @@ LIVE_SETTINGS = {
     "max_requests_jitter": "max_requests_jitter",
     "max_age": "max_age",
     "max_memory": "max_memory_mb",
+    "min_spare": "min_spare",
+    "max_spare": "max_spare",
 }
 
 

@@ -82,6 +82,8 @@ class PreforkMixIn:
     max_age: float = 0.0
     max_memory_mb: float = 0.0
     max_recycling: int = 1
+    min_spare: int = 0  # adaptive pool: grow while fewer workers are idle (0: fixed pool)
+    max_spare: int = 0  # adaptive pool: shrink while more workers are idle, not below workers
     process_name: str = ""
     control_path: str | None = None
     metrics_address: str | None = None  # HOST:PORT for Prometheus metrics from the master

@@ -345,8 +345,9 @@ def test_describe(tmp_path: Path) -> None:
     lines = describe(config).splitlines()
     assert [line.split(" = ")[0] for line in lines] == [
         "app", "bind", "workers", "max_children", "mode", "timeout", "graceful_timeout",
-        "max_requests", "max_requests_jitter", "max_age", "max_memory", "preload", "pidfile",
-        "name", "log_level", "log_file", "user", "group", "control", "metrics", *HOOK_NAMES,
+        "max_requests", "max_requests_jitter", "max_age", "max_memory", "min_spare",
+        "max_spare", "preload", "pidfile", "name", "log_level", "log_file", "user", "group",
+        "control", "metrics", *HOOK_NAMES,
     ]
     assert 'app = ""  # default' in lines
     assert 'bind = [":1", "unix:/tmp/a b"]  # file prefork.toml' in lines

@@ -40,3 +40,12 @@ class Pid(socketserver.StreamRequestHandler):
 
 
 NotAHandler = 42
+
+
+class Hold(socketserver.StreamRequestHandler):
+    """Keeps its worker busy until the client closes the connection."""
+
+    def handle(self) -> None:
+        self.wfile.write(b"held\n")
+        self.wfile.flush()
+        self.rfile.readline()
