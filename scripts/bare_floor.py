@@ -48,7 +48,8 @@ def main() -> None:
     host, _, port = args.bind.rpartition(":")
     base = socketserver.UDPServer if args.udp else socketserver.TCPServer
     base.allow_reuse_address = True
-    # The same socket as prefork's: socketserver binds and listens with its defaults.
+    # The same socket as prefork's: socketserver binds and listens, with prefork's backlog.
+    base.request_queue_size = 2048
     server = base((host, int(port)), handler)
     pids = []
     for _ in range(args.workers):
