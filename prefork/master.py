@@ -213,7 +213,8 @@ class Master:
             self._stop_pool()
         finally:
             self._kill_all()
-            self.notifier.stopping()
+            if self.stop_mode is None:  # an unexpected error: _stop() did not say it
+                self.notifier.stopping()
             if self.control is not None:
                 self.control.close()
             if self.metrics is not None:

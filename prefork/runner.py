@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import importlib.util
 import logging
 import os
 import socket
@@ -226,6 +227,12 @@ def reimport_handler(
             sys.modules[module_name] = module
 
     if module is not None:
+        source = getattr(module, "__file__", None)
+        if source and source.endswith(".py"):
+            # A .pyc is trusted while the source keeps its size and whole-second mtime: a quick
+            # same-size edit followed by HUP would otherwise serve the old code.
+            with contextlib.suppress(OSError, NotImplementedError, ValueError):
+                os.unlink(importlib.util.cache_from_source(source))
         try:
             importlib.reload(module)
         except Exception as exc:

@@ -144,7 +144,7 @@ class ServerProcess:
     def wait_workers(self, count: int, timeout: float = 10.0) -> list[psutil.Process]:
         """Wait until ``count`` workers have reported ready (per the master's log)."""
         def ready() -> list[psutil.Process] | None:
-            kids = [p for p in self.workers() if p.status() != psutil.STATUS_ZOMBIE]
+            kids = [p for p in self.workers() if pid_alive(p.pid)]
             pids = {p.pid for p in kids}
             ready_pids = {
                 int(m.group(1)) for line in self.lines
