@@ -418,7 +418,8 @@ class Master:
                     info.age, pid, (time.monotonic() - info.started) * 1000,
                 )
             elif event == REPORT_RECYCLE:
-                self._queue_recycle(info, "max_requests")
+                served = self.board.read(info.slot).requests
+                self._queue_recycle(info, "max_requests", f" after {served} requests")
 
     def _reap(self) -> None:
         for pid, info in list(self.workers.items()):
@@ -540,10 +541,11 @@ class Master:
         self.notifier.ready(f"reload failed; generation {old} serving")
         self._title()
 
-    def _queue_recycle(self, info: WorkerInfo, reason: str) -> None:
+    def _queue_recycle(self, info: WorkerInfo, reason: str, detail: str = "") -> None:
         if info.stopping or info.pid in self.recycle_queue or info.replacement:
             return
-        log.info("worker %d (pid %d) due for recycling (%s)", info.age, info.pid, reason)
+        log.info("worker %d (pid %d) due for recycling (%s)%s", info.age, info.pid, reason,
+                 detail)
         info.recycle_reason = reason
         self.recycle_queue.append(info.pid)
 
