@@ -80,6 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
     opt("--max-requests-jitter", type=int, default=None, metavar="J")
     opt("--max-age", type=float, default=None, metavar="S", help="recycle after S seconds")
     opt("--max-memory", type=int, default=None, metavar="MB", help="recycle above this RSS")
+    opt("--max-recycling", type=int, default=None, metavar="N",
+        help="workers replaced at the same time when recycling (default 1)")
     opt("--min-spare", type=int, default=None, metavar="N",
         help="adaptive pool: grow while fewer than N workers are idle (up to --max-children)")
     opt("--max-spare", type=int, default=None, metavar="N",
@@ -113,7 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 SERVE_KEYS = ("app", "bind", "workers", "mode", "preload", "max_children", "graceful_timeout",
               "timeout", "max_requests", "max_requests_jitter", "max_age", "max_memory",
-              "min_spare", "max_spare",
+              "min_spare", "max_spare", "max_recycling",
               "pidfile", "name", "control", "metrics", "log_level", "log_file")
 
 

@@ -108,6 +108,7 @@ class Config:
         max_requests_jitter ... plus a random 0..jitter, so workers do not all restart at once
         max_age             after this many seconds alive
         max_memory          once its resident memory passes this many MB
+        max_recycling       how many workers may be replaced at the same time (1)
     Adaptive pool (0: off, a fixed pool of ``workers``):
         min_spare           grow the pool (up to max_children) while fewer workers are idle
         max_spare           shrink it (down to workers) while more are idle
@@ -140,6 +141,7 @@ class Config:
     max_memory: int = 0
     min_spare: int = 0
     max_spare: int = 0
+    max_recycling: int = 1
     preload: bool = False
     pidfile: str | None = None
     name: str | None = None
@@ -326,6 +328,7 @@ OPTIONS: dict[str, Converter] = {
     "max_memory": _integer(0),
     "min_spare": _integer(0),
     "max_spare": _integer(0),
+    "max_recycling": _integer(1),
     "preload": _boolean,
     "pidfile": _optional_string,
     "name": _optional_string,

@@ -159,6 +159,7 @@ class Master:
         self.restarts: dict[str, int] = {}  # reason -> count, for status and metrics
         self.ages = 0
         self.upgrade_pid = 0  # the new master started by USR2, until it takes over or fails
+        self.upgrade_queued = False
         self.upgrade_pidfd: int | None = None
         self.handed_off = False
         old = os.environ.pop(ENV_OLD_MASTER, "")
@@ -674,7 +675,10 @@ class Master:
         ``LISTEN_FDS``); it retires this one with SIGTERM once its pool is ready.  If it dies
         before that, this master keeps serving."""
         argv = self.server.upgrade_argv
-        if self.stop_mode is not None or self.upgrade_pid:
+        if self.stop_mode is not None:
+            return
+        if self.upgrade_pid:
+            self.upgrade_queued = True  # tried again if this one fails: signals are not lost
             return
         if not argv:
             log.warning("master (pid %d) ignores SIGUSR2: this server cannot re-execute itself",
@@ -718,6 +722,9 @@ class Master:
             log.error("master (pid %d) new master (pid %d) failed: %s; this one keeps serving",
                       self.pid, self.upgrade_pid, describe_status(status))
         self.upgrade_pid, self.upgrade_pidfd = 0, None
+        if self.upgrade_queued and not self.handed_off:
+            self.upgrade_queued = False
+            self.upgrade()
 
     def _stop(self, mode: str, escalate: bool = False) -> None:
         if self.upgrade_pid and not self.handed_off and mode == "graceful":

@@ -44,6 +44,7 @@ LIVE_SETTINGS = {
     "max_memory": "max_memory_mb",
     "min_spare": "min_spare",
     "max_spare": "max_spare",
+    "max_recycling": "max_recycling",
 }
 
 

@@ -346,7 +346,8 @@ def test_describe(tmp_path: Path) -> None:
     assert [line.split(" = ")[0] for line in lines] == [
         "app", "bind", "workers", "max_children", "mode", "timeout", "graceful_timeout",
         "max_requests", "max_requests_jitter", "max_age", "max_memory", "min_spare",
-        "max_spare", "preload", "pidfile", "name", "log_level", "log_file", "user", "group",
+        "max_spare", "max_recycling", "preload", "pidfile", "name", "log_level", "log_file",
+        "user", "group",
         "control", "metrics", *HOOK_NAMES,
     ]
     assert 'app = ""  # default' in lines

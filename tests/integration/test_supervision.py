@@ -378,3 +378,25 @@ def test_control_socket_refuses_another_user() -> None:
             assert str(server.pid) in served.stdout
             server.signal(signal.SIGTERM)
             assert server.wait() == 0
+
+
+def test_top_redraws_the_status_table(tmp_path: Path) -> None:
+    control = str(tmp_path / "ctl.sock")
+    with server_process("serve", "-b", "127.0.0.1:0", "-w", "2", "--control", control) as server:
+        workers = server.wait_workers(2)
+        wait_for(lambda: os.path.exists(control), what="the control socket")
+        proc = subprocess.run(
+            [sys.executable, "-m", "prefork", "top", "--control", control, "--count", "2",
+             "--interval", "0.05"],
+            cwd=ROOT, capture_output=True, text=True, timeout=30,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+        )
+        assert proc.returncode == 0, proc.stderr
+        screens = proc.stdout.split("\x1b[H\x1b[2J")[1:]
+        assert len(screens) == 2
+        for screen in screens:
+            assert "prefork top" in screen
+            for worker in workers:
+                assert f" {worker.pid} " in screen
+        server.signal(signal.SIGTERM)
+        assert server.wait() == 0
