@@ -146,7 +146,8 @@ def serve(args: argparse.Namespace) -> int:
     if config.mode not in MODES:  # already validated by the config; kept for clarity
         raise StartError(f"unknown mode {config.mode!r}")
     server, specs = runner.make_server()
-    pidfile = PidFile(config.pidfile)
+    # The prefork master writes and removes its own pid file (an upgrade hands it over).
+    pidfile = PidFile(None if isinstance(server, PreforkMixIn) else config.pidfile)
     try:
         with server:
             announce(server, specs, config.mode, config.app or DEFAULT_APP)
@@ -158,6 +159,9 @@ def serve(args: argparse.Namespace) -> int:
                     except BootError as exc:
                         print(f"prefork: {exc}", file=sys.stderr)
                         return EXIT_BOOT_FAILURE
+                    except (ControlError, OSError) as exc:  # control or metrics socket
+                        print(f"prefork: {exc}", file=sys.stderr)
+                        return EXIT_USAGE
                 else:
                     serve_stdlib(server)
             finally:

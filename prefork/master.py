@@ -187,27 +187,28 @@ class Master:
 
     def run(self) -> None:
         """Spawn the pool and supervise it until a stop is requested; then stop it."""
-        listeners = [s.socket for s in self.server.listening_servers()]
-        was_blocking = [sock.getblocking() for sock in listeners]
-        for sock in listeners:
-            sock.setblocking(False)  # shared by all workers: an empty accept must not block
+        # Shared by all workers, an empty accept must not block.  The flag belongs to the open
+        # file, which an upgraded or previous master may share: it is set, never restored
+        # (socketserver's own methods select before they accept, so they do not mind).
+        for server in self.server.listening_servers():
+            server.socket.setblocking(False)
         self.signals.install()
         self.selector.register(self.signals.read_fd, selectors.EVENT_READ)
         self.selector.register(self.report_r, selectors.EVENT_READ)
-        if self.server.control_path:
-            if self.old_master:  # take the path over from the master we replace
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(self.server.control_path)
-            self.control = ControlServer(self.server.control_path, self._on_control)
-            self.selector.register(self.control.fileno(), selectors.EVENT_READ)
-        if self.server.metrics_address:
-            self.metrics = MetricsServer(self.server.metrics_address, self.status)
-            self.selector.register(self.metrics.fileno(), selectors.EVENT_READ)
-            log.info("master (pid %d) metrics on http://%s:%d/metrics", self.pid,
-                     *self.metrics.address[:2])
-        log.info("master (pid %d) starting %d workers", self.pid, self.size)
-        self._title()
         try:
+            if not self.old_master:  # the new master of an upgrade takes these over when ready
+                self._take_over()
+            if self.server.metrics_address:
+                try:
+                    self.metrics = MetricsServer(self.server.metrics_address, self.status)
+                except OSError as exc:
+                    raise OSError(exc.errno, f"metrics {self.server.metrics_address}: "
+                                  f"{exc.strerror or exc}") from None
+                self.selector.register(self.metrics.fileno(), selectors.EVENT_READ)
+                log.info("master (pid %d) metrics on http://%s:%d/metrics", self.pid,
+                         *self.metrics.address[:2])
+            log.info("master (pid %d) starting %d workers", self.pid, self.size)
+            self._title()
             while self.stop_mode is None:
                 self.spawn_missing()
                 self._wait(self._timeout())
@@ -225,10 +226,7 @@ class Master:
             self.board.close()
             for fd in (self.report_r, self.report_w, self.alive_r, self.alive_w):
                 os.close(fd)
-            if not self.handed_off:  # the new master shares these open files: leave them
-                for sock, blocking in zip(listeners, was_blocking, strict=True):
-                    with contextlib.suppress(OSError):
-                        sock.setblocking(blocking)
+            self._remove_pidfile()
         if self.boot_error is not None:
             raise self.boot_error
         log.info("master (pid %d) stopped", self.pid)
@@ -275,8 +273,11 @@ class Master:
             return
         log.info("master (pid %d) stopping all workers; HUP or TTIN to resume", self.pid)
         self.paused = True
-        for info in self._current():
-            self._retire(info)
+        for info in list(self.workers.values()):  # every generation, also one mid-reload
+            if not info.stopping:
+                self._retire(info)
+        # A reload in progress is over: resuming starts workers of the newest generation.
+        self.reloading, self.reload_queued = None, False
 
     def reopen_logs(self) -> None:
         reopen_log_files()
@@ -343,7 +344,18 @@ class Master:
             booting = sum(1 for w in self.workers.values() if not w.ready)
             missing = min(missing, 1 - booting)
         for _ in range(missing):
-            self.spawn()
+            if self._try_spawn() is None:
+                break
+
+    def _try_spawn(self) -> WorkerInfo | None:
+        """spawn(), with a failure (a pre_fork hook raising, fork() refused by a task limit)
+        counted as a boot failure instead of taking the running pool down."""
+        try:
+            return self.spawn()
+        except Exception as exc:
+            log.exception("master (pid %d) cannot start a worker", self.pid)
+            self._boot_failed(f"{type(exc).__name__}: {exc}", None)
+            return None
 
     def _free_slot(self) -> int:
         used = {w.slot for w in self.workers.values()}
@@ -353,7 +365,6 @@ class Master:
         self.ages += 1
         info = WorkerInfo(age=self.ages, slot=self._free_slot(), generation=self.generation)
         self.server.pre_fork(info)
-        self.board.reset(info.slot, 0, info.generation, time.monotonic())
         ctx = ChildContext(
             master_pid=self.pid,
             report_fd=self.report_w,
@@ -362,11 +373,15 @@ class Master:
             blocked_mask=set(),
             close_fds=self._private_fds(),
         )
+        self.board.reset(info.slot, 0, info.generation, time.monotonic())
         ctx.blocked_mask = sigs.block(MASTER_SIGNALS)
         try:
             pid = os.fork()
             if pid == 0:
                 run_worker(self.server, info, ctx)  # never returns
+        except BaseException:
+            self.board.clear(info.slot)
+            raise
         finally:
             sigs.unblock(ctx.blocked_mask)
         with contextlib.suppress(OSError):
@@ -425,19 +440,24 @@ class Master:
     def _reap(self) -> None:
         for pid, info in list(self.workers.items()):
             try:
-                done, status = os.waitpid(pid, os.WNOHANG)
-            except ChildProcessError:  # collected by someone else: status unknown
-                done, status = pid, 255 << 8
-            if done:
-                self._on_exit(info, status)
+                exited = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+            except ChildProcessError:  # collected by someone else: status unknown, and the
+                self._on_exit(info, 255 << 8)  # pid may be reused already: no killpg
+                continue
+            if exited is None:
+                continue
+            # Still a zombie, so the pid (and the group id) cannot have been reused: take down
+            # whatever the handler left in the group, then collect the worker.
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pid, signal.SIGKILL)
+            _, status = os.waitpid(pid, 0)
+            self._on_exit(info, status)
 
     def _on_exit(self, info: WorkerInfo, status: int) -> None:
         del self.workers[info.pid]
         if info.pidfd is not None:
             self.selector.unregister(info.pidfd)
             os.close(info.pidfd)
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(info.pid, signal.SIGKILL)  # whatever the handler left in the group
         code = os.waitstatus_to_exitcode(status)
         try:
             self.server.worker_exit(info, code)
@@ -458,20 +478,19 @@ class Master:
             if self.reloading is not None and info.generation == self.generation:
                 self._abort_reload(info, status)
             else:
-                self._boot_failed(info, status)
+                self._boot_failed(describe_status(status), info)
             return
         self.restarts["crash"] = self.restarts.get("crash", 0) + 1
         log.warning(
             "worker %d (pid %d) died: %s; replacing it", info.age, info.pid, describe_status(status)
         )
 
-    def _boot_failed(self, info: WorkerInfo, status: int) -> None:
+    def _boot_failed(self, why: str, info: WorkerInfo | None) -> None:
         self.boot_failures += 1
         limit = self.server.max_boot_failures
         if self.boot_failures >= limit:
             message = (
-                f"workers fail to boot: {self.boot_failures} in a row, the last "
-                f"({describe_status(status)}); stopping"
+                f"workers fail to boot: {self.boot_failures} in a row, the last ({why}); stopping"
             )
             log.error("master (pid %d) %s", self.pid, message)
             self.boot_error = BootError(message)
@@ -480,10 +499,9 @@ class Master:
         delay = min(BOOT_BACKOFF_MAX, BOOT_BACKOFF_BASE * 2 ** (self.boot_failures - 1))
         delay *= random.uniform(0.5, 1.5)
         self.spawn_not_before = time.monotonic() + delay
-        log.warning(
-            "worker %d (pid %d) failed to boot: %s; retrying in %.2f s (%d/%d)",
-            info.age, info.pid, describe_status(status), delay, self.boot_failures, limit,
-        )
+        who = f"worker {info.age} (pid {info.pid})" if info else "a new worker"
+        log.warning("%s failed to boot: %s; retrying in %.2f s (%d/%d)",
+                    who, why, delay, self.boot_failures, limit)
 
     # -- reload and recycling -----------------------------------------------------------------
 
@@ -510,10 +528,39 @@ class Master:
             self._announce()
         self._recycle()
 
+    def _take_over(self) -> None:
+        """Claim the pid file and the control socket.  The new master of an upgrade does this
+        only once its pool is ready: if it fails before, the old master keeps both."""
+        path = self.server.pidfile_path
+        if path:
+            tmp = f"{path}.{self.pid}.tmp"
+            with open(tmp, "w") as f:
+                f.write(f"{self.pid}\n")
+            os.replace(tmp, path)  # atomic: a reader never sees half a pid
+        if self.server.control_path:
+            if self.old_master:  # the old master's socket: it will not remove ours (inode)
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(self.server.control_path)
+            self.control = ControlServer(self.server.control_path, self._on_control)
+            self.selector.register(self.control.fileno(), selectors.EVENT_READ)
+
+    def _remove_pidfile(self) -> None:
+        path = self.server.pidfile_path
+        if not path:
+            return
+        try:
+            with open(path) as f:
+                if f.read().strip() != str(self.pid):
+                    return  # a successor's
+            os.unlink(path)
+        except OSError:
+            pass
+
     def _announce(self) -> None:
         self.announced = True
         if self.old_master:
             # We are the new master of an upgrade: the old one retires now that we serve.
+            self._take_over()
             self.notifier.mainpid(self.pid)
             log.info("master (pid %d) ready: asking the old master (pid %d) to retire",
                      self.pid, self.old_master)
@@ -532,7 +579,8 @@ class Master:
         )
         for other in list(self.workers.values()):
             if other.generation == self.generation:
-                self._retire(other, sig=signal.SIGQUIT)
+                # A ready one may have been woken for a connection: it serves that, then exits.
+                self._retire(other, sig=signal.SIGTERM if other.ready else signal.SIGQUIT)
         try:
             self.reloading.rollback()
         except Exception:
@@ -541,6 +589,9 @@ class Master:
         self.size = self.server.workers
         self.notifier.ready(f"reload failed; generation {old} serving")
         self._title()
+        if self.reload_queued:  # a HUP sent meanwhile (perhaps with the fix) is not lost
+            self.reload_queued = False
+            self.reload()
 
     def _queue_recycle(self, info: WorkerInfo, reason: str, detail: str = "") -> None:
         if info.stopping or info.pid in self.recycle_queue or info.replacement:
@@ -567,7 +618,10 @@ class Master:
             old = self.workers.get(self.recycle_queue.popleft())
             if old is None or old.stopping or old.generation != self.generation:
                 continue
-            new = self.spawn()  # the replacement first: capacity never drops
+            new = self._try_spawn()  # the replacement first: capacity never drops
+            if new is None:
+                self.recycle_queue.appendleft(old.pid)
+                break
             old.replacement = new.pid
             self.replacing[new.pid] = old.pid
 
@@ -694,6 +748,8 @@ class Master:
             pid = os.fork()
             if pid == 0:  # pragma: no cover - replaced by exec
                 try:
+                    for sig in MASTER_SIGNALS:  # our handlers must not run in this child
+                        signal.signal(sig, signal.SIG_DFL)
                     sigs.unblock(mask)  # a blocked mask would survive the exec
                     # Listeners go to fds 3, 4, ... in order; first out of the way of each other.
                     high = [fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 100) for fd in fds]

@@ -88,6 +88,8 @@ class MetricsServer:
         self.sock = socket.socket(bind.family, socket.SOCK_STREAM)
         try:
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            # During a USR2 upgrade the old and the new master both listen for a moment.
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
             self.sock.bind(bind.address)
             self.sock.listen(16)
         except OSError:

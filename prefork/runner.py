@@ -136,6 +136,7 @@ class Runner:
             "process_name": config.name or app,
             "control_path": config.control,
             "metrics_address": config.metrics,
+            "pidfile_path": config.pidfile,
             # USR2 runs the same command line again; the new master inherits the socket.
             "upgrade_argv": [sys.executable, *sys.orig_argv[1:]],
         }

@@ -87,6 +87,7 @@ class PreforkMixIn:
     process_name: str = ""
     control_path: str | None = None
     metrics_address: str | None = None  # HOST:PORT for Prometheus metrics from the master
+    pidfile_path: str | None = None  # the master writes its pid here while it serves
     # The command that starts this server again with inherited sockets (USR2); None: no USR2.
     upgrade_argv: list[str] | None = None
 

@@ -42,6 +42,10 @@ class SignalQueue:
         os.set_blocking(self.read_fd, False)
         os.set_blocking(self.write_fd, False)
         self._saved: dict[int, Handler] = {}
+        # wake() comes from other threads; close() must not let it write into a closed (and
+        # perhaps reused) fd number.
+        self._lock = threading.Lock()
+        self.closed = False
         self._saved_wakeup: int | None = None
         # Called in signal context after the number is recorded.  Only the worker uses it,
         # to abandon a request on a quick stop (see worker.py); it must not do I/O.
@@ -63,8 +67,9 @@ class SignalQueue:
 
     def wake(self) -> None:
         """Wake the loop from any thread (a full pipe already guarantees a wake-up)."""
-        with contextlib.suppress(BlockingIOError, OSError):
-            os.write(self.write_fd, b"\0")
+        with self._lock, contextlib.suppress(BlockingIOError, OSError):
+            if not self.closed:
+                os.write(self.write_fd, b"\0")
 
     def drain(self) -> list[int]:
         """Empty the pipe and return the signals recorded since the last call, in order."""
@@ -89,9 +94,13 @@ class SignalQueue:
 
     def close(self) -> None:
         self.restore()
-        for fd in (self.read_fd, self.write_fd):
-            with contextlib.suppress(OSError):
-                os.close(fd)
+        with self._lock:
+            if self.closed:
+                return
+            self.closed = True
+            for fd in (self.read_fd, self.write_fd):
+                with contextlib.suppress(OSError):
+                    os.close(fd)
 
     def fds(self) -> tuple[int, int]:
         return self.read_fd, self.write_fd

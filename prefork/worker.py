@@ -311,9 +311,14 @@ class Worker:
             return
         except OSError:
             return
-        self.busy = True
         now = time.monotonic()
-        slot.begin_request(now)
+        slot.begin_request(now)  # before busy: a quick stop must not cut a slot update short
+        self.busy = True
+        if self.signals.pending and QUICK_SIGNALS.intersection(self.signals.pending):
+            self.busy = False
+            slot.end_request(time.monotonic())
+            server.shutdown_request(request)
+            return
         self._request_title("busy", now)
         try:
             if server.verify_request(request, client_address):

@@ -245,3 +245,24 @@ def test_pool_size_is_validated() -> None:
 def test_default_pool_size_is_the_usable_cpus() -> None:
     with prefork.PreforkTCPServer(("127.0.0.1", 0), LineEcho) as server:
         assert server.workers == min(len(os.sched_getaffinity(0)), server.max_children)
+
+
+def test_a_failing_pre_fork_is_a_boot_failure_not_a_crash(tmp_path: Path) -> None:
+    """An exception in pre_fork (or a refused fork) must not take the running pool down."""
+    calls = []
+
+    class Flaky(prefork.PreforkTCPServer):
+        def pre_fork(self, worker: prefork.WorkerInfo) -> None:
+            calls.append(worker.age)
+            if len(calls) == 3:  # the first replacement fails to start, the next one works
+                raise RuntimeError("cannot prepare a worker")
+
+    server = Flaky(("127.0.0.1", 0), PidHandler, workers=2)
+    with serving(server):
+        first = wait_pool(2)
+        victim, survivor = sorted(first)
+        os.kill(victim, 9)
+        wait_for(lambda: len(calls) >= 4 and len(worker_pids(os.getpid())) == 2,
+                 what="a replacement after the failed one")
+        assert survivor in worker_pids(os.getpid())  # never killed
+        assert read_pid(server.server_address) in worker_pids(os.getpid())

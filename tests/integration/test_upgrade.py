@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
+import subprocess
+import sys
 import threading
+import time
 from pathlib import Path
+
+import pytest
 
 from helpers import ROOT, http_get, pid_alive, server_process, wait_for
 
@@ -99,20 +105,51 @@ def test_usr2_swaps_the_master_under_load(tmp_path: Path) -> None:
         wait_for(lambda: not pidfile.exists(), what="the pid file to go")
 
 
-def test_failed_new_master_leaves_the_old_one_serving(tmp_path: Path) -> None:
+@pytest.mark.parametrize("failure", ["import", "boot"])
+def test_failed_new_master_leaves_the_old_one_serving(tmp_path: Path, failure: str) -> None:
+    """The new master dies before it is ready: the old one keeps serving, keeps its pid file
+    and control socket, and its workers still stop promptly (the shared listener stays
+    non-blocking)."""
     write_app(tmp_path, "v1")
+    pidfile = tmp_path / "prefork.pid"
+    marker = tmp_path / "fail-boot"
+    (tmp_path / "hooks.py").write_text(
+        "import os\n"
+        "def post_fork(server, worker):\n"
+        f"    if os.path.exists({str(marker)!r}):\n"
+        "        raise RuntimeError('this release cannot boot')\n"
+    )
+    (tmp_path / "prefork.toml").write_text('post_fork = "hooks:post_fork"\n')
     env = {"PYTHONPATH": str(ROOT)}
-    with server_process("serve", "upgraded:Versioned", "-b", "127.0.0.1:0", "-w", "1",
-                        cwd=tmp_path, env=env) as server:
+    args = ("serve", "upgraded:Versioned", "-b", "127.0.0.1:0", "-w", "4", "-c", "prefork.toml",
+            "--pidfile", str(pidfile), "--graceful-timeout", "20")
+    with server_process(*args, cwd=tmp_path, env=env) as server:
         address = server.tcp_address()
-        workers = server.wait_workers(1)
-        (tmp_path / "upgraded.py").write_text("raise ImportError('broken release')\n")
+        workers = server.wait_workers(4)
+        if failure == "import":
+            (tmp_path / "upgraded.py").write_text("raise ImportError('broken release')\n")
+            expected = r"exit status 2"
+        else:
+            marker.touch()
+            expected = r"exit status 3"
         server.signal(signal.SIGUSR2)
-        assert server.wait_line(r"new master \(pid \d+\) failed: exit status 2; this one keeps")
+        assert server.wait_line(rf"new master \(pid \d+\) failed: {expected}; this one keeps")
         assert http_get(*address)[1] == b"v1 %d" % server.pid
-        assert [w.pid for w in server.workers()] == [w.pid for w in workers]
+        assert sorted(w.pid for w in server.workers()) == sorted(w.pid for w in workers)
+        assert int(pidfile.read_text()) == server.pid
+        status = subprocess.run(
+            [sys.executable, "-m", "prefork", "status", "--pidfile", str(pidfile), "--json"],
+            capture_output=True, text=True, timeout=30, env={**os.environ, **env},
+        )
+        assert status.returncode == 0, status.stderr
+        assert json.loads(status.stdout)["master"]["pid"] == server.pid
+        for _ in range(40):  # empty accepts in some workers: they must not block in accept()
+            assert http_get(*address)[0] == 200
+        start = time.monotonic()
         server.signal(signal.SIGTERM)
         assert server.wait() == 0
+        assert time.monotonic() - start < 5, "a worker blocked in accept() until the timeout"
+        assert not pidfile.exists()
 
 
 def test_usr2_hands_over_every_listener(tmp_path: Path) -> None:
@@ -135,3 +172,30 @@ def test_usr2_hands_over_every_listener(tmp_path: Path) -> None:
         os.kill(new_master, signal.SIGTERM)
         wait_for(lambda: not pid_alive(new_master), what="the new master to stop")
         assert not path.exists()
+
+
+def test_usr2_with_metrics_and_control(tmp_path: Path) -> None:
+    write_app(tmp_path, "v1")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        metrics_port = probe.getsockname()[1]
+    pidfile = tmp_path / "prefork.pid"
+    env = {"PYTHONPATH": str(ROOT)}
+    with server_process("serve", "upgraded:Versioned", "-b", "127.0.0.1:0", "-w", "1",
+                        "--metrics", f"127.0.0.1:{metrics_port}", "--pidfile", str(pidfile),
+                        cwd=tmp_path, env=env) as server:
+        address = server.tcp_address()
+        server.wait_workers(1)
+        server.signal(signal.SIGUSR2)
+        new_master = int(server.wait_line(r"started new master \(pid (\d+)\)").group(1))
+        assert server.wait(timeout=20) == 0
+        assert http_get(*address)[1] == b"v1 %d" % new_master
+        status, body = http_get("127.0.0.1", metrics_port, "/metrics")
+        assert status == 200 and b"prefork_pool_size 1" in body
+        status_cmd = subprocess.run(
+            [sys.executable, "-m", "prefork", "status", "--pidfile", str(pidfile), "--json"],
+            capture_output=True, text=True, timeout=30, env={**os.environ, **env},
+        )
+        assert json.loads(status_cmd.stdout)["master"]["pid"] == new_master
+        os.kill(new_master, signal.SIGTERM)
+        wait_for(lambda: not pid_alive(new_master), what="the new master to stop")
