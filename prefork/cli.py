@@ -29,7 +29,8 @@ from .config import ConfigError, describe
 from .control import ControlError, request
 from .logs import setup_logging
 from .master import BootError
-from .runner import PidFile, StartError, configure
+from .pidfile import remove_pidfile, write_pidfile
+from .runner import StartError, configure
 from .servers import PreforkMixIn
 from .signals import SignalQueue
 from .sockets import BindSpec, BindSpecError, format_address
@@ -147,7 +148,9 @@ def serve(args: argparse.Namespace) -> int:
         raise StartError(f"unknown mode {config.mode!r}")
     server, specs = runner.make_server()
     # The prefork master writes and removes its own pid file (an upgrade hands it over).
-    pidfile = PidFile(None if isinstance(server, PreforkMixIn) else config.pidfile)
+    pidfile = None if isinstance(server, PreforkMixIn) else config.pidfile
+    if pidfile:
+        write_pidfile(pidfile)
     try:
         with server:
             announce(server, specs, config.mode, config.app or DEFAULT_APP)
@@ -167,7 +170,8 @@ def serve(args: argparse.Namespace) -> int:
             finally:
                 runner.call("on_exit", server)
     finally:
-        pidfile.remove()
+        if pidfile:
+            remove_pidfile(pidfile)
     return 0
 
 

@@ -35,7 +35,6 @@ retires the old worker once the replacement is ready, at most ``max_recycling`` 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import logging
 import os
 import random
@@ -54,8 +53,10 @@ from .control import ControlServer, scale_target
 from .logs import reopen_log_files
 from .metrics import MetricsServer
 from .monitor import status_rows, worker_memory_mb
+from .pidfile import remove_pidfile, write_pidfile
 from .scoreboard import Scoreboard, State
 from .sdnotify import Notifier
+from .upgrade import ENV_OLD_MASTER, exec_new_master
 from .worker import REPORT, REPORT_READY, REPORT_RECYCLE, ChildContext, WorkerInfo, run_worker
 
 if TYPE_CHECKING:
@@ -85,8 +86,6 @@ MEMORY_CHECK_INTERVAL = 5.0
 # The adaptive pool looks at the scoreboard this often and changes the size by at most one
 # worker per look (and not while a spawn is still booting): the spawn rate limit.
 ADAPT_INTERVAL = 0.5
-# Set by an old master in the environment of the new one it executes on USR2.
-ENV_OLD_MASTER = "_PREFORK_OLD_MASTER"
 
 
 class BootError(RuntimeError):
@@ -226,7 +225,8 @@ class Master:
             self.board.close()
             for fd in (self.report_r, self.report_w, self.alive_r, self.alive_w):
                 os.close(fd)
-            self._remove_pidfile()
+            if self.server.pidfile_path:
+                remove_pidfile(self.server.pidfile_path)
         if self.boot_error is not None:
             raise self.boot_error
         log.info("master (pid %d) stopped", self.pid)
@@ -531,30 +531,14 @@ class Master:
     def _take_over(self) -> None:
         """Claim the pid file and the control socket.  The new master of an upgrade does this
         only once its pool is ready: if it fails before, the old master keeps both."""
-        path = self.server.pidfile_path
-        if path:
-            tmp = f"{path}.{self.pid}.tmp"
-            with open(tmp, "w") as f:
-                f.write(f"{self.pid}\n")
-            os.replace(tmp, path)  # atomic: a reader never sees half a pid
+        if self.server.pidfile_path:
+            write_pidfile(self.server.pidfile_path)
         if self.server.control_path:
             if self.old_master:  # the old master's socket: it will not remove ours (inode)
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(self.server.control_path)
             self.control = ControlServer(self.server.control_path, self._on_control)
             self.selector.register(self.control.fileno(), selectors.EVENT_READ)
-
-    def _remove_pidfile(self) -> None:
-        path = self.server.pidfile_path
-        if not path:
-            return
-        try:
-            with open(path) as f:
-                if f.read().strip() != str(self.pid):
-                    return  # a successor's
-            os.unlink(path)
-        except OSError:
-            pass
 
     def _announce(self) -> None:
         self.announced = True
@@ -739,28 +723,11 @@ class Master:
                         self.pid)
             return
         fds = [s.socket.fileno() for s in self.server.listening_servers()]
-        env = {k: v for k, v in os.environ.items() if not k.startswith("LISTEN_")}
-        env.update(LISTEN_FDS=str(len(fds)), **{ENV_OLD_MASTER: str(self.pid)})
+        env = dict(os.environ)
+        env[ENV_OLD_MASTER] = str(self.pid)
         if self.notifier.address:
             env["NOTIFY_SOCKET"] = self.notifier.address
-        mask = sigs.block(MASTER_SIGNALS)
-        try:
-            pid = os.fork()
-            if pid == 0:  # pragma: no cover - replaced by exec
-                try:
-                    for sig in MASTER_SIGNALS:  # our handlers must not run in this child
-                        signal.signal(sig, signal.SIG_DFL)
-                    sigs.unblock(mask)  # a blocked mask would survive the exec
-                    # Listeners go to fds 3, 4, ... in order; first out of the way of each other.
-                    high = [fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 100) for fd in fds]
-                    for target, fd in enumerate(high, start=3):
-                        os.dup2(fd, target)
-                    env["LISTEN_PID"] = str(os.getpid())
-                    os.execve(argv[0], argv, env)
-                finally:
-                    os._exit(127)
-        finally:
-            sigs.unblock(mask)
+        pid = exec_new_master(argv, fds, env, MASTER_SIGNALS)
         self.upgrade_pid = pid
         self.upgrade_pidfd = os.pidfd_open(pid)
         self.selector.register(self.upgrade_pidfd, selectors.EVENT_READ)

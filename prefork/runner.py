@@ -256,24 +256,3 @@ def _nothing() -> None:
 def configure(cli: Mapping[str, Any], config_file: str | None) -> Runner:
     config = load_config(cli, config_file=config_file)
     return Runner(config, lambda: load_config(cli, config_file=config_file))
-
-
-class PidFile:
-    """Writes the master's pid; removes the file at the end if it still names this process."""
-
-    def __init__(self, path: str | None) -> None:
-        self.path = path
-        if path:
-            tmp = f"{path}.{os.getpid()}.tmp"
-            with open(tmp, "w") as f:
-                f.write(f"{os.getpid()}\n")
-            os.replace(tmp, path)  # atomic: a reader never sees a half-written file
-
-    def remove(self) -> None:
-        if not self.path:
-            return
-        with contextlib.suppress(OSError), open(self.path) as f:
-            if f.read().strip() != str(os.getpid()):
-                return
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self.path)
