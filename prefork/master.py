@@ -83,6 +83,8 @@ REAP_FALLBACK_INTERVAL = 0.5
 # A hung worker is asked for its stack (SIGUSR2 -> faulthandler), then killed this much later.
 STACK_DUMP_GRACE = 0.2
 MEMORY_CHECK_INTERVAL = 5.0
+# Stop requests from other threads (shutdown(), server_close()), queued like signals.
+STOP_GRACEFUL, STOP_QUICK = -1, -2
 # The adaptive pool looks at the scoreboard this often and changes the size by at most one
 # worker per look (and not while a spawn is still booting): the spawn rate limit.
 ADAPT_INTERVAL = 0.5
@@ -166,9 +168,11 @@ class Master:
         self.old_master = int(old) if old.isdigit() and int(old) == os.getppid() else 0
         self._report_buf = b""
         self.on_signal: dict[int, Callable[[], None]] = {
-            signal.SIGTERM: lambda: self._stop("graceful"),
-            signal.SIGINT: lambda: self._stop("quick", escalate=True),
-            signal.SIGQUIT: lambda: self._stop("quick", escalate=True),
+            signal.SIGTERM: lambda: self._stop("graceful", close=True),
+            signal.SIGINT: lambda: self._stop("quick", escalate=True, close=True),
+            signal.SIGQUIT: lambda: self._stop("quick", escalate=True, close=True),
+            STOP_GRACEFUL: lambda: self._stop("graceful"),
+            STOP_QUICK: lambda: self._stop("quick", escalate=True),
             signal.SIGHUP: self.reload,
             signal.SIGTTIN: lambda: self.scale(self.size + 1),
             signal.SIGTTOU: lambda: self.scale(self.size - 1),
@@ -180,8 +184,10 @@ class Master:
     # -- public -------------------------------------------------------------------------------
 
     def request_stop(self, graceful: bool = True) -> None:
-        """Ask the loop to stop; safe from any thread (deque appends are atomic)."""
-        self.signals.pending.append(signal.SIGTERM if graceful else signal.SIGQUIT)
+        """Ask the loop to stop; safe from any thread (deque appends are atomic).  Unlike the
+        stop signals, this keeps the listening sockets open: socketserver's ``shutdown()``
+        leaves closing to ``server_close()``."""
+        self.signals.pending.append(STOP_GRACEFUL if graceful else STOP_QUICK)
         self.signals.wake()
 
     def run(self) -> None:
@@ -749,7 +755,12 @@ class Master:
             self.upgrade_queued = False
             self.upgrade()
 
-    def _stop(self, mode: str, escalate: bool = False) -> None:
+    def _stop(self, mode: str, escalate: bool = False, close: bool = False) -> None:
+        if close:
+            # A stop signal ends the process: stop taking connections now, so clients fail fast
+            # instead of queueing behind the drain (the workers' copies close as they exit).
+            for server in self.server.listening_servers():
+                server.socket.close()
         if self.upgrade_pid and not self.handed_off and mode == "graceful":
             # The TERM that retires us after an upgrade: the new master owns the socket file.
             self.handed_off = True

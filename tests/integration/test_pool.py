@@ -11,6 +11,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+import psutil
 import pytest
 
 from helpers import ROOT, pid_alive, server_process, wait_for
@@ -135,9 +136,15 @@ def test_sigterm_lets_the_request_in_flight_finish() -> None:
     with server_process("serve", "tests.apps.slow:Slow", "-b", "127.0.0.1:0", "-w", "1") as server:
         address = server.tcp_address()
         server.wait_workers(1)
-        client = _ask(address, b"1.0\n")
+        client = _ask(address, b"2.0\n")
         assert client.recv(8) == b"started\n"
         server.signal(signal.SIGTERM)
+        # The master closes its listener at once, long before the request ends (the busy
+        # worker's copy goes when it exits).
+        master = psutil.Process(server.pid)
+        wait_for(lambda: not [c for c in master.net_connections("tcp")
+                              if c.status == psutil.CONN_LISTEN],
+                 timeout=1.0, what="the master's listener to close")
         rest = _read_all(client)
         client.close()
         assert rest.startswith(b"done ")
