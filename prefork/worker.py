@@ -337,5 +337,5 @@ class Worker:
             slot.end_request(time.monotonic())
         if self.stop is None:
             self._request_title("idle", time.monotonic())
-        if slot.requests == self.recycle_after:
+        if self.recycle_after and slot.requests == self.recycle_after:
             self._report(REPORT_RECYCLE)  # keep serving until the replacement is ready
