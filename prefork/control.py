@@ -197,8 +197,10 @@ class ControlServer:
         except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, RequestError
             message = str(exc) if isinstance(exc, RequestError) else f"invalid JSON: {exc}"
             return {"ok": False, "error": message}
-        log.info(
-            "master (pid %d) control: %s from pid %d", os.getpid(), request["command"], peer_pid
+        # Commands that change something are worth a line; status (and `prefork top`) is not.
+        log.log(
+            logging.DEBUG if request["command"] == "status" else logging.INFO,
+            "master (pid %d) control: %s from pid %d", os.getpid(), request["command"], peer_pid,
         )
         try:
             result = self.handle(request)
