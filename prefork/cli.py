@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from . import __version__
-from .app import DEFAULT_APP, MODES, AppError, is_http_handler
+from .app import DEFAULT_APP, AppError, is_http_handler
 from .config import ConfigError, describe
 from .control import ControlError, request
 from .logs import setup_logging
@@ -144,8 +144,6 @@ def serve(args: argparse.Namespace) -> int:
         print(describe(config))
         return 0
     setup_logging(config.log_level, config.log_file)
-    if config.mode not in MODES:  # already validated by the config; kept for clarity
-        raise StartError(f"unknown mode {config.mode!r}")
     server, specs = runner.make_server()
     # The prefork master writes and removes its own pid file (an upgrade hands it over).
     pidfile = None if isinstance(server, PreforkMixIn) else config.pidfile

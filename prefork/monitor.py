@@ -36,11 +36,15 @@ def status_rows(board: Scoreboard, workers: Iterable[WorkerInfo]) -> list[dict[s
     rows = []
     for info in infos:
         slot = slots[info.slot]
+        try:
+            state = State(slot.state).label
+        except ValueError:  # a torn read of a slot whose worker died mid-update
+            state = "?"
         row: dict[str, Any] = {
             "worker": info.age,
             "pid": info.pid,
             "generation": info.generation,
-            "state": State(slot.state).label if slot.state in State._value2member_map_ else "?",
+            "state": state,
             "requests": slot.requests,
             "empty_accepts": slot.empty_accepts,
             "request_age": slot.request_age(now),
