@@ -7,8 +7,7 @@ forking servers use, and the master supervises them.
 
 from __future__ import annotations
 
-from .master import BootError, Master
-from .servers import (
+from prefork.core.servers import (
     PreforkHTTPServer,
     PreforkMixIn,
     PreforkTCPServer,
@@ -18,8 +17,9 @@ from .servers import (
     PreforkWSGIServer,
     default_workers,
 )
-from .sockets import BindSpec, BindSpecError, parse_bind
-from .worker import WorkerInfo
+from prefork.core.sockets import BindSpec, BindSpecError, parse_bind
+from prefork.core.worker import WorkerInfo
+from prefork.master.supervisor import BootError, Master
 
 __version__ = "0.1.0"
 

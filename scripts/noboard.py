@@ -8,7 +8,7 @@ The APP is imported in the master before the fork, so the patch reaches every wo
 
 from __future__ import annotations
 
-from prefork import scoreboard
+from prefork.core import scoreboard
 from workers.http_hello import Hello
 
 __all__ = ["Hello"]

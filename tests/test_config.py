@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from prefork.config import (
+from prefork.command.config import (
     HOOK_NAMES,
     Config,
     ConfigError,

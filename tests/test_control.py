@@ -1,4 +1,4 @@
-"""prefork.control: a real ControlServer driven by a select loop in a thread, real clients."""
+"""prefork.ops.control: a real ControlServer driven by a select loop in a thread, real clients."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from prefork.control import (
+from prefork.ops.control import (
     PERMISSION_DENIED,
     ControlError,
     ControlServer,

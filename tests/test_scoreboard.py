@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from helpers import wait_for
-from prefork.scoreboard import SEQ_START, SLOT_SIZE, Scoreboard, Slot, State
+from prefork.core.scoreboard import SEQ_START, SLOT_SIZE, Scoreboard, Slot, State
 
 CHILD_TIMEOUT = 30.0
 

@@ -1,4 +1,4 @@
-"""prefork.sdnotify: a bound datagram socket stands in for systemd; fds are passed for real."""
+"""prefork.ops.sdnotify: a bound datagram socket stands in for systemd; fds are passed for real."""
 
 from __future__ import annotations
 
@@ -24,8 +24,8 @@ from typing import Any
 import pytest
 
 from helpers import wait_for
-from prefork import sdnotify
-from prefork.sdnotify import Notifier, listen_fds, listen_fds_with_names
+from prefork.ops import sdnotify
+from prefork.ops.sdnotify import Notifier, listen_fds, listen_fds_with_names
 
 ROOT = Path(__file__).resolve().parent.parent
 TIMEOUT = 10.0
@@ -301,7 +301,7 @@ ACTIVATED_CHILD = textwrap.dedent(
     """
     import json, os, socket, sys
     sys.path.insert(0, sys.argv[1])
-    from prefork.sdnotify import listen_fds_with_names
+    from prefork.ops.sdnotify import listen_fds_with_names
     listen_pid = os.environ.get("LISTEN_PID")
     pairs = listen_fds_with_names()
     name, sock = pairs[0]

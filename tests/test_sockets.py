@@ -4,7 +4,7 @@ import socket
 
 import pytest
 
-from prefork.sockets import BindSpecError, parse_bind
+from prefork.core.sockets import BindSpecError, parse_bind
 
 
 @pytest.mark.parametrize(

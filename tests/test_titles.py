@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from helpers import wait_for
-from prefork import titles
+from prefork.ops import titles
 
 CHILD_TIMEOUT = 30.0
 

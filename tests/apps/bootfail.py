@@ -10,7 +10,7 @@ import os
 import sys
 
 import prefork
-from prefork.cli import EXIT_BOOT_FAILURE
+from prefork.command.cli import EXIT_BOOT_FAILURE
 from workers.echo import LineEcho
 
 

@@ -28,8 +28,8 @@ import psutil
 import pytest
 
 from helpers import ROOT, ServerProcess, pid_alive, server_process, wait_for
-from prefork import titles
-from prefork.cli import main as cli_main
+from prefork.command.cli import main as cli_main
+from prefork.ops import titles
 
 APP = "tests.apps.supervision:Supervised"
 NOBODY = 65534

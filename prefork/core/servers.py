@@ -24,9 +24,9 @@ from collections.abc import Callable
 from typing import Any
 from wsgiref.simple_server import WSGIServer
 
-from . import sockets
-from .master import Master
-from .worker import WorkerInfo
+from prefork.core import sockets
+from prefork.core.worker import WorkerInfo
+from prefork.master.supervisor import Master
 
 log = logging.getLogger("prefork.worker")
 
@@ -63,9 +63,9 @@ class PreforkMixIn:
     max_requests, max_requests_jitter -- recycle a worker after that many requests (plus a
     random 0..jitter), 0: never;
     max_age -- recycle a worker after that many seconds (plus up to 10 %), 0: never;
-    max_memory_mb -- recycle a worker whose RSS exceeds this (checked every 5 s), 0: never;
+    max_memory -- recycle a worker whose RSS exceeds this many MB (checked every 5 s), 0: never;
     max_recycling -- how many workers may be replaced at the same time;
-    process_name -- shown in process titles; control_path -- the control socket, if any.
+    name -- shown in process titles; control -- the control socket, if any.
     """
 
     # socketserver's default backlog is 5: with a busy pool the queue overflows and clients
@@ -80,14 +80,14 @@ class PreforkMixIn:
     max_requests: int = 0
     max_requests_jitter: int = 0
     max_age: float = 0.0
-    max_memory_mb: float = 0.0
+    max_memory: float = 0.0
     max_recycling: int = 1
     min_spare: int = 0  # adaptive pool: grow while fewer workers are idle (0: fixed pool)
     max_spare: int = 0  # adaptive pool: shrink while more workers are idle, not below workers
-    process_name: str = ""
-    control_path: str | None = None
-    metrics_address: str | None = None  # HOST:PORT for Prometheus metrics from the master
-    pidfile_path: str | None = None  # the master writes its pid here while it serves
+    name: str = ""
+    control: str | None = None
+    metrics: str | None = None  # HOST:PORT for Prometheus metrics from the master
+    pidfile: str | None = None  # the master writes its pid here while it serves
     # The command that starts this server again with inherited sockets (USR2); None: no USR2.
     upgrade_argv: list[str] | None = None
 

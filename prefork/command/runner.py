@@ -1,4 +1,4 @@
-"""From a :class:`~prefork.config.Config` to a running server: the listener (bound, or
+"""From a :class:`~prefork.command.config.Config` to a running server: the listener (bound, or
 inherited from systemd), the server class with the configured tunables and hooks, the pid file,
 and what a reload (HUP) re-reads.
 
@@ -24,12 +24,12 @@ import sys
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from .app import DEFAULT_APP, AppError, load_handler, server_class
-from .config import Config, ConfigError, load_config, resolve_hook
-from .sdnotify import listen_fds
-from .servers import PreforkMixIn
-from .sockets import BindSpec, Kind
-from .worker import WorkerInfo
+from prefork.command.app import DEFAULT_APP, AppError, load_handler, server_class
+from prefork.command.config import Config, ConfigError, load_config, resolve_hook
+from prefork.core.servers import PreforkMixIn
+from prefork.core.sockets import BindSpec, Kind
+from prefork.core.worker import WorkerInfo
+from prefork.ops.sdnotify import listen_fds
 
 log = logging.getLogger("prefork.master")
 
@@ -41,7 +41,7 @@ LIVE_SETTINGS = {
     "max_requests": "max_requests",
     "max_requests_jitter": "max_requests_jitter",
     "max_age": "max_age",
-    "max_memory": "max_memory_mb",
+    "max_memory": "max_memory",
     "min_spare": "min_spare",
     "max_spare": "max_spare",
     "max_recycling": "max_recycling",
@@ -133,10 +133,10 @@ class Runner:
         config, hooks, runner = self.config, self.hooks, self
         attrs: dict[str, Any] = {
             "max_children": config.max_children,
-            "process_name": config.name or app,
-            "control_path": config.control,
-            "metrics_address": config.metrics,
-            "pidfile_path": config.pidfile,
+            "name": config.name or app,
+            "control": config.control,
+            "metrics": config.metrics,
+            "pidfile": config.pidfile,
             # USR2 runs the same command line again; the new master inherits the socket.
             "upgrade_argv": [sys.executable, *sys.orig_argv[1:]],
         }

@@ -38,7 +38,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
 
-from .sockets import BindSpec, BindSpecError, parse_bind
+from prefork.core.sockets import BindSpec, BindSpecError, parse_bind
 
 if sys.version_info >= (3, 11):
     import tomllib

@@ -16,8 +16,8 @@ import socketserver
 import sys
 from typing import Any
 
-from .servers import PreforkMixIn
-from .sockets import BindSpec
+from prefork.core.servers import PreforkMixIn
+from prefork.core.sockets import BindSpec
 
 MODES: dict[str, type | None] = {
     "prefork": PreforkMixIn,

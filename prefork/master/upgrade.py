@@ -14,7 +14,7 @@ import os
 import signal
 from collections.abc import Iterable, Mapping, Sequence
 
-from . import signals as sigs
+from prefork.core import signals as sigs
 
 ENV_OLD_MASTER = "_PREFORK_OLD_MASTER"
 FIRST_FD = 3  # SD_LISTEN_FDS_START

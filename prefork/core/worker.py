@@ -41,13 +41,13 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, NoReturn, cast
 
-from . import titles
-from .logs import reopen_log_files, stack_dump_stream
-from .scoreboard import Scoreboard, SlotWriter, State
-from .signals import SignalQueue, unblock
+from prefork.core.scoreboard import Scoreboard, SlotWriter, State
+from prefork.core.signals import SignalQueue, unblock
+from prefork.ops import titles
+from prefork.ops.logs import reopen_log_files, stack_dump_stream
 
 if TYPE_CHECKING:
-    from .servers import PreforkMixIn
+    from prefork.core.servers import PreforkMixIn
 
 log = logging.getLogger("prefork.worker")
 
@@ -156,7 +156,7 @@ class Worker:
         self.stop: str | None = None
         self.slot: SlotWriter | None = None
         self.recycle_after = 0  # requests; 0 = never
-        self.name = server.process_name
+        self.name = server.name
         self.title_state, self.title_at = "", 0.0
         self.idle_since = 0.0  # when the last request ended
 

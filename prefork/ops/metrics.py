@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from .sockets import parse_bind
+from prefork.core.sockets import parse_bind
 
 log = logging.getLogger("prefork.master")
 

@@ -40,7 +40,7 @@ then gives up after :data:`READ_PATIENCE` seconds and returns the last values it
 
 Cost, measured on CPython 3.11, x86-64, a shared and noisy 2-CPU host, with::
 
-    python -m timeit -s 'from prefork.scoreboard import Scoreboard, State
+    python -m timeit -s 'from prefork.core.scoreboard import Scoreboard, State
     b = Scoreboard(8); b.reset(3, 0, 1, 0.0); w = b.writer(3)' 'w.begin_request(1.0)'
 
 ``begin_request`` 0.19 us, ``end_request`` 0.23 us, ``set_state`` 0.26 us, ``empty_accept``

@@ -24,7 +24,7 @@ Why it looks like this:
   forgeable): only the master's effective uid and root are served, anyone else gets
   ``{"ok": false, "error": "permission denied"}`` without the request being read.
 * **The socket file belongs to this server.**  A stale file left by a dead master is replaced, a
-  live one is refused (see :func:`prefork.sockets.clear_stale_unix_path`), and :meth:`close`
+  live one is refused (see :func:`prefork.core.sockets.clear_stale_unix_path`), and :meth:`close`
   removes the file only if it is still the one bound here (a successor may own the path by then).
 """
 
@@ -40,7 +40,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from .sockets import FileIdent, clear_stale_unix_path, file_ident, remove_unix_path
+from prefork.core.sockets import FileIdent, clear_stale_unix_path, file_ident, remove_unix_path
 
 log = logging.getLogger("prefork.master")
 

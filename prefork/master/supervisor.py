@@ -47,21 +47,28 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from . import signals as sigs
-from . import titles
-from .control import ControlServer, scale_target
-from .logs import reopen_log_files
-from .metrics import MetricsServer
-from .monitor import status_rows
-from .pidfile import remove_pidfile, write_pidfile
-from .policies import PolicyMixIn
-from .scoreboard import Scoreboard
-from .sdnotify import Notifier
-from .upgrade import ENV_OLD_MASTER, exec_new_master
-from .worker import REPORT, REPORT_READY, REPORT_RECYCLE, ChildContext, WorkerInfo, run_worker
+from prefork.core import signals as sigs
+from prefork.core.scoreboard import Scoreboard
+from prefork.core.worker import (
+    REPORT,
+    REPORT_READY,
+    REPORT_RECYCLE,
+    ChildContext,
+    WorkerInfo,
+    run_worker,
+)
+from prefork.master.policies import PolicyMixIn
+from prefork.master.upgrade import ENV_OLD_MASTER, exec_new_master
+from prefork.ops import titles
+from prefork.ops.control import ControlServer, scale_target
+from prefork.ops.logs import reopen_log_files
+from prefork.ops.metrics import MetricsServer
+from prefork.ops.pidfile import remove_pidfile, write_pidfile
+from prefork.ops.sdnotify import Notifier
+from prefork.ops.status import status_rows
 
 if TYPE_CHECKING:
-    from .servers import PreforkMixIn
+    from prefork.core.servers import PreforkMixIn
 
 log = logging.getLogger("prefork.master")
 
@@ -198,11 +205,11 @@ class Master(PolicyMixIn):
         try:
             if not self.old_master:  # the new master of an upgrade takes these over when ready
                 self._take_over()
-            if self.server.metrics_address:
+            if self.server.metrics:
                 try:
-                    self.metrics = MetricsServer(self.server.metrics_address, self.status)
+                    self.metrics = MetricsServer(self.server.metrics, self.status)
                 except OSError as exc:
-                    raise OSError(exc.errno, f"metrics {self.server.metrics_address}: "
+                    raise OSError(exc.errno, f"metrics {self.server.metrics}: "
                                   f"{exc.strerror or exc}") from None
                 self.selector.register(self.metrics.fileno(), selectors.EVENT_READ)
                 log.info("master (pid %d) metrics on http://%s:%d/metrics", self.pid,
@@ -226,8 +233,8 @@ class Master(PolicyMixIn):
             self.board.close()
             for fd in (self.report_r, self.report_w, self.alive_r, self.alive_w):
                 os.close(fd)
-            if self.server.pidfile_path:
-                remove_pidfile(self.server.pidfile_path)
+            if self.server.pidfile:
+                remove_pidfile(self.server.pidfile)
         if self.boot_error is not None:
             raise self.boot_error
         log.info("master (pid %d) stopped", self.pid)
@@ -311,7 +318,7 @@ class Master(PolicyMixIn):
         if self.server.request_timeout:
             # A hung worker cannot say so: look at the scoreboard a few times per timeout.
             deadlines.append(now + min(1.0, self.server.request_timeout / 4))
-        if self.server.max_memory_mb:
+        if self.server.max_memory:
             deadlines.append(self.next_memory_check)
         if self._adaptive():
             deadlines.append(self.next_adapt)
@@ -532,13 +539,13 @@ class Master(PolicyMixIn):
     def _take_over(self) -> None:
         """Claim the pid file and the control socket.  The new master of an upgrade does this
         only once its pool is ready: if it fails before, the old master keeps both."""
-        if self.server.pidfile_path:
-            write_pidfile(self.server.pidfile_path)
-        if self.server.control_path:
+        if self.server.pidfile:
+            write_pidfile(self.server.pidfile)
+        if self.server.control:
             if self.old_master:  # the old master's socket: it will not remove ours (inode)
                 with contextlib.suppress(FileNotFoundError):
-                    os.unlink(self.server.control_path)
-            self.control = ControlServer(self.server.control_path, self._on_control)
+                    os.unlink(self.server.control)
+            self.control = ControlServer(self.server.control, self._on_control)
             self.selector.register(self.control.fileno(), selectors.EVENT_READ)
 
     def _announce(self) -> None:
@@ -595,7 +602,7 @@ class Master(PolicyMixIn):
         return {
             "master": {
                 "pid": self.pid,
-                "name": self.server.process_name,
+                "name": self.server.name,
                 "size": self.size,
                 "generation": self.generation,
                 "reloading": self.reloading is not None,
@@ -609,7 +616,7 @@ class Master(PolicyMixIn):
 
     def _title(self) -> None:
         titles.set_title(titles.master_title(
-            self.server.process_name, self.size, self.server.listener_names()
+            self.server.name, self.size, self.server.listener_names()
         ))
 
     # -- stopping -----------------------------------------------------------------------------

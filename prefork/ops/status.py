@@ -14,8 +14,8 @@ from typing import Any
 
 import psutil
 
-from .scoreboard import Scoreboard, Slot, State
-from .worker import WorkerInfo
+from prefork.core.scoreboard import Scoreboard, Slot, State
+from prefork.core.worker import WorkerInfo
 
 
 def worker_memory_mb(pid: int) -> float | None:

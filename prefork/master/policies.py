@@ -3,7 +3,8 @@
 Each decides from what the master can see without asking a worker -- the scoreboard (shared
 memory), psutil (``/proc``) and the clock -- and acts through the master's own verbs: spawn a
 replacement first, then retire; signal; resize.  :class:`PolicyMixIn` is mixed into
-:class:`prefork.master.Master`; the attributes and methods it names below are the master's.
+:class:`prefork.master.supervisor.Master`; the
+attributes and methods it names below are the master's.
 """
 
 from __future__ import annotations
@@ -16,12 +17,12 @@ import time
 from collections import deque
 from typing import TYPE_CHECKING
 
-from .monitor import worker_memory_mb
-from .scoreboard import Scoreboard, State
-from .worker import WorkerInfo
+from prefork.core.scoreboard import Scoreboard, State
+from prefork.core.worker import WorkerInfo
+from prefork.ops.status import worker_memory_mb
 
 if TYPE_CHECKING:
-    from .servers import PreforkMixIn
+    from prefork.core.servers import PreforkMixIn
 
 log = logging.getLogger("prefork.master")
 
@@ -120,11 +121,11 @@ class PolicyMixIn:
         if self._adaptive() and now >= self.next_adapt:
             self.next_adapt = now + ADAPT_INTERVAL
             self._adapt()
-        if self.server.max_memory_mb and now >= self.next_memory_check:
+        if self.server.max_memory and now >= self.next_memory_check:
             self.next_memory_check = now + MEMORY_CHECK_INTERVAL
             for info in list(self.workers.values()):
                 rss = worker_memory_mb(info.pid)
-                if rss is not None and rss > self.server.max_memory_mb and info.ready:
+                if rss is not None and rss > self.server.max_memory and info.ready:
                     self._queue_recycle(info, "max_memory")
 
     def _adaptive(self) -> bool:

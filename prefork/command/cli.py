@@ -23,17 +23,17 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from . import __version__
-from .app import DEFAULT_APP, AppError, is_http_handler
-from .config import ConfigError, describe
-from .control import ControlError, request
-from .logs import setup_logging
-from .master import BootError
-from .pidfile import remove_pidfile, write_pidfile
-from .runner import StartError, configure
-from .servers import PreforkMixIn
-from .signals import SignalQueue
-from .sockets import BindSpec, BindSpecError, format_address
+from prefork import __version__
+from prefork.command.app import DEFAULT_APP, AppError, is_http_handler
+from prefork.command.config import ConfigError, describe
+from prefork.command.runner import StartError, configure
+from prefork.core.servers import PreforkMixIn
+from prefork.core.signals import SignalQueue
+from prefork.core.sockets import BindSpec, BindSpecError, format_address
+from prefork.master.supervisor import BootError
+from prefork.ops.control import ControlError, request
+from prefork.ops.logs import setup_logging
+from prefork.ops.pidfile import remove_pidfile, write_pidfile
 
 EXIT_USAGE = 2
 EXIT_BOOT_FAILURE = BootError.exit_status

@@ -1,0 +1,1 @@
+"""The ``prefork`` command: the settings table, config layers, the CLI and the server builder."""
