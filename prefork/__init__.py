@@ -7,6 +7,7 @@ forking servers use, and the master supervises them.
 
 from __future__ import annotations
 
+from prefork.core.contract import WorkerInfo
 from prefork.core.servers import (
     PreforkHTTPServer,
     PreforkMixIn,
@@ -18,7 +19,6 @@ from prefork.core.servers import (
     default_workers,
 )
 from prefork.core.sockets import BindSpec, BindSpecError, parse_bind
-from prefork.core.worker import WorkerInfo
 from prefork.master.supervisor import BootError, Master
 
 __version__ = "0.1.0"

@@ -26,9 +26,9 @@ from typing import Any
 
 from prefork.command.app import DEFAULT_APP, AppError, load_handler, server_class
 from prefork.command.config import Config, ConfigError, load_config, resolve_hook
+from prefork.core.contract import WorkerInfo
 from prefork.core.servers import PreforkMixIn
 from prefork.core.sockets import BindSpec, Kind
-from prefork.core.worker import WorkerInfo
 from prefork.ops.sdnotify import listen_fds
 
 log = logging.getLogger("prefork.master")

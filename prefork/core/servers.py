@@ -25,7 +25,7 @@ from typing import Any
 from wsgiref.simple_server import WSGIServer
 
 from prefork.core import sockets
-from prefork.core.worker import WorkerInfo
+from prefork.core.contract import WorkerInfo
 from prefork.master.supervisor import Master
 
 log = logging.getLogger("prefork.worker")
@@ -109,9 +109,10 @@ class PreforkMixIn:
         self._prefork_lock = threading.Lock()
         self._prefork_shutdown = False
         self._prefork_done = threading.Event()
-        self._prefork_in_worker = False
-        self._prefork_poll_interval = 0.5
+        # The unix socket file this process bound, removed at close by this process only (a
+        # forked worker closing its copy must not remove it).
         self._prefork_unix_ident: sockets.FileIdent | None = None
+        self._prefork_unix_owner = 0
         self.extra_listeners: list[socketserver.BaseServer] = []
         super().__init__(*args, **kwargs)
 
@@ -122,9 +123,8 @@ class PreforkMixIn:
         workers call ``service_actions()`` when the server overrides it: nothing polls for
         shutdown."""
         self._prefork_done.clear()
-        self._prefork_poll_interval = poll_interval
         try:
-            master = Master(self)
+            master = Master(self, poll_interval)
             with self._prefork_lock:
                 self._prefork_master = master
                 if self._prefork_shutdown:
@@ -155,7 +155,7 @@ class PreforkMixIn:
         super().server_close()  # type: ignore[misc]
         for other in self.extra_listeners:
             other.server_close()
-        if not self._prefork_in_worker and self._prefork_unix_ident is not None:
+        if self._prefork_unix_ident is not None and self._prefork_unix_owner == os.getpid():
             sockets.remove_unix_path(self.server_address, self._prefork_unix_ident)
             self._prefork_unix_ident = None
 
@@ -166,7 +166,7 @@ class PreforkMixIn:
             sockets.clear_stale_unix_path(path, self.socket.type)
         super().server_bind()  # type: ignore[misc]
         if on_file:
-            self._prefork_unix_ident = sockets.file_ident(path)
+            self._own_socket_file()
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         """Log the exception of a failed request through ``logging`` (socketserver prints)."""
@@ -205,12 +205,20 @@ class PreforkMixIn:
         """Leave the unix socket files in place at close: another master serves them now."""
         for server in self.listening_servers():
             if isinstance(server, PreforkMixIn):
-                server._prefork_unix_ident = None
+                server.disown_socket_file()
+
+    def disown_socket_file(self) -> None:
+        """Leave this listener's unix socket file in place at close."""
+        self._prefork_unix_ident = None
 
     def adopt_socket_file(self) -> None:
         """Remove the unix socket file at close, as if bound here (an inherited socket)."""
         if sockets.is_path_address(self.address_family, self.server_address):
-            self._prefork_unix_ident = sockets.file_ident(self.server_address)
+            self._own_socket_file()
+
+    def _own_socket_file(self) -> None:
+        self._prefork_unix_ident = sockets.file_ident(self.server_address)
+        self._prefork_unix_owner = os.getpid()
 
     def listener_names(self) -> list[str]:
         """Every listener's address as a user would type it, for titles and logs."""

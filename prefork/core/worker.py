@@ -35,19 +35,22 @@ import random
 import select
 import signal
 import socketserver
-import struct
 import sys
 import time
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, NoReturn, cast
+from typing import NoReturn, cast
 
-from prefork.core.scoreboard import Scoreboard, SlotWriter, State
+from prefork.core.contract import (
+    REPORT,
+    REPORT_READY,
+    REPORT_RECYCLE,
+    ChildContext,
+    PoolServer,
+    WorkerInfo,
+)
+from prefork.core.scoreboard import SlotWriter, State
 from prefork.core.signals import SignalQueue, unblock
 from prefork.ops import titles
 from prefork.ops.logs import reopen_log_files, stack_dump_stream
-
-if TYPE_CHECKING:
-    from prefork.core.servers import PreforkMixIn
 
 log = logging.getLogger("prefork.worker")
 
@@ -62,12 +65,6 @@ REOPEN_SIGNAL = signal.SIGUSR1  # reopen log files
 # it works even while Python code holds the GIL in a tight loop or sits in a C call.
 DUMP_SIGNAL = signal.SIGUSR2
 
-# Reports from a worker to the master: fixed-size records, written in one ``write`` each (well
-# under PIPE_BUF, so records from different workers never interleave).
-REPORT = struct.Struct("=iI")
-REPORT_READY = 1
-REPORT_RECYCLE = 2  # served max_requests: the master starts a replacement, then retires us
-
 EXIT_OK = 0
 EXIT_ERROR = 1
 EXIT_ORPHANED = 4  # the master was already gone when the worker started
@@ -77,43 +74,11 @@ TITLE_INTERVAL = 0.5  # seconds between per-request title refreshes under load
 BURST = 16  # requests taken after a wake-up before waiting in epoll again
 
 
-@dataclass
-class WorkerInfo:
-    """One worker as the master sees it; passed to the ``pre_fork``/``post_fork``/``worker_exit``
-    hooks.  ``age`` counts spawns from 1 and is never reused; ``slot`` is the worker's place in
-    the pool, reused by its replacement."""
-
-    age: int
-    slot: int
-    generation: int = 1
-    pid: int = 0
-    pidfd: int | None = None
-    started: float = 0.0
-    ready: bool = False
-    stopping: bool = False
-    kill_at: float = 0.0  # monotonic time of a pending SIGKILL (after a stack dump)
-    recycle_at: float = 0.0  # monotonic time max_age is reached
-    recycle_reason: str = ""
-    replacement: int = 0  # pid of the worker started to replace this one
-
-
-@dataclass
-class ChildContext:
-    """What the master hands a new child besides the server."""
-
-    master_pid: int
-    report_fd: int
-    alive_fd: int
-    board: Scoreboard
-    blocked_mask: set[int]
-    close_fds: list[int] = field(default_factory=list)
-
-
 class QuickExit(BaseException):
     """Raised inside a busy worker by a quick-stop signal to abandon the request in flight."""
 
 
-def run_worker(server: PreforkMixIn, info: WorkerInfo, ctx: ChildContext) -> NoReturn:
+def run_worker(server: PoolServer, info: WorkerInfo, ctx: ChildContext) -> NoReturn:
     """Entry point of the child; never returns."""
     status = EXIT_ERROR
     try:
@@ -144,7 +109,7 @@ def set_parent_death_signal(sig: int) -> bool:
 class Worker:
     """The accept loop of one child.  Methods: run() -> exit status."""
 
-    def __init__(self, server: PreforkMixIn, info: WorkerInfo, ctx: ChildContext) -> None:
+    def __init__(self, server: PoolServer, info: WorkerInfo, ctx: ChildContext) -> None:
         self.server = server
         # The same object seen as the socketserver it is mixed into.
         self.base = cast(socketserver.BaseServer, server)
@@ -203,7 +168,6 @@ class Worker:
         if not self._setup_process():
             return EXIT_ORPHANED
         server = self.server
-        server._prefork_in_worker = True
         self.slot = slot = self.ctx.board.writer(self.info.slot, self.pid)
         self._title("booting")
         server.post_fork(self.info)
@@ -261,7 +225,7 @@ class Worker:
         # socketserver calls service_actions() at least every poll_interval; only a server that
         # overrides it pays for a timed wake-up.
         overridden = type(server).service_actions is not socketserver.BaseServer.service_actions
-        timeout = self.server._prefork_poll_interval if overridden else -1.0
+        timeout = self.ctx.poll_interval if overridden else -1.0
         while self.stop is None:
             ready: list[socketserver.BaseServer] = []
             signal_ready = False

@@ -1,186 +1,136 @@
 """The master: forks the pool and supervises it.  It never accepts a connection.
 
-The loop sleeps in one ``select`` over a few fds and wakes for nothing else -- no poll interval:
+The loop is five steps, each owned by a part that keeps its own state and deadline::
 
-* the signal self-pipe (signals, and other threads calling ``shutdown()``/``server_close()``),
-* the report pipe, on which workers say they are ready or due for recycling,
-* one pidfd per worker, readable when that worker exits,
-* the control socket, when one is configured.
+    wait      select on the fds below, until the earliest deadline of any part
+    dispatch  signals (the table in ``on_signal``), then the workers' reports
+    reap      the pool collects workers that exited; exits are judged here
+    check     policies look at the scoreboard and the clock and return actions
+    maintain  spawn what is missing, finish or abort a reload, start recycling
 
-Its only timed wake-ups are deadlines it owns: a boot back-off, a stop's grace period, a
-``max_age``, and -- only when ``timeout`` or ``max_memory`` is set -- a periodic look at the
-scoreboard or at psutil, because a worker that hangs cannot announce it.
+It sleeps in one ``select`` and wakes for nothing else -- no poll interval: the signal
+self-pipe (signals, and other threads calling ``shutdown()``/``server_close()``), the report
+pipe (workers say they are ready or due for recycling), one pidfd per worker (readable when it
+exits), the pidfd of a new master during an upgrade, and the control and metrics endpoints with
+their clients.  Each fd is registered with a callback as its selector data.
 
-Pidfds are why the master reaps only its own children: it waits on each worker's pid, never
-``waitpid(-1)``, so a child the application forked in the master stays the application's to
-collect.  They need no SIGCHLD handler either, so the loop also works in a non-main thread.
-
-Each worker leads its own process group.  When a worker ends -- on its own, by a crash, or
-killed -- the master sends SIGKILL to that group, so subprocesses a handler started do not
-outlive it.
-
-Boot failure is not a crash: a worker that exits before it reported ready counts as a boot
-failure; the next spawn waits a growing, jittered delay and probes with one worker at a time.
-After ``max_boot_failures`` in a row the master stops the pool and ``run()`` raises
-:class:`BootError`.  A worker that dies after it was ready is replaced at once.
-
-Generations: a reload (HUP) starts a complete new generation next to the old one and retires
-the old one only when every new worker has reported ready; if a new worker fails to boot, the
-new generation is stopped and the old one keeps serving.  The listening socket never closes, so
-connections in the backlog are served by whichever generation accepts them.  Recycling
-(``max_requests``, ``max_age``, ``max_memory``) likewise starts the replacement first and
-retires the old worker once the replacement is ready, at most ``max_recycling`` at a time.
+The parts: :class:`~prefork.master.pool.Pool` (workers, fork, reap, signals),
+:class:`~prefork.master.generations.Generations` (reloads),
+:class:`~prefork.master.recycling.Recycler`, :class:`~prefork.master.boot.BootGuard`,
+:class:`~prefork.master.stopping.Stop`, :class:`~prefork.master.upgrade.Upgrade` and
+:class:`~prefork.master.policies.Policies`.  The phase of the whole is one :class:`Phase`.
 """
 
 from __future__ import annotations
 
 import contextlib
+import enum
 import logging
 import os
-import random
 import selectors
 import signal
 import threading
 import time
-from collections import deque
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
 
-from prefork.core import signals as sigs
-from prefork.core.scoreboard import Scoreboard
-from prefork.core.worker import (
-    REPORT,
-    REPORT_READY,
-    REPORT_RECYCLE,
-    ChildContext,
-    WorkerInfo,
-    run_worker,
-)
-from prefork.master.policies import PolicyMixIn
-from prefork.master.upgrade import ENV_OLD_MASTER, exec_new_master
+from prefork.core.contract import REPORT_READY, REPORT_RECYCLE, PoolServer, WorkerInfo
+from prefork.core.scoreboard import Slot
+from prefork.core.signals import SignalQueue
+from prefork.master.boot import BootError, BootGuard
+from prefork.master.generations import Generations
+from prefork.master.policies import DumpStack, Kill, Policies, Recycle, Resize
+from prefork.master.pool import Pool
+from prefork.master.recycling import Recycler
+from prefork.master.stopping import Stop, StopMode
+from prefork.master.upgrade import Upgrade, describe_status
 from prefork.ops import titles
 from prefork.ops.control import ControlServer, scale_target
 from prefork.ops.logs import reopen_log_files
 from prefork.ops.metrics import MetricsServer
 from prefork.ops.pidfile import remove_pidfile, write_pidfile
 from prefork.ops.sdnotify import Notifier
-from prefork.ops.status import status_rows
+from prefork.ops.status import status_rows, worker_memory_mb
 
-if TYPE_CHECKING:
-    from prefork.core.servers import PreforkMixIn
+__all__ = ["BootError", "Master", "Phase", "describe_status"]
 
 log = logging.getLogger("prefork.master")
 
 MASTER_SIGNALS = (
-    signal.SIGTERM,
-    signal.SIGINT,
-    signal.SIGQUIT,
-    signal.SIGHUP,
-    signal.SIGTTIN,
-    signal.SIGTTOU,
-    signal.SIGUSR1,
-    signal.SIGUSR2,
-    signal.SIGWINCH,
+    signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGHUP, signal.SIGTTIN,
+    signal.SIGTTOU, signal.SIGUSR1, signal.SIGUSR2, signal.SIGWINCH,
 )
-
-BOOT_BACKOFF_BASE = 0.05  # seconds before the first retry after a boot failure
-BOOT_BACKOFF_MAX = 5.0
 # Without pidfds (old kernels) child exits are noticed by checking at this interval.
 REAP_FALLBACK_INTERVAL = 0.5
 # Stop requests from other threads (shutdown(), server_close()), queued like signals.
 STOP_GRACEFUL, STOP_QUICK = -1, -2
 
 
-class BootError(RuntimeError):
-    """The workers kept dying before they reported ready; the pool was stopped."""
-
-    exit_status = 3
-
-
-def describe_status(status: int) -> str:
-    """``exit status 1`` or ``killed by SIGKILL`` from a ``waitpid`` status."""
-    code = os.waitstatus_to_exitcode(status)
-    if code < 0:
-        try:
-            return f"killed by {signal.Signals(-code).name}"
-        except ValueError:
-            return f"killed by signal {-code}"
-    return f"exit status {code}"
+class Phase(enum.Enum):
+    BOOTING = "booting"  # the pool is filling; READY not announced yet
+    SERVING = "serving"
+    RELOADING = "reloading"  # a new generation boots next to the serving one
+    PAUSED = "paused"  # WINCH: no workers; HUP or TTIN resume
+    STOPPING = "stopping"
 
 
-@dataclass
-class Reload:
-    """A reload in progress: the generation it replaces and how to undo the preparation."""
+class Endpoint(Protocol):
+    """A server the master's loop drives (control socket, metrics)."""
 
-    old_generation: int
-    rollback: Callable[[], None]
+    def register(self, selector: selectors.BaseSelector) -> None: ...
+
+    def deadline(self) -> float | None: ...
+
+    def expire(self, now: float) -> None: ...
+
+    def close(self) -> None: ...
 
 
-class Master(PolicyMixIn):
+def _ignore(mask: int) -> None:
+    """Selector callback of the signal and report pipes: every turn drains both."""
+
+
+class Master:
     """Supervises the pool of one server.
 
     Methods for the caller: run(); request_stop(graceful) from any thread.  From the loop (the
-    signal table): reload(), scale(size), pause(), reopen_logs().
+    signal table): reload(), scale(size), pause(), reopen_logs(), status().
     The server's hooks are called here: pre_fork(worker), worker_exit(worker, status) and
     prepare_reload() in the master; post_fork(worker) in the child.
     """
 
-    def __init__(self, server: PreforkMixIn) -> None:
+    def __init__(self, server: PoolServer, poll_interval: float = 0.5) -> None:
         self.server = server
-        self.size = server.workers
         self.pid = os.getpid()
         self.thread_ident = threading.get_ident()
-        self.workers: dict[int, WorkerInfo] = {}
-        self.signals = sigs.SignalQueue(MASTER_SIGNALS)
-        self.report_r, self.report_w = os.pipe()
-        self.alive_r, self.alive_w = os.pipe()
-        os.set_blocking(self.report_r, False)
-        self.selector = selectors.DefaultSelector()
-        # Two generations may run side by side during a reload.
-        self.board = Scoreboard(2 * server.max_children)
-        self.notifier = Notifier(unset=True)
-        self.control: ControlServer | None = None
-        self.metrics: MetricsServer | None = None
-        self.retired_requests = 0  # requests served by workers already reaped
-        self.use_pidfd = hasattr(os, "pidfd_open")
-        self.generation = 1
-        self.reloading: Reload | None = None
-        self.reload_queued = False
-        self.paused = False
-        self.announced = False
-        self.stop_mode: str | None = None  # None, "graceful" or "quick"
-        self.stop_deadline = 0.0
-        self.kill_now = False
-        self.boot_failures = 0
-        self.boot_error: BootError | None = None
-        self.spawn_not_before = 0.0
-        self.next_memory_check = 0.0
-        self.next_adapt = 0.0
-        self.recycle_queue: deque[int] = deque()  # pids due for recycling, in order
-        self.replacing: dict[int, int] = {}  # replacement pid -> pid it replaces
+        self.size = server.workers
+        self.phase = Phase.BOOTING
+        self.announced = False  # READY was sent (and, after an upgrade, the old master retired)
         self.restarts: dict[str, int] = {}  # reason -> count, for status and metrics
-        self.ages = 0
-        self.upgrade_pid = 0  # the new master started by USR2, until it takes over or fails
-        self.upgrade_queued = False
-        self.upgrade_pidfd: int | None = None
-        self.handed_off = False
-        old = os.environ.pop(ENV_OLD_MASTER, "")
-        # Only a parent can be the master we replace: a stale variable must not kill a stranger.
-        self.old_master = int(old) if old.isdigit() and int(old) == os.getppid() else 0
-        self._report_buf = b""
+        self.signals = SignalQueue(MASTER_SIGNALS)
+        self.selector = selectors.DefaultSelector()
+        self.notifier = Notifier(unset=True)
+        self.pool = Pool(server, self.selector, MASTER_SIGNALS, self.signals.fds, poll_interval)
+        self.generations = Generations(server, self.pool)
+        self.recycler = Recycler(self.pool, self._count_restart)
+        self.boot = BootGuard(server.max_boot_failures)
+        self.stop = Stop(server)
+        self.policies = Policies(server)
+        self.upgrade = Upgrade(server, self.selector, MASTER_SIGNALS, self.notifier.address)
+        self.view = _View(self)
+        self.endpoints: list[Endpoint] = []
         self.on_signal: dict[int, Callable[[], None]] = {
-            signal.SIGTERM: lambda: self._stop("graceful", close=True),
-            signal.SIGINT: lambda: self._stop("quick", escalate=True, close=True),
-            signal.SIGQUIT: lambda: self._stop("quick", escalate=True, close=True),
-            STOP_GRACEFUL: lambda: self._stop("graceful"),
-            STOP_QUICK: lambda: self._stop("quick", escalate=True),
+            signal.SIGTERM: lambda: self._stop(StopMode.GRACEFUL, close=True),
+            signal.SIGINT: lambda: self._stop(StopMode.QUICK, escalate=True, close=True),
+            signal.SIGQUIT: lambda: self._stop(StopMode.QUICK, escalate=True, close=True),
+            STOP_GRACEFUL: lambda: self._stop(StopMode.GRACEFUL),
+            STOP_QUICK: lambda: self._stop(StopMode.QUICK, escalate=True),
             signal.SIGHUP: self.reload,
             signal.SIGTTIN: lambda: self.scale(self.size + 1),
             signal.SIGTTOU: lambda: self.scale(self.size - 1),
             signal.SIGUSR1: self.reopen_logs,
             signal.SIGWINCH: self.pause,
-            signal.SIGUSR2: self.upgrade,
+            signal.SIGUSR2: self._upgrade,
         }
 
     # -- public -------------------------------------------------------------------------------
@@ -200,392 +150,86 @@ class Master(PolicyMixIn):
         for server in self.server.listening_servers():
             server.socket.setblocking(False)
         self.signals.install()
-        self.selector.register(self.signals.read_fd, selectors.EVENT_READ)
-        self.selector.register(self.report_r, selectors.EVENT_READ)
+        self.selector.register(self.signals.read_fd, selectors.EVENT_READ, _ignore)
+        self.selector.register(self.pool.report_r, selectors.EVENT_READ, _ignore)
         try:
-            if not self.old_master:  # the new master of an upgrade takes these over when ready
+            if not self.upgrade.old_master:  # the new master of an upgrade: once it is ready
                 self._take_over()
             if self.server.metrics:
-                try:
-                    self.metrics = MetricsServer(self.server.metrics, self.status)
-                except OSError as exc:
-                    raise OSError(exc.errno, f"metrics {self.server.metrics}: "
-                                  f"{exc.strerror or exc}") from None
-                self.selector.register(self.metrics.fileno(), selectors.EVENT_READ)
-                log.info("master (pid %d) metrics on http://%s:%d/metrics", self.pid,
-                         *self.metrics.address[:2])
+                self._open_metrics(self.server.metrics)
             log.info("master (pid %d) starting %d workers", self.pid, self.size)
             self._title()
-            while self.stop_mode is None:
-                self.spawn_missing()
-                self._wait(self._timeout())
-            self._stop_pool()
+            self._maintain()  # the first workers
+            while not self.stop.over(time.monotonic(), len(self.pool.workers)):
+                self._turn()
+            if self.pool.workers:
+                log.warning("master (pid %d) killing %d workers still running", self.pid,
+                            len(self.pool.workers))
         finally:
-            self._kill_all()
-            if self.stop_mode is None:  # an unexpected error: _stop() did not say it
-                self.notifier.stopping()
-            if self.control is not None:
-                self.control.close()
-            if self.metrics is not None:
-                self.metrics.close()
-            self.signals.close()
-            self.selector.close()
-            self.board.close()
-            for fd in (self.report_r, self.report_w, self.alive_r, self.alive_w):
-                os.close(fd)
-            if self.server.pidfile:
-                remove_pidfile(self.server.pidfile)
-        if self.boot_error is not None:
-            raise self.boot_error
+            self._close()
+        if self.boot.error is not None:
+            raise self.boot.error
         log.info("master (pid %d) stopped", self.pid)
 
     def scale(self, size: int) -> None:
         """Set the pool size within [1, max_children]; surplus workers drain and exit."""
-        self.paused = False
+        if self.phase is Phase.STOPPING:
+            return
+        if self.phase is Phase.PAUSED:
+            self.phase = Phase.SERVING if self.announced else Phase.BOOTING
         size = max(1, min(size, self.server.max_children))
         if size != self.size:
             log.info("master (pid %d) pool size %d -> %d", self.pid, self.size, size)
         self.size = size
-        active = self._current()
+        current = self.pool.current(self.generations.number)
         # Retire the youngest first: the oldest are warm.
-        for info in sorted(active, key=lambda w: w.age, reverse=True)[: max(0, len(active) - size)]:
-            self._retire(info)
+        surplus = max(0, len(current) - size)
+        for info in sorted(current, key=lambda w: w.age, reverse=True)[:surplus]:
+            self.pool.retire(info)
         self._title()
 
     def reload(self) -> None:
         """Start a new generation; the old one retires once the new one is ready."""
-        if self.stop_mode is not None:
+        if self.phase is Phase.STOPPING or not self.generations.begin():
             return
-        if self.reloading is not None:
-            self.reload_queued = True  # one more after this one: signals are not lost
-            log.info("master (pid %d) reload queued behind generation %d", self.pid,
-                     self.generation)
-            return
-        self.paused = False
-        try:
-            rollback = self.server.prepare_reload()
-        except Exception:
-            log.exception("master (pid %d) reload failed; generation %d keeps serving",
-                          self.pid, self.generation)
-            return
-        self.reloading = Reload(self.generation, rollback)
-        self.generation += 1
-        self.notifier.reloading(f"starting generation {self.generation}")
-        log.info("master (pid %d) reload: starting generation %d", self.pid, self.generation)
+        self.phase = Phase.RELOADING
+        self.notifier.reloading(f"starting generation {self.generations.number}")
         self.size = self.server.workers  # prepare_reload may have changed it
         self._title()
 
     def pause(self) -> None:
         """Stop all workers (gracefully), keep the master and its sockets.  HUP or TTIN resume."""
-        if self.stop_mode is not None:
+        if self.phase is Phase.STOPPING:
             return
         log.info("master (pid %d) stopping all workers; HUP or TTIN to resume", self.pid)
-        self.paused = True
-        for info in list(self.workers.values()):  # every generation, also one mid-reload
+        self.phase = Phase.PAUSED
+        for info in list(self.pool.workers.values()):  # every generation, also one mid-reload
             if not info.stopping:
-                self._retire(info)
-        # A reload in progress is over: resuming starts workers of the newest generation.
-        self.reloading, self.reload_queued = None, False
+                self.pool.retire(info)
+        self.generations.cancel()
 
     def reopen_logs(self) -> None:
         reopen_log_files()
         log.info("master (pid %d) reopened log files", self.pid)
-        for info in self.workers.values():
-            self._signal_worker(info, signal.SIGUSR1)
+        self.pool.signal_all(signal.SIGUSR1)
 
-    # -- the loop -----------------------------------------------------------------------------
-
-    def _current(self) -> list[WorkerInfo]:
-        """Workers of the current generation that are not on their way out."""
-        return [w for w in self.workers.values()
-                if w.generation == self.generation and not w.stopping]
-
-    def _missing(self) -> int:
-        if self.paused:
-            return 0
-        # A worker due for recycling still counts until its replacement is ready.
-        return self.size - len(self._current())
-
-    def _timeout(self) -> float | None:
-        now = time.monotonic()
-        deadlines = []
-        if self.stop_mode is not None:
-            deadlines.append(self.stop_deadline)
-        elif self._missing() > 0:
-            deadlines.append(self.spawn_not_before)
-        deadlines.extend(w.kill_at for w in self.workers.values() if w.kill_at)
-        deadlines.extend(w.recycle_at for w in self.workers.values() if w.recycle_at)
-        if self.server.request_timeout:
-            # A hung worker cannot say so: look at the scoreboard a few times per timeout.
-            deadlines.append(now + min(1.0, self.server.request_timeout / 4))
-        if self.server.max_memory:
-            deadlines.append(self.next_memory_check)
-        if self._adaptive():
-            deadlines.append(self.next_adapt)
-        if not self.use_pidfd:
-            deadlines.append(now + REAP_FALLBACK_INTERVAL)
-        return max(0.0, min(deadlines) - now) if deadlines else None
-
-    def _wait(self, timeout: float | None) -> None:
-        for key, _ in self.selector.select(timeout):
-            if self.control is not None and key.fd == self.control.fileno():
-                self.control.on_readable()
-            elif self.metrics is not None and key.fd == self.metrics.fileno():
-                self.metrics.on_readable()
-            elif key.fd == self.upgrade_pidfd:
-                self._upgrade_exited()
-        for sig in self.signals.drain():
-            handler = self.on_signal.get(sig)
-            if handler is not None:
-                handler()
-        self._read_reports()
-        self._reap()
-        self._enforce_deadlines()
-        self._progress()
-
-    def spawn_missing(self) -> None:
-        if self.stop_mode is not None or time.monotonic() < self.spawn_not_before:
-            return
-        missing = self._missing()
-        if self.boot_failures:
-            # After a boot failure probe with one worker until one reports ready: no fork storm.
-            booting = sum(1 for w in self.workers.values() if not w.ready)
-            missing = min(missing, 1 - booting)
-        for _ in range(missing):
-            if self._try_spawn() is None:
-                break
-
-    def _try_spawn(self) -> WorkerInfo | None:
-        """spawn(), with a failure (a pre_fork hook raising, fork() refused by a task limit)
-        counted as a boot failure instead of taking the running pool down."""
-        try:
-            return self.spawn()
-        except Exception as exc:
-            log.exception("master (pid %d) cannot start a worker", self.pid)
-            self._boot_failed(f"{type(exc).__name__}: {exc}", None)
-            return None
-
-    def _free_slot(self) -> int:
-        used = {w.slot for w in self.workers.values()}
-        return next(i for i in range(self.board.slots) if i not in used)
-
-    def spawn(self) -> WorkerInfo:
-        self.ages += 1
-        info = WorkerInfo(age=self.ages, slot=self._free_slot(), generation=self.generation)
-        self.server.pre_fork(info)
-        ctx = ChildContext(
-            master_pid=self.pid,
-            report_fd=self.report_w,
-            alive_fd=self.alive_r,
-            board=self.board,
-            blocked_mask=set(),
-            close_fds=self._private_fds(),
-        )
-        self.board.reset(info.slot, 0, info.generation, time.monotonic())
-        ctx.blocked_mask = sigs.block(MASTER_SIGNALS)
-        try:
-            pid = os.fork()
-            if pid == 0:
-                run_worker(self.server, info, ctx)  # never returns
-        except BaseException:
-            self.board.clear(info.slot)
-            raise
-        finally:
-            sigs.unblock(ctx.blocked_mask)
-        with contextlib.suppress(OSError):
-            os.setpgid(pid, pid)  # also done in the child; whichever runs first wins
-        info.pid, info.started = pid, time.monotonic()
-        if self.server.max_age:
-            jitter = random.uniform(0, self.server.max_age * 0.1)
-            info.recycle_at = info.started + self.server.max_age + jitter
-        if self.use_pidfd:
-            info.pidfd = os.pidfd_open(pid)
-            self.selector.register(info.pidfd, selectors.EVENT_READ)
-        self.workers[pid] = info
-        log.debug("master (pid %d) spawned worker %d (pid %d)", self.pid, info.age, pid)
-        return info
-
-    def _private_fds(self) -> list[int]:
-        """Fds of the master that a worker must not hold (above all the alive pipe's write end,
-        whose last close is how workers learn the master is gone)."""
-        fds = [self.alive_w, self.report_r, *self.signals.fds()]
-        if self.upgrade_pidfd is not None:
-            fds.append(self.upgrade_pidfd)
-        fds.extend(w.pidfd for w in self.workers.values() if w.pidfd is not None)
-        if self.control is not None:
-            fds.append(self.control.fileno())
-        if self.metrics is not None:
-            fds.append(self.metrics.fileno())
-        with contextlib.suppress(NotImplementedError, ValueError):
-            selector_fd = getattr(self.selector, "fileno", lambda: -1)()
-            if selector_fd >= 0:
-                fds.append(selector_fd)
-        return fds
-
-    def _read_reports(self) -> None:
-        try:
-            data = os.read(self.report_r, 64 * REPORT.size)
-        except BlockingIOError:
-            return
-        buf = self._report_buf + data
-        usable = len(buf) - len(buf) % REPORT.size
-        self._report_buf = buf[usable:]
-        for pid, event in REPORT.iter_unpack(buf[:usable]):
-            info = self.workers.get(pid)
-            if info is None:
-                continue
-            if event == REPORT_READY:
-                info.ready = True
-                self.boot_failures = 0
-                log.info(
-                    "worker %d (pid %d) ready in %.1f ms",
-                    info.age, pid, (time.monotonic() - info.started) * 1000,
-                )
-            elif event == REPORT_RECYCLE:
-                served = self.board.read(info.slot).requests
-                self._queue_recycle(info, "max_requests", f" after {served} requests")
-
-    def _reap(self) -> None:
-        for pid, info in list(self.workers.items()):
-            try:
-                exited = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
-            except ChildProcessError:  # collected by someone else: status unknown, and the
-                self._on_exit(info, 255 << 8)  # pid may be reused already: no killpg
-                continue
-            if exited is None:
-                continue
-            # Still a zombie, so the pid (and the group id) cannot have been reused: take down
-            # whatever the handler left in the group, then collect the worker.
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(pid, signal.SIGKILL)
-            _, status = os.waitpid(pid, 0)
-            self._on_exit(info, status)
-
-    def _on_exit(self, info: WorkerInfo, status: int) -> None:
-        del self.workers[info.pid]
-        if info.pidfd is not None:
-            self.selector.unregister(info.pidfd)
-            os.close(info.pidfd)
-        code = os.waitstatus_to_exitcode(status)
-        try:
-            self.server.worker_exit(info, code)
-        except Exception:
-            log.exception("worker_exit hook failed for worker %d (pid %d)", info.age, info.pid)
-        self.retired_requests += self.board.read(info.slot).requests
-        self.board.clear(info.slot)
-        with contextlib.suppress(ValueError):
-            self.recycle_queue.remove(info.pid)
-        replaced = self.replacing.pop(info.pid, None)
-        if replaced is not None and replaced in self.workers:
-            self.workers[replaced].replacement = 0  # its replacement died: pick it up again
-            self.recycle_queue.appendleft(replaced)
-        if self.stop_mode is not None or info.stopping:
-            log.debug("worker %d (pid %d) stopped: %s", info.age, info.pid, describe_status(status))
-            return
-        if not info.ready:
-            if self.reloading is not None and info.generation == self.generation:
-                self._abort_reload(info, status)
-            else:
-                self._boot_failed(describe_status(status), info)
-            return
-        self.restarts["crash"] = self.restarts.get("crash", 0) + 1
-        log.warning(
-            "worker %d (pid %d) died: %s; replacing it", info.age, info.pid, describe_status(status)
-        )
-
-    def _boot_failed(self, why: str, info: WorkerInfo | None) -> None:
-        self.boot_failures += 1
-        limit = self.server.max_boot_failures
-        if self.boot_failures >= limit:
-            message = (
-                f"workers fail to boot: {self.boot_failures} in a row, the last ({why}); stopping"
-            )
-            log.error("master (pid %d) %s", self.pid, message)
-            self.boot_error = BootError(message)
-            self._stop("quick")
-            return
-        delay = min(BOOT_BACKOFF_MAX, BOOT_BACKOFF_BASE * 2 ** (self.boot_failures - 1))
-        delay *= random.uniform(0.5, 1.5)
-        self.spawn_not_before = time.monotonic() + delay
-        who = f"worker {info.age} (pid {info.pid})" if info else "a new worker"
-        log.warning("%s failed to boot: %s; retrying in %.2f s (%d/%d)",
-                    who, why, delay, self.boot_failures, limit)
-
-    # -- reload and recycling -----------------------------------------------------------------
-
-    def _progress(self) -> None:
-        """Finish a reload whose new generation is ready; start recycling replacements."""
-        if self.reloading is not None and self.stop_mode is None:
-            current = self._current()
-            if len(current) >= self.size and all(w.ready for w in current):
-                old = self.reloading.old_generation
-                for info in list(self.workers.values()):
-                    if info.generation < self.generation and not info.stopping:
-                        self._retire(info)
-                self.reloading = None
-                self.restarts["reload"] = self.restarts.get("reload", 0) + 1
-                log.info("master (pid %d) generation %d ready; generation %d retiring",
-                         self.pid, self.generation, old)
-                self._announce()
-                if self.reload_queued:
-                    self.reload_queued = False
-                    self.reload()
-        elif self.stop_mode is None and not self.announced and self.workers and all(
-            w.ready for w in self._current()
-        ) and len(self._current()) >= self.size:
-            self._announce()
-        self._recycle()
-
-    def _take_over(self) -> None:
-        """Claim the pid file and the control socket.  The new master of an upgrade does this
-        only once its pool is ready: if it fails before, the old master keeps both."""
-        if self.server.pidfile:
-            write_pidfile(self.server.pidfile)
-        if self.server.control:
-            if self.old_master:  # the old master's socket: it will not remove ours (inode)
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(self.server.control)
-            self.control = ControlServer(self.server.control, self._on_control)
-            self.selector.register(self.control.fileno(), selectors.EVENT_READ)
-
-    def _announce(self) -> None:
-        self.announced = True
-        if self.old_master:
-            # We are the new master of an upgrade: the old one retires now that we serve.
-            self._take_over()
-            self.notifier.mainpid(self.pid)
-            log.info("master (pid %d) ready: asking the old master (pid %d) to retire",
-                     self.pid, self.old_master)
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(self.old_master, signal.SIGTERM)
-            self.old_master = 0
-        self.notifier.ready(f"{len(self._current())} workers, generation {self.generation}")
-
-    def _abort_reload(self, info: WorkerInfo, status: int) -> None:
-        assert self.reloading is not None
-        old = self.reloading.old_generation
-        log.error(
-            "master (pid %d) generation %d failed to boot (worker %d, pid %d: %s); "
-            "generation %d keeps serving",
-            self.pid, self.generation, info.age, info.pid, describe_status(status), old,
-        )
-        for other in list(self.workers.values()):
-            if other.generation == self.generation:
-                # A ready one may have been woken for a connection: it serves that, then exits.
-                self._retire(other, sig=signal.SIGTERM if other.ready else signal.SIGQUIT)
-        try:
-            self.reloading.rollback()
-        except Exception:
-            log.exception("master (pid %d) reload rollback failed", self.pid)
-        self.generation, self.reloading = old, None
-        self.size = self.server.workers
-        self.notifier.ready(f"reload failed; generation {old} serving")
-        self._title()
-        if self.reload_queued:  # a HUP sent meanwhile (perhaps with the fix) is not lost
-            self.reload_queued = False
-            self.reload()
-
-    # -- control socket -----------------------------------------------------------------------
+    def status(self) -> dict[str, Any]:
+        rows = status_rows(self.pool.board, self.pool.workers.values())
+        return {
+            "master": {
+                "pid": self.pid,
+                "name": self.server.name,
+                "size": self.size,
+                "generation": self.generations.number,
+                "phase": self.phase.value,
+                "reloading": self.phase is Phase.RELOADING,
+                "paused": self.phase is Phase.PAUSED,
+                "stopping": self.stop.mode.value if self.stop.mode is not None else None,
+                "restarts": dict(self.restarts),
+                "requests_total": self.pool.retired_requests + sum(r["requests"] for r in rows),
+            },
+            "workers": rows,
+        }
 
     def _on_control(self, request: dict[str, Any]) -> dict[str, Any]:
         command = request["command"]
@@ -594,132 +238,259 @@ class Master(PolicyMixIn):
         elif command == "scale":
             self.scale(scale_target(request["workers"], self.size))
         elif command == "stop":
-            self._stop("graceful" if request.get("graceful", True) else "quick")
+            self._stop(StopMode.GRACEFUL if request.get("graceful", True) else StopMode.QUICK)
         return self.status()
 
-    def status(self) -> dict[str, Any]:
-        rows = status_rows(self.board, self.workers.values())
-        return {
-            "master": {
-                "pid": self.pid,
-                "name": self.server.name,
-                "size": self.size,
-                "generation": self.generation,
-                "reloading": self.reloading is not None,
-                "paused": self.paused,
-                "stopping": self.stop_mode,
-                "restarts": dict(self.restarts),
-                "requests_total": self.retired_requests + sum(r["requests"] for r in rows),
-            },
-            "workers": rows,
-        }
+    # -- the loop -----------------------------------------------------------------------------
 
-    def _title(self) -> None:
-        titles.set_title(titles.master_title(
-            self.server.name, self.size, self.server.listener_names()
-        ))
+    def _turn(self) -> None:
+        for key, mask in self.selector.select(self._timeout()):
+            key.data(mask)
+        for sig in self.signals.drain():
+            handler = self.on_signal.get(sig)
+            if handler is not None:
+                handler()
+        for info, event in self.pool.read_reports():
+            self._on_report(info, event)
+        for info, status in self.pool.reap():
+            self._on_exit(info, status)
+        self._check(time.monotonic())
+        self._maintain()
 
-    # -- stopping -----------------------------------------------------------------------------
+    def _timeout(self) -> float | None:
+        now = time.monotonic()
+        deadlines = [self.stop.deadline(), self.policies.deadline(self.view, now)]
+        if not self.stop.requested and self._missing() > 0:
+            deadlines.append(self.boot.deadline(now))
+        deadlines.extend(endpoint.deadline() for endpoint in self.endpoints)
+        if not self.pool.use_pidfd:
+            deadlines.append(now + REAP_FALLBACK_INTERVAL)
+        known = [d for d in deadlines if d is not None]
+        return max(0.0, min(known) - now) if known else None
 
-    # -- upgrade in place (USR2) ---------------------------------------------------------------
+    def _on_report(self, info: WorkerInfo, event: int) -> None:
+        if event == REPORT_READY:
+            info.ready = True
+            self.boot.succeeded()
+            log.info("worker %d (pid %d) ready in %.1f ms", info.age, info.pid,
+                     (time.monotonic() - info.started) * 1000)
+        elif event == REPORT_RECYCLE:
+            served = self.pool.requests_served(info)
+            self.recycler.due(info, "max_requests", f" after {served} requests")
 
-    def upgrade(self) -> None:
-        """Execute a new master with the listening socket inherited (the systemd protocol:
-        ``LISTEN_FDS``); it retires this one with SIGTERM once its pool is ready.  If it dies
-        before that, this master keeps serving."""
-        argv = self.server.upgrade_argv
-        if self.stop_mode is not None:
+    def _on_exit(self, info: WorkerInfo, status: int) -> None:
+        self.recycler.forget(info.pid)
+        why = describe_status(status)
+        if self.stop.requested or info.stopping:
+            log.debug("worker %d (pid %d) stopped: %s", info.age, info.pid, why)
+        elif not info.ready and self.generations.reloading and (
+            info.generation == self.generations.number
+        ):
+            queued = self.generations.abort(info, why)
+            self.notifier.ready(f"reload failed; generation {self.generations.number} serving")
+            self.phase = Phase.SERVING if self.announced else Phase.BOOTING
+            self.size = self.server.workers
+            self._title()
+            if queued:
+                self.reload()
+        elif not info.ready:
+            who = f"worker {info.age} (pid {info.pid})"
+            if self.boot.failed(why, who, time.monotonic()) is not None:
+                self._stop(StopMode.QUICK)
+        else:
+            self._count_restart("crash")
+            log.warning("worker %d (pid %d) died: %s; replacing it", info.age, info.pid, why)
+
+    def _check(self, now: float) -> None:
+        for endpoint in self.endpoints:
+            endpoint.expire(now)
+        for action in self.policies.check(self.view, now):
+            if isinstance(action, Kill):
+                action.worker.kill_at = 0.0
+                self.pool.kill_group(action.worker)
+            elif isinstance(action, Recycle):
+                if action.reason == "max_age":
+                    action.worker.recycle_at = 0.0  # due once
+                self.recycler.due(action.worker, action.reason)
+            elif isinstance(action, DumpStack):
+                self._hung(action)
+            else:
+                self._resize(action)
+
+    def _maintain(self) -> None:
+        if self.phase is Phase.STOPPING:
             return
-        if self.upgrade_pid:
-            self.upgrade_queued = True  # tried again if this one fails: signals are not lost
-            return
-        if not argv:
-            log.warning("master (pid %d) ignores SIGUSR2: this server cannot re-execute itself",
-                        self.pid)
-            return
-        fds = [s.socket.fileno() for s in self.server.listening_servers()]
-        env = dict(os.environ)
-        env[ENV_OLD_MASTER] = str(self.pid)
-        if self.notifier.address:
-            env["NOTIFY_SOCKET"] = self.notifier.address
-        pid = exec_new_master(argv, fds, env, MASTER_SIGNALS)
-        self.upgrade_pid = pid
-        self.upgrade_pidfd = os.pidfd_open(pid)
-        self.selector.register(self.upgrade_pidfd, selectors.EVENT_READ)
-        log.info("master (pid %d) upgrade: started new master (pid %d)", self.pid, pid)
+        self._spawn_missing()
+        if self.phase is Phase.RELOADING and self.generations.ready(self.size):
+            self._count_restart("reload")
+            queued = self.generations.finish()
+            self._announce()
+            if queued:
+                self.reload()
+        elif self.phase is Phase.BOOTING and self.pool.workers and self.generations.ready(
+            self.size
+        ):
+            self._announce()
+        self.recycler.finish()
+        if self.phase in (Phase.BOOTING, Phase.SERVING):
+            self.recycler.start(self._try_spawn, self.generations.number,
+                                self.server.max_recycling)
 
-    def _upgrade_exited(self) -> None:
-        assert self.upgrade_pidfd is not None
+    # -- verbs --------------------------------------------------------------------------------
+
+    def _missing(self) -> int:
+        if self.phase is Phase.PAUSED:
+            return 0
+        # A worker due for recycling still counts until its replacement is ready.
+        return self.size - len(self.pool.current(self.generations.number))
+
+    def _spawn_missing(self) -> None:
+        if not self.boot.may_spawn(time.monotonic()):
+            return
+        for _ in range(self.boot.budget(self._missing(), self.pool.booting())):
+            if self._try_spawn() is None:
+                break
+
+    def _try_spawn(self) -> WorkerInfo | None:
+        """Pool.spawn(), with a failure (a pre_fork hook raising, fork() refused by a task
+        limit) counted as a boot failure instead of taking the running pool down."""
         try:
-            _, status = os.waitpid(self.upgrade_pid, os.WNOHANG)
-        except ChildProcessError:
-            status = 0
-        self.selector.unregister(self.upgrade_pidfd)
-        os.close(self.upgrade_pidfd)
-        if not self.handed_off:
-            log.error("master (pid %d) new master (pid %d) failed: %s; this one keeps serving",
-                      self.pid, self.upgrade_pid, describe_status(status))
-        self.upgrade_pid, self.upgrade_pidfd = 0, None
-        if self.upgrade_queued and not self.handed_off:
-            self.upgrade_queued = False
-            self.upgrade()
+            return self.pool.spawn(self.generations.number)
+        except Exception as exc:
+            log.exception("master (pid %d) cannot start a worker", self.pid)
+            why = f"{type(exc).__name__}: {exc}"
+            if self.boot.failed(why, "a new worker", time.monotonic()) is not None:
+                self._stop(StopMode.QUICK)
+            return None
 
-    def _stop(self, mode: str, escalate: bool = False, close: bool = False) -> None:
+    def _announce(self) -> None:
+        self.phase = Phase.SERVING
+        self.announced = True
+        if self.upgrade.old_master:
+            # We are the new master of an upgrade: the old one retires now that we serve.
+            self._take_over()
+            self.notifier.mainpid(self.pid)
+            self.upgrade.retire_old_master()
+        current = len(self.pool.current(self.generations.number))
+        self.notifier.ready(f"{current} workers, generation {self.generations.number}")
+
+    def _hung(self, action: DumpStack) -> None:
+        info = action.worker
+        log.error(
+            "worker %d (pid %d) request in flight for %.1f s (timeout %.1f s): dumping its "
+            "stack, then killing it", info.age, info.pid, action.request_age,
+            self.server.request_timeout,
+        )
+        self.pool.signal(info, signal.SIGUSR2)  # faulthandler in the worker
+        info.kill_at = action.kill_at
+        info.stopping = True  # replaced at once, not counted as a crash
+        self._count_restart("timeout")
+
+    def _resize(self, action: Resize) -> None:
+        verb = "growing" if action.size > self.size else "shrinking"
+        limit = "min_spare" if action.size > self.size else "max_spare"
+        sign = "<" if action.size > self.size else ">"
+        log.info("master (pid %d) %d idle %s %s %d: %s to %d", self.pid, action.idle, sign,
+                 limit, getattr(self.server, limit), verb, action.size)
+        self.size = action.size
+        if action.retire is not None:
+            self.pool.retire(action.retire)
+        self._title()
+
+    def _stop(self, mode: StopMode, escalate: bool = False, close: bool = False) -> None:
         if close:
             # A stop signal ends the process: stop taking connections now, so clients fail fast
             # instead of queueing behind the drain (the workers' copies close as they exit).
             for server in self.server.listening_servers():
                 server.socket.close()
-        if self.upgrade_pid and not self.handed_off and mode == "graceful":
-            # The TERM that retires us after an upgrade: the new master owns the socket file.
-            self.handed_off = True
-            self.server.keep_socket_file()
-            log.info("master (pid %d) handing over to the new master (pid %d)",
-                     self.pid, self.upgrade_pid)
-        if self.stop_mode is None:
-            self.stop_mode = mode
-            graceful = mode == "graceful"
-            timeout = self.server.graceful_timeout if graceful else self.server.quick_timeout
-            self.stop_deadline = time.monotonic() + timeout
-            log.info("master (pid %d) %s stop", self.pid, mode)
+        if mode is StopMode.GRACEFUL:
+            self.upgrade.hand_off()
+        first = not self.stop.requested
+        sig = self.stop.request(mode, time.monotonic(), escalate)
+        if first:
+            self.phase = Phase.STOPPING
             self.notifier.stopping()
-            sig = signal.SIGTERM if mode == "graceful" else signal.SIGQUIT
-            for info in self.workers.values():
-                self._signal_worker(info, sig)
-        elif mode == "quick" and self.stop_mode == "graceful":
-            self.stop_mode = "quick"
-            quick_deadline = time.monotonic() + self.server.quick_timeout
-            self.stop_deadline = min(self.stop_deadline, quick_deadline)
-            for info in self.workers.values():
-                self._signal_worker(info, signal.SIGQUIT)
-        elif mode == "quick" and escalate:
-            log.info("master (pid %d) second interrupt: killing the workers", self.pid)
-            self.kill_now = True
+        if sig is not None:
+            self.pool.signal_all(sig)
 
-    def _retire(self, info: WorkerInfo, sig: int = signal.SIGTERM) -> None:
-        info.stopping = True
-        self._signal_worker(info, sig)
+    def _upgrade(self) -> None:
+        if self.phase is not Phase.STOPPING:
+            self.upgrade.start()
 
-    def _signal_worker(self, info: WorkerInfo, sig: int) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(info.pid, sig)
+    def _count_restart(self, reason: str) -> None:
+        self.restarts[reason] = self.restarts.get(reason, 0) + 1
 
-    def _stop_pool(self) -> None:
-        while self.workers and not self.kill_now and time.monotonic() < self.stop_deadline:
-            self._wait(self._timeout())
-        if self.workers:
-            log.warning(
-                "master (pid %d) killing %d workers still running", self.pid, len(self.workers)
-            )
+    def _title(self) -> None:
+        titles.set_title(titles.master_title(self.server.name, self.size,
+                                             self.server.listener_names()))
 
-    def _kill_all(self) -> None:
-        """Last resort, also on an unexpected error in the loop: no worker outlives run()."""
-        for info in list(self.workers.values()):
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(info.pid, signal.SIGKILL)
-        for info in list(self.workers.values()):
-            try:
-                _, status = os.waitpid(info.pid, 0)
-            except ChildProcessError:
-                status = signal.SIGKILL
+    def _close(self) -> None:
+        for info, status in self.pool.kill_all():
             self._on_exit(info, status)
+        if not self.stop.requested:  # an unexpected error: _stop() did not say it
+            self.notifier.stopping()
+        for endpoint in self.endpoints:
+            endpoint.close()
+        self.upgrade.close()
+        self.signals.close()
+        self.selector.close()
+        self.pool.close()
+        if self.server.pidfile:
+            remove_pidfile(self.server.pidfile)
+
+    # -- operations ---------------------------------------------------------------------------
+
+    def _take_over(self) -> None:
+        """Claim the pid file and the control socket.  The new master of an upgrade does this
+        only once its pool is ready: if it fails before, the old master keeps both."""
+        if self.server.pidfile:
+            write_pidfile(self.server.pidfile)
+        if self.server.control:
+            if self.upgrade.old_master:  # the old master's socket: it will not remove ours
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(self.server.control)
+            self._add_endpoint(ControlServer(self.server.control, self._on_control))
+
+    def _open_metrics(self, address: str) -> None:
+        try:
+            metrics = MetricsServer(address, self.status)
+        except OSError as exc:
+            raise OSError(exc.errno, f"metrics {address}: {exc.strerror or exc}") from None
+        self._add_endpoint(metrics)
+        log.info("master (pid %d) metrics on http://%s:%d/metrics", self.pid,
+                 *metrics.address[:2])
+
+    def _add_endpoint(self, endpoint: Endpoint) -> None:
+        self.endpoints.append(endpoint)
+        endpoint.register(self.selector)
+
+
+class _View:
+    """The pool as the policies see it (prefork.master.policies.PoolView)."""
+
+    def __init__(self, master: Master) -> None:
+        self.master = master
+
+    @property
+    def size(self) -> int:
+        return self.master.size
+
+    def live(self) -> Sequence[WorkerInfo]:
+        return list(self.master.pool.workers.values())
+
+    def current(self) -> Sequence[WorkerInfo]:
+        return self.master.pool.current(self.master.generations.number)
+
+    def slot(self, info: WorkerInfo) -> Slot:
+        return self.master.pool.board.read(info.slot)
+
+    def memory_mb(self, pid: int) -> float | None:
+        return worker_memory_mb(pid)
+
+    def steady(self) -> bool:
+        master = self.master
+        return (
+            master.phase in (Phase.BOOTING, Phase.SERVING)
+            and all(w.ready for w in self.current())
+            and not master.recycler.booting()
+        )

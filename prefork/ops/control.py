@@ -34,6 +34,7 @@ import contextlib
 import json
 import logging
 import os
+import selectors
 import socket
 import struct
 import time
@@ -159,6 +160,15 @@ class ControlServer:
 
     def fileno(self) -> int:
         return self.sock.fileno()
+
+    def register(self, selector: selectors.BaseSelector) -> None:  # interim, until endpoint.py
+        selector.register(self.sock.fileno(), selectors.EVENT_READ, lambda mask: self.on_readable())
+
+    def deadline(self) -> float | None:
+        return None
+
+    def expire(self, now: float) -> None:
+        pass
 
     def on_readable(self) -> None:
         """Accept one pending connection (if any) and serve it within :attr:`timeout`."""

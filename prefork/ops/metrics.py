@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import selectors
 import socket
 import time
 from collections.abc import Callable
@@ -100,6 +101,15 @@ class MetricsServer:
 
     def fileno(self) -> int:
         return self.sock.fileno()
+
+    def register(self, selector: selectors.BaseSelector) -> None:  # interim, until endpoint.py
+        selector.register(self.sock.fileno(), selectors.EVENT_READ, lambda mask: self.on_readable())
+
+    def deadline(self) -> float | None:
+        return None
+
+    def expire(self, now: float) -> None:
+        pass
 
     def on_readable(self) -> None:
         try:

@@ -14,8 +14,8 @@ from typing import Any
 
 import psutil
 
+from prefork.core.contract import WorkerInfo
 from prefork.core.scoreboard import Scoreboard, Slot, State
-from prefork.core.worker import WorkerInfo
 
 
 def worker_memory_mb(pid: int) -> float | None:

@@ -1,0 +1,227 @@
+"""The pool: the master's workers, their scoreboard slots, fork, reports, reaping and signals.
+
+Pidfds are why the master reaps only its own children: it waits on each worker's pid, never
+``waitpid(-1)``, so a child the application forked in the master stays the application's to
+collect.  Each pidfd sits in the master's selector and wakes the loop when its worker exits;
+no SIGCHLD handler is needed, so the loop also works in a non-main thread.
+
+Each worker leads its own process group.  When a worker ends -- on its own, by a crash, or
+killed -- its group gets SIGKILL while the worker is still a zombie (so the pid, and the group
+id, cannot have been reused yet): subprocesses a handler started do not outlive it.
+
+Fork safety: the master's handled signals are blocked around ``fork()``, so one that arrives
+before the child installed its own handlers stays pending for the child (see worker.py); the
+child closes every fd of the master's it must not hold -- above all the write end of the
+"alive" pipe, whose EOF is how workers notice that the master is gone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import random
+import selectors
+import signal
+import time
+from collections.abc import Callable, Iterable
+
+from prefork.core import signals as sigs
+from prefork.core.contract import REPORT, ChildContext, PoolServer, WorkerInfo
+from prefork.core.scoreboard import Scoreboard
+from prefork.core.worker import run_worker
+
+log = logging.getLogger("prefork.master")
+
+EXIT_UNKNOWN = 255 << 8  # the status of a worker someone else collected
+MAX_AGE_JITTER = 0.1  # max_age plus up to 10 %, so workers born together do not retire together
+
+
+def _ignore(mask: int) -> None:
+    """Selector callback of a pidfd: the loop reaps after every wake-up anyway."""
+
+
+class Pool:
+    """The live workers of every generation, keyed by pid.
+
+    Methods: spawn(generation), read_reports(), reap(), retire(info), signal(info, sig),
+    signal_all(sig), kill_group(info), kill_all(), current(generation), close().
+    Attributes read by the other parts: ``workers``, ``board``, ``retired_requests``."""
+
+    def __init__(
+        self,
+        server: PoolServer,
+        selector: selectors.BaseSelector,
+        handled_signals: Iterable[int],
+        private_fds: Callable[[], Iterable[int]],
+        poll_interval: float = 0.5,
+    ) -> None:
+        self.server = server
+        self.selector = selector
+        self.handled_signals = tuple(handled_signals)
+        self.private_fds = private_fds  # the owner's fds a child must close, beyond the selector's
+        self.poll_interval = poll_interval
+        self.pid = os.getpid()
+        self.workers: dict[int, WorkerInfo] = {}
+        # Two generations may run side by side during a reload.
+        self.board = Scoreboard(2 * server.max_children)
+        self.report_r, self.report_w = os.pipe()
+        self.alive_r, self.alive_w = os.pipe()
+        os.set_blocking(self.report_r, False)
+        self._report_buf = b""
+        self.ages = 0
+        self.retired_requests = 0  # requests served by workers already reaped
+        self.use_pidfd = hasattr(os, "pidfd_open")
+
+    # -- views --------------------------------------------------------------------------------
+
+    def current(self, generation: int) -> list[WorkerInfo]:
+        """Workers of ``generation`` that are not on their way out."""
+        return [w for w in self.workers.values() if w.generation == generation and not w.stopping]
+
+    def booting(self) -> int:
+        return sum(1 for w in self.workers.values() if not w.ready)
+
+    def requests_served(self, info: WorkerInfo) -> int:
+        return self.board.read(info.slot).requests
+
+    # -- fork ---------------------------------------------------------------------------------
+
+    def spawn(self, generation: int) -> WorkerInfo:
+        """Fork one worker of ``generation``.  Raises what ``pre_fork`` or ``fork()`` raise."""
+        self.ages += 1
+        used = {w.slot for w in self.workers.values()}
+        slot = next(i for i in range(self.board.slots) if i not in used)
+        info = WorkerInfo(age=self.ages, slot=slot, generation=generation)
+        self.server.pre_fork(info)
+        ctx = ChildContext(
+            master_pid=self.pid,
+            report_fd=self.report_w,
+            alive_fd=self.alive_r,
+            board=self.board,
+            blocked_mask=set(),
+            poll_interval=self.poll_interval,
+            close_fds=self._child_close_fds(),
+        )
+        self.board.reset(info.slot, 0, info.generation, time.monotonic())
+        ctx.blocked_mask = sigs.block(self.handled_signals)
+        try:
+            pid = os.fork()
+            if pid == 0:
+                run_worker(self.server, info, ctx)  # never returns
+        except BaseException:
+            self.board.clear(info.slot)
+            raise
+        finally:
+            sigs.unblock(ctx.blocked_mask)
+        with contextlib.suppress(OSError):
+            os.setpgid(pid, pid)  # also done in the child; whichever runs first wins
+        info.pid, info.started = pid, time.monotonic()
+        if self.server.max_age:
+            jitter = random.uniform(0, self.server.max_age * MAX_AGE_JITTER)
+            info.recycle_at = info.started + self.server.max_age + jitter
+        if self.use_pidfd:
+            info.pidfd = os.pidfd_open(pid)
+            self.selector.register(info.pidfd, selectors.EVENT_READ, _ignore)
+        self.workers[pid] = info
+        log.debug("master (pid %d) spawned worker %d (pid %d)", self.pid, info.age, pid)
+        return info
+
+    def _child_close_fds(self) -> list[int]:
+        """Every fd of the master's that a worker must not hold: whatever the master's loop
+        waits on (pidfds, report pipe, control and metrics sockets and their clients, ...), the
+        selector itself, the alive pipe's write end and the owner's private fds."""
+        fds = {self.alive_w, self.report_r, *self.private_fds()}
+        fds.update(key.fd for key in self.selector.get_map().values())
+        with contextlib.suppress(NotImplementedError, ValueError, AttributeError):
+            selector_fd = self.selector.fileno()  # type: ignore[attr-defined]
+            if selector_fd >= 0:
+                fds.add(selector_fd)
+        return sorted(fds)
+
+    # -- reports and exits --------------------------------------------------------------------
+
+    def read_reports(self) -> list[tuple[WorkerInfo, int]]:
+        """The (worker, event) reports waiting in the pipe, of workers still in the pool."""
+        try:
+            data = os.read(self.report_r, 64 * REPORT.size)
+        except BlockingIOError:
+            return []
+        buf = self._report_buf + data
+        usable = len(buf) - len(buf) % REPORT.size
+        self._report_buf = buf[usable:]
+        out = []
+        for pid, event in REPORT.iter_unpack(buf[:usable]):
+            info = self.workers.get(pid)
+            if info is not None:
+                out.append((info, event))
+        return out
+
+    def reap(self) -> list[tuple[WorkerInfo, int]]:
+        """Collect the workers that exited: (worker, waitpid status), each already out of the
+        pool, its group killed and the ``worker_exit`` hook called."""
+        out = []
+        for pid, info in list(self.workers.items()):
+            try:
+                exited = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+            except ChildProcessError:  # collected by someone else: status unknown, and the
+                out.append((info, self._forget(info, EXIT_UNKNOWN)))  # pid may be reused
+                continue
+            if exited is None:
+                continue
+            # Still a zombie: take down whatever the handler left in the group, then collect.
+            self.kill_group(info)
+            _, status = os.waitpid(pid, 0)
+            out.append((info, self._forget(info, status)))
+        return out
+
+    def _forget(self, info: WorkerInfo, status: int) -> int:
+        del self.workers[info.pid]
+        if info.pidfd is not None:
+            self.selector.unregister(info.pidfd)
+            os.close(info.pidfd)
+            info.pidfd = None
+        try:
+            self.server.worker_exit(info, os.waitstatus_to_exitcode(status))
+        except Exception:
+            log.exception("worker_exit hook failed for worker %d (pid %d)", info.age, info.pid)
+        self.retired_requests += self.board.read(info.slot).requests
+        self.board.clear(info.slot)
+        return status
+
+    # -- signals ------------------------------------------------------------------------------
+
+    def retire(self, info: WorkerInfo, sig: int = signal.SIGTERM) -> None:
+        """Ask a worker to leave (TERM: after its request in flight); its exit is no crash."""
+        info.stopping = True
+        self.signal(info, sig)
+
+    def signal(self, info: WorkerInfo, sig: int) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(info.pid, sig)
+
+    def signal_all(self, sig: int) -> None:
+        for info in self.workers.values():
+            self.signal(info, sig)
+
+    def kill_group(self, info: WorkerInfo) -> None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(info.pid, signal.SIGKILL)
+
+    def kill_all(self) -> list[tuple[WorkerInfo, int]]:
+        """Last resort, also on an unexpected error in the loop: no worker outlives the master."""
+        for info in self.workers.values():
+            self.kill_group(info)
+        out = []
+        for info in list(self.workers.values()):
+            try:
+                _, status = os.waitpid(info.pid, 0)
+            except ChildProcessError:
+                status = signal.SIGKILL
+            out.append((info, self._forget(info, status)))
+        return out
+
+    def close(self) -> None:
+        self.board.close()
+        for fd in (self.report_r, self.report_w, self.alive_r, self.alive_w):
+            os.close(fd)
