@@ -81,8 +81,8 @@ class Resize:
     """Change the pool size by one; when shrinking, ``retire`` names the idle worker to go."""
 
     size: int
+    why: str  # for the log
     retire: WorkerInfo | None = None
-    idle: int = 0
 
 
 Action = Recycle | DumpStack | Kill | Resize
@@ -148,7 +148,9 @@ class Policies:
         low, high = self.server.workers, self.server.max_children
         min_spare, max_spare = self.server.min_spare, self.server.max_spare
         if min_spare and len(idle) < min_spare and view.size < high:
-            return Resize(view.size + 1, idle=len(idle))
+            why = f"{len(idle)} idle < min_spare {min_spare}: growing to {view.size + 1}"
+            return Resize(view.size + 1, why)
         if max_spare and len(idle) > max_spare and view.size > low:
-            return Resize(view.size - 1, retire=max(idle, key=lambda w: w.age), idle=len(idle))
+            why = f"{len(idle)} idle > max_spare {max_spare}: shrinking to {view.size - 1}"
+            return Resize(view.size - 1, why, retire=max(idle, key=lambda w: w.age))
         return None

@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable, Iterable
 
 from prefork.core import signals as sigs
-from prefork.core.contract import REPORT, ChildContext, PoolServer, WorkerInfo
+from prefork.core.contract import REPORT, REPORT_READY, ChildContext, PoolServer, WorkerInfo
 from prefork.core.scoreboard import Scoreboard
 from prefork.core.worker import run_worker
 
@@ -37,8 +37,9 @@ EXIT_UNKNOWN = 255 << 8  # the status of a worker someone else collected
 MAX_AGE_JITTER = 0.1  # max_age plus up to 10 %, so workers born together do not retire together
 
 
-def _ignore(mask: int) -> None:
-    """Selector callback of a pidfd: the loop reaps after every wake-up anyway."""
+def ignore_event(mask: int) -> None:
+    """Selector callback of an fd the loop handles after every wake-up anyway (pidfds: the
+    loop reaps; the signal and report pipes: the loop drains them)."""
 
 
 class Pool:
@@ -122,7 +123,7 @@ class Pool:
             info.recycle_at = info.started + self.server.max_age + jitter
         if self.use_pidfd:
             info.pidfd = os.pidfd_open(pid)
-            self.selector.register(info.pidfd, selectors.EVENT_READ, _ignore)
+            self.selector.register(info.pidfd, selectors.EVENT_READ, ignore_event)
         self.workers[pid] = info
         log.debug("master (pid %d) spawned worker %d (pid %d)", self.pid, info.age, pid)
         return info
@@ -142,7 +143,8 @@ class Pool:
     # -- reports and exits --------------------------------------------------------------------
 
     def read_reports(self) -> list[tuple[WorkerInfo, int]]:
-        """The (worker, event) reports waiting in the pipe, of workers still in the pool."""
+        """The (worker, event) reports waiting in the pipe, of workers still in the pool (a
+        worker that reports ready is marked so here)."""
         try:
             data = os.read(self.report_r, 64 * REPORT.size)
         except BlockingIOError:
@@ -153,8 +155,13 @@ class Pool:
         out = []
         for pid, event in REPORT.iter_unpack(buf[:usable]):
             info = self.workers.get(pid)
-            if info is not None:
-                out.append((info, event))
+            if info is None:
+                continue
+            if event == REPORT_READY:
+                info.ready = True
+                log.info("worker %d (pid %d) ready in %.1f ms", info.age, info.pid,
+                         (time.monotonic() - info.started) * 1000)
+            out.append((info, event))
         return out
 
     def reap(self) -> list[tuple[WorkerInfo, int]]:
@@ -196,9 +203,29 @@ class Pool:
         info.stopping = True
         self.signal(info, sig)
 
+    def retire_surplus(self, generation: int, size: int) -> None:
+        """Retire workers of ``generation`` beyond ``size``, the youngest first: the oldest are
+        warm."""
+        current = self.current(generation)
+        surplus = max(0, len(current) - size)
+        for info in sorted(current, key=lambda w: w.age, reverse=True)[:surplus]:
+            self.retire(info)
+
+    def retire_all(self) -> None:
+        for info in list(self.workers.values()):
+            if not info.stopping:
+                self.retire(info)
+
     def signal(self, info: WorkerInfo, sig: int) -> None:
         with contextlib.suppress(ProcessLookupError):
             os.kill(info.pid, sig)
+
+    def dump_then_kill(self, info: WorkerInfo, kill_at: float) -> None:
+        """A hung worker: its stack now (faulthandler, answered even by a busy worker), then
+        SIGKILL at ``kill_at``; it is replaced at once, not counted as a crash."""
+        self.signal(info, signal.SIGUSR2)
+        info.kill_at = kill_at
+        info.stopping = True
 
     def signal_all(self, sig: int) -> None:
         for info in self.workers.values():

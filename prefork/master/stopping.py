@@ -11,6 +11,7 @@ import os
 import signal
 
 from prefork.core.contract import PoolServer
+from prefork.master.pool import Pool
 
 log = logging.getLogger("prefork.master")
 
@@ -25,11 +26,12 @@ class StopMode(enum.Enum):
 
 
 class Stop:
-    """Owns the stop's mode and deadline.  ``request()`` returns the signal to send every
-    worker now (or None); ``over(now, workers_left)`` says when the loop may end."""
+    """Owns the stop's mode and deadline.  ``request()`` begins or hastens the stop and tells
+    the workers; ``over(now, workers_left)`` says when the loop may end."""
 
-    def __init__(self, server: PoolServer) -> None:
+    def __init__(self, server: PoolServer, pool: Pool) -> None:
         self.server = server  # its timeouts are read when a stop begins: a reload may change them
+        self.pool = pool
         self.mode: StopMode | None = None
         self.deadline_at = 0.0
         self.kill_now = False  # a second interrupt: do not wait for the deadline
@@ -38,7 +40,23 @@ class Stop:
     def requested(self) -> bool:
         return self.mode is not None
 
-    def request(self, mode: StopMode, now: float, escalate: bool = False) -> int | None:
+    def request(
+        self, mode: StopMode, now: float, escalate: bool = False, close: bool = False
+    ) -> bool:
+        """Begin (True) or hasten a stop.  ``escalate``: a second quick stop kills at once;
+        ``close``: a stop signal, which ends the process -- stop taking connections now, so
+        clients fail fast instead of queueing behind the drain (the workers' copies close as
+        they exit; ``shutdown()`` leaves closing to ``server_close()``)."""
+        if close:
+            for server in self.server.listening_servers():
+                server.socket.close()
+        first = self.mode is None
+        sig = self._escalate(mode, now, escalate)
+        if sig is not None:
+            self.pool.signal_all(sig)
+        return first
+
+    def _escalate(self, mode: StopMode, now: float, escalate: bool) -> int | None:
         if self.mode is None:
             self.mode = mode
             graceful = mode is StopMode.GRACEFUL

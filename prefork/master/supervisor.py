@@ -23,34 +23,31 @@ The parts: :class:`~prefork.master.pool.Pool` (workers, fork, reap, signals),
 
 from __future__ import annotations
 
-import contextlib
-import enum
 import logging
 import os
 import selectors
 import signal
 import threading
 import time
-from collections.abc import Callable, Sequence
-from typing import Any, Protocol
+from collections.abc import Callable
+from typing import Any
 
 from prefork.core.contract import REPORT_READY, REPORT_RECYCLE, PoolServer, WorkerInfo
-from prefork.core.scoreboard import Slot
 from prefork.core.signals import SignalQueue
 from prefork.master.boot import BootError, BootGuard
 from prefork.master.generations import Generations
-from prefork.master.policies import DumpStack, Kill, Policies, Recycle, Resize
-from prefork.master.pool import Pool
+from prefork.master.operations import Operations
+from prefork.master.policies import DumpStack, Kill, Policies, Recycle
+from prefork.master.pool import Pool, ignore_event
 from prefork.master.recycling import Recycler
 from prefork.master.stopping import Stop, StopMode
 from prefork.master.upgrade import Upgrade, describe_status
+from prefork.master.view import Phase, View
 from prefork.ops import titles
-from prefork.ops.control import ControlServer, scale_target
+from prefork.ops.control import scale_target
 from prefork.ops.logs import reopen_log_files
-from prefork.ops.metrics import MetricsServer
-from prefork.ops.pidfile import remove_pidfile, write_pidfile
 from prefork.ops.sdnotify import Notifier
-from prefork.ops.status import status_rows, worker_memory_mb
+from prefork.ops.status import status_report
 
 __all__ = ["BootError", "Master", "Phase", "describe_status"]
 
@@ -64,30 +61,6 @@ MASTER_SIGNALS = (
 REAP_FALLBACK_INTERVAL = 0.5
 # Stop requests from other threads (shutdown(), server_close()), queued like signals.
 STOP_GRACEFUL, STOP_QUICK = -1, -2
-
-
-class Phase(enum.Enum):
-    BOOTING = "booting"  # the pool is filling; READY not announced yet
-    SERVING = "serving"
-    RELOADING = "reloading"  # a new generation boots next to the serving one
-    PAUSED = "paused"  # WINCH: no workers; HUP or TTIN resume
-    STOPPING = "stopping"
-
-
-class Endpoint(Protocol):
-    """A server the master's loop drives (control socket, metrics)."""
-
-    def register(self, selector: selectors.BaseSelector) -> None: ...
-
-    def deadline(self) -> float | None: ...
-
-    def expire(self, now: float) -> None: ...
-
-    def close(self) -> None: ...
-
-
-def _ignore(mask: int) -> None:
-    """Selector callback of the signal and report pipes: every turn drains both."""
 
 
 class Master:
@@ -114,11 +87,12 @@ class Master:
         self.generations = Generations(server, self.pool)
         self.recycler = Recycler(self.pool, self._count_restart)
         self.boot = BootGuard(server.max_boot_failures)
-        self.stop = Stop(server)
+        self.stop = Stop(server, self.pool)
         self.policies = Policies(server)
         self.upgrade = Upgrade(server, self.selector, MASTER_SIGNALS, self.notifier.address)
-        self.view = _View(self)
-        self.endpoints: list[Endpoint] = []
+        self.view = View(self.pool, self.generations, self.recycler, lambda: self.size,
+                         lambda: self.phase)
+        self.ops = Operations(server, self.selector, self.status, self._on_control)
         self.on_signal: dict[int, Callable[[], None]] = {
             signal.SIGTERM: lambda: self._stop(StopMode.GRACEFUL, close=True),
             signal.SIGINT: lambda: self._stop(StopMode.QUICK, escalate=True, close=True),
@@ -130,7 +104,7 @@ class Master:
             signal.SIGTTOU: lambda: self.scale(self.size - 1),
             signal.SIGUSR1: self.reopen_logs,
             signal.SIGWINCH: self.pause,
-            signal.SIGUSR2: self._upgrade,
+            signal.SIGUSR2: lambda: self.upgrade.start(stopping=self.stop.requested),
         }
 
     # -- public -------------------------------------------------------------------------------
@@ -150,13 +124,12 @@ class Master:
         for server in self.server.listening_servers():
             server.socket.setblocking(False)
         self.signals.install()
-        self.selector.register(self.signals.read_fd, selectors.EVENT_READ, _ignore)
-        self.selector.register(self.pool.report_r, selectors.EVENT_READ, _ignore)
+        self.selector.register(self.signals.read_fd, selectors.EVENT_READ, ignore_event)
+        self.selector.register(self.pool.report_r, selectors.EVENT_READ, ignore_event)
         try:
             if not self.upgrade.old_master:  # the new master of an upgrade: once it is ready
-                self._take_over()
-            if self.server.metrics:
-                self._open_metrics(self.server.metrics)
+                self.ops.take_over(replacing=False)
+            self.ops.open_metrics()
             log.info("master (pid %d) starting %d workers", self.pid, self.size)
             self._title()
             self._maintain()  # the first workers
@@ -181,11 +154,7 @@ class Master:
         if size != self.size:
             log.info("master (pid %d) pool size %d -> %d", self.pid, self.size, size)
         self.size = size
-        current = self.pool.current(self.generations.number)
-        # Retire the youngest first: the oldest are warm.
-        surplus = max(0, len(current) - size)
-        for info in sorted(current, key=lambda w: w.age, reverse=True)[:surplus]:
-            self.pool.retire(info)
+        self.pool.retire_surplus(self.generations.number, size)
         self._title()
 
     def reload(self) -> None:
@@ -203,9 +172,7 @@ class Master:
             return
         log.info("master (pid %d) stopping all workers; HUP or TTIN to resume", self.pid)
         self.phase = Phase.PAUSED
-        for info in list(self.pool.workers.values()):  # every generation, also one mid-reload
-            if not info.stopping:
-                self.pool.retire(info)
+        self.pool.retire_all()  # every generation, also one mid-reload
         self.generations.cancel()
 
     def reopen_logs(self) -> None:
@@ -214,22 +181,15 @@ class Master:
         self.pool.signal_all(signal.SIGUSR1)
 
     def status(self) -> dict[str, Any]:
-        rows = status_rows(self.pool.board, self.pool.workers.values())
-        return {
-            "master": {
-                "pid": self.pid,
-                "name": self.server.name,
-                "size": self.size,
-                "generation": self.generations.number,
-                "phase": self.phase.value,
-                "reloading": self.phase is Phase.RELOADING,
-                "paused": self.phase is Phase.PAUSED,
-                "stopping": self.stop.mode.value if self.stop.mode is not None else None,
-                "restarts": dict(self.restarts),
-                "requests_total": self.pool.retired_requests + sum(r["requests"] for r in rows),
-            },
-            "workers": rows,
+        stopping = self.stop.mode.value if self.stop.mode is not None else None
+        header = {
+            "pid": self.pid, "name": self.server.name, "size": self.size,
+            "generation": self.generations.number, "phase": self.phase.value,
+            "reloading": self.phase is Phase.RELOADING, "paused": self.phase is Phase.PAUSED,
+            "stopping": stopping, "restarts": dict(self.restarts),
         }
+        return status_report(header, self.pool.board, self.pool.workers.values(),
+                             self.pool.retired_requests)
 
     def _on_control(self, request: dict[str, Any]) -> dict[str, Any]:
         command = request["command"]
@@ -262,7 +222,7 @@ class Master:
         deadlines = [self.stop.deadline(), self.policies.deadline(self.view, now)]
         if not self.stop.requested and self._missing() > 0:
             deadlines.append(self.boot.deadline(now))
-        deadlines.extend(endpoint.deadline() for endpoint in self.endpoints)
+        deadlines.append(self.ops.deadline())
         if not self.pool.use_pidfd:
             deadlines.append(now + REAP_FALLBACK_INTERVAL)
         known = [d for d in deadlines if d is not None]
@@ -270,10 +230,7 @@ class Master:
 
     def _on_report(self, info: WorkerInfo, event: int) -> None:
         if event == REPORT_READY:
-            info.ready = True
             self.boot.succeeded()
-            log.info("worker %d (pid %d) ready in %.1f ms", info.age, info.pid,
-                     (time.monotonic() - info.started) * 1000)
         elif event == REPORT_RECYCLE:
             served = self.pool.requests_served(info)
             self.recycler.due(info, "max_requests", f" after {served} requests")
@@ -302,8 +259,7 @@ class Master:
             log.warning("worker %d (pid %d) died: %s; replacing it", info.age, info.pid, why)
 
     def _check(self, now: float) -> None:
-        for endpoint in self.endpoints:
-            endpoint.expire(now)
+        self.ops.expire(now)
         for action in self.policies.check(self.view, now):
             if isinstance(action, Kill):
                 action.worker.kill_at = 0.0
@@ -313,9 +269,17 @@ class Master:
                     action.worker.recycle_at = 0.0  # due once
                 self.recycler.due(action.worker, action.reason)
             elif isinstance(action, DumpStack):
-                self._hung(action)
+                log.error("worker %d (pid %d) request in flight for %.1f s (timeout %.1f s): "
+                          "dumping its stack, then killing it", action.worker.age,
+                          action.worker.pid, action.request_age, self.server.request_timeout)
+                self.pool.dump_then_kill(action.worker, action.kill_at)
+                self._count_restart("timeout")
             else:
-                self._resize(action)
+                log.info("master (pid %d) %s", self.pid, action.why)
+                self.size = action.size
+                if action.retire is not None:
+                    self.pool.retire(action.retire)
+                self._title()
 
     def _maintain(self) -> None:
         if self.phase is Phase.STOPPING:
@@ -368,54 +332,18 @@ class Master:
         self.announced = True
         if self.upgrade.old_master:
             # We are the new master of an upgrade: the old one retires now that we serve.
-            self._take_over()
+            self.ops.take_over(replacing=True)
             self.notifier.mainpid(self.pid)
             self.upgrade.retire_old_master()
         current = len(self.pool.current(self.generations.number))
         self.notifier.ready(f"{current} workers, generation {self.generations.number}")
 
-    def _hung(self, action: DumpStack) -> None:
-        info = action.worker
-        log.error(
-            "worker %d (pid %d) request in flight for %.1f s (timeout %.1f s): dumping its "
-            "stack, then killing it", info.age, info.pid, action.request_age,
-            self.server.request_timeout,
-        )
-        self.pool.signal(info, signal.SIGUSR2)  # faulthandler in the worker
-        info.kill_at = action.kill_at
-        info.stopping = True  # replaced at once, not counted as a crash
-        self._count_restart("timeout")
-
-    def _resize(self, action: Resize) -> None:
-        verb = "growing" if action.size > self.size else "shrinking"
-        limit = "min_spare" if action.size > self.size else "max_spare"
-        sign = "<" if action.size > self.size else ">"
-        log.info("master (pid %d) %d idle %s %s %d: %s to %d", self.pid, action.idle, sign,
-                 limit, getattr(self.server, limit), verb, action.size)
-        self.size = action.size
-        if action.retire is not None:
-            self.pool.retire(action.retire)
-        self._title()
-
     def _stop(self, mode: StopMode, escalate: bool = False, close: bool = False) -> None:
-        if close:
-            # A stop signal ends the process: stop taking connections now, so clients fail fast
-            # instead of queueing behind the drain (the workers' copies close as they exit).
-            for server in self.server.listening_servers():
-                server.socket.close()
         if mode is StopMode.GRACEFUL:
             self.upgrade.hand_off()
-        first = not self.stop.requested
-        sig = self.stop.request(mode, time.monotonic(), escalate)
-        if first:
+        if self.stop.request(mode, time.monotonic(), escalate, close):
             self.phase = Phase.STOPPING
             self.notifier.stopping()
-        if sig is not None:
-            self.pool.signal_all(sig)
-
-    def _upgrade(self) -> None:
-        if self.phase is not Phase.STOPPING:
-            self.upgrade.start()
 
     def _count_restart(self, reason: str) -> None:
         self.restarts[reason] = self.restarts.get(reason, 0) + 1
@@ -429,68 +357,8 @@ class Master:
             self._on_exit(info, status)
         if not self.stop.requested:  # an unexpected error: _stop() did not say it
             self.notifier.stopping()
-        for endpoint in self.endpoints:
-            endpoint.close()
+        self.ops.close()
         self.upgrade.close()
         self.signals.close()
         self.selector.close()
         self.pool.close()
-        if self.server.pidfile:
-            remove_pidfile(self.server.pidfile)
-
-    # -- operations ---------------------------------------------------------------------------
-
-    def _take_over(self) -> None:
-        """Claim the pid file and the control socket.  The new master of an upgrade does this
-        only once its pool is ready: if it fails before, the old master keeps both."""
-        if self.server.pidfile:
-            write_pidfile(self.server.pidfile)
-        if self.server.control:
-            if self.upgrade.old_master:  # the old master's socket: it will not remove ours
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(self.server.control)
-            self._add_endpoint(ControlServer(self.server.control, self._on_control))
-
-    def _open_metrics(self, address: str) -> None:
-        try:
-            metrics = MetricsServer(address, self.status)
-        except OSError as exc:
-            raise OSError(exc.errno, f"metrics {address}: {exc.strerror or exc}") from None
-        self._add_endpoint(metrics)
-        log.info("master (pid %d) metrics on http://%s:%d/metrics", self.pid,
-                 *metrics.address[:2])
-
-    def _add_endpoint(self, endpoint: Endpoint) -> None:
-        self.endpoints.append(endpoint)
-        endpoint.register(self.selector)
-
-
-class _View:
-    """The pool as the policies see it (prefork.master.policies.PoolView)."""
-
-    def __init__(self, master: Master) -> None:
-        self.master = master
-
-    @property
-    def size(self) -> int:
-        return self.master.size
-
-    def live(self) -> Sequence[WorkerInfo]:
-        return list(self.master.pool.workers.values())
-
-    def current(self) -> Sequence[WorkerInfo]:
-        return self.master.pool.current(self.master.generations.number)
-
-    def slot(self, info: WorkerInfo) -> Slot:
-        return self.master.pool.board.read(info.slot)
-
-    def memory_mb(self, pid: int) -> float | None:
-        return worker_memory_mb(pid)
-
-    def steady(self) -> bool:
-        master = self.master
-        return (
-            master.phase in (Phase.BOOTING, Phase.SERVING)
-            and all(w.ready for w in self.current())
-            and not master.recycler.booting()
-        )

@@ -96,10 +96,13 @@ class Upgrade:
         old = os.environ.pop(ENV_OLD_MASTER, "")
         self.old_master = int(old) if old.isdigit() and int(old) == os.getppid() else 0
 
-    def start(self) -> None:
+    def start(self, stopping: bool = False) -> None:
         """Execute a new master with the listening sockets inherited; it retires this one
-        with SIGTERM once its pool is ready.  If it dies before that, this one keeps serving."""
+        with SIGTERM once its pool is ready.  If it dies before that, this one keeps serving.
+        A master that is ``stopping`` starts none."""
         argv = self.server.upgrade_argv
+        if stopping:
+            return
         if self.pid:
             self.queued = True  # tried again if this one fails: signals are not lost
             return

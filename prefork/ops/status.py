@@ -63,3 +63,14 @@ def status_rows(board: Scoreboard, workers: Iterable[WorkerInfo]) -> list[dict[s
                 row["cpu_percent"] = 100.0 * (cpu.user + cpu.system) / max(row["uptime"], 1e-3)
         rows.append(row)
     return rows
+
+
+def status_report(
+    master: dict[str, Any], board: Scoreboard, workers: Iterable[WorkerInfo], retired: int,
+) -> dict[str, Any]:
+    """The reply to ``prefork status`` (and the source of the metrics): the ``master`` header
+    completed with the requests served so far (``retired``: by workers already gone), and a
+    row per worker."""
+    rows = status_rows(board, workers)
+    header = {**master, "requests_total": retired + sum(r["requests"] for r in rows)}
+    return {"master": header, "workers": rows}

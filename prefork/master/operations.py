@@ -1,0 +1,95 @@
+"""What the master offers operators besides signals: the pid file, the control socket and the
+metrics endpoint, each served from the master's own loop (see prefork.ops.endpoint: no client
+can hold the loop up).
+
+The new master of an upgrade claims the pid file and the control socket only once its pool is
+ready (:meth:`Operations.take_over`); if it fails before, the old master keeps both.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import selectors
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from prefork.core.contract import PoolServer
+from prefork.ops.control import ControlServer
+from prefork.ops.metrics import MetricsServer
+from prefork.ops.pidfile import remove_pidfile, write_pidfile
+
+log = logging.getLogger("prefork.master")
+
+Status = Callable[[], dict[str, Any]]
+Command = Callable[[dict[str, Any]], dict[str, Any]]
+
+
+class Endpoint(Protocol):
+    """A server the master's loop drives."""
+
+    def register(self, selector: selectors.BaseSelector) -> None: ...
+
+    def deadline(self) -> float | None: ...
+
+    def expire(self, now: float) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class Operations:
+    """The master's endpoints and pid file.  Methods: take_over(replacing), open_metrics(),
+    deadline(), expire(now), close()."""
+
+    def __init__(
+        self, server: PoolServer, selector: selectors.BaseSelector, status: Status,
+        command: Command,
+    ) -> None:
+        self.server = server
+        self.selector = selector
+        self.status = status
+        self.command = command
+        self.endpoints: list[Endpoint] = []
+
+    def take_over(self, replacing: bool) -> None:
+        """Claim the pid file and the control socket (``replacing``: from the old master of an
+        upgrade, whose socket file is removed first -- it will not remove ours: inode check)."""
+        if self.server.pidfile:
+            write_pidfile(self.server.pidfile)
+        if self.server.control:
+            if replacing:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(self.server.control)
+            self._add(ControlServer(self.server.control, self.command))
+
+    def open_metrics(self) -> None:
+        address = self.server.metrics
+        if not address:
+            return
+        try:
+            metrics = MetricsServer(address, self.status)
+        except OSError as exc:
+            raise OSError(exc.errno, f"metrics {address}: {exc.strerror or exc}") from None
+        self._add(metrics)
+        log.info("master (pid %d) metrics on http://%s:%d/metrics", os.getpid(),
+                 *metrics.address[:2])
+
+    def _add(self, endpoint: Endpoint) -> None:
+        self.endpoints.append(endpoint)
+        endpoint.register(self.selector)
+
+    def deadline(self) -> float | None:
+        deadlines = [d for d in (e.deadline() for e in self.endpoints) if d is not None]
+        return min(deadlines) if deadlines else None
+
+    def expire(self, now: float) -> None:
+        for endpoint in self.endpoints:
+            endpoint.expire(now)
+
+    def close(self) -> None:
+        for endpoint in self.endpoints:
+            endpoint.close()
+        self.endpoints.clear()
+        if self.server.pidfile:
+            remove_pidfile(self.server.pidfile)
