@@ -320,14 +320,15 @@ def reference() -> str:
         "`max_children`), in the environment (`PREFORK_<KEY>`), or as a flag of "
         "`prefork serve`. `prefork serve --print-config` shows the effective values and where "
         "each came from. *Reload*: a HUP applies a new value without a restart. *Server*: also "
-        "a class attribute of `PreforkMixIn`, where its default is declared.",
+        "a class attribute of `PreforkMixIn`, where its default is declared. A hook is an "
+        "importable `module:callable`, called with the server first.",
     ]
     for section in SECTIONS:
         lines += ["", f"## {section}", "",
                   "| setting | flags | environment | default | reload | server |",
                   "|---|---|---|---|---|---|"]
         for s in (s for s in SETTINGS if s.section == section):
-            key = " ".join(f"`{k}`" for k in s.keys)
+            key = f"`{s.name}`" + "".join(f" (alias `{alias}`)" for alias in s.aliases)
             flags = ", ".join(f"`{f} {s.metavar}`" if s.metavar and f.startswith("-") else f"`{f}`"
                               for f in s.flags)
             env = ", ".join(f"`{e}`" for e in s.env_names)
