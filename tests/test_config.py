@@ -67,12 +67,12 @@ def test_each_layer_beats_the_one_before(tmp_path: Path) -> None:
     config = load(tmp_path, cli={"preload": True}, env=env, config_file="prefork.toml")
     assert config.graceful_timeout == 30.0  # default
     assert config.workers == 2  # file
-    assert config.timeout == 7.5  # env over file
+    assert config.request_timeout == 7.5  # env over file
     assert config.max_requests == 200  # env over file
     assert config.preload is True  # cli over env over file
     assert config.sources["graceful_timeout"] == "default"
     assert config.sources["workers"] == "file prefork.toml"
-    assert config.sources["timeout"] == "env PREFORK_TIMEOUT"
+    assert config.sources["request_timeout"] == "env PREFORK_TIMEOUT"
     assert config.sources["preload"] == "command line"
 
 
@@ -83,8 +83,8 @@ def test_cli_none_counts_as_not_given(tmp_path: Path) -> None:
 
 
 def test_cli_values_may_be_strings(tmp_path: Path) -> None:
-    config = load(tmp_path, cli={"workers": "4", "timeout": "1.5", "preload": "on"})
-    assert (config.workers, config.timeout, config.preload) == (4, 1.5, True)
+    config = load(tmp_path, cli={"workers": "4", "request_timeout": "1.5", "preload": "on"})
+    assert (config.workers, config.request_timeout, config.preload) == (4, 1.5, True)
 
 
 def test_pyproject_tool_prefork_table(tmp_path: Path) -> None:
@@ -344,7 +344,7 @@ def test_describe(tmp_path: Path) -> None:
                   config_file="prefork.toml")
     lines = describe(config).splitlines()
     assert [line.split(" = ")[0] for line in lines] == [
-        "app", "bind", "workers", "max_children", "mode", "timeout", "graceful_timeout",
+        "app", "bind", "workers", "max_children", "mode", "request_timeout", "graceful_timeout",
         "max_requests", "max_requests_jitter", "max_age", "max_memory", "min_spare",
         "max_spare", "max_recycling", "preload", "pidfile", "name", "log_level", "log_file",
         "user", "group",

@@ -27,6 +27,7 @@ from prefork import __version__
 from prefork.command.app import DEFAULT_APP, AppError, is_http_handler
 from prefork.command.config import ConfigError, describe
 from prefork.command.runner import StartError, configure
+from prefork.command.settings import SERVE_KEYS, SETTINGS, Setting
 from prefork.core.servers import PreforkMixIn
 from prefork.core.signals import SignalQueue
 from prefork.core.sockets import BindSpec, BindSpecError, format_address
@@ -54,47 +55,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"prefork {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     serve = commands.add_parser("serve", help="serve a handler (the built-in demo by default)")
-    serve.add_argument(
-        "app", nargs="?", default=None,
-        help=f"module:HandlerClass, importable from the current directory (default: the demo, "
-        f"{DEFAULT_APP})",
-    )
     opt = serve.add_argument
-    opt("-b", "--bind", action="append", default=None, metavar="SPEC",
-        help="HOST:PORT, :PORT, [IPV6]:PORT, unix:/path, udp://HOST:PORT or unix-dgram:/path "
-        "(default 127.0.0.1:8000)")
-    opt("-w", "--workers", type=int, default=None, metavar="N",
-        help="worker processes (default: the number of usable CPUs)")
-    opt("--mode", default=None, metavar="MODE",
-        help="prefork (default), or the stdlib's fork, thread or sync server, same handler")
     opt("-c", "--config", default=None, metavar="FILE",
         help="TOML settings (default: [tool.prefork] in ./pyproject.toml)")
     opt("--print-config", action="store_true", help="show the effective settings and exit")
-    opt("--preload", action="store_true", default=None,
-        help="keep the APP loaded in the master: a reload does not re-import it")
-    opt("--max-children", type=int, default=None, metavar="N", help="upper bound for scaling")
-    opt("--graceful-timeout", type=float, default=None, metavar="S",
-        help="seconds a graceful stop (SIGTERM) waits for requests in flight (default 30)")
-    opt("-t", "--timeout", type=float, default=None, metavar="S",
-        help="kill a worker whose request runs longer than this, after dumping its stack")
-    opt("--max-requests", type=int, default=None, metavar="N", help="recycle after N requests")
-    opt("--max-requests-jitter", type=int, default=None, metavar="J")
-    opt("--max-age", type=float, default=None, metavar="S", help="recycle after S seconds")
-    opt("--max-memory", type=int, default=None, metavar="MB", help="recycle above this RSS")
-    opt("--max-recycling", type=int, default=None, metavar="N",
-        help="workers replaced at the same time when recycling (default 1)")
-    opt("--min-spare", type=int, default=None, metavar="N",
-        help="adaptive pool: grow while fewer than N workers are idle (up to --max-children)")
-    opt("--max-spare", type=int, default=None, metavar="N",
-        help="adaptive pool: shrink while more than N workers are idle (down to --workers)")
-    opt("--pidfile", default=None, metavar="PATH")
-    opt("-n", "--name", default=None, help="process name in titles (default: the APP)")
-    opt("--control", default=None, metavar="PATH",
-        help="control socket (default: PIDFILE.ctl when --pidfile is given)")
-    opt("--metrics", default=None, metavar="HOST:PORT",
-        help="serve Prometheus metrics from the master")
-    opt("--log-level", default=None, metavar="LEVEL", help="debug, info, warning or error")
-    opt("--log-file", default=None, metavar="PATH")
+    add_setting_flags(serve)
     for name, helptext in (("status", "show the pool"), ("top", "a live view of the pool"),
                            ("reload", "start a new generation"),
                            ("scale", "set the pool size"), ("stop", "stop the server")):
@@ -114,10 +79,32 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-SERVE_KEYS = ("app", "bind", "workers", "mode", "preload", "max_children", "graceful_timeout",
-              "timeout", "max_requests", "max_requests_jitter", "max_age", "max_memory",
-              "min_spare", "max_spare", "max_recycling",
-              "pidfile", "name", "control", "metrics", "log_level", "log_file")
+def add_setting_flags(parser: argparse.ArgumentParser) -> None:
+    """One option per setting that has flags, from the settings table; not given: None."""
+    for setting in SETTINGS:
+        if not setting.flags:
+            continue
+        kwargs: dict[str, Any] = {"default": None, "help": _help(setting)}
+        default = setting.default
+        if not setting.flags[0].startswith("-"):  # the positional APP
+            parser.add_argument(setting.name, nargs="?", metavar=setting.flags[0], **kwargs)
+            continue
+        if isinstance(default, bool):
+            kwargs["action"] = "store_true"
+        elif isinstance(default, list):
+            kwargs["action"] = "append"
+        elif isinstance(default, (int, float)):
+            kwargs["type"] = type(default)
+        if setting.metavar:
+            kwargs["metavar"] = setting.metavar
+        parser.add_argument(*setting.flags, dest=setting.name, **kwargs)
+
+
+def _help(setting: Setting[Any]) -> str:
+    text = setting.help
+    if setting.default or setting.unset:
+        text += f" (default: {setting.shown_default()})"
+    return text.replace("%", "%%")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -141,7 +128,7 @@ def serve(args: argparse.Namespace) -> int:
     runner = configure(cli, args.config)
     config = runner.config
     if args.print_config:
-        print(describe(config))
+        print(describe(config, effective=True), end="")
         return 0
     setup_logging(config.log_level, config.log_file)
     server, specs = runner.make_server()

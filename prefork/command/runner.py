@@ -25,28 +25,14 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from prefork.command.app import DEFAULT_APP, AppError, load_handler, server_class
-from prefork.command.config import Config, ConfigError, load_config, resolve_hook
+from prefork.command.config import ConfigError, load_config, resolve_hook
+from prefork.command.settings import HOOK_NAMES, LIVE_SETTINGS, SERVER_SETTINGS, Config
 from prefork.core.contract import WorkerInfo
 from prefork.core.servers import PreforkMixIn
 from prefork.core.sockets import BindSpec, Kind
 from prefork.ops.sdnotify import listen_fds
 
 log = logging.getLogger("prefork.master")
-
-# Settings a reload applies to the running master (the rest need a restart).
-LIVE_SETTINGS = {
-    "workers": "workers",
-    "graceful_timeout": "graceful_timeout",
-    "timeout": "request_timeout",
-    "max_requests": "max_requests",
-    "max_requests_jitter": "max_requests_jitter",
-    "max_age": "max_age",
-    "max_memory": "max_memory",
-    "min_spare": "min_spare",
-    "max_spare": "max_spare",
-    "max_recycling": "max_recycling",
-}
-
 
 class StartError(Exception):
     """The server cannot start as configured; one line for the user."""
@@ -70,9 +56,8 @@ class Runner:
         self.config = config
         self.reread = reread
         self.hooks: dict[str, Callable[..., Any]] = {}
-        for key in ("on_starting", "pre_fork", "post_fork", "post_worker_init", "worker_exit",
-                    "on_reload", "on_exit"):
-            spec = getattr(config, key)
+        for key in HOOK_NAMES:
+            spec = config.get(key)
             if spec:
                 self.hooks[key] = resolve_hook(spec, key=key)
 
@@ -82,7 +67,7 @@ class Runner:
         inherited = listen_fds()
         specs = [inherited_spec(sock) for sock in inherited] if inherited else config.bind_specs()
         for key in ("user", "group"):
-            if getattr(config, key):
+            if config.get(key):
                 raise StartError(f"{key}: not implemented yet")
         if len(specs) > 1 and config.mode != "prefork":
             raise StartError(f"several listeners need --mode prefork, not {config.mode}")
@@ -109,19 +94,16 @@ class Runner:
     ) -> socketserver.BaseServer:
         config = self.config
         cls = server_class(config.mode, spec, handler)
-        kwargs: dict[str, Any] = {}
         if issubclass(cls, PreforkMixIn):
-            cls = self._prefork_class(cls, app)
-            if config.workers:
-                kwargs["workers"] = config.workers
+            cls = self._prefork_class(cls, app)  # the settings are class attributes
         if inherited is None:
             try:
-                return cls(spec.address, handler, **kwargs)
+                return cls(spec.address, handler)
             except OSError as exc:
                 raise StartError(f"cannot bind {spec}: {exc.strerror or exc}") from None
         # Built without binding, then given the socket systemd passed (already listening).
         make: Any = cls
-        unbound: Any = make(spec.address, handler, bind_and_activate=False, **kwargs)
+        unbound: Any = make(spec.address, handler, bind_and_activate=False)
         unbound.socket.close()
         unbound.socket = inherited
         unbound.server_address = spec.address
@@ -131,17 +113,12 @@ class Runner:
 
     def _prefork_class(self, base: type, app: str) -> type:
         config, hooks, runner = self.config, self.hooks, self
-        attrs: dict[str, Any] = {
-            "max_children": config.max_children,
-            "name": config.name or app,
-            "control": config.control,
-            "metrics": config.metrics,
-            "pidfile": config.pidfile,
+        attrs: dict[str, Any] = {name: config.get(name) for name in SERVER_SETTINGS}
+        attrs.update(
+            name=config.name or app,
             # USR2 runs the same command line again; the new master inherits the socket.
-            "upgrade_argv": [sys.executable, *sys.orig_argv[1:]],
-        }
-        attrs.update({attr: getattr(config, key) for key, attr in LIVE_SETTINGS.items()
-                      if key != "workers"})
+            upgrade_argv=[sys.executable, *sys.orig_argv[1:]],
+        )
 
         def pre_fork(server: PreforkMixIn, worker: WorkerInfo) -> None:
             if "pre_fork" in hooks:
@@ -170,17 +147,17 @@ class Runner:
             fresh = self.reread()
         except ConfigError as exc:
             raise RuntimeError(f"configuration: {exc}") from None
-        saved = {attr: getattr(base, attr) for attr in LIVE_SETTINGS.values()}
+        saved = {name: getattr(base, name) for name in LIVE_SETTINGS}
         saved_handler = base.RequestHandlerClass  # type: ignore[attr-defined]
         if "on_reload" in self.hooks:
             self.hooks["on_reload"](server)
         if fresh.bind != self.config.bind:
             log.warning("master (pid %d) reload: bind changes need a restart", os.getpid())
-        for key, attr in LIVE_SETTINGS.items():
-            value = getattr(fresh, key)
-            if key == "workers" and not value:
-                value = base.workers
-            setattr(base, attr, value)
+        for name in LIVE_SETTINGS:
+            value = fresh.get(name)
+            if name == "workers" and not value:
+                value = base.workers  # 0 (one per CPU) keeps the size the server started with
+            setattr(base, name, value)
         restore_module: Callable[[], None] = _nothing
         if not fresh.preload:
             try:

@@ -74,7 +74,7 @@ class PoolServer(Protocol):
     max_requests: int
     max_requests_jitter: int
     max_age: float
-    max_memory: float
+    max_memory: int
     max_recycling: int
     min_spare: int
     max_spare: int

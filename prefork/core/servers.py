@@ -52,20 +52,11 @@ class PreforkMixIn:
     worker_exit(worker, status) -- in the master, after a worker was reaped (status as
     ``os.waitstatus_to_exitcode``).
 
-    Tunables (class attributes; ``workers`` is also a keyword argument):
-    workers -- pool size, default the number of usable CPUs;
-    max_children -- upper bound for the pool (and for scaling);
-    graceful_timeout -- seconds a graceful stop waits for requests in flight before KILL;
-    quick_timeout -- seconds a quick stop waits before KILL;
-    max_boot_failures -- boot failures in a row before the server gives up (BootError);
-    request_timeout -- seconds a request may run before its worker's stack is dumped and the
-    worker killed with its process group (0: never);
-    max_requests, max_requests_jitter -- recycle a worker after that many requests (plus a
-    random 0..jitter), 0: never;
-    max_age -- recycle a worker after that many seconds (plus up to 10 %), 0: never;
-    max_memory -- recycle a worker whose RSS exceeds this many MB (checked every 5 s), 0: never;
-    max_recycling -- how many workers may be replaced at the same time;
-    name -- shown in process titles; control -- the control socket, if any.
+    Tunables are class attributes (``workers`` is also a keyword argument), each with its
+    default below: ``quick_timeout`` (seconds a quick stop waits before KILL),
+    ``max_boot_failures`` (boot failures in a row before serve_forever() raises BootError), and
+    the ones the ``prefork`` command sets from its settings of the same names, described in
+    docs/settings.md (``workers`` 0: one per usable CPU; ``name`` "": the command's APP).
     """
 
     # socketserver's default backlog is 5: with a busy pool the queue overflows and clients
@@ -80,14 +71,14 @@ class PreforkMixIn:
     max_requests: int = 0
     max_requests_jitter: int = 0
     max_age: float = 0.0
-    max_memory: float = 0.0
+    max_memory: int = 0  # MB
     max_recycling: int = 1
-    min_spare: int = 0  # adaptive pool: grow while fewer workers are idle (0: fixed pool)
-    max_spare: int = 0  # adaptive pool: shrink while more workers are idle, not below workers
+    min_spare: int = 0
+    max_spare: int = 0
     name: str = ""
     control: str | None = None
-    metrics: str | None = None  # HOST:PORT for Prometheus metrics from the master
-    pidfile: str | None = None  # the master writes its pid here while it serves
+    metrics: str | None = None
+    pidfile: str | None = None
     # The command that starts this server again with inherited sockets (USR2); None: no USR2.
     upgrade_argv: list[str] | None = None
 

@@ -592,7 +592,7 @@ def test_print_config_precedence(
     assert settings["max_requests"] == ("200", "env PREFORK_MAX_REQUESTS")  # env beats file
     assert settings["graceful_timeout"] == ("5.0", "file prefork.toml")
     assert settings["max_children"] == ("10", "file prefork.toml")
-    assert settings["timeout"] == ("9.0", "command line")
+    assert settings["request_timeout"] == ("9.0", "command line")
     assert settings["max_age"] == ("0.0", "default")
     assert settings["bind"] == ('["127.0.0.1:8000"]', "default")
 

@@ -1,0 +1,182 @@
+"""Converters: from a raw setting value to the value a :class:`~prefork.command.settings.Config`
+holds, checked.
+
+A converter takes the raw value and the layer it came from, and returns the converted value or
+raises :class:`Invalid` with the problem (the caller adds the source and the key).  ``file``
+values must already have the right TOML type (``workers = "4"`` is a mistake in TOML);
+``env`` values are always text; ``cli`` values may be either.  An empty string means "unset"
+(``None``) for the optional string settings, in every layer: TOML has no null, and this is how
+an environment variable or a flag switches off a file's ``pidfile``.
+
+Nothing here imports application code: an import spec is checked for its shape only.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable
+from typing import Literal, TypeAlias, TypeVar
+
+from prefork.core.sockets import BindSpecError, parse_bind
+
+T = TypeVar("T")
+Layer = Literal["file", "env", "cli"]
+Converter: TypeAlias = Callable[[object, Layer], T]
+
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off"})
+
+
+class Invalid(Exception):
+    """A value a converter refuses; the message is the problem, without source or key."""
+
+    def __init__(self, problem: str, value: object = None, *, show_value: bool = True) -> None:
+        super().__init__(f"{problem}, not {value!r}" if show_value else problem)
+
+
+def integer(minimum: int) -> Converter[int]:
+    problem = f"must be an integer >= {minimum}"
+
+    def convert(value: object, layer: Layer) -> int:
+        number: int
+        if isinstance(value, int) and not isinstance(value, bool):
+            number = value
+        elif isinstance(value, str) and layer != "file":
+            try:
+                number = int(value.strip())
+            except ValueError:
+                raise Invalid(problem, value) from None
+        else:
+            raise Invalid(problem, value)
+        if number < minimum:
+            raise Invalid(problem, value)
+        return number
+
+    return convert
+
+
+def number(minimum: float) -> Converter[float]:
+    problem = f"must be a number >= {minimum:g}"
+
+    def convert(value: object, layer: Layer) -> float:
+        result: float
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            result = float(value)
+        elif isinstance(value, str) and layer != "file":
+            try:
+                result = float(value.strip())
+            except ValueError:
+                raise Invalid(problem, value) from None
+        else:
+            raise Invalid(problem, value)
+        if not math.isfinite(result) or result < minimum:
+            raise Invalid(problem, value)
+        return result
+
+    return convert
+
+
+def boolean(value: object, layer: Layer) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and layer != "file":
+        word = value.strip().lower()
+        if word in _TRUE:
+            return True
+        if word in _FALSE:
+            return False
+        raise Invalid("must be one of 1/0, true/false, yes/no, on/off", value)
+    raise Invalid("must be true or false", value)
+
+
+def choice(choices: tuple[str, ...]) -> Converter[str]:
+    problem = f"must be one of {', '.join(choices)}"
+
+    def convert(value: object, layer: Layer) -> str:
+        if isinstance(value, str) and value.strip().lower() in choices:
+            return value.strip().lower()
+        raise Invalid(problem, value)
+
+    return convert
+
+
+def optional_string(value: object, layer: Layer) -> str | None:
+    if not isinstance(value, str):
+        raise Invalid("must be a string", value)
+    return value or None
+
+
+def import_spec(what: str) -> Converter[str | None]:
+    problem = f"must be module:{what} (dotted names)"
+
+    def convert(value: object, layer: Layer) -> str | None:
+        text = optional_string(value, layer)
+        if text is not None and not is_import_spec(text):
+            raise Invalid(problem, value)
+        return text
+
+    return convert
+
+
+def is_import_spec(text: str) -> bool:
+    """``module.sub:attr.attr``, every part an identifier."""
+    module, sep, attr = text.partition(":")
+    return bool(sep) and all(
+        part.isidentifier() for part in (*module.split("."), *attr.split("."))
+    )
+
+
+def bind_list(value: object, layer: Layer) -> list[str]:
+    items: list[object]
+    if isinstance(value, str):
+        # Only the environment packs several listeners into one string.
+        items = list(value.split(",")) if layer == "env" else [value]
+    elif isinstance(value, (list, tuple)):
+        items = list(value)
+    else:
+        raise Invalid("must be a bind spec or a list of them", value)
+    specs: list[str] = []
+    for item in items:
+        if not isinstance(item, str):
+            raise Invalid("must be a bind spec or a list of them", value)
+        spec = item.strip()
+        if not spec and layer == "env":
+            continue  # tolerate "a,b," and "a, ,b"
+        try:
+            parse_bind(spec)
+        except BindSpecError as exc:
+            raise Invalid(str(exc), show_value=False) from None
+        specs.append(spec)
+    if not specs:
+        raise Invalid("must name at least one listener", value)
+    return specs
+
+
+def host_port(value: object, layer: Layer) -> str | None:
+    text = optional_string(value, layer)
+    if text is None:
+        return None
+    try:
+        spec = parse_bind(text)
+    except BindSpecError:
+        spec = None
+    if spec is None or spec.kind != "tcp":
+        raise Invalid("must be HOST:PORT", value)
+    return text.strip()
+
+
+def toml_value(value: object) -> str:
+    """``value`` written as TOML (``None`` as ``""``, which every optional setting reads as
+    unset), so what :func:`~prefork.command.config.describe` prints reads back the same."""
+    if value is None:
+        return '""'
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value)  # a JSON string is a TOML basic string
+    if isinstance(value, list):
+        return "[" + ", ".join(toml_value(item) for item in value) + "]"
+    raise TypeError(f"no TOML form for {value!r}")

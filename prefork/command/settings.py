@@ -1,0 +1,341 @@
+"""The settings of ``prefork serve``, each declared once, in the body of :class:`Config`.
+
+Why the table is a class body.  A setting has a name, a converter (conversion and checks), a
+default, flags, a help line, a section, whether a reload applies it and whether it is a server
+tunable; everything else -- the loader's converter table, the ``PREFORK_*`` names, the flags of
+``prefork serve``, ``--print-config``, what a reload re-applies, the attributes of the server
+class, docs/settings.md -- is derived from these declarations.  Declaring each one as a typed
+descriptor on :class:`Config` keeps that single spelling *and* gives mypy the type of
+``config.workers`` (``int``, from the converter), which a class built at run time by
+``dataclasses.make_dataclass`` would lose, and which a hand-written dataclass would only keep by
+spelling every setting a second time.
+
+A *server tunable* (``default=FROM_SERVER``) is an attribute of the same name on
+:class:`~prefork.core.servers.PreforkMixIn`, which library users set directly; its default is
+read from there, so it is written once in the repository, and the runner sets it on the server
+class it builds.  Every default goes through the setting's converter when this module loads, so a
+default that the setting itself would refuse fails at import, not in production.
+
+An *alias* is an old name still accepted, in a file and as ``PREFORK_<ALIAS>``; the source then
+says which name was used.  ``python scripts/gen_settings_doc.py`` writes docs/settings.md from
+:func:`reference`, and a test fails when the committed file differs.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from typing import Any, Final, Generic, TypeVar, cast, overload
+
+from prefork.command.app import DEFAULT_APP, MODES
+from prefork.command.convert import (
+    Converter,
+    Invalid,
+    bind_list,
+    boolean,
+    choice,
+    host_port,
+    import_spec,
+    integer,
+    number,
+    optional_string,
+    toml_value,
+)
+from prefork.core.servers import PreforkMixIn, default_workers
+from prefork.core.sockets import BindSpec, parse_bind
+
+T = TypeVar("T")
+
+ENV_PREFIX = "PREFORK_"
+SOURCE_DEFAULT = "default"
+
+# The sections, in the order the reference lists them.
+SERVE = "What to serve and where"
+POOL = "The pool"
+LIMITS = "Time limits, in seconds"
+RECYCLING = "Recycling a worker"
+ADAPTIVE = "Adaptive pool"
+PROCESS = "The process"
+HOOKS = "Hooks"
+SECTIONS = (SERVE, POOL, LIMITS, RECYCLING, ADAPTIVE, PROCESS, HOOKS)
+
+
+class _FromServer:
+    def __repr__(self) -> str:
+        return "FROM_SERVER"
+
+
+FROM_SERVER: Final = _FromServer()
+"""The default of a server tunable: the attribute of the same name on PreforkMixIn."""
+
+
+class Setting(Generic[T]):
+    """One setting: a typed attribute of :class:`Config`, and everything needed to read it.
+
+    ``flags`` are the ``prefork serve`` options (a word without a dash is the positional
+    argument's metavar); ``unset`` says what the empty default means (``workers = 0``: one per
+    CPU), and ``effective`` computes that value for ``--print-config``.  ``env_fallback`` names
+    variables read, with lower precedence, when no ``PREFORK_`` variable sets the setting.
+    """
+
+    name: str
+    default: T
+
+    def __init__(
+        self, convert: Converter[T], default: T | _FromServer, *, section: str, help: str,
+        flags: tuple[str, ...] = (), metavar: str = "", live: bool = False,
+        aliases: tuple[str, ...] = (), env_fallback: tuple[str, ...] = (), unset: str = "",
+        effective: Callable[[Config], T] | None = None,
+    ) -> None:
+        self.convert = convert
+        self._declared_default = default
+        self.section = section
+        self.help = help
+        self.flags = flags
+        self.metavar = metavar
+        self.live = live
+        self.aliases = aliases
+        self.env_fallback = env_fallback
+        self.unset = unset
+        self.effective = effective
+
+    @property
+    def server(self) -> bool:
+        """Whether this is a tunable of PreforkMixIn, set on the server class by the runner."""
+        return self._declared_default is FROM_SERVER
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+        raw: object = self._declared_default
+        if raw is FROM_SERVER:
+            raw = getattr(PreforkMixIn, name)
+        try:
+            self.default = cast(T, None) if raw is None else self.convert(raw, "file")
+        except Invalid as exc:
+            raise TypeError(f"setting {name}: default {raw!r} {exc}") from None
+
+    @overload
+    def __get__(self, config: None, owner: type) -> Setting[T]: ...
+    @overload
+    def __get__(self, config: Config, owner: type) -> T: ...
+    def __get__(self, config: Config | None, owner: type) -> Setting[T] | T:
+        if config is None:
+            return self
+        return config.get(self.name)  # type: ignore[no-any-return]
+
+    def __set__(self, config: Config, value: T) -> None:
+        config.set(self.name, value)
+
+    @property
+    def keys(self) -> tuple[str, ...]:
+        """The names a config file may use (``max-children`` is read as ``max_children``)."""
+        return (self.name, *self.aliases)
+
+    @property
+    def env_names(self) -> tuple[str, ...]:
+        return tuple(ENV_PREFIX + key.upper() for key in self.keys) + self.env_fallback
+
+    @property
+    def label(self) -> str:
+        """How an error names the flag: the first long flag, or the positional's metavar."""
+        flag = next((f for f in self.flags if f.startswith("--") or not f.startswith("-")), "")
+        return flag or "--" + self.name.replace("_", "-")
+
+    def shown_default(self) -> str:
+        return self.unset or toml_value(self.default)
+
+
+def _cpu_workers(config: Config) -> int:
+    return min(default_workers(), config.max_children)
+
+
+def _default_app(config: Config) -> str | None:
+    return DEFAULT_APP
+
+
+def _app_name(config: Config) -> str | None:
+    return config.app or DEFAULT_APP
+
+
+def _hook(when: str) -> Setting[str | None]:
+    return Setting(import_spec("callable"), None, section=HOOKS, help=when)
+
+
+class Config:
+    """Everything ``prefork serve`` can be told.  Each attribute is a :class:`Setting` (this
+    class body is the settings table); docs/settings.md lists them with their flags and defaults.
+
+    ``sources`` maps every setting to where its value came from: ``"default"``,
+    ``"file prefork.toml"``, ``"env PREFORK_WORKERS"``, ``"env WEB_CONCURRENCY"`` or
+    ``"command line"``.  It is not part of equality.
+    """
+
+    app = Setting(
+        import_spec("HandlerClass"), None, section=SERVE, flags=("APP",),
+        help="the request handler to serve, module:HandlerClass, importable from the current "
+        "directory", unset=f"the built-in demo, {DEFAULT_APP}", effective=_default_app)
+    bind = Setting(
+        bind_list, ["127.0.0.1:8000"], section=SERVE, flags=("-b", "--bind"), metavar="SPEC",
+        help="a listener: HOST:PORT, :PORT, [IPV6]:PORT, unix:/path, udp://HOST:PORT or "
+        "unix-dgram:/path; repeat the flag (a list in a file, commas in the environment) for "
+        "several")
+    workers = Setting(
+        integer(0), FROM_SERVER, section=POOL, flags=("-w", "--workers"), metavar="N", live=True,
+        env_fallback=("WEB_CONCURRENCY",), help="worker processes",
+        unset="one per usable CPU, at most max_children", effective=_cpu_workers)
+    max_children = Setting(
+        integer(1), FROM_SERVER, section=POOL, flags=("--max-children",), metavar="N",
+        help="upper bound on the pool, for TTIN, scaling and the adaptive pool too")
+    mode = Setting(
+        choice(tuple(MODES)), "prefork", section=SERVE, flags=("--mode",), metavar="MODE",
+        help="prefork, or the stdlib's fork, thread or sync server with the same handler")
+    request_timeout = Setting(
+        number(0), FROM_SERVER, section=LIMITS, flags=("-t", "--timeout", "--request-timeout"),
+        metavar="S", live=True, aliases=("timeout",),
+        help="kill a worker whose request runs longer than this, after dumping its stack to the "
+        "log (0: never)")
+    graceful_timeout = Setting(
+        number(0), FROM_SERVER, section=LIMITS, flags=("--graceful-timeout",), metavar="S",
+        live=True, help="how long a graceful stop (TERM) waits for requests in flight")
+    max_requests = Setting(
+        integer(0), FROM_SERVER, section=RECYCLING, flags=("--max-requests",), metavar="N",
+        live=True, help="recycle a worker after this many requests (0: never)")
+    max_requests_jitter = Setting(
+        integer(0), FROM_SERVER, section=RECYCLING, flags=("--max-requests-jitter",),
+        metavar="J", live=True,
+        help="plus a random 0..J requests, so workers do not all restart at once")
+    max_age = Setting(
+        number(0), FROM_SERVER, section=RECYCLING, flags=("--max-age",), metavar="S", live=True,
+        help="recycle a worker after this many seconds alive, plus up to 10 % (0: never)")
+    max_memory = Setting(
+        integer(0), FROM_SERVER, section=RECYCLING, flags=("--max-memory",), metavar="MB",
+        live=True, help="recycle a worker whose resident memory exceeds this many MB, checked "
+        "every 5 s (0: never)")
+    min_spare = Setting(
+        integer(0), FROM_SERVER, section=ADAPTIVE, flags=("--min-spare",), metavar="N",
+        live=True, help="grow the pool (up to max_children) while fewer than N workers are idle "
+        "(0: off)")
+    max_spare = Setting(
+        integer(0), FROM_SERVER, section=ADAPTIVE, flags=("--max-spare",), metavar="N",
+        live=True, help="shrink the pool (down to workers) while more than N workers are idle "
+        "(0: off)")
+    max_recycling = Setting(
+        integer(1), FROM_SERVER, section=RECYCLING, flags=("--max-recycling",), metavar="N",
+        live=True, help="how many workers may be replaced at the same time when recycling")
+    preload = Setting(
+        boolean, False, section=POOL, flags=("--preload",),
+        help="keep the APP loaded in the master: a reload does not re-import it")
+    pidfile = Setting(
+        optional_string, FROM_SERVER, section=PROCESS, flags=("--pidfile",), metavar="PATH",
+        help="write the master's pid here while it serves")
+    name = Setting(
+        optional_string, FROM_SERVER, section=PROCESS, flags=("-n", "--name"), metavar="NAME",
+        help="process name in ps/top titles", unset="the APP", effective=_app_name)
+    log_level = Setting(
+        choice(("debug", "info", "warning", "error")), "info", section=PROCESS,
+        flags=("--log-level",), metavar="LEVEL", help="debug, info, warning or error")
+    log_file = Setting(
+        optional_string, None, section=PROCESS, flags=("--log-file",), metavar="PATH",
+        help="log here instead of stderr (reopened on USR1)")
+    user = Setting(
+        optional_string, None, section=PROCESS,
+        help="drop privileges to this user after binding (not implemented yet: refused)")
+    group = Setting(
+        optional_string, None, section=PROCESS,
+        help="drop privileges to this group after binding (not implemented yet: refused)")
+    control = Setting(
+        optional_string, FROM_SERVER, section=PROCESS, flags=("--control",), metavar="PATH",
+        help="the control socket (prefork status, top, reload, scale, stop)",
+        unset="PIDFILE.ctl when --pidfile is given")
+    metrics = Setting(
+        host_port, FROM_SERVER, section=PROCESS, flags=("--metrics",), metavar="HOST:PORT",
+        help="serve Prometheus metrics from the master")
+    on_starting = _hook("on_starting(server), in the master before it starts serving")
+    pre_fork = _hook("pre_fork(server, worker), in the master before each fork")
+    post_fork = _hook("post_fork(server, worker), in the new worker before it reports ready "
+                      "(an exception is a boot failure)")
+    post_worker_init = _hook("post_worker_init(server, worker), in the new worker after "
+                             "post_fork (an exception is a boot failure)")
+    worker_exit = _hook("worker_exit(server, worker, status), in the master after a worker was "
+                        "reaped")
+    on_reload = _hook("on_reload(server), in the master when a reload begins (an exception "
+                      "refuses the reload)")
+    on_exit = _hook("on_exit(server), in the master after serving")
+
+    def __init__(self, sources: dict[str, str] | None = None, **values: Any) -> None:
+        unknown = values.keys() - BY_NAME.keys()
+        if unknown:
+            raise TypeError(f"Config() got unknown settings: {', '.join(sorted(unknown))}")
+        self._values: dict[str, Any] = {
+            s.name: values[s.name] if s.name in values else copy.copy(s.default)
+            for s in SETTINGS
+        }
+        self.sources = dict(sources or {})
+        for name in BY_NAME:
+            self.sources.setdefault(name, SOURCE_DEFAULT)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Config):
+            return NotImplemented
+        return self._values == other._values
+
+    def __repr__(self) -> str:
+        return "Config(" + ", ".join(f"{k}={v!r}" for k, v in self._values.items()) + ")"
+
+    def get(self, name: str) -> Any:
+        """The value of setting ``name`` (for code that loops over :data:`SETTINGS`)."""
+        return self._values[name]
+
+    def set(self, name: str, value: object) -> None:
+        if name not in self._values:
+            raise AttributeError(f"no setting {name!r}")
+        self._values[name] = value
+
+    def bind_specs(self) -> list[BindSpec]:
+        """The listeners, parsed (they were validated when the config was loaded)."""
+        return [parse_bind(spec) for spec in self.bind]
+
+
+SETTINGS: tuple[Setting[Any], ...] = tuple(
+    value for value in vars(Config).values() if isinstance(value, Setting)
+)
+BY_NAME: dict[str, Setting[Any]] = {setting.name: setting for setting in SETTINGS}
+SERVE_KEYS = tuple(s.name for s in SETTINGS if s.flags)  # what `prefork serve` has flags for
+LIVE_SETTINGS = tuple(s.name for s in SETTINGS if s.live)  # what a reload (HUP) re-applies
+SERVER_SETTINGS = tuple(s.name for s in SETTINGS if s.server)  # attributes of PreforkMixIn
+HOOK_NAMES = tuple(s.name for s in SETTINGS if s.section == HOOKS)
+assert all(s.section in SECTIONS for s in SETTINGS)
+
+
+def reference() -> str:
+    """The settings reference, docs/settings.md (``python scripts/gen_settings_doc.py``)."""
+    lines = [
+        "# Settings",
+        "",
+        "<!-- Generated from prefork/command/settings.py by scripts/gen_settings_doc.py; "
+        "do not edit. -->",
+        "",
+        "Each setting can be given, lowest precedence first: as its default, in a TOML file "
+        "(`-c FILE`, or else `[tool.prefork]` in `./pyproject.toml`; `max-children` is read as "
+        "`max_children`), in the environment (`PREFORK_<KEY>`), or as a flag of "
+        "`prefork serve`. `prefork serve --print-config` shows the effective values and where "
+        "each came from. *Reload*: a HUP applies a new value without a restart. *Server*: also "
+        "a class attribute of `PreforkMixIn`, where its default is declared. A hook is an "
+        "importable `module:callable`, called with the server first.",
+    ]
+    for section in SECTIONS:
+        lines += ["", f"## {section}", "",
+                  "| setting | flags | environment | default | reload | server |",
+                  "|---|---|---|---|---|---|"]
+        for s in (s for s in SETTINGS if s.section == section):
+            key = f"`{s.name}`" + "".join(f" (alias `{alias}`)" for alias in s.aliases)
+            flags = ", ".join(f"`{f} {s.metavar}`" if s.metavar and f.startswith("-") else f"`{f}`"
+                              for f in s.flags)
+            env = ", ".join(f"`{e}`" for e in s.env_names)
+            default = s.unset or f"`{toml_value(s.default)}`"
+            yes = {True: "yes", False: ""}
+            lines.append(f"| {key} | {flags or '-'} | {env} | {default} | {yes[s.live]} "
+                         f"| {yes[s.server]} |")
+        lines += [""] + [f"- `{s.name}`: {s.help}."
+                         for s in SETTINGS if s.section == section]
+    return "\n".join(lines) + "\n"
