@@ -2,7 +2,8 @@
 scoreboard and psutil, and the memory figure the ``max_memory`` recycling policy compares.
 
 Everything here is read by the master without asking the workers anything: the scoreboard is
-shared memory and psutil reads ``/proc``.
+shared memory and psutil reads ``/proc``.  psutil is imported when first needed: ``import
+prefork`` (and a master without memory limits, status or metrics) does not load it.
 """
 
 from __future__ import annotations
@@ -12,8 +13,6 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-import psutil
-
 from prefork.core.contract import WorkerInfo
 from prefork.core.scoreboard import Scoreboard, Slot, State
 
@@ -21,6 +20,8 @@ from prefork.core.scoreboard import Scoreboard, Slot, State
 def worker_memory_mb(pid: int) -> float | None:
     """Resident memory of a worker in MiB (``None`` if it is gone).  RSS, not USS: USS needs a
     walk of ``/proc/PID/smaps`` that costs milliseconds per worker."""
+    import psutil
+
     try:
         return float(psutil.Process(pid).memory_info().rss) / (1024 * 1024)
     except psutil.Error:
@@ -29,6 +30,8 @@ def worker_memory_mb(pid: int) -> float | None:
 
 def status_rows(board: Scoreboard, workers: Iterable[WorkerInfo]) -> list[dict[str, Any]]:
     """One dict per live worker: the table behind ``prefork status``."""
+    import psutil
+
     now = time.monotonic()
     infos = sorted(workers, key=lambda w: w.age)
     slots: dict[int, Slot] = {w.slot: board.read(w.slot) for w in infos}
