@@ -25,7 +25,6 @@ from prefork.command.settings import (
 )
 from prefork.core.servers import PreforkMixIn, default_workers
 
-FILE_OR_ENV_ONLY = {"user", "group"}  # refused until implemented; hooks have no flags either
 
 
 def _serve_parser() -> argparse.ArgumentParser:
@@ -38,7 +37,7 @@ def test_every_setting_has_env_help_and_flags() -> None:
     for setting in SETTINGS:
         assert setting.help and not setting.help.endswith("."), setting.name
         assert f"PREFORK_{setting.name.upper()}" in setting.env_names
-        if setting.section == HOOKS or setting.name in FILE_OR_ENV_ONLY:
+        if setting.section == HOOKS:
             assert not setting.flags, setting.name
         else:
             assert setting.flags, setting.name
@@ -161,3 +160,43 @@ def test_print_config_keeps_given_values(tmp_path: Path) -> None:
 
 def _cpus() -> int:
     return min(default_workers(), PreforkMixIn.max_children)
+
+
+@pytest.mark.parametrize(
+    ("layer", "raw", "expected"),
+    [("cli", "660", 0o660), ("env", "0o640", 0o640), ("file", "600", 0o600),
+     ("file", 0o660, 0o660), ("env", "", None)],
+)
+def test_socket_mode_is_octal(tmp_path: Path, layer: str, raw: object, expected: int) -> None:
+    if layer == "file":
+        value = f'"{raw}"' if isinstance(raw, str) else f"0o{raw:o}"
+        (tmp_path / "p.toml").write_text(f"socket_mode = {value}\n")
+        config = load_config({}, env={}, cwd=tmp_path, config_file="p.toml")
+    elif layer == "env":
+        config = load_config({}, env={"PREFORK_SOCKET_MODE": str(raw)}, cwd=tmp_path)
+    else:
+        config = load_config({"socket_mode": raw}, env={}, cwd=tmp_path)
+    assert config.socket_mode == expected
+
+
+@pytest.mark.parametrize("raw", ["668", "rw-rw----", "1777"])
+def test_socket_mode_refuses_what_is_not_octal_permission_bits(
+    tmp_path: Path, raw: str
+) -> None:
+    with pytest.raises(ConfigError, match="socket-mode: must be octal permission bits"):
+        load_config({"socket_mode": raw}, env={}, cwd=tmp_path)
+
+
+def test_socket_mode_refuses_a_decimal_integer_in_a_file(tmp_path: Path) -> None:
+    (tmp_path / "p.toml").write_text("socket_mode = 660\n")  # decimal: 0o1224, not 0o660
+    with pytest.raises(ConfigError, match="socket_mode"):
+        load_config({}, env={}, cwd=tmp_path, config_file="p.toml")
+
+
+def test_socket_mode_prints_as_toml_octal_and_reads_back(tmp_path: Path) -> None:
+    config = load_config({"socket_mode": "660", "user": "nobody"}, env={}, cwd=tmp_path)
+    text = describe(config, effective=True)
+    assert "socket_mode = 0o660" in text
+    (tmp_path / "printed.toml").write_text(text)
+    again = load_config({}, env={}, cwd=tmp_path, config_file="printed.toml")
+    assert again.socket_mode == 0o660 and again.user == "nobody"

@@ -153,6 +153,34 @@ def bind_list(value: object, layer: Layer) -> list[str]:
     return specs
 
 
+class FileMode(int):
+    """Permission bits; shown in octal (``0o660``, which TOML reads back as the same number)."""
+
+    def __repr__(self) -> str:
+        return f"0o{self:o}"
+
+
+def file_mode(value: object, layer: Layer) -> FileMode | None:
+    """Permission bits as chmod takes them: text is octal (``"660"``, ``"0o660"``; the empty
+    string means unset), a TOML integer is taken as written (``0o660``).  At most 0o777: a
+    decimal ``660`` in a file is refused rather than read as 0o1224."""
+    problem = "must be octal permission bits such as 660 (in TOML: 0o660 or \"660\")"
+    if isinstance(value, int) and not isinstance(value, bool):
+        number = value
+    elif isinstance(value, str):
+        text = value.strip().lower().removeprefix("0o")
+        if not text:
+            return None
+        if not set(text) <= set("01234567"):
+            raise Invalid(problem, value)
+        number = int(text, 8)
+    else:
+        raise Invalid(problem, value)
+    if not 0 <= number <= 0o777:
+        raise Invalid(problem, value)
+    return FileMode(number)
+
+
 def host_port(value: object, layer: Layer) -> str | None:
     text = optional_string(value, layer)
     if text is None:

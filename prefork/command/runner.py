@@ -27,6 +27,7 @@ from typing import Any
 from prefork.command.app import DEFAULT_APP, AppError, load_handler, server_class
 from prefork.command.config import ConfigError, load_config, resolve_hook
 from prefork.command.settings import HOOK_NAMES, LIVE_SETTINGS, SERVER_SETTINGS, Config
+from prefork.core import privileges
 from prefork.core.contract import WorkerInfo
 from prefork.core.servers import PreforkMixIn
 from prefork.core.sockets import BindSpec, Kind
@@ -66,9 +67,16 @@ class Runner:
         config = self.config
         inherited = listen_fds()
         specs = [inherited_spec(sock) for sock in inherited] if inherited else config.bind_specs()
-        for key in ("user", "group"):
-            if config.get(key):
-                raise StartError(f"{key}: not implemented yet")
+        try:
+            credentials = privileges.resolve(config.user, config.group)
+        except privileges.PrivilegeError as exc:
+            raise StartError(str(exc)) from None
+        if credentials and config.mode != "prefork":
+            raise StartError(f"user and group need --mode prefork, not {config.mode}")
+        if credentials and config.log_file:
+            # The workers reopen it on USR1 as that user (see core/privileges.py).
+            with contextlib.suppress(FileNotFoundError):
+                privileges.chown(config.log_file, credentials)
         if len(specs) > 1 and config.mode != "prefork":
             raise StartError(f"several listeners need --mode prefork, not {config.mode}")
         app = config.app or DEFAULT_APP

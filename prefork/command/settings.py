@@ -34,6 +34,7 @@ from prefork.command.convert import (
     bind_list,
     boolean,
     choice,
+    file_mode,
     host_port,
     import_spec,
     integer,
@@ -238,11 +239,17 @@ class Config:
         optional_string, None, section=PROCESS, flags=("--log-file",), metavar="PATH",
         help="log here instead of stderr (reopened on USR1)")
     user = Setting(
-        optional_string, None, section=PROCESS,
-        help="drop privileges to this user after binding (not implemented yet: refused)")
+        optional_string, FROM_SERVER, section=PROCESS, flags=("-u", "--user"), metavar="USER",
+        help="run the workers as this user (name or uid), after the sockets are bound; the "
+        "master keeps its own (needs a root master)", unset="the master's")
     group = Setting(
-        optional_string, None, section=PROCESS,
-        help="drop privileges to this group after binding (not implemented yet: refused)")
+        optional_string, FROM_SERVER, section=PROCESS, flags=("-g", "--group"),
+        metavar="GROUP", help="run the workers in this group (name or gid) and no other",
+        unset="the user's primary group, else the master's")
+    socket_mode = Setting(
+        file_mode, FROM_SERVER, section=SERVE, flags=("--socket-mode",), metavar="MODE",
+        help="permissions of unix listener socket files, in octal (e.g. 660); their owner "
+        "follows user and group", unset="the umask's")
     control = Setting(
         optional_string, FROM_SERVER, section=PROCESS, flags=("--control",), metavar="PATH",
         help="the control socket (prefork status, top, reload, scale, stop)",

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from prefork.core.privileges import Credentials
 from prefork.core.scoreboard import Scoreboard
 
 # Reports from a worker to the master: fixed-size records, written in one ``write`` each (well
@@ -54,6 +55,7 @@ class ChildContext:
     alive_fd: int
     board: Scoreboard
     blocked_mask: set[int]
+    credentials: Credentials = field(default_factory=Credentials)  # who the worker becomes
     poll_interval: float = 0.5  # how often service_actions() runs, when the server has one
     close_fds: list[int] = field(default_factory=list)
 
@@ -83,6 +85,8 @@ class PoolServer(Protocol):
     metrics: str | None
     pidfile: str | None
     upgrade_argv: list[str] | None
+    user: str | None
+    group: str | None
 
     def pre_fork(self, worker: WorkerInfo) -> None: ...
 

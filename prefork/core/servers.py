@@ -24,7 +24,7 @@ from collections.abc import Callable
 from typing import Any
 from wsgiref.simple_server import WSGIServer
 
-from prefork.core import sockets
+from prefork.core import privileges, sockets
 from prefork.core.contract import WorkerInfo
 from prefork.master.supervisor import Master
 
@@ -79,6 +79,9 @@ class PreforkMixIn:
     control: str | None = None
     metrics: str | None = None
     pidfile: str | None = None
+    user: str | None = None  # workers run as this user (a name or a uid) ...
+    group: str | None = None  # ... and group; the master keeps its own (core/privileges.py)
+    socket_mode: int | None = None  # mode of a unix listener's socket file (None: the umask)
     # The command that starts this server again with inherited sockets (USR2); None: no USR2.
     upgrade_argv: list[str] | None = None
 
@@ -158,6 +161,10 @@ class PreforkMixIn:
         super().server_bind()  # type: ignore[misc]
         if on_file:
             self._own_socket_file()
+            # Before listen(): no client connects while the file still has the umask's mode.
+            if self.socket_mode is not None:
+                os.chmod(path, self.socket_mode)
+            privileges.chown(path, privileges.resolve(self.user, self.group))
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         """Log the exception of a failed request through ``logging`` (socketserver prints)."""

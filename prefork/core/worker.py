@@ -39,6 +39,7 @@ import sys
 import time
 from typing import NoReturn, cast
 
+from prefork.core import privileges
 from prefork.core.contract import (
     REPORT,
     REPORT_READY,
@@ -131,6 +132,8 @@ class Worker:
         # Both sides call setpgid, so the group exists whichever runs first.
         with contextlib.suppress(PermissionError):  # already done by the master
             os.setpgid(0, 0)
+        # Before the death signal: a change of credentials clears it.
+        privileges.drop(self.ctx.credentials)
         # SIGKILL, not a catchable signal: a worker stuck in C code must die with its master.
         # Checked after arming: the master may have died before the prctl call.
         set_parent_death_signal(signal.SIGKILL)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import io
 import logging
+import os
 import sys
+from typing import cast
 
 FORMAT = "%(asctime)s [%(process)d] %(levelname)s %(name)s: %(message)s"
 
@@ -24,8 +27,10 @@ def setup_logging(level: str, log_file: str | None = None) -> None:
 
 
 def reopen_log_files() -> int:
-    """Close and reopen every FileHandler of every logger: after logrotate moved the file, the
-    next record goes to a new file at the configured path.  Returns how many were reopened."""
+    """Reopen every FileHandler of every logger at its path: after logrotate moved the file,
+    the next record goes to a new file.  The new file is opened before the old one is closed,
+    so a handler that cannot open it (a worker running as another user, a missing directory)
+    keeps writing to the old one and says so once.  Returns how many were reopened."""
     handlers: list[logging.Handler] = list(logging.getLogger().handlers)
     for logger in logging.Logger.manager.loggerDict.values():
         if isinstance(logger, logging.Logger):
@@ -33,11 +38,17 @@ def reopen_log_files() -> int:
     count = 0
     for handler in {id(h): h for h in handlers}.values():
         if isinstance(handler, logging.FileHandler):
-            handler.acquire()
             try:
-                handler.close()  # the next emit() opens baseFilename afresh
-            finally:
-                handler.release()
+                stream = open(handler.baseFilename, handler.mode,  # noqa: SIM115 - handler owns it
+                              encoding=handler.encoding, errors=handler.errors)
+            except OSError as exc:
+                logging.getLogger("prefork").warning(
+                    "pid %d cannot reopen %s: %s; still writing to the old file",
+                    os.getpid(), handler.baseFilename, exc.strerror or exc)
+                continue
+            old = handler.setStream(cast(io.TextIOWrapper, stream))
+            if old is not None:
+                old.close()
             count += 1
     return count
 
