@@ -26,7 +26,6 @@ from prefork.command.settings import (
 from prefork.core.servers import PreforkMixIn, default_workers
 
 
-
 def _serve_parser() -> argparse.ArgumentParser:
     commands = next(action for action in build_parser()._actions
                     if isinstance(action, argparse._SubParsersAction))

@@ -180,6 +180,10 @@ class Config:
         help="a listener: HOST:PORT, :PORT, [IPV6]:PORT, unix:/path, udp://HOST:PORT or "
         "unix-dgram:/path; repeat the flag (a list in a file, commas in the environment) for "
         "several")
+    socket_mode = Setting(
+        file_mode, FROM_SERVER, section=SERVE, flags=("--socket-mode",), metavar="MODE",
+        help="permissions of unix listener socket files, in octal (e.g. 660); their owner "
+        "follows user and group", unset="the umask's")
     workers = Setting(
         integer(0), FROM_SERVER, section=POOL, flags=("-w", "--workers"), metavar="N", live=True,
         env_fallback=("WEB_CONCURRENCY",), help="worker processes",
@@ -246,10 +250,6 @@ class Config:
         optional_string, FROM_SERVER, section=PROCESS, flags=("-g", "--group"),
         metavar="GROUP", help="run the workers in this group (name or gid) and no other",
         unset="the user's primary group, else the master's")
-    socket_mode = Setting(
-        file_mode, FROM_SERVER, section=SERVE, flags=("--socket-mode",), metavar="MODE",
-        help="permissions of unix listener socket files, in octal (e.g. 660); their owner "
-        "follows user and group", unset="the umask's")
     control = Setting(
         optional_string, FROM_SERVER, section=PROCESS, flags=("--control",), metavar="PATH",
         help="the control socket (prefork status, top, reload, scale, stop)",

@@ -85,8 +85,7 @@ class PoolServer(Protocol):
     metrics: str | None
     pidfile: str | None
     upgrade_argv: list[str] | None
-    user: str | None
-    group: str | None
+    credentials: Credentials  # who the workers run as (resolved from user and group)
 
     def pre_fork(self, worker: WorkerInfo) -> None: ...
 

@@ -99,6 +99,8 @@ class PreforkMixIn:
         if count > self.max_children:
             raise ValueError(f"workers ({count}) exceeds max_children ({self.max_children})")
         self.workers = count
+        # Checked before binding: a user that does not exist fails here, not in each worker.
+        self.credentials = privileges.resolve(self.user, self.group)
         self._prefork_master: Master | None = None
         self._prefork_lock = threading.Lock()
         self._prefork_shutdown = False
@@ -164,7 +166,7 @@ class PreforkMixIn:
             # Before listen(): no client connects while the file still has the umask's mode.
             if self.socket_mode is not None:
                 os.chmod(path, self.socket_mode)
-            privileges.chown(path, privileges.resolve(self.user, self.group))
+            privileges.chown(path, self.credentials)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         """Log the exception of a failed request through ``logging`` (socketserver prints)."""

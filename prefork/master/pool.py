@@ -28,7 +28,6 @@ from collections.abc import Callable, Iterable
 
 from prefork.core import signals as sigs
 from prefork.core.contract import REPORT, REPORT_READY, ChildContext, PoolServer, WorkerInfo
-from prefork.core.privileges import Credentials
 from prefork.core.scoreboard import Scoreboard
 from prefork.core.worker import run_worker
 
@@ -57,14 +56,12 @@ class Pool:
         handled_signals: Iterable[int],
         private_fds: Callable[[], Iterable[int]],
         poll_interval: float = 0.5,
-        credentials: Credentials | None = None,
     ) -> None:
         self.server = server
         self.selector = selector
         self.handled_signals = tuple(handled_signals)
         self.private_fds = private_fds  # the owner's fds a child must close, beyond the selector's
         self.poll_interval = poll_interval
-        self.credentials = credentials or Credentials()
         self.pid = os.getpid()
         self.workers: dict[int, WorkerInfo] = {}
         # Two generations may run side by side during a reload.
@@ -105,7 +102,7 @@ class Pool:
             board=self.board,
             blocked_mask=set(),
             poll_interval=self.poll_interval,
-            credentials=self.credentials,
+            credentials=self.server.credentials,
             close_fds=self._child_close_fds(),
         )
         self.board.reset(info.slot, 0, info.generation, time.monotonic())

@@ -32,7 +32,6 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from prefork.core import privileges
 from prefork.core.contract import REPORT_READY, REPORT_RECYCLE, PoolServer, WorkerInfo
 from prefork.core.signals import SignalQueue
 from prefork.master.boot import BootError, BootGuard
@@ -74,7 +73,6 @@ class Master:
     """
 
     def __init__(self, server: PoolServer, poll_interval: float = 0.5) -> None:
-        credentials = privileges.resolve(server.user, server.group)  # fails before any fd opens
         self.server = server
         self.pid = os.getpid()
         self.thread_ident = threading.get_ident()
@@ -85,8 +83,7 @@ class Master:
         self.signals = SignalQueue(MASTER_SIGNALS)
         self.selector = selectors.DefaultSelector()
         self.notifier = Notifier(unset=True)
-        self.pool = Pool(server, self.selector, MASTER_SIGNALS, self.signals.fds, poll_interval,
-                         credentials)
+        self.pool = Pool(server, self.selector, MASTER_SIGNALS, self.signals.fds, poll_interval)
         self.generations = Generations(server, self.pool)
         self.recycler = Recycler(self.pool, self._count_restart)
         self.boot = BootGuard(server.max_boot_failures)
