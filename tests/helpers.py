@@ -43,6 +43,7 @@ def wait_for(
     return procs.wait_for(predicate, timeout, interval, what, error=AssertionError)
 
 
+Proc = procs.Proc
 free_port = procs.free_port
 
 
