@@ -43,7 +43,11 @@ STOP_TIMEOUT = 15.0  # seconds from the stop signal to the exit, then the group 
 REAP_TIMEOUT = 5.0  # seconds to wait for killed processes to go
 
 
-class ProcessExited(RuntimeError):
+class NotReady(RuntimeError):
+    """The process did not start serving within its deadline."""
+
+
+class ProcessExited(NotReady):
     """The process ended while it was expected to start serving."""
 
 
@@ -224,13 +228,13 @@ class Proc:
 
     def wait_ready(self: P, ready: Callable[[], object], timeout: float = READY_TIMEOUT) -> P:
         """Wait until ``ready()`` is true; kill everything and raise ProcessExited if the process
-        ends first, or TimeoutError after ``timeout`` seconds."""
+        ends first, or NotReady after ``timeout`` seconds."""
         try:
             wait_for(lambda: self.returncode is not None or ready(), timeout, 0.01,
                      f"{self.name} to be ready")
         except TimeoutError as exc:
             self.kill()
-            raise TimeoutError(f"{self.name} not ready after {timeout} s: {self.tail()}") from exc
+            raise NotReady(f"{self.name} not ready after {timeout} s: {self.tail()}") from exc
         if self.returncode is not None:
             code = self.returncode
             self.kill()
