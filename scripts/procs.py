@@ -70,8 +70,10 @@ def wait_for(
         time.sleep(interval)
 
 
-def root_env(extra: Mapping[str, str] | None = None, base: Mapping[str, str] | None = None,
-             ) -> dict[str, str]:
+def root_env(
+    extra: Mapping[str, str] | None = None,
+    base: Mapping[str, str] | None = None,
+) -> dict[str, str]:
     """``base`` (default: os.environ) with the repository first on PYTHONPATH, then ``extra``."""
     env = dict(os.environ if base is None else base)
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), *filter(None, [env.get("PYTHONPATH")])])
@@ -123,16 +125,26 @@ class Proc:
         full_env = dict(env) if env is not None else root_env()
         if log is None:
             self.popen: subprocess.Popen[str] = subprocess.Popen(
-                self.argv, cwd=cwd, env=full_env, stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                self.argv,
+                cwd=cwd,
+                env=full_env,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                text=True,
                 start_new_session=True,
             )
             threading.Thread(target=self._pump, daemon=True).start()
         else:
             with open(log, "ab") as out:
                 self.popen = subprocess.Popen(
-                    self.argv, cwd=cwd, env=full_env, stdin=subprocess.DEVNULL, stdout=out,
-                    stderr=out, start_new_session=True,
+                    self.argv,
+                    cwd=cwd,
+                    env=full_env,
+                    stdin=subprocess.DEVNULL,
+                    stdout=out,
+                    stderr=out,
+                    start_new_session=True,
                 )
         self.started = time.monotonic()
         self._remember(self.pid)
@@ -230,8 +242,12 @@ class Proc:
         """Wait until ``ready()`` is true; kill everything and raise ProcessExited if the process
         ends first, or NotReady after ``timeout`` seconds."""
         try:
-            wait_for(lambda: self.returncode is not None or ready(), timeout, 0.01,
-                     f"{self.name} to be ready")
+            wait_for(
+                lambda: self.returncode is not None or ready(),
+                timeout,
+                0.01,
+                f"{self.name} to be ready",
+            )
         except TimeoutError as exc:
             self.kill()
             raise NotReady(f"{self.name} not ready after {timeout} s: {self.tail()}") from exc
@@ -286,8 +302,11 @@ class Proc:
                 proc.kill()
         # A zombie counts as gone: its parent (or an init that may reap late) collects it.
         with contextlib.suppress(TimeoutError):
-            wait_for(lambda: not any(alive(proc) for proc in others), REAP_TIMEOUT,
-                     what="killed processes to go")
+            wait_for(
+                lambda: not any(alive(proc) for proc in others),
+                REAP_TIMEOUT,
+                what="killed processes to go",
+            )
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.popen.wait(REAP_TIMEOUT)
 
