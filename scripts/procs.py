@@ -30,7 +30,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import psutil
 
@@ -124,7 +124,7 @@ class Proc:
         self._seen: dict[int, psutil.Process] = {}
         full_env = dict(env) if env is not None else root_env()
         if log is None:
-            self.popen: subprocess.Popen[str] = subprocess.Popen(
+            self.popen: subprocess.Popen[Any] = subprocess.Popen(
                 self.argv,
                 cwd=cwd,
                 env=full_env,
