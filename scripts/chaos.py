@@ -26,7 +26,6 @@ import random
 import select
 import signal
 import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -34,9 +33,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import psutil
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from procs import Proc, free_port, wait_for
 
-ROOT = Path(__file__).resolve().parent.parent
 HOST = "127.0.0.1"
 APP = "workers.http_hello:Hello"
 REQUEST_TIMEOUT = 5.0
@@ -103,66 +102,25 @@ class Load:
 # -- the server ---------------------------------------------------------------------------------
 
 
-class Pool:
-    def __init__(self, workers: int, log_path: Path) -> None:
-        with socket.socket() as sock:
-            sock.bind((HOST, 0))
-            self.port = int(sock.getsockname()[1])
-        env = dict(os.environ, PYTHONPATH=str(ROOT))
-        argv = [
-            sys.executable,
-            "-m",
-            "prefork",
-            "serve",
-            APP,
-            "-b",
-            f"{HOST}:{self.port}",
-            "-w",
-            str(workers),
-        ]
-        self.log_path = log_path
-        with open(log_path, "ab") as log:
-            self.proc = subprocess.Popen(
-                argv,
-                cwd=ROOT,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=log,
-                start_new_session=True,
-            )
-        self.workers = workers
-        self.seen: set[int] = set()
-        deadline = time.monotonic() + READY_TIMEOUT
-        while len(self.children()) < workers or one_request(self.port):
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                self.cleanup()
-                raise RuntimeError(f"pool did not start: {log_path.read_text()[-500:]}")
-            time.sleep(0.02)
+class Pool(Proc):
+    """``prefork serve`` of the HTTP hello app (scripts/procs.py), ready once ``workers``
+    children exist and a request succeeds; its output goes to ``log``."""
 
-    def children(self) -> list[int]:
-        try:
-            pids = [c.pid for c in psutil.Process(self.proc.pid).children()]
-        except psutil.Error:
-            return []
-        self.seen.update(pids)
-        return pids
+    def __init__(self, workers: int, log: Path) -> None:
+        self.port = free_port()
+        argv = [sys.executable, "-m", "prefork", "serve", APP, "-b", f"{HOST}:{self.port}"]
+        super().__init__([*argv, "-w", str(workers)], log=log, name="prefork")
+        self.wait_ready(
+            lambda: len(self.children()) >= workers and not one_request(self.port), READY_TIMEOUT
+        )
+
+    def worker_pids(self) -> list[int]:
+        return [child.pid for child in self.children()]
 
     def cleanup(self) -> None:
-        """Leave nothing behind: the master's group, then any worker ever seen."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
-        for pid in self.seen:
-            with contextlib.suppress(psutil.Error):
-                proc = psutil.Process(pid)
-                if proc.ppid() in (self.proc.pid, 1):
-                    proc.kill()
+        """Leave nothing behind: TERM, the group killed after a deadline, then any worker ever
+        seen."""
+        self.stop(timeout=10.0)
 
 
 # -- phases -------------------------------------------------------------------------------------
@@ -211,8 +169,8 @@ def kill_workers(args: argparse.Namespace, tmp: Path) -> WorkerChaos:
         next_kill = time.monotonic()
         pool_sizes = []
         while next_kill < end:
-            time.sleep(max(0.0, next_kill - time.monotonic()))
-            live = pool.children()
+            time.sleep(max(0.0, next_kill - time.monotonic()))  # the kill schedule
+            live = pool.worker_pids()
             pool_sizes.append(len(live))
             if live:
                 victim = rng.choice(live)
@@ -232,7 +190,7 @@ def kill_workers(args: argparse.Namespace, tmp: Path) -> WorkerChaos:
             result.failures_by_error[error] = result.failures_by_error.get(error, 0) + 1
     result.explained, result.unexplained = explain(records, kills)
     result.min_pool_seen = min(pool_sizes) if pool_sizes else 0
-    result.replacements_logged = pool.log_path.read_text().count("replacing it")
+    result.replacements_logged = pool.text().count("replacing it")
     result.passed = result.failed <= result.killed and result.unexplained == 0
     return result
 
@@ -241,11 +199,11 @@ def kill_master(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     pool = Pool(args.workers, tmp / "master.log")
     try:
         load = Load(pool.port, args.clients, 10.0)
-        time.sleep(1.0)
-        workers = pool.children()
+        time.sleep(1.0)  # load running before the kill
+        workers = pool.worker_pids()
         pidfds = {pid: os.pidfd_open(pid) for pid in workers}
         start = time.monotonic()
-        os.kill(pool.proc.pid, signal.SIGKILL)
+        os.kill(pool.pid, signal.SIGKILL)
         pending = dict(pidfds)
         gone_at: dict[int, float] = {}
         deadline = start + 5.0
@@ -257,7 +215,7 @@ def kill_master(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
                 del pending[pid]
         for fd in pidfds.values():
             os.close(fd)
-        pool.proc.wait(5)
+        pool.wait(5)
         time.sleep(0.3)  # let the clients see the server gone
         records = load.finish()
     finally:
@@ -282,26 +240,27 @@ def reload_chaos(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     """Repeated SIGHUP under load -- only meaningful once SIGHUP starts a new generation."""
     pool = Pool(args.workers, tmp / "reload.log")
     try:
-        old = set(pool.children())
-        os.kill(pool.proc.pid, signal.SIGHUP)
-        deadline = time.monotonic() + 5.0
-        replaced = False
-        while time.monotonic() < deadline and not replaced:
-            now = set(pool.children())
-            replaced = len(now) >= args.workers and not (now & old)
-            time.sleep(0.05)
-        if not replaced:
+        old = set(pool.worker_pids())
+        os.kill(pool.pid, signal.SIGHUP)
+
+        def replaced() -> bool:
+            now = set(pool.worker_pids())
+            return len(now) >= args.workers and not (now & old)
+
+        try:
+            wait_for(replaced, 5.0, 0.05, "a new generation")
+        except TimeoutError:
             return {
                 "implemented": False,
-                "master_survived": pool.proc.poll() is None,
+                "master_survived": pool.returncode is None,
                 "note": "not yet measurable: reload not implemented",
             }
         load = Load(pool.port, args.clients, args.duration + 1.0)
         hups = 0
         end = time.monotonic() + args.duration
         while time.monotonic() < end:
-            time.sleep(0.5)
-            os.kill(pool.proc.pid, signal.SIGHUP)
+            time.sleep(0.5)  # the pace of the HUPs
+            os.kill(pool.pid, signal.SIGHUP)
             hups += 1
         records = load.finish()
     finally:

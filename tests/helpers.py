@@ -1,127 +1,103 @@
-"""Test helpers: deadlines instead of sleeps, and servers run as real processes."""
+"""Test helpers: deadlines instead of sleeps, servers run as real processes, forked children.
+
+Starting, signalling, stopping and cleaning up a process is ``scripts/procs.py``, shared with
+the benchmark and the chaos run; this module adds what only the tests need on top of it: the
+``python -m prefork serve`` command line, reading the master's log (where it listens, which
+workers are ready, generations) and failing with AssertionError.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import json
 import os
-import queue
 import re
+import select
 import signal
 import socket
-import subprocess
 import sys
-import threading
 import time
+import traceback
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import psutil
 
 ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT / "scripts") not in sys.path:
+    sys.path.insert(0, str(ROOT / "scripts"))
+
+import procs  # noqa: E402  (scripts/procs.py, put on sys.path just above)
+
 T = TypeVar("T")
+LOCAL = "127.0.0.1:0"  # bind spec: loopback, a free port
+CHILD_TIMEOUT = 30.0  # seconds a forked child may run
 
 
 def wait_for(
     predicate: Callable[[], T], timeout: float = 10.0, interval: float = 0.01, what: str = ""
 ) -> T:
     """Poll ``predicate`` until it returns something truthy; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = predicate()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what or predicate}")
-        time.sleep(interval)
+    return procs.wait_for(predicate, timeout, interval, what, error=AssertionError)
+
+
+Proc = procs.Proc
+free_port = procs.free_port
 
 
 def pid_alive(pid: int) -> bool:
     """True while ``pid`` exists and is not a zombie."""
     try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
+        return procs.alive(psutil.Process(pid))
+    except psutil.Error:
         return False
 
 
-def kill_tree(procs: Sequence[psutil.Process]) -> None:
-    for proc in procs:
-        with contextlib.suppress(psutil.Error):
-            proc.kill()
-    psutil.wait_procs(list(procs), timeout=5)
+def wait_gone(pids: set[int], what: str, timeout: float = 10.0) -> None:
+    """Wait until none of ``pids`` is alive (a zombie counts as gone)."""
+    wait_for(lambda: not any(pid_alive(p) for p in pids), timeout, what=what)
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """os.environ without anything that would configure prefork behind the test's back, with
+    the repository first on PYTHONPATH, then ``extra``."""
+    env = {
+        key: value for key, value in os.environ.items()
+        if not key.startswith(("PREFORK_", "LISTEN_"))
+        and key not in ("WEB_CONCURRENCY", "NOTIFY_SOCKET")
+    }
+    return procs.root_env(extra, base=env)
 
 
 LISTEN_RE = re.compile(r"serving \S+ on (\S+) \(")
+READY_RE = re.compile(r"worker \d+ \(pid (\d+)\) ready")
 
 
-class ServerProcess:
-    """``python -m prefork serve ...`` as a child in its own session.
+class ServerProcess(procs.Proc):
+    """``python -m prefork serve ...`` as a child in its own session (see scripts/procs.py).
 
-    Its stderr is collected line by line in a thread; :meth:`wait_line` waits for a pattern.
-    :meth:`cleanup` kills the master and every process it left, whatever state the test is in.
+    ``env`` is added to a clean environment (:func:`clean_env`); ``launcher`` goes before the
+    interpreter (e.g. ``systemd-socket-activate -l ...``).  Its stderr is collected line by line;
+    :meth:`wait_line` waits for a pattern.  :meth:`cleanup` kills the master and every process
+    it left, whatever state the test is in.
     """
 
-    def __init__(self, *args: str, env: dict[str, str] | None = None, cwd: Path = ROOT) -> None:
-        full_env = dict(os.environ)
-        full_env["PYTHONPATH"] = os.pathsep.join(
-            [str(ROOT), *filter(None, [full_env.get("PYTHONPATH")])]
-        )
-        full_env.update(env or {})
-        self.argv = [sys.executable, "-m", "prefork", *args]
-        self.proc = subprocess.Popen(
-            self.argv,
-            cwd=cwd,
-            env=full_env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-            start_new_session=True,
-        )
-        self.lines: list[str] = []
-        self._queue: queue.Queue[str | None] = queue.Queue()
-        self._seen: set[int] = set()
-        threading.Thread(target=self._pump, daemon=True).start()
+    def __init__(
+        self,
+        *args: str,
+        env: dict[str, str] | None = None,
+        cwd: Path = ROOT,
+        launcher: Sequence[str] = (),
+    ) -> None:
+        argv = [*launcher, sys.executable, "-m", "prefork", *args]
+        super().__init__(argv, env=clean_env(**(env or {})), cwd=cwd, name="prefork")
 
-    def _pump(self) -> None:
-        assert self.proc.stderr is not None
-        for line in self.proc.stderr:
-            self._queue.put(line.rstrip("\n"))
-        self._queue.put(None)
+    def cleanup(self) -> None:
+        self.kill()
 
-    def _collect(self, timeout: float) -> bool:
-        try:
-            line = self._queue.get(timeout=timeout)
-        except queue.Empty:
-            return True
-        if line is None:
-            self._queue.put(None)
-            return False
-        self.lines.append(line)
-        return True
-
-    def wait_line(self, pattern: str, timeout: float = 10.0, start: int = 0) -> re.Match[str]:
-        """The first line from index ``start`` on matching ``pattern``, waiting for it."""
-        regex = re.compile(pattern)
-        deadline = time.monotonic() + timeout
-        index = start
-        while True:
-            while index < len(self.lines):
-                match = regex.search(self.lines[index])
-                if match:
-                    return match
-                index += 1
-            remaining = deadline - time.monotonic()
-            stream_open = remaining > 0 and self._collect(min(remaining, 0.1))
-            if not stream_open and index >= len(self.lines):
-                raise AssertionError(
-                    f"no line matching {pattern!r} within {timeout} s; got:\n" + self.text()
-                )
-
-    def text(self) -> str:
-        while self._collect(0.0) and not self._queue.empty():
-            pass
-        return "\n".join(self.lines)
+    # -- what the log says ------------------------------------------------------------------
 
     def address(self, timeout: float = 15.0) -> str:
         """Where the server listens, as printed on its first line."""
@@ -132,48 +108,63 @@ class ServerProcess:
         host, _, port = where.rpartition(":")
         return host.strip("[]"), int(port)
 
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
+    def mark(self) -> int:
+        """Index of the next stderr line: a start for wait_line that skips what was seen."""
+        self.text()  # collect what is queued, so older lines do not land after the mark
+        return len(self.lines)
+
+    def ready_pids(self, start: int = 0) -> set[int]:
+        """Pids of the workers logged ready from line ``start`` on."""
+        self.text()
+        return {int(m.group(1)) for line in self.lines[start:] if (m := READY_RE.search(line))}
+
+    # -- the pool ---------------------------------------------------------------------------
 
     def workers(self) -> list[psutil.Process]:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            return psutil.Process(self.pid).children()
-        return []
+        return self.children()
+
+    def live(self) -> set[int]:
+        """Pids of the master's children that are alive (not zombies)."""
+        return {p.pid for p in self.children() if procs.alive(p)}
 
     def wait_workers(self, count: int, timeout: float = 10.0) -> list[psutil.Process]:
         """Wait until ``count`` workers have reported ready (per the master's log)."""
         def ready() -> list[psutil.Process] | None:
-            kids = [p for p in self.workers() if pid_alive(p.pid)]
+            kids = [p for p in self.children() if procs.alive(p)]
             pids = {p.pid for p in kids}
-            ready_pids = {
-                int(m.group(1)) for line in self.lines
-                if (m := re.search(r"worker \d+ \(pid (\d+)\) ready", line))
-            }
-            self._collect(0.0)
-            return kids if len(kids) == count and pids <= ready_pids else None
+            return kids if len(kids) == count and pids <= self.ready_pids() else None
         return wait_for(ready, timeout, what=f"{count} ready workers")
 
-    def signal(self, sig: int) -> None:
-        self.proc.send_signal(sig)
+    def ready_workers(self, count: int, timeout: float = 10.0) -> set[int]:
+        """Like :meth:`wait_workers`, as pids; a worker that exits while it is being looked at
+        (a drained or retired one) is simply not counted."""
+        def ready() -> set[int] | None:
+            live = self.live()
+            return live if len(live) == count and live <= self.ready_pids() else None
+        return wait_for(ready, timeout, what=f"{count} ready workers")
 
-    def wait(self, timeout: float = 15.0) -> int:
-        return self.proc.wait(timeout)
+    def reload(self, generation: int, timeout: float = 15.0) -> int:
+        """HUP; wait until ``generation`` is ready.  Returns the mark taken before the HUP."""
+        start = self.mark()
+        self.signal(signal.SIGHUP)
+        self.wait_line(
+            rf"generation {generation} ready; generation {generation - 1} retiring", timeout,
+            start,
+        )
+        return start
 
-    def cleanup(self) -> None:
-        procs: list[psutil.Process] = []
-        with contextlib.suppress(psutil.NoSuchProcess):
-            procs = [psutil.Process(self.pid), *psutil.Process(self.pid).children(recursive=True)]
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.pid, signal.SIGKILL)
-        kill_tree(procs)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.proc.wait(5)
+    def stop_ok(self) -> None:
+        """TERM, and the master exits 0."""
+        self.signal(signal.SIGTERM)
+        assert self.wait() == 0, self.text()
 
 
 @contextlib.contextmanager
-def server_process(*args: str, **kwargs: object) -> Iterator[ServerProcess]:
-    server = ServerProcess(*args, **kwargs)  # type: ignore[arg-type]
+def server_process(
+    *args: str, env: dict[str, str] | None = None, cwd: Path = ROOT,
+    launcher: Sequence[str] = (),
+) -> Iterator[ServerProcess]:
+    server = ServerProcess(*args, env=env, cwd=cwd, launcher=launcher)
     try:
         yield server
     finally:
@@ -190,3 +181,84 @@ def http_get(host: str, port: int, path: str = "/", timeout: float = 10.0) -> tu
     head, _, body = data.partition(b"\r\n\r\n")
     status = int(head.split(b" ", 2)[1])
     return status, body
+
+
+def pid_of(address: tuple[str, int], path: str = "/") -> int:
+    """GET ``path`` from an app that answers with its pid (tests.apps.liveops): that pid."""
+    status, body = http_get(*address, path=path)
+    assert status == 200, (status, body)
+    return int(body)
+
+
+# -- forked children ----------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def forked(body: Callable[[], int | None]) -> Iterator[int]:
+    """Run ``body`` in a forked child and yield its pid.  The child exits with what ``body``
+    returns (0 for None), or 1 with the traceback on stderr if it raises; it never returns
+    into pytest.  The child is always reaped: killed first if still running when the block
+    ends."""
+    pid = os.fork()
+    if pid == 0:
+        status = 1
+        try:
+            status = body() or 0
+        except BaseException:
+            traceback.print_exc()
+        finally:
+            sys.stderr.flush()
+            os._exit(status)
+    try:
+        yield pid
+    finally:
+        with contextlib.suppress(ChildProcessError):
+            if os.waitpid(pid, os.WNOHANG) == (0, 0):
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+
+
+def wait_exit(pid: int, timeout: float = CHILD_TIMEOUT) -> int:
+    """Reap child ``pid`` (waiting on its pidfd, up to ``timeout``); its exit code.  Fails if it
+    is still running then (``forked`` kills it on the way out)."""
+    pidfd = os.pidfd_open(pid)
+    try:
+        if not select.select([pidfd], [], [], max(0.0, timeout))[0]:
+            raise AssertionError(f"child {pid} still running after {timeout} s")
+        return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+    finally:
+        os.close(pidfd)
+
+
+def in_child(fn: Callable[[], object], timeout: float = 10.0) -> Any:
+    """Run ``fn`` in a forked child and return its JSON-able result (an exception in the child
+    is re-raised here as AssertionError); the child is always reaped."""
+    r, w = os.pipe()
+
+    def body() -> None:
+        os.close(r)
+        out = fcntl.fcntl(w, fcntl.F_DUPFD_CLOEXEC, 20)  # clear of the fds 3.. a test places
+        try:
+            result: dict[str, object] = {"value": fn()}
+        except BaseException as exc:
+            result = {"error": f"{type(exc).__name__}: {exc}"}
+        os.write(out, json.dumps(result).encode())
+
+    deadline = time.monotonic() + timeout
+    data = b""
+    with forked(body) as pid:
+        os.close(w)
+        try:
+            while select.select([r], [], [], max(0.0, deadline - time.monotonic()))[0]:
+                chunk = os.read(r, 65536)
+                if not chunk:
+                    break
+                data += chunk
+        finally:
+            os.close(r)
+        code = wait_exit(pid, deadline - time.monotonic())
+    assert code == 0, f"child exited with {code}, output {data!r}"
+    result = json.loads(data)
+    if "error" in result:
+        raise AssertionError(f"in the child: {result['error']}")
+    return result["value"]

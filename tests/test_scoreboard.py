@@ -3,58 +3,14 @@ snapshots while another process writes as fast as it can."""
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
-import sys
 import time
-import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
 
-from helpers import wait_for
+from helpers import CHILD_TIMEOUT, forked, wait_exit, wait_for
 from prefork.core.scoreboard import SEQ_START, SLOT_SIZE, Scoreboard, Slot, State
-
-CHILD_TIMEOUT = 30.0
-
-
-@contextlib.contextmanager
-def forked(body: Callable[[], None]) -> Iterator[int]:
-    """Run ``body`` in a forked child (exit status 0 if it returns, 1 if it raises); yield its
-    pid.  The child is always reaped: killed first if it is still running when the block ends."""
-    pid = os.fork()
-    if pid == 0:
-        status = 1
-        try:
-            body()
-            status = 0
-        except BaseException:
-            traceback.print_exc()
-        finally:
-            sys.stderr.flush()
-            os._exit(status)
-    try:
-        yield pid
-    finally:
-        with contextlib.suppress(ChildProcessError):
-            if os.waitpid(pid, os.WNOHANG) == (0, 0):
-                os.kill(pid, signal.SIGKILL)
-                os.waitpid(pid, 0)
-
-
-def wait_exit(pid: int, timeout: float = CHILD_TIMEOUT) -> int:
-    """Wait (with a deadline) for child ``pid`` to exit and reap it; its exit code."""
-    statuses: list[int] = []
-
-    def reaped() -> bool:
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            statuses.append(status)
-        return bool(done)
-
-    wait_for(reaped, timeout, interval=0.002, what=f"child {pid} to exit")
-    return os.waitstatus_to_exitcode(statuses[0])
 
 
 @pytest.fixture

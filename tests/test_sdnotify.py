@@ -8,22 +8,18 @@ import fcntl
 import json
 import logging
 import os
-import select
 import shutil
-import signal
 import socket
-import subprocess
 import sys
 import textwrap
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from helpers import wait_for
+from helpers import Proc, free_port, in_child, wait_for
 from prefork.ops import sdnotify
 from prefork.ops.sdnotify import Notifier, listen_fds, listen_fds_with_names
 
@@ -52,53 +48,6 @@ def messages(sock: socket.socket, count: int) -> list[list[str]]:
         assert data.endswith(b"\n")
         out.append(data.decode().splitlines())
     return out
-
-
-def wait_exit(pid: int, deadline: float) -> int:
-    """Reap ``pid`` by its pidfd before ``deadline``, or kill it and reap it; the exit code."""
-    pidfd = os.pidfd_open(pid)
-    try:
-        if not select.select([pidfd], [], [], max(0.0, deadline - time.monotonic()))[0]:
-            os.kill(pid, signal.SIGKILL)
-        return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
-    finally:
-        os.close(pidfd)
-
-
-def in_child(fn: Callable[[], object], timeout: float = TIMEOUT) -> Any:
-    """Run ``fn`` in a forked child and return its JSON-able result (child errors re-raised)."""
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child: never returns into pytest
-        code = 70
-        try:
-            os.close(r)
-            w = fcntl.fcntl(w, fcntl.F_DUPFD_CLOEXEC, 20)  # clear of the fds 3.. under test
-            try:
-                result: dict[str, object] = {"value": fn()}
-            except BaseException as exc:
-                result = {"error": f"{type(exc).__name__}: {exc}"}
-            os.write(w, json.dumps(result).encode())
-            code = 0
-        finally:
-            os._exit(code)
-    os.close(w)
-    deadline = time.monotonic() + timeout
-    data = b""
-    try:
-        while select.select([r], [], [], max(0.0, deadline - time.monotonic()))[0]:
-            chunk = os.read(r, 65536)
-            if not chunk:
-                break
-            data += chunk
-    finally:
-        os.close(r)
-        code = wait_exit(pid, deadline)
-    assert code == 0, f"child exited with {code}, output {data!r}"
-    result = json.loads(data)
-    if "error" in result:
-        raise AssertionError(f"in the child: {result['error']}")
-    return result["value"]
 
 
 def place_fds(fds: list[int]) -> None:
@@ -320,13 +269,6 @@ ACTIVATED_CHILD = textwrap.dedent(
 )
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 class _Exited(Exception):
     pass
 
@@ -337,15 +279,11 @@ class _Exited(Exception):
 def test_real_systemd_socket_activate() -> None:
     for _ in range(3):  # the free port may be taken between probe and bind: try another
         port = free_port()
-        proc = subprocess.Popen(
-            ["systemd-socket-activate", "-l", f"127.0.0.1:{port}", "--fdname=web",
-             sys.executable, "-c", ACTIVATED_CHILD, str(ROOT)],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
+        proc = Proc(["systemd-socket-activate", "-l", f"127.0.0.1:{port}", "--fdname=web",
+                     sys.executable, "-c", ACTIVATED_CHILD, str(ROOT)])
 
-        def connect(proc: subprocess.Popen[bytes] = proc, port: int = port) -> socket.socket | None:
-            if proc.poll() is not None:
+        def connect(proc: Proc = proc, port: int = port) -> socket.socket | None:
+            if proc.returncode is not None:
                 raise _Exited
             try:
                 return socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
@@ -371,7 +309,5 @@ def test_real_systemd_socket_activate() -> None:
             }
             return
         finally:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(TIMEOUT)
+            proc.kill()
     pytest.fail("could not find a free port for systemd-socket-activate")

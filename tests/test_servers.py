@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 import prefork
-from helpers import pid_alive, wait_for
+from helpers import forked, pid_alive, wait_exit, wait_for
 from workers.echo import LineEcho
 
 
@@ -127,10 +127,7 @@ def test_context_manager_closes() -> None:
 def test_unrelated_child_is_not_reaped() -> None:
     # A child the application forked in the master, already exited (a zombie until its owner
     # collects it): the master's reaping must leave it alone.
-    app_child = os.fork()
-    if app_child == 0:
-        os._exit(7)
-    try:
+    with forked(lambda: 7) as app_child:
         server = prefork.PreforkTCPServer(("127.0.0.1", 0), PidHandler, workers=2)
         with serving(server):
             pids = wait_pool(2)
@@ -139,10 +136,8 @@ def test_unrelated_child_is_not_reaped() -> None:
             wait_for(lambda: victim not in worker_pids(os.getpid()) and len(
                 worker_pids(os.getpid())) == 2, what="the replacement")
             assert read_pid(server.server_address) in worker_pids(os.getpid())
-    finally:
-        pid, status = os.waitpid(app_child, 0)
-    assert pid == app_child
-    assert os.waitstatus_to_exitcode(status) == 7
+        # Still ours to collect (the master did not reap it), with its own status.
+        assert wait_exit(app_child) == 7
 
 
 def open_sockets() -> set[str]:

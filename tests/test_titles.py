@@ -3,20 +3,14 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
-import sys
-import traceback
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from helpers import wait_for
+from helpers import CHILD_TIMEOUT, forked, wait_exit, wait_for
 from prefork.ops import titles
-
-CHILD_TIMEOUT = 30.0
 
 
 @pytest.fixture
@@ -78,44 +72,25 @@ def test_title_shows_in_proc_cmdline_of_a_forked_child() -> None:
     text = titles.worker_title(3, f"test-{os.getpid()}", "busy", 1523)
     own_before = read_cmdline(os.getpid())
     hold_r, hold_w = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        status = 1
-        try:
-            os.close(hold_w)
-            titles.set_title(text)
-            os.read(hold_r, 1)  # stay alive until the parent closes its end
-            status = 0
-        except BaseException:
-            traceback.print_exc()
-        finally:
-            sys.stderr.flush()
-            os._exit(status)
-    os.close(hold_r)
-    try:
-        seen = wait_for(
-            lambda: text in read_cmdline(pid) and read_cmdline(pid),
-            CHILD_TIMEOUT,
-            what="the child's title in /proc",
-        )
-        assert seen == text
-        assert read_cmdline(os.getpid()) == own_before  # the parent's title is untouched
+
+    def child() -> None:
         os.close(hold_w)
-        hold_w = -1
-        statuses: list[int] = []
+        titles.set_title(text)
+        os.read(hold_r, 1)  # stay alive until the parent closes its end
 
-        def reaped() -> bool:
-            done, status = os.waitpid(pid, os.WNOHANG)
-            if done:
-                statuses.append(status)
-            return bool(done)
-
-        wait_for(reaped, CHILD_TIMEOUT, interval=0.002, what="the child to exit")
-        assert os.waitstatus_to_exitcode(statuses[0]) == 0
+    try:
+        with forked(child) as pid:
+            os.close(hold_r)
+            seen = wait_for(
+                lambda: text in read_cmdline(pid) and read_cmdline(pid),
+                CHILD_TIMEOUT,
+                what="the child's title in /proc",
+            )
+            assert seen == text
+            assert read_cmdline(os.getpid()) == own_before  # the parent's title is untouched
+            os.close(hold_w)
+            hold_w = -1
+            assert wait_exit(pid) == 0
     finally:
         if hold_w >= 0:
             os.close(hold_w)
-        with contextlib.suppress(ChildProcessError):
-            if os.waitpid(pid, os.WNOHANG) == (0, 0):
-                os.kill(pid, signal.SIGKILL)
-                os.waitpid(pid, 0)

@@ -1,4 +1,5 @@
-"""Handlers and hooks for tests/integration/test_live_ops.py (reload, scale, pause, logs, hooks).
+"""Handlers and hooks for the live-operation tests in tests/integration/ (reload, scaling, logs,
+config layers, hooks, systemd, pid file).
 
 Hooks append one line each to the file named by ``$LIVEOPS_HOOK_LOG`` (opened in append mode
 for every line, so lines from the master and from workers never interleave), and the failing

@@ -27,7 +27,7 @@ from typing import Any
 import psutil
 import pytest
 
-from helpers import ROOT, ServerProcess, pid_alive, server_process, wait_for
+from helpers import ROOT, ServerProcess, forked, pid_alive, server_process, wait_exit, wait_for
 from prefork.command.cli import main as cli_main
 from prefork.ops import titles
 
@@ -332,24 +332,22 @@ def _cli_as(uid: int, *argv: str) -> tuple[int, str]:
     reach it (under /root, mode 0700).
     """
     read_fd, write_fd = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child: drop privileges, run the command, never return into pytest
-        status = 99
-        try:
-            os.close(read_fd)
-            os.setgroups([])
-            os.setgid(uid)
-            os.setuid(uid)
-            sys.stderr = sys.stdout = os.fdopen(write_fd, "w")
-            status = cli_main(list(argv))
-            sys.stderr.flush()
-        finally:
-            os._exit(status)
-    os.close(write_fd)
-    with os.fdopen(read_fd) as f:
-        err = f.read()
-    _, wait_status = os.waitpid(pid, 0)
-    return os.waitstatus_to_exitcode(wait_status), err
+
+    def child() -> int:  # drop privileges, run the command
+        os.close(read_fd)
+        os.setgroups([])
+        os.setgid(uid)
+        os.setuid(uid)
+        sys.stderr = sys.stdout = os.fdopen(write_fd, "w")
+        status = cli_main(list(argv))
+        sys.stderr.flush()
+        return status
+
+    with forked(child) as pid:
+        os.close(write_fd)
+        with os.fdopen(read_fd) as f:
+            err = f.read()
+        return wait_exit(pid), err
 
 
 def test_control_socket_refuses_another_user() -> None:

@@ -1,0 +1,188 @@
+"""The benchmark's workloads and contenders, and starting one as a server (scripts/procs.py)
+that is ready once its workers exist and it answers a probe.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from procs import ROOT, Proc
+
+PY = sys.executable
+HOST = "127.0.0.1"
+
+POOLS = ("prefork", "floor", "gunicorn", "gunicorn-preload")  # contenders with N workers
+
+# -- workloads and contenders -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Workload:
+    key: str
+    title: str
+    app: str
+    wsgi: str | None
+    load: str  # "wrk", "tcp" or "udp"
+    contenders: tuple[str, ...]
+
+
+WORKLOADS: dict[str, Workload] = {
+    w.key: w
+    for w in (
+        Workload(
+            "http",
+            "HTTP hello (BaseHTTPRequestHandler)",
+            "workers.http_hello:Hello",
+            "workers.http_hello:wsgi_app",
+            "wrk",
+            ("prefork", "floor", "gunicorn", "sync", "thread", "fork"),
+        ),
+        Workload(
+            "tcp",
+            "raw TCP echo (one connection per line)",
+            "workers.echo:LineEcho",
+            None,
+            "tcp",
+            ("prefork", "floor", "sync", "thread", "fork"),
+        ),
+        Workload(
+            "udp",
+            "UDP echo",
+            "workers.udp_echo:DatagramEcho",
+            None,
+            "udp",
+            ("prefork", "floor", "sync", "thread", "fork"),
+        ),
+        Workload(
+            "cpu",
+            "CPU-bound (~4 ms pure Python per request)",
+            "workers.cpu:Burn",
+            "workers.cpu:wsgi_app",
+            "wrk",
+            ("prefork", "floor", "gunicorn", "sync", "thread", "fork"),
+        ),
+        Workload(
+            "preload",
+            "HTTP hello with a 100 MB structure preloaded",
+            "scripts.bench_preload:Hello",
+            "scripts.bench_preload:wsgi_app",
+            "wrk",
+            ("prefork", "floor", "gunicorn-preload", "gunicorn"),
+        ),
+    )
+}
+
+
+def contender_argv(
+    name: str, work: Workload, port: int, workers: int, debug: bool = False
+) -> list[str]:
+    udp = work.load == "udp"
+    hostport = f"{HOST}:{port}"
+    if name == "floor":
+        return [
+            PY,
+            str(ROOT / "scripts" / "bare_floor.py"),
+            work.app,
+            "-b",
+            hostport,
+            "-w",
+            str(workers),
+            *(["--udp"] if udp else []),
+        ]
+    if name.startswith("gunicorn"):
+        assert work.wsgi is not None, work
+        preload = ["--preload"] if name == "gunicorn-preload" else []
+        return [
+            PY,
+            "-m",
+            "gunicorn",
+            "-w",
+            str(workers),
+            "-b",
+            hostport,
+            "-k",
+            "sync",
+            "--log-level",
+            "warning",
+            *preload,
+            work.wsgi,
+        ]
+    bind = f"udp://{hostport}" if udp else hostport
+    argv = [PY, "-m", "prefork", "serve", work.app, "-b", bind]
+    if name == "prefork":
+        argv += ["-w", str(workers), "--mode", "prefork"]
+    else:
+        argv += ["--mode", name]
+    if debug:
+        argv += ["--log-level", "debug"]
+    return argv
+
+
+# -- running a server ---------------------------------------------------------------------------
+
+
+def http_get(port: int, timeout: float = 5.0, path: str = "/") -> bytes:
+    """One HTTP/1.0 GET; returns the whole response (raises OSError on failure)."""
+    with socket.create_connection((HOST, port), timeout=timeout) as sock:
+        sock.sendall(f"GET {path} HTTP/1.0\r\nHost: {HOST}\r\n\r\n".encode())
+        chunks = []
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+    data = b"".join(chunks)
+    if not data.startswith(b"HTTP/1.") or b" 200 " not in data.split(b"\r\n", 1)[0]:
+        raise OSError(f"bad response {data[:60]!r}")
+    return data
+
+
+def probe(load: str, port: int) -> bool:
+    try:
+        if load == "udp":
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+                sock.settimeout(0.2)
+                sock.sendto(b"ping\n", (HOST, port))
+                return sock.recv(64) == b"ping\n"
+        if load == "tcp":
+            with socket.create_connection((HOST, port), timeout=1) as sock:
+                sock.sendall(b"ping\n")
+                return sock.recv(64) == b"ping\n"
+        http_get(port, timeout=2)
+        return True
+    except OSError:
+        return False
+
+
+class Server(Proc):
+    """A contender started as a process (scripts/procs.py), its output appended to ``log``.
+
+    ``workers`` is how many children to wait for (0 for the in-process servers); :meth:`ready`
+    is true once they exist and the server answers a probe on ``port``.
+    """
+
+    def __init__(
+        self, name: str, argv: list[str], port: int, load: str, workers: int, log: Path
+    ) -> None:
+        super().__init__(argv, log=log, name=name)
+        self.port = port
+        self.load = load
+        self.workers = workers
+
+    def ready(self) -> bool:
+        return len(self.children()) >= self.workers and probe(self.load, self.port)
+
+    def log_text(self) -> str:
+        return self.text()
+
+
+@contextlib.contextmanager
+def running(server: Server) -> Iterator[Server]:
+    """Wait until ``server`` is ready (RuntimeError if it exits or times out first); stop it
+    (SIGTERM, with a deadline, then its group is killed) when the block ends."""
+    try:
+        yield server.wait_ready(server.ready)
+    finally:
+        server.stop()
