@@ -42,7 +42,7 @@ class WorkerInfo:
     ready: bool = False  # reported ready; before that an exit is a boot failure
     stopping: bool = False  # asked to leave (retired, hung, stopping): its exit is no crash
     pidfd: int | None = None
-    kill_at: float = 0.0  # monotonic time of a pending SIGKILL (after a stack dump)
+    kill_at: float = 0.0  # monotonic time of a pending SIGKILL (after a stack dump); inf: sent
     recycle_at: float = 0.0  # monotonic time max_age is reached
 
 

@@ -34,11 +34,13 @@ class BootGuard:
     def __init__(
         self,
         limit: int,
+        give_up: Callable[[], None] = lambda: None,
         base: float = BACKOFF_BASE,
         cap: float = BACKOFF_MAX,
         jitter: Callable[[float, float], float] = random.uniform,
     ) -> None:
         self.limit = limit
+        self.give_up = give_up  # called once the limit is reached (the master stops the pool)
         self.base, self.cap, self.jitter = base, cap, jitter
         self.failures = 0
         self.not_before = 0.0  # no spawn before this monotonic time
@@ -54,6 +56,7 @@ class BootGuard:
             message = f"workers fail to boot: {self.failures} in a row, the last ({why}); stopping"
             log.error("master (pid %d) %s", os.getpid(), message)
             self.error = BootError(message)
+            self.give_up()
             return self.error
         delay = min(self.cap, self.base * 2 ** (self.failures - 1)) * self.jitter(0.5, 1.5)
         self.not_before = now + delay

@@ -13,7 +13,7 @@ import signal
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from prefork.core.contract import PoolServer, WorkerInfo
+from prefork.core.contract import PoolServer
 from prefork.master.pool import Pool
 
 log = logging.getLogger("prefork.master")
@@ -78,15 +78,15 @@ class Generations:
         self.reload = None
         return self._take_queued()
 
-    def abort(self, info: WorkerInfo, why: str) -> bool:
-        """A worker of the new generation failed to boot: stop that generation, roll back and
-        keep the old one.  True if another reload was queued meanwhile (perhaps with the fix)."""
+    def abort(self, who: str, why: str) -> bool:
+        """A worker of the new generation failed to boot (``who``: "worker 3, pid 12", or "a
+        new worker" that could not even be forked): stop that generation, roll back and keep
+        the old one.  True if another reload was queued meanwhile (perhaps with the fix)."""
         assert self.reload is not None
         old = self.reload.old_generation
         log.error(
-            "master (pid %d) generation %d failed to boot (worker %d, pid %d: %s); "
-            "generation %d keeps serving",
-            os.getpid(), self.number, info.age, info.pid, why, old,
+            "master (pid %d) generation %d failed to boot (%s: %s); generation %d keeps serving",
+            os.getpid(), self.number, who, why, old,
         )
         for other in list(self.pool.workers.values()):
             if other.generation == self.number:

@@ -11,6 +11,7 @@ Settings are read from the server at each check, so a reload that changes them a
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -24,6 +25,8 @@ MEMORY_CHECK_INTERVAL = 5.0
 # The adaptive pool looks at the scoreboard this often and changes the size by at most one
 # worker per look (and not while a spawn is still booting): the spawn rate limit.
 ADAPT_INTERVAL = 0.5
+# kill_at of a worker already sent SIGKILL: no new deadline, no second dump while it dies.
+KILLED = math.inf
 # A hung request cannot announce itself: the scoreboard is read a few times per timeout.
 HUNG_LOOKS_PER_TIMEOUT = 4
 HUNG_LOOK_MAX = 1.0
@@ -102,7 +105,7 @@ class Policies:
 
     def deadline(self, view: PoolView, now: float) -> float | None:
         """The next time check() has something to do (None: only when the pool changes)."""
-        deadlines = [w.kill_at for w in view.live() if w.kill_at]
+        deadlines = [w.kill_at for w in view.live() if w.kill_at and w.kill_at != KILLED]
         deadlines.extend(w.recycle_at for w in view.live() if w.recycle_at)
         if self.server.request_timeout:
             timeout = self.server.request_timeout

@@ -37,7 +37,7 @@ from prefork.core.signals import SignalQueue
 from prefork.master.boot import BootError, BootGuard
 from prefork.master.generations import Generations
 from prefork.master.operations import Operations
-from prefork.master.policies import DumpStack, Kill, Policies, Recycle
+from prefork.master.policies import KILLED, DumpStack, Kill, Policies, Recycle
 from prefork.master.pool import Pool, ignore_event
 from prefork.master.recycling import Recycler
 from prefork.master.stopping import Stop, StopMode
@@ -64,13 +64,9 @@ STOP_GRACEFUL, STOP_QUICK = -1, -2
 
 
 class Master:
-    """Supervises the pool of one server.
-
-    Methods for the caller: run(); request_stop(graceful) from any thread.  From the loop (the
-    signal table): reload(), scale(size), pause(), reopen_logs(), status().
-    The server's hooks are called here: pre_fork(worker), worker_exit(worker, status) and
-    prepare_reload() in the master; post_fork(worker) in the child.
-    """
+    """Supervises the pool of one server.  Methods for the caller: run(); request_stop()
+    from any thread.  From the loop (the signal table): reload(), scale(size), pause(),
+    reopen_logs(), status().  Hooks: see prefork.core.contract.PoolServer."""
 
     def __init__(self, server: PoolServer, poll_interval: float = 0.5) -> None:
         self.server = server
@@ -86,7 +82,7 @@ class Master:
         self.pool = Pool(server, self.selector, MASTER_SIGNALS, self.signals.fds, poll_interval)
         self.generations = Generations(server, self.pool)
         self.recycler = Recycler(self.pool, self._count_restart)
-        self.boot = BootGuard(server.max_boot_failures)
+        self.boot = BootGuard(server.max_boot_failures, lambda: self._stop(StopMode.QUICK))
         self.stop = Stop(server, self.pool)
         self.policies = Policies(server)
         self.upgrade = Upgrade(server, self.selector, MASTER_SIGNALS, self.notifier.address)
@@ -101,7 +97,7 @@ class Master:
             STOP_QUICK: lambda: self._stop(StopMode.QUICK, escalate=True),
             signal.SIGHUP: self.reload,
             signal.SIGTTIN: lambda: self.scale(self.size + 1),
-            signal.SIGTTOU: lambda: self.scale(self.size - 1),
+            signal.SIGTTOU: lambda: self.scale(self.size - 1, resume=False),
             signal.SIGUSR1: self.reopen_logs,
             signal.SIGWINCH: self.pause,
             signal.SIGUSR2: lambda: self.upgrade.start(stopping=self.stop.requested),
@@ -144,11 +140,12 @@ class Master:
             raise self.boot.error
         log.info("master (pid %d) stopped", self.pid)
 
-    def scale(self, size: int) -> None:
-        """Set the pool size within [1, max_children]; surplus workers drain and exit."""
+    def scale(self, size: int, resume: bool = True) -> None:
+        """Set the pool size within [1, max_children]; surplus workers drain and exit.  A
+        paused pool resumes, unless ``resume`` is False (TTOU)."""
         if self.phase is Phase.STOPPING:
             return
-        if self.phase is Phase.PAUSED:
+        if self.phase is Phase.PAUSED and resume:
             self.phase = Phase.SERVING if self.announced else Phase.BOOTING
         size = max(1, min(size, self.server.max_children))
         if size != self.size:
@@ -243,17 +240,9 @@ class Master:
         elif not info.ready and self.generations.reloading and (
             info.generation == self.generations.number
         ):
-            queued = self.generations.abort(info, why)
-            self.notifier.ready(f"reload failed; generation {self.generations.number} serving")
-            self.phase = Phase.SERVING if self.announced else Phase.BOOTING
-            self.size = self.server.workers
-            self._title()
-            if queued:
-                self.reload()
+            self._abort_reload(f"worker {info.age}, pid {info.pid}", why)
         elif not info.ready:
-            who = f"worker {info.age} (pid {info.pid})"
-            if self.boot.failed(why, who, time.monotonic()) is not None:
-                self._stop(StopMode.QUICK)
+            self.boot.failed(why, f"worker {info.age} (pid {info.pid})", time.monotonic())
         else:
             self._count_restart("crash")
             log.warning("worker %d (pid %d) died: %s; replacing it", info.age, info.pid, why)
@@ -262,7 +251,7 @@ class Master:
         self.ops.expire(now)
         for action in self.policies.check(self.view, now):
             if isinstance(action, Kill):
-                action.worker.kill_at = 0.0
+                action.worker.kill_at = KILLED
                 self.pool.kill_group(action.worker)
             elif isinstance(action, Recycle):
                 if action.reason == "max_age":
@@ -296,7 +285,8 @@ class Master:
         ):
             self._announce()
         self.recycler.finish()
-        if self.phase in (Phase.BOOTING, Phase.SERVING):
+        steady = self.phase in (Phase.BOOTING, Phase.SERVING)
+        if steady and self.boot.may_spawn(time.monotonic()):
             self.recycler.start(self._try_spawn, self.generations.number,
                                 self.server.max_recycling)
 
@@ -323,9 +313,20 @@ class Master:
         except Exception as exc:
             log.exception("master (pid %d) cannot start a worker", self.pid)
             why = f"{type(exc).__name__}: {exc}"
-            if self.boot.failed(why, "a new worker", time.monotonic()) is not None:
-                self._stop(StopMode.QUICK)
+            if self.phase is Phase.RELOADING:  # the new generation cannot start: keep the old
+                self._abort_reload("a new worker", why)
+            else:
+                self.boot.failed(why, "a new worker", time.monotonic())
             return None
+
+    def _abort_reload(self, who: str, why: str) -> None:
+        queued = self.generations.abort(who, why)
+        self.notifier.ready(f"reload failed; generation {self.generations.number} serving")
+        self.phase = Phase.SERVING if self.announced else Phase.BOOTING
+        self.size = self.server.workers
+        self._title()
+        if queued:
+            self.reload()
 
     def _announce(self) -> None:
         self.phase = Phase.SERVING

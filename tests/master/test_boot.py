@@ -97,3 +97,12 @@ def test_budget_probes_one_at_a_time_after_a_failure() -> None:
     assert guard.budget(missing=0, booting=0) == 0
     guard.succeeded()
     assert guard.budget(missing=4, booting=1) == 4
+
+
+def test_reaching_the_limit_calls_give_up_once() -> None:
+    calls: list[str] = []
+    guard = BootGuard(limit=2, give_up=lambda: calls.append("stop"), jitter=no_jitter)
+    assert guard.failed("exit status 1", "worker 1", now=0.0) is None
+    assert calls == []
+    assert guard.failed("exit status 1", "worker 2", now=1.0) is not None
+    assert calls == ["stop"]

@@ -22,6 +22,7 @@ from prefork.core.contract import REPORT, REPORT_READY, REPORT_RECYCLE, WorkerIn
 from prefork.master import supervisor
 from prefork.master import upgrade as upgrade_module
 from prefork.master.boot import BootError
+from prefork.master.policies import KILLED
 from prefork.master.pool import ignore_event
 from prefork.master.stopping import StopMode
 from prefork.master.supervisor import Master, Phase
@@ -413,7 +414,7 @@ def test_a_hung_request_is_dumped_then_killed(make: Callable[..., Harness]) -> N
     assert h.killed == []
     h.clock.now = a.kill_at
     m._check(h.clock.now)
-    assert h.killed == [a.pid] and a.kill_at == 0.0
+    assert h.killed == [a.pid] and a.kill_at == KILLED
     h.exit(a, signal.SIGKILL)
     assert "crash" not in m.restarts and replacement.pid in m.pool.workers
 
@@ -526,14 +527,9 @@ def test_the_new_master_of_an_upgrade_retires_the_old_once_ready(
     assert kills == [(os.getppid(), signal.SIGTERM)]
 
 
-# -- found bugs (strict xfails: they pass once the master is fixed) ----------------------------
+# -- bugs the review found, fixed ----------------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "Recycler.start() spawns through Master._try_spawn without asking BootGuard.may_spawn(): "
-    "a recycling replacement that dies before ready re-queues the old worker and a new "
-    "replacement is forked in the same _maintain(), ignoring the back-off deadline "
-    "(boot.not_before) that the failure just set"))
 def test_a_recycling_replacement_that_fails_to_boot_waits_for_the_back_off(
     make: Callable[..., Harness],
 ) -> None:
@@ -550,12 +546,6 @@ def test_a_recycling_replacement_that_fails_to_boot_waits_for_the_back_off(
     assert m.recycler.replacing == {retry.pid: a.pid}
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "During a reload, a spawn of the new generation that raises (pre_fork hook, fork() "
-    "refused by a task limit -- likelier then, with two generations) goes through "
-    "Master._try_spawn -> BootGuard.failed instead of Generations.abort: after "
-    "max_boot_failures the BootError quick-stops the whole server, old generation included, "
-    "instead of aborting the reload and keeping the old generation (DESIGN: HUP)"))
 def test_a_new_generation_that_cannot_be_spawned_keeps_the_old_one(
     make: Callable[..., Harness],
 ) -> None:
@@ -573,11 +563,6 @@ def test_a_new_generation_that_cannot_be_spawned_keeps_the_old_one(
     assert h.sent_to(old) == set()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "Master._check() clears worker.kill_at when it applies Kill, so until the killed worker "
-    "is reaped (SIGKILL is not instant for a process in D state) Policies.check sees a ready "
-    "worker with a hung slot and no kill_at and returns a second DumpStack: SIGUSR2 again, "
-    "restarts['timeout'] counted twice, a second Kill after another grace"))
 def test_a_killed_hung_worker_is_not_dumped_again_before_it_is_reaped(
     make: Callable[..., Harness],
 ) -> None:
@@ -595,10 +580,6 @@ def test_a_killed_hung_worker_is_not_dumped_again_before_it_is_reaped(
     assert h.sent == [(a.pid, signal.SIGUSR2)]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "Master.scale() leaves PAUSED for any new size, so TTOU on a paused pool starts "
-    "size-1 workers, although pause() logs 'HUP or TTIN to resume' (gunicorn: TTOU after "
-    "WINCH starts nothing)"))
 def test_ttou_does_not_resume_a_paused_pool(make: Callable[..., Harness]) -> None:
     h = make(workers=3)
     m = h.master
