@@ -211,7 +211,7 @@ class Master(PolicyMixIn):
                 except OSError as exc:
                     raise OSError(exc.errno, f"metrics {self.server.metrics}: "
                                   f"{exc.strerror or exc}") from None
-                self.selector.register(self.metrics.fileno(), selectors.EVENT_READ)
+                self.metrics.register(self.selector)
                 log.info("master (pid %d) metrics on http://%s:%d/metrics", self.pid,
                          *self.metrics.address[:2])
             log.info("master (pid %d) starting %d workers", self.pid, self.size)
@@ -324,16 +324,18 @@ class Master(PolicyMixIn):
             deadlines.append(self.next_adapt)
         if not self.use_pidfd:
             deadlines.append(now + REAP_FALLBACK_INTERVAL)
+        deadlines.extend(d for e in self._endpoints() if (d := e.deadline()) is not None)
         return max(0.0, min(deadlines) - now) if deadlines else None
 
     def _wait(self, timeout: float | None) -> None:
-        for key, _ in self.selector.select(timeout):
-            if self.control is not None and key.fd == self.control.fileno():
-                self.control.on_readable()
-            elif self.metrics is not None and key.fd == self.metrics.fileno():
-                self.metrics.on_readable()
+        for key, mask in self.selector.select(timeout):
+            if callable(key.data):  # the control and metrics endpoints' sockets
+                key.data(mask)
             elif key.fd == self.upgrade_pidfd:
                 self._upgrade_exited()
+        now = time.monotonic()
+        for endpoint in self._endpoints():
+            endpoint.expire(now)
         for sig in self.signals.drain():
             handler = self.on_signal.get(sig)
             if handler is not None:
@@ -342,6 +344,9 @@ class Master(PolicyMixIn):
         self._reap()
         self._enforce_deadlines()
         self._progress()
+
+    def _endpoints(self) -> list[ControlServer | MetricsServer]:
+        return [e for e in (self.control, self.metrics) if e is not None]
 
     def spawn_missing(self) -> None:
         if self.stop_mode is not None or time.monotonic() < self.spawn_not_before:
@@ -411,11 +416,9 @@ class Master(PolicyMixIn):
         fds = [self.alive_w, self.report_r, *self.signals.fds()]
         if self.upgrade_pidfd is not None:
             fds.append(self.upgrade_pidfd)
-        fds.extend(w.pidfd for w in self.workers.values() if w.pidfd is not None)
-        if self.control is not None:
-            fds.append(self.control.fileno())
-        if self.metrics is not None:
-            fds.append(self.metrics.fileno())
+        # Everything the loop watches: pidfds, the endpoints' sockets and their connections.
+        fds.extend(key.fd for key in self.selector.get_map().values())
+        fds.extend(e.fileno() for e in self._endpoints())  # also while one pauses accepting
         with contextlib.suppress(NotImplementedError, ValueError):
             selector_fd = getattr(self.selector, "fileno", lambda: -1)()
             if selector_fd >= 0:
@@ -546,7 +549,7 @@ class Master(PolicyMixIn):
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(self.server.control)
             self.control = ControlServer(self.server.control, self._on_control)
-            self.selector.register(self.control.fileno(), selectors.EVENT_READ)
+            self.control.register(self.selector)
 
     def _announce(self) -> None:
         self.announced = True
