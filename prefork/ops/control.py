@@ -88,7 +88,7 @@ def validate(request: object) -> Request:
     if not isinstance(command, str):
         raise RequestError('request needs a "command" string')
     if command not in COMMANDS:
-        raise RequestError(f"unknown command {command!r} (one of: {', '.join(COMMANDS)})")
+        raise RequestError(f"unknown command {_shown(command)} (one of: {', '.join(COMMANDS)})")
     out: Request = dict(request)
     if command == "scale":
         workers = request.get("workers")
@@ -100,14 +100,18 @@ def validate(request: object) -> Request:
             if workers > MAX_SCALE:
                 raise RequestError(f'"workers" must be at most {MAX_SCALE}')
         elif not RELATIVE.fullmatch(workers):
-            shown = workers if len(workers) <= 40 else workers[:40] + "..."
-            raise RequestError(f'"workers" must be a count or "+N"/"-N", not {shown!r}')
+            raise RequestError(f'"workers" must be a count or "+N"/"-N", not {_shown(workers)}')
     elif command == "stop":
         graceful = request.get("graceful", True)
         if not isinstance(graceful, bool):
             raise RequestError('"graceful" must be true or false')
         out["graceful"] = graceful
     return out
+
+
+def _shown(text: str, limit: int = 40) -> str:
+    """``repr(text)``, cut short: replies must not echo a client's megabytes back."""
+    return repr(text) if len(text) <= limit else repr(text[:limit]) + "..."
 
 
 def scale_target(workers: int | str, current: int) -> int:
@@ -260,12 +264,6 @@ class ControlServer(Endpoint):
         # reused by a successor's file and the comparison would be meaningless.
         remove_unix_path(self.path, self._ident)
         super().close()
-
-    def __enter__(self) -> ControlServer:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
 
 
 def request(path: str, command: Request, timeout: float = 5.0) -> Reply:

@@ -42,8 +42,7 @@ import selectors
 import socket
 import socketserver
 import time
-from collections.abc import Callable
-from typing import Any, ClassVar, cast
+from typing import Any, ClassVar, TypeVar, cast
 
 log = logging.getLogger("prefork.master")
 
@@ -54,7 +53,7 @@ ACCEPT_BATCH = 64  # connections accepted per readable event, so one flood canno
 ACCEPT_PAUSE = 0.1  # seconds without accepting after accept() failed (EMFILE): no busy loop
 DRAIN_LIMIT = 256 * 1024  # bytes read and discarded before closing (see Connection.finish)
 
-Event = Callable[[int], None]
+E = TypeVar("E", bound="Endpoint")
 
 
 class Phase(enum.Enum):
@@ -289,6 +288,12 @@ class Endpoint:
             with contextlib.suppress(KeyError, ValueError):
                 self.selector.unregister(self.sock)
         self.sock.close()
+
+    def __enter__(self: E) -> E:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
     # -- hooks for subclasses -----------------------------------------------------------------
 

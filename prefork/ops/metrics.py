@@ -150,12 +150,6 @@ class MetricsServer(Endpoint):
     def failure_reply(self, exc: Exception) -> bytes:
         return _plain(500, "Internal Server Error")
 
-    def __enter__(self) -> MetricsServer:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
 
 def _plain(code: int, reason: str) -> bytes:
     return f"HTTP/1.0 {code} {reason}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".encode()
