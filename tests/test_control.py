@@ -214,6 +214,9 @@ def test_commands_round_trip(served: str, master: FakeMaster) -> None:
         ({"command": "scale", "workers": 0}, "at least 1"),
         ({"command": "scale", "workers": True}, "scale needs"),
         ({"command": "stop", "graceful": "yes"}, '"graceful"'),
+        ({"command": "scale", "workers": "+" + "9" * 5000}, '"+N"/"-N"'),  # int() would fail
+        ({"command": "scale", "workers": "+\u00b2"}, '"+N"/"-N"'),  # "²".isdigit()
+        ({"command": "scale", "workers": 10**30}, "at most"),
     ],
 )
 def test_invalid_requests_get_an_error_reply(
@@ -231,6 +234,8 @@ def test_invalid_requests_get_an_error_reply(
         (b"not json\n", "invalid JSON"),
         (b"[1, 2]\n", "JSON object"),
         (b"", "invalid JSON"),
+        (b"[" * 1100 + b"\n", "nested too deeply"),  # RecursionError in json.loads
+        (b"1" * 5000 + b"\n", "invalid JSON"),  # past the int digits limit
         (b'{"command": "status"}', None),  # no newline, but EOF ends the line
     ],
 )

@@ -200,7 +200,6 @@ class ControlServer(Endpoint):
     name = "control socket"
     timeout = SERVE_TIMEOUT
     max_request = MAX_REQUEST
-    backlog = 16
 
     def __init__(self, path: str, handle: Handler) -> None:
         self.path = path

@@ -231,7 +231,7 @@ class Endpoint:
     Subclasses set :attr:`handler_class` and :attr:`name`, and may override
     :meth:`request_complete`, :meth:`admit`, :meth:`timeout_reply`, :meth:`too_large_reply`
     and :meth:`failure_reply`.  Tunables (class attributes): ``timeout``, ``max_request``,
-    ``max_connections``.
+    ``max_connections``, ``backlog`` (for the subclass's ``listen()``).
     """
 
     handler_class: ClassVar[type[socketserver.BaseRequestHandler]]
@@ -239,6 +239,7 @@ class Endpoint:
     timeout = SERVE_TIMEOUT
     max_request = 64 * 1024
     max_connections = MAX_CONNECTIONS
+    backlog = MAX_CONNECTIONS  # for subclasses' listen(): a burst of clients is not dropped
 
     def __init__(self, sock: socket.socket) -> None:
         sock.setblocking(False)  # a spurious wake-up must not block in accept()

@@ -118,7 +118,6 @@ class MetricsServer(Endpoint):
     name = "metrics"
     timeout = SERVE_TIMEOUT
     max_request = MAX_HEAD
-    backlog = 16
 
     def __init__(self, spec: str, status: Callable[[], dict[str, Any]]) -> None:
         bind = parse_bind(spec)
