@@ -368,6 +368,10 @@ class Endpoint:
             log.debug("master (pid %d) %s: peer gone: %s", os.getpid(), self.name, exc)
             conn.close()
             return
+        except Exception:  # a bug in admit(): refuse this client, keep the master's loop
+            log.exception("master (pid %d) %s: admit failed", os.getpid(), self.name)
+            conn.close()
+            return
         if refusal is not None:
             conn.reply(refusal)
 
