@@ -31,6 +31,7 @@ from prefork.ops.control import (
     scale_target,
     validate,
 )
+from prefork.ops.endpoint import Endpoint
 
 TIMEOUT = 10.0
 LOOP_LIMIT = 30.0  # seconds a test's server loop may run at most
@@ -63,25 +64,46 @@ class FakeMaster:
         return {"pid": os.getpid(), "workers": self.size}
 
 
-class Loop:
-    """The master's select loop in miniature: the server's fd plus a stop pipe, bounded."""
+def loop_turn(sel: selectors.BaseSelector, server: Endpoint, limit: float) -> bool:
+    """One turn of the master's loop in miniature: wait (no longer than the server's deadline
+    and ``limit``), dispatch ``key.data(mask)``, expire.  False once the stop fd is readable."""
+    timeout = limit
+    if (deadline := server.deadline()) is not None:
+        timeout = min(timeout, max(0.0, deadline - time.monotonic()))
+    for key, mask in sel.select(timeout):
+        if not callable(key.data):
+            return False
+        key.data(mask)
+    server.expire(time.monotonic())
+    return True
 
-    def __init__(self, server: ControlServer) -> None:
+
+class Loop:
+    """The master's select loop in miniature, in a thread: the server plus a stop pipe, bounded.
+    ``turns`` records how long each turn's dispatch took (the loop must never be held up)."""
+
+    def __init__(self, server: Endpoint) -> None:
         self.server = server
         self.stop_r, self.stop_w = os.pipe()
+        self.error: BaseException | None = None
+        self.longest_dispatch = 0.0
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
 
     def _run(self) -> None:
         deadline = time.monotonic() + LOOP_LIMIT
-        with selectors.DefaultSelector() as sel:
-            sel.register(self.server.fileno(), selectors.EVENT_READ)
-            sel.register(self.stop_r, selectors.EVENT_READ)
-            while (remaining := deadline - time.monotonic()) > 0:
-                for key, _ in sel.select(remaining):
-                    if key.fd == self.stop_r:
+        try:
+            with selectors.DefaultSelector() as sel:
+                self.server.register(sel)
+                sel.register(self.stop_r, selectors.EVENT_READ)
+                while (remaining := deadline - time.monotonic()) > 0:
+                    if not loop_turn(sel, self.server, remaining):
                         return
-                    self.server.on_readable()
+        except BaseException as exc:
+            self.error = exc
+            raise
+        finally:
+            self.server.close()  # before its selector goes
 
     def stop(self) -> None:
         os.write(self.stop_w, b"x")
@@ -89,6 +111,7 @@ class Loop:
         os.close(self.stop_r)
         os.close(self.stop_w)
         assert not self.thread.is_alive()
+        assert self.error is None, f"the loop raised {self.error!r}"
 
 
 @pytest.fixture
@@ -191,6 +214,9 @@ def test_commands_round_trip(served: str, master: FakeMaster) -> None:
         ({"command": "scale", "workers": 0}, "at least 1"),
         ({"command": "scale", "workers": True}, "scale needs"),
         ({"command": "stop", "graceful": "yes"}, '"graceful"'),
+        ({"command": "scale", "workers": "+" + "9" * 5000}, '"+N"/"-N"'),  # int() would fail
+        ({"command": "scale", "workers": "+\u00b2"}, '"+N"/"-N"'),  # "²".isdigit()
+        ({"command": "scale", "workers": 10**30}, "at most"),
     ],
 )
 def test_invalid_requests_get_an_error_reply(
@@ -208,6 +234,8 @@ def test_invalid_requests_get_an_error_reply(
         (b"not json\n", "invalid JSON"),
         (b"[1, 2]\n", "JSON object"),
         (b"", "invalid JSON"),
+        (b"[" * 1100 + b"\n", "nested too deeply"),  # RecursionError in json.loads
+        (b"1" * 5000 + b"\n", "invalid JSON"),  # past the int digits limit
         (b'{"command": "status"}', None),  # no newline, but EOF ends the line
     ],
 )
@@ -324,22 +352,33 @@ def test_close_removes_only_its_own_file(tmp_path: Path, master: FakeMaster) -> 
 # --- bounded service ---------------------------------------------------------------------------
 
 
-def test_silent_client_costs_the_loop_about_one_second(tmp_path: Path, master: FakeMaster) -> None:
+def test_silent_client_is_answered_at_its_deadline(tmp_path: Path, master: FakeMaster) -> None:
     path = str(tmp_path / "ctl")
     with ControlServer(path, master.handle) as server, socket.socket(
         socket.AF_UNIX, socket.SOCK_STREAM
-    ) as silent:
+    ) as silent, selectors.DefaultSelector() as sel:
+        server.register(sel)
         silent.settimeout(TIMEOUT)
         silent.connect(path)
         start = time.monotonic()
-        server.on_readable()  # in this thread, as the master would: it must come back
+        turns = 0
+        # In this thread, as the master would: every turn comes back at once.
+        while not select.select([silent], [], [], 0)[0]:
+            assert time.monotonic() - start < ControlServer.timeout + 0.5
+            turn_start = time.monotonic()
+            assert loop_turn(sel, server, limit=0.05)
+            turns += 1
+            deadline = server.deadline()
+            if deadline is not None and deadline > time.monotonic():
+                assert time.monotonic() - turn_start < 0.2  # no turn waits on the client
         elapsed = time.monotonic() - start
         assert ControlServer.timeout * 0.9 <= elapsed < ControlServer.timeout + 0.5
+        assert turns > 1
         reply = json.loads(silent.recv(65536))
         assert reply["ok"] is False and "no request" in reply["error"]
         assert master.calls == []
-        server.on_readable()  # nothing pending: returns at once instead of blocking
-        assert time.monotonic() - start < ControlServer.timeout + 0.5
+        assert server.deadline() is None  # the connection is gone
+        server.close()
 
 
 def test_loop_serves_others_after_a_silent_client(served: str) -> None:

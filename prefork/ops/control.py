@@ -12,11 +12,16 @@ JSON object on one line, the server answers one JSON object on one line and clos
 
 Why it looks like this:
 
-* **No thread in the master.**  :class:`ControlServer` exposes ``fileno()`` for the master's
-  ``select`` and serves exactly one connection per :meth:`ControlServer.on_readable`.  The
-  exchange is synchronous, so it is bounded by :attr:`ControlServer.timeout` *in total* (not per
-  ``recv``): a client that connects and says nothing, or trickles bytes, costs the loop at most
-  that long and then gets an error reply.
+* **No thread in the master, and no waiting in it.**  :class:`ControlServer` is an
+  :class:`~prefork.ops.endpoint.Endpoint`: its connections are non-blocking and served from the
+  master's select loop, each within :attr:`ControlServer.timeout` *in total* (not per ``recv``).
+  A client that connects and says nothing, or trickles bytes, costs a registration, and gets an
+  error reply at its deadline.  The answer itself comes from :class:`ControlHandler`, an
+  ordinary ``socketserver.StreamRequestHandler``.
+* **Any input gets a reply.**  Whatever a client sends -- bytes that are not UTF-8, nesting
+  deeper than the JSON parser's recursion, numbers past the int digits limit, wrong types -- is
+  answered with ``{"ok": false, "error": ...}``; nothing reaches the master's loop as an
+  exception.
 * **Who may talk to it.**  Two layers.  The socket file is created with mode 0600 (bound under a
   0o177 umask, so there is no window where it is wider, then chmod'ed in case the filesystem
   ignored the umask), so only the owner and root can connect at all.  Then every peer's
@@ -34,14 +39,16 @@ import contextlib
 import json
 import logging
 import os
-import selectors
+import re
 import socket
+import socketserver
 import struct
 import time
 from collections.abc import Callable
 from typing import Any
 
 from prefork.core.sockets import FileIdent, clear_stale_unix_path, file_ident, remove_unix_path
+from prefork.ops.endpoint import Endpoint
 
 log = logging.getLogger("prefork.master")
 
@@ -53,10 +60,12 @@ COMMANDS = ("status", "reload", "scale", "stop")
 PEERCRED = struct.Struct("3i")  # struct ucred: pid, uid, gid
 SOCKET_MODE = 0o600
 BIND_UMASK = 0o177
-SERVE_TIMEOUT = 1.0  # seconds one connection may hold the master's loop, all included
+SERVE_TIMEOUT = 1.0  # seconds one connection may stay open, reading and writing included
 MAX_REQUEST = 64 * 1024  # bytes; a request is one short JSON line
 MAX_REPLY = 16 * 1024 * 1024  # bytes the client accepts before giving up
 PERMISSION_DENIED: Reply = {"ok": False, "error": "permission denied"}
+MAX_SCALE = 1_000_000  # no pool is this big: larger counts are refused, not converted
+RELATIVE = re.compile(r"[+-][0-9]{1,7}")  # "+N"/"-N", ASCII digits only ("+²".isdigit())
 
 
 class ControlError(Exception):
@@ -79,7 +88,7 @@ def validate(request: object) -> Request:
     if not isinstance(command, str):
         raise RequestError('request needs a "command" string')
     if command not in COMMANDS:
-        raise RequestError(f"unknown command {command!r} (one of: {', '.join(COMMANDS)})")
+        raise RequestError(f"unknown command {_shown(command)} (one of: {', '.join(COMMANDS)})")
     out: Request = dict(request)
     if command == "scale":
         workers = request.get("workers")
@@ -88,14 +97,21 @@ def validate(request: object) -> Request:
         if isinstance(workers, int):
             if workers < 1:
                 raise RequestError('"workers" must be at least 1')
-        elif not (workers[:1] in ("+", "-") and workers[1:].isdigit()):
-            raise RequestError(f'"workers" must be a count or "+N"/"-N", not {workers!r}')
+            if workers > MAX_SCALE:
+                raise RequestError(f'"workers" must be at most {MAX_SCALE}')
+        elif not RELATIVE.fullmatch(workers):
+            raise RequestError(f'"workers" must be a count or "+N"/"-N", not {_shown(workers)}')
     elif command == "stop":
         graceful = request.get("graceful", True)
         if not isinstance(graceful, bool):
             raise RequestError('"graceful" must be true or false')
         out["graceful"] = graceful
     return out
+
+
+def _shown(text: str, limit: int = 40) -> str:
+    """``repr(text)``, cut short: replies must not echo a client's megabytes back."""
+    return repr(text) if len(text) <= limit else repr(text[:limit]) + "..."
 
 
 def scale_target(workers: int | str, current: int) -> int:
@@ -105,47 +121,108 @@ def scale_target(workers: int | str, current: int) -> int:
     return workers
 
 
-class ControlServer:
-    """The listening side, driven by the master's select loop.
+class ControlHandler(socketserver.StreamRequestHandler):
+    """Answers one control request: reads a JSON line, writes a JSON line.
 
-    Methods for the caller: :meth:`fileno` (register it for reading), :meth:`on_readable` (call
-    when it is readable: serves one connection, never raises), :meth:`close`.
+    ``server`` is the :class:`ControlServer`, whose ``handle`` acts on a validated request.
+    Any input gets a reply; nothing a client sends makes this raise.
+    """
+
+    def handle(self) -> None:
+        server = self.server
+        assert isinstance(server, ControlServer)
+        line = self.rfile.readline(server.max_request + 1)
+        reply = self.answer(server, line)
+        self.wfile.write(encode(reply))
+
+    def answer(self, server: ControlServer, line: bytes) -> Reply:
+        try:
+            request = validate(decode(line))
+        except RequestError as exc:
+            return {"ok": False, "error": str(exc)}
+        peer_pid = peer_credentials(self.request)[0]
+        # Commands that change something are worth a line; status (and `prefork top`) is not.
+        log.log(
+            logging.DEBUG if request["command"] == "status" else logging.INFO,
+            "master (pid %d) control: %s from pid %d", os.getpid(), request["command"], peer_pid,
+        )
+        try:
+            result = server.handle(request)
+            if not isinstance(result, dict):
+                raise TypeError(f"handler returned {type(result).__name__}, not dict")
+            reply = {"ok": True, **result}
+            json.dumps(reply)  # fail here, inside the guard, if it cannot be encoded
+        except Exception as exc:
+            log.exception(
+                "master (pid %d) control command %r failed", os.getpid(), request["command"]
+            )
+            return {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+        return reply
+
+
+def decode(line: bytes) -> object:
+    """``json.loads`` for untrusted input: every failure is a :class:`RequestError`."""
+    try:
+        return json.loads(line)
+    except RecursionError:  # [[[[...: deeper than the parser's recursion limit
+        raise RequestError("invalid JSON: nested too deeply") from None
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, the int digits limit
+        raise RequestError(f"invalid JSON: {exc}") from None
+
+
+def encode(reply: Reply) -> bytes:
+    return json.dumps(reply).encode() + b"\n"
+
+
+def peer_credentials(sock: socket.socket) -> tuple[int, int, int]:
+    """The connected peer's (pid, uid, gid), from the kernel (``SO_PEERCRED``)."""
+    creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, PEERCRED.size)
+    pid, uid, gid = PEERCRED.unpack(creds)
+    return pid, uid, gid
+
+
+class ControlServer(Endpoint):
+    """The listening side, served from the master's select loop (see :class:`Endpoint`).
+
+    Methods for the caller: :meth:`register`, :meth:`deadline`, :meth:`expire`, :meth:`close`.
 
     ``handle(request)`` receives a validated request (see :func:`validate`) and returns a dict
     that becomes the reply; ``"ok": true`` is added unless it sets ``ok`` itself.  An exception
     in ``handle`` is logged with its traceback and answered with ``{"ok": false, "error": ...}``.
+    It runs in the master's loop: it must not block.
 
-    Tunables (class attributes): ``timeout``, ``max_request``, ``backlog``.
+    Tunables (class attributes): ``timeout``, ``max_request``, ``max_connections``, ``backlog``.
     Construction raises :class:`ControlError` when the path is in use by a live server, is not a
     socket, or cannot be bound.  Not for threads: it sets the process umask while binding.
     """
 
+    handler_class = ControlHandler
+    name = "control socket"
     timeout = SERVE_TIMEOUT
     max_request = MAX_REQUEST
-    backlog = 16
 
     def __init__(self, path: str, handle: Handler) -> None:
         self.path = path
         self.handle = handle
         self.uid = os.geteuid()
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
-            self._ident = self._bind()
-            self.sock.listen(self.backlog)
+            self._ident = self._bind(sock)
+            sock.listen(self.backlog)
         except BaseException:
-            self.sock.close()
+            sock.close()
             raise
-        self.sock.setblocking(False)  # a spurious wake-up must not block in accept()
+        super().__init__(sock)
         log.debug("master (pid %d) control socket at %s", os.getpid(), path)
 
-    def _bind(self) -> FileIdent | None:
+    def _bind(self, sock: socket.socket) -> FileIdent | None:
         try:
             clear_stale_unix_path(self.path, socket.SOCK_STREAM)
         except OSError as exc:
             raise ControlError(f"control socket {self.path}: {exc.strerror or exc}") from exc
         old_umask = os.umask(BIND_UMASK)
         try:
-            self.sock.bind(self.path)
+            sock.bind(self.path)
         except OSError as exc:
             raise ControlError(f"control socket {self.path}: cannot bind: {exc}") from exc
         finally:
@@ -158,107 +235,34 @@ class ControlServer:
             raise ControlError(f"control socket {self.path}: cannot chmod: {exc}") from exc
         return ident
 
-    def fileno(self) -> int:
-        return self.sock.fileno()
-
-    def register(self, selector: selectors.BaseSelector) -> None:  # interim, until endpoint.py
-        selector.register(self.sock.fileno(), selectors.EVENT_READ, lambda mask: self.on_readable())
-
-    def deadline(self) -> float | None:
-        return None
-
-    def expire(self, now: float) -> None:
-        pass
-
-    def on_readable(self) -> None:
-        """Accept one pending connection (if any) and serve it within :attr:`timeout`."""
-        try:
-            conn, _ = self.sock.accept()
-        except (BlockingIOError, InterruptedError):
-            return
-        except OSError as exc:
-            log.warning("master (pid %d) control socket accept failed: %s", os.getpid(), exc)
-            return
-        deadline = time.monotonic() + self.timeout
-        try:
-            with conn:
-                reply = self._serve(conn, deadline)
-                _send(conn, reply, deadline)
-        except OSError as exc:  # the client went away or stopped reading: its loss
-            log.debug("master (pid %d) control reply not sent: %s", os.getpid(), exc)
-
-    def _serve(self, conn: socket.socket, deadline: float) -> Reply:
-        creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, PEERCRED.size)
-        peer_pid, peer_uid, _ = PEERCRED.unpack(creds)
-        if peer_uid not in (self.uid, 0):
-            log.warning(
-                "master (pid %d) control socket: refused pid %d (uid %d)",
-                os.getpid(), peer_pid, peer_uid,
-            )
-            return dict(PERMISSION_DENIED)
-        try:
-            line = self._read_line(conn, deadline)
-        except TimeoutError:
-            return {"ok": False, "error": f"no request within {self.timeout:g} s"}
-        except RequestError as exc:
-            return {"ok": False, "error": str(exc)}
-        try:
-            request = validate(json.loads(line))
-        except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, RequestError
-            message = str(exc) if isinstance(exc, RequestError) else f"invalid JSON: {exc}"
-            return {"ok": False, "error": message}
-        # Commands that change something are worth a line; status (and `prefork top`) is not.
-        log.log(
-            logging.DEBUG if request["command"] == "status" else logging.INFO,
-            "master (pid %d) control: %s from pid %d", os.getpid(), request["command"], peer_pid,
+    def admit(self, sock: socket.socket) -> bytes | None:
+        """Only the master's effective uid and root are served; the rest are refused unread."""
+        peer_pid, peer_uid, _ = peer_credentials(sock)
+        if peer_uid in (self.uid, 0):
+            return None
+        log.warning(
+            "master (pid %d) control socket: refused pid %d (uid %d)",
+            os.getpid(), peer_pid, peer_uid,
         )
-        try:
-            result = self.handle(request)
-            if not isinstance(result, dict):
-                raise TypeError(f"handler returned {type(result).__name__}, not dict")
-            reply = {"ok": True, **result}
-            json.dumps(reply)  # fail here, inside the guard, if it cannot be encoded
-        except Exception as exc:
-            log.exception(
-                "master (pid %d) control command %r failed", os.getpid(), request["command"]
-            )
-            return {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
-        return reply
+        return encode(PERMISSION_DENIED)
 
-    def _read_line(self, conn: socket.socket, deadline: float) -> bytes:
-        data = b""
-        while b"\n" not in data:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise TimeoutError
-            conn.settimeout(remaining)
-            chunk = conn.recv(4096)
-            if not chunk:
-                break
-            data += chunk
-            if len(data) > self.max_request:
-                raise RequestError(f"request longer than {self.max_request} bytes")
-        return data.split(b"\n", 1)[0]
+    def timeout_reply(self) -> bytes:
+        return encode({"ok": False, "error": f"no request within {self.timeout:g} s"})
+
+    def too_large_reply(self) -> bytes:
+        return encode({"ok": False, "error": f"request longer than {self.max_request} bytes"})
+
+    def failure_reply(self, exc: Exception) -> bytes:
+        return encode({"ok": False, "error": f"internal error: {type(exc).__name__}"})
 
     def close(self) -> None:
-        """Stop listening and remove the socket file if it is still ours.  Idempotent."""
-        if self.sock.fileno() < 0:
+        """Stop serving and remove the socket file if it is still ours.  Idempotent."""
+        if self.closed:
             return
         # Compare while the socket still pins its inode: once closed, the inode number may be
         # reused by a successor's file and the comparison would be meaningless.
         remove_unix_path(self.path, self._ident)
-        self.sock.close()
-
-    def __enter__(self) -> ControlServer:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-
-def _send(conn: socket.socket, reply: Reply, deadline: float) -> None:
-    conn.settimeout(max(0.001, deadline - time.monotonic()))
-    conn.sendall(json.dumps(reply).encode() + b"\n", socket.MSG_NOSIGNAL)  # EPIPE, not SIGPIPE
+        super().close()
 
 
 def request(path: str, command: Request, timeout: float = 5.0) -> Reply:
@@ -297,7 +301,7 @@ def request(path: str, command: Request, timeout: float = 5.0) -> Reply:
         raise ControlError(f"control socket {path} closed the connection without a reply")
     try:
         reply = json.loads(line)
-    except ValueError:
+    except (ValueError, RecursionError):
         raise ControlError(f"control socket {path} sent a reply that is not JSON") from None
     if not isinstance(reply, dict):
         raise ControlError(f"control socket {path} sent a reply that is not a JSON object")

@@ -2,35 +2,38 @@
 memory) and psutil (``/proc``).  A scrape never touches a worker, so a pool that is completely
 busy or stuck still reports.
 
-The endpoint is a listening TCP socket in the master's select loop: one scrape is accepted,
-answered (HTTP/1.0, text format 0.0.4) and closed within :data:`SERVE_TIMEOUT`; the master does
-nothing else meanwhile, which is fine for a scrape every few seconds.
+The endpoint is an :class:`~prefork.ops.endpoint.Endpoint` in the master's select loop: its
+connections are non-blocking, each gets :data:`SERVE_TIMEOUT` in total, and idle or slow
+clients never hold up the master.  The answer (HTTP/1.0, text format 0.0.4) comes from
+:class:`MetricsHandler`, an ordinary ``http.server.BaseHTTPRequestHandler``.
 """
 
 from __future__ import annotations
 
+import http.server
 import logging
-import os
-import selectors
 import socket
-import time
 from collections.abc import Callable
 from typing import Any
 
 from prefork.core.sockets import parse_bind
+from prefork.ops.endpoint import Endpoint
 
 log = logging.getLogger("prefork.master")
 
 SERVE_TIMEOUT = 1.0
+MAX_HEAD = 8 * 1024  # bytes of request line and headers
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 STATES = ("booting", "idle", "busy", "draining")
 
 
+def escape_label(value: object) -> str:
+    """A label value as the text format wants it: backslash, double quote and newline escaped."""
+    return str(value).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
 def _labels(**labels: object) -> str:
-    inner = ",".join(
-        f'{key}="{str(value).replace(chr(92), chr(92) * 2).replace(chr(34), chr(92) + chr(34))}"'
-        for key, value in labels.items()
-    )
+    inner = ",".join(f'{key}="{escape_label(value)}"' for key, value in labels.items())
     return "{" + inner + "}" if inner else ""
 
 
@@ -78,67 +81,74 @@ def render(status: dict[str, Any]) -> str:
     return "\n".join(out) + "\n"
 
 
-class MetricsServer:
-    """Methods for the master's loop: fileno(), on_readable(), close()."""
+class MetricsHandler(http.server.BaseHTTPRequestHandler):
+    """GET / or /metrics: the Prometheus text of ``server.status()``; anything else: 404.
+
+    ``server`` is the :class:`MetricsServer`.  Requests are logged at debug level only.
+    """
+
+    def do_GET(self) -> None:
+        server = self.server
+        assert isinstance(server, MetricsServer)
+        if self.path.split("?", 1)[0] not in ("/", "/metrics"):
+            self.send_response(404)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        body = render(server.status()).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", CONTENT_TYPE)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        log.debug("metrics: %s %s", self.address_string(), format % args)
+
+
+class MetricsServer(Endpoint):
+    """The metrics endpoint (see :class:`Endpoint` for the methods the master calls).
+
+    ``spec`` is a TCP ``HOST:PORT`` (port 0 picks one: see :attr:`address`); ``status()``
+    returns the master's status dict, which :func:`render` turns into the text format.  It runs
+    in the master's loop: it must not block.
+    """
+
+    handler_class = MetricsHandler
+    name = "metrics"
+    timeout = SERVE_TIMEOUT
+    max_request = MAX_HEAD
 
     def __init__(self, spec: str, status: Callable[[], dict[str, Any]]) -> None:
         bind = parse_bind(spec)
         if bind.kind != "tcp":
             raise ValueError(f"metrics: {spec!r} must be a TCP HOST:PORT")
         self.status = status
-        self.sock = socket.socket(bind.family, socket.SOCK_STREAM)
+        sock = socket.socket(bind.family, socket.SOCK_STREAM)
         try:
-            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             # During a USR2 upgrade the old and the new master both listen for a moment.
-            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-            self.sock.bind(bind.address)
-            self.sock.listen(16)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            sock.bind(bind.address)
+            sock.listen(self.backlog)
         except OSError:
-            self.sock.close()
+            sock.close()
             raise
-        self.sock.setblocking(False)
-        self.address = self.sock.getsockname()
+        super().__init__(sock)
+        self.address = sock.getsockname()
 
-    def fileno(self) -> int:
-        return self.sock.fileno()
+    def request_complete(self, data: bytearray) -> bool:
+        return b"\r\n\r\n" in data or b"\n\n" in data
 
-    def register(self, selector: selectors.BaseSelector) -> None:  # interim, until endpoint.py
-        selector.register(self.sock.fileno(), selectors.EVENT_READ, lambda mask: self.on_readable())
+    def timeout_reply(self) -> bytes:
+        return _plain(408, "Request Timeout")
 
-    def deadline(self) -> float | None:
-        return None
+    def too_large_reply(self) -> bytes:
+        return _plain(431, "Request Header Fields Too Large")
 
-    def expire(self, now: float) -> None:
-        pass
+    def failure_reply(self, exc: Exception) -> bytes:
+        return _plain(500, "Internal Server Error")
 
-    def on_readable(self) -> None:
-        try:
-            conn, _ = self.sock.accept()
-        except (BlockingIOError, InterruptedError):
-            return
-        deadline = time.monotonic() + SERVE_TIMEOUT
-        try:
-            with conn:
-                conn.settimeout(SERVE_TIMEOUT)
-                head = b""
-                while b"\r\n\r\n" not in head and b"\n\n" not in head and len(head) < 8192:
-                    if time.monotonic() > deadline:
-                        return
-                    chunk = conn.recv(4096)
-                    if not chunk:
-                        break
-                    head += chunk
-                path = head.split(b" ", 2)[1] if head.count(b" ") >= 2 else b"/"
-                if path.split(b"?")[0] not in (b"/", b"/metrics"):
-                    conn.sendall(b"HTTP/1.0 404 Not Found\r\nContent-Length: 0\r\n\r\n")
-                    return
-                body = render(self.status()).encode()
-                conn.sendall(
-                    f"HTTP/1.0 200 OK\r\nContent-Type: {CONTENT_TYPE}\r\n"
-                    f"Content-Length: {len(body)}\r\n\r\n".encode() + body
-                )
-        except OSError as exc:
-            log.debug("master (pid %d) metrics scrape failed: %s", os.getpid(), exc)
 
-    def close(self) -> None:
-        self.sock.close()
+def _plain(code: int, reason: str) -> bytes:
+    return f"HTTP/1.0 {code} {reason}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".encode()
