@@ -121,16 +121,20 @@ class ServerProcess(procs.Proc):
     # -- the pool ---------------------------------------------------------------------------
 
     def workers(self) -> list[psutil.Process]:
-        return self.children()
+        """The master's children but its preload templates (titled ``prefork: template``)."""
+        return [p for p in self.children() if not _is_template(p)]
+
+    def templates(self) -> list[psutil.Process]:
+        return [p for p in self.children() if _is_template(p)]
 
     def live(self) -> set[int]:
-        """Pids of the master's children that are alive (not zombies)."""
-        return {p.pid for p in self.children() if procs.alive(p)}
+        """Pids of the master's workers that are alive (not zombies)."""
+        return {p.pid for p in self.workers() if procs.alive(p)}
 
     def wait_workers(self, count: int, timeout: float = 10.0) -> list[psutil.Process]:
         """Wait until ``count`` workers have reported ready (per the master's log)."""
         def ready() -> list[psutil.Process] | None:
-            kids = [p for p in self.children() if procs.alive(p)]
+            kids = [p for p in self.workers() if procs.alive(p)]
             pids = {p.pid for p in kids}
             return kids if len(kids) == count and pids <= self.ready_pids() else None
         return wait_for(ready, timeout, what=f"{count} ready workers")
@@ -262,3 +266,10 @@ def in_child(fn: Callable[[], object], timeout: float = 10.0) -> Any:
     if "error" in result:
         raise AssertionError(f"in the child: {result['error']}")
     return result["value"]
+
+
+def _is_template(proc: psutil.Process) -> bool:
+    try:
+        return " template" in " ".join(proc.cmdline())
+    except psutil.Error:
+        return False

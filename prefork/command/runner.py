@@ -14,8 +14,6 @@ reload).  An exception in a hook is logged with its traceback.
 from __future__ import annotations
 
 import contextlib
-import importlib
-import importlib.util
 import logging
 import os
 import socket
@@ -26,6 +24,7 @@ from typing import Any
 
 from prefork.command.app import DEFAULT_APP, AppError, load_handler, server_class
 from prefork.command.config import ConfigError, load_config, resolve_hook
+from prefork.command.probe import probe
 from prefork.command.settings import HOOK_NAMES, LIVE_SETTINGS, SERVER_SETTINGS, Config
 from prefork.core import privileges
 from prefork.core.contract import WorkerInfo
@@ -34,6 +33,9 @@ from prefork.core.sockets import BindSpec, Kind
 from prefork.ops.sdnotify import listen_fds
 
 log = logging.getLogger("prefork.master")
+
+EXIT_APP = 2  # a worker or template that cannot load the APP: the same status as the command
+
 
 class StartError(Exception):
     """The server cannot start as configured; one line for the user."""
@@ -80,7 +82,9 @@ class Runner:
         if len(specs) > 1 and config.mode != "prefork":
             raise StartError(f"several listeners need --mode prefork, not {config.mode}")
         app = config.app or DEFAULT_APP
-        handler = load_handler(app)
+        # prefork: the master never imports the APP (a probe child tells what it is; workers or
+        # preload templates import it); the stdlib modes serve it in this very process.
+        handler = probe(app) if config.mode == "prefork" else load_handler(app)
         servers: list[socketserver.BaseServer] = []
         try:
             for index, spec in enumerate(specs):
@@ -132,6 +136,9 @@ class Runner:
             if "pre_fork" in hooks:
                 hooks["pre_fork"](server, worker)
 
+        def load_app(server: PreforkMixIn) -> None:
+            runner.load_app(server, app)
+
         def post_fork(server: PreforkMixIn, worker: WorkerInfo) -> None:
             for key in ("post_fork", "post_worker_init"):
                 if key in hooks:
@@ -145,18 +152,34 @@ class Runner:
             return runner.prepare_reload(server, app)
 
         attrs.update(pre_fork=pre_fork, post_fork=post_fork, worker_exit=worker_exit,
-                     prepare_reload=prepare_reload)
+                     prepare_reload=prepare_reload, load_app=load_app)
         return type(base.__name__, (base,), attrs)
 
+    def load_app(self, server: PreforkMixIn, app: str) -> None:
+        """In a worker or a preload template: import the APP and serve it on every listener.
+        An APP that cannot be loaded is one line on the log and exit status 2 (a boot
+        failure); one whose kind changed since the master started needs a restart."""
+        try:
+            handler = load_handler(app)
+            expected = server.RequestHandlerClass  # type: ignore[attr-defined]
+            if not issubclass(handler, expected):
+                raise AppError(f"APP {app!r} is no longer a {expected.__name__}: the listeners "
+                               "were made for that; restart to serve it")
+        except AppError as exc:
+            log.error("pid %d cannot load the APP: %s", os.getpid(), exc)
+            raise SystemExit(EXIT_APP) from None
+        for listening in server.listening_servers():
+            listening.RequestHandlerClass = handler
+
     def prepare_reload(self, server: PreforkMixIn, app: str) -> Callable[[], None]:
-        """Re-read the config and (unless preloaded) re-import the handler; return the undo."""
+        """Re-read the config for a new generation (whose workers import the current code of
+        the APP themselves); return the undo."""
         base = server  # the attributes below live on the instance from here on
         try:
             fresh = self.reread()
         except ConfigError as exc:
             raise RuntimeError(f"configuration: {exc}") from None
         saved = {name: getattr(base, name) for name in LIVE_SETTINGS}
-        saved_handler = base.RequestHandlerClass  # type: ignore[attr-defined]
         if "on_reload" in self.hooks:
             self.hooks["on_reload"](server)
         if fresh.bind != self.config.bind:
@@ -166,21 +189,10 @@ class Runner:
             if name == "workers" and not value:
                 value = base.workers  # 0 (one per CPU) keeps the size the server started with
             setattr(base, name, value)
-        restore_module: Callable[[], None] = _nothing
-        if not fresh.preload:
-            try:
-                handler, restore_module = reimport_handler(app)
-            except AppError:
-                for attr, value in saved.items():
-                    setattr(base, attr, value)
-                raise
-            base.RequestHandlerClass = handler  # type: ignore[attr-defined]
 
         def rollback() -> None:
             for attr, value in saved.items():
                 setattr(base, attr, value)
-            base.RequestHandlerClass = saved_handler  # type: ignore[attr-defined]
-            restore_module()
 
         return rollback
 
@@ -191,51 +203,6 @@ class Runner:
                 hook(*args)
             except Exception:
                 log.exception("master (pid %d) %s hook failed", os.getpid(), key)
-
-
-def reimport_handler(
-    app: str,
-) -> tuple[type[socketserver.BaseRequestHandler], Callable[[], None]]:
-    """Import the APP's module again from its source, so a reload serves the new code.
-
-    ``importlib.reload`` runs the new source in the *same* module namespace, so a reload that
-    fails half way (or a new generation that fails to boot) would leave the master -- and every
-    worker it forks later -- with a mix of old and new globals.  The namespace is therefore
-    saved first; the returned function puts it back, and a failed import does so at once.
-    """
-    module_name = app.partition(":")[0]
-    module = sys.modules.get(module_name)
-    saved = dict(module.__dict__) if module is not None else None
-
-    def restore() -> None:
-        if module is not None and saved is not None:
-            module.__dict__.clear()
-            module.__dict__.update(saved)
-            sys.modules[module_name] = module
-
-    if module is not None:
-        source = getattr(module, "__file__", None)
-        if source and source.endswith(".py"):
-            # A .pyc is trusted while the source keeps its size and whole-second mtime: a quick
-            # same-size edit followed by HUP would otherwise serve the old code.
-            with contextlib.suppress(OSError, NotImplementedError, ValueError):
-                os.unlink(importlib.util.cache_from_source(source))
-        try:
-            importlib.reload(module)
-        except Exception as exc:
-            restore()
-            raise AppError(
-                f"APP {app!r}: cannot re-import {module_name}: {type(exc).__name__}: {exc}"
-            ) from None
-    try:
-        return load_handler(app), restore
-    except AppError:
-        restore()
-        raise
-
-
-def _nothing() -> None:
-    pass
 
 
 def configure(cli: Mapping[str, Any], config_file: str | None) -> Runner:

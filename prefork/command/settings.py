@@ -228,8 +228,9 @@ class Config:
         integer(1), FROM_SERVER, section=RECYCLING, flags=("--max-recycling",), metavar="N",
         live=True, help="how many workers may be replaced at the same time when recycling")
     preload = Setting(
-        boolean, False, section=POOL, flags=("--preload",),
-        help="keep the APP loaded in the master: a reload does not re-import it")
+        boolean, FROM_SERVER, section=POOL, flags=("--preload",), live=False,
+        help="import the APP once per generation, in a template process its workers are forked "
+        "from (they share its memory); a reload starts a new template on the current code")
     pidfile = Setting(
         optional_string, FROM_SERVER, section=PROCESS, flags=("--pidfile",), metavar="PATH",
         help="write the master's pid here while it serves")

@@ -57,6 +57,8 @@ class ChildContext:
     blocked_mask: set[int]
     credentials: Credentials = field(default_factory=Credentials)  # who the worker becomes
     poll_interval: float = 0.5  # how often service_actions() runs, when the server has one
+    app_loaded: bool = False  # forked from a template that already ran server.load_app()
+    via_template: bool = False  # the master becomes our parent only once the intermediate is gone
     close_fds: list[int] = field(default_factory=list)
 
 
@@ -86,8 +88,11 @@ class PoolServer(Protocol):
     pidfile: str | None
     upgrade_argv: list[str] | None
     credentials: Credentials  # who the workers run as (resolved from user and group)
+    preload: bool  # load the application once per generation, in a template process
 
     def pre_fork(self, worker: WorkerInfo) -> None: ...
+
+    def load_app(self) -> None: ...
 
     def post_fork(self, worker: WorkerInfo) -> None: ...
 

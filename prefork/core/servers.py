@@ -81,6 +81,7 @@ class PreforkMixIn:
     pidfile: str | None = None
     user: str | None = None  # workers run as this user (a name or a uid) ...
     group: str | None = None  # ... and group; the master keeps its own (core/privileges.py)
+    preload: bool = False  # load_app() once per generation, in a template the workers fork from
     socket_mode: int | None = None  # mode of a unix listener's socket file (None: the umask)
     # The command that starts this server again with inherited sockets (USR2); None: no USR2.
     upgrade_argv: list[str] | None = None
@@ -178,6 +179,12 @@ class PreforkMixIn:
 
     def pre_fork(self, worker: WorkerInfo) -> None:
         """Called in the master before each worker is forked."""
+
+    def load_app(self) -> None:
+        """Called where application code may run, before any request: in each new worker, or
+        -- with ``preload`` -- once per generation in the template its workers are forked from
+        (never in the master).  The default does nothing: a handler class given to the
+        constructor is already imported.  ``prefork serve`` imports the APP here."""
 
     def post_fork(self, worker: WorkerInfo) -> None:
         """Called in a new worker before it reports ready."""

@@ -73,6 +73,8 @@ EXIT_ORPHANED = 4  # the master was already gone when the worker started
 _PR_SET_PDEATHSIG = 1
 TITLE_INTERVAL = 0.5  # seconds between per-request title refreshes under load
 BURST = 16  # requests taken after a wake-up before waiting in epoll again
+REPARENT_WAIT = 2.0  # seconds a template's worker waits to become the master's child
+REPARENT_POLL = 0.0005
 
 
 class QuickExit(BaseException):
@@ -107,6 +109,16 @@ def set_parent_death_signal(sig: int) -> bool:
     return bool(libc.prctl(_PR_SET_PDEATHSIG, sig, 0, 0, 0) == 0)
 
 
+def _wait_for_parent(master_pid: int) -> None:
+    """A worker forked through a template's intermediate process is re-parented to the master
+    (a child subreaper) when the intermediate exits, a moment after the fork: wait for that,
+    within REPARENT_WAIT, before arming the parent-death signal (it would fire for the
+    intermediate).  After the wait, a parent that is not the master means the master died."""
+    deadline = time.monotonic() + REPARENT_WAIT
+    while os.getppid() != master_pid and time.monotonic() < deadline:
+        time.sleep(REPARENT_POLL)
+
+
 class Worker:
     """The accept loop of one child.  Methods: run() -> exit status."""
 
@@ -134,6 +146,8 @@ class Worker:
             os.setpgid(0, 0)
         # Before the death signal: a change of credentials clears it.
         privileges.drop(self.ctx.credentials)
+        if self.ctx.via_template:
+            _wait_for_parent(self.ctx.master_pid)
         # SIGKILL, not a catchable signal: a worker stuck in C code must die with its master.
         # Checked after arming: the master may have died before the prctl call.
         set_parent_death_signal(signal.SIGKILL)
@@ -173,6 +187,8 @@ class Worker:
         server = self.server
         self.slot = slot = self.ctx.board.writer(self.info.slot, self.pid)
         self._title("booting")
+        if not self.ctx.app_loaded:
+            server.load_app()
         server.post_fork(self.info)
         if server.max_requests:
             self.recycle_after = server.max_requests + random.randint(

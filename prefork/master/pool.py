@@ -30,6 +30,7 @@ from prefork.core import signals as sigs
 from prefork.core.contract import REPORT, REPORT_READY, ChildContext, PoolServer, WorkerInfo
 from prefork.core.scoreboard import Scoreboard
 from prefork.core.worker import run_worker
+from prefork.master.templates import Template, Templates
 
 log = logging.getLogger("prefork.master")
 
@@ -73,6 +74,10 @@ class Pool:
         self.ages = 0
         self.retired_requests = 0  # requests served by workers already reaped
         self.use_pidfd = hasattr(os, "pidfd_open")
+        # With preload, workers are forked by their generation's template (prefork.core.template).
+        self.templates: Templates | None = None
+        if server.preload:
+            self.templates = Templates(server, selector, self.handled_signals, self.child_context)
 
     # -- views --------------------------------------------------------------------------------
 
@@ -95,27 +100,15 @@ class Pool:
         slot = next(i for i in range(self.board.slots) if i not in used)
         info = WorkerInfo(age=self.ages, slot=slot, generation=generation)
         self.server.pre_fork(info)
-        ctx = ChildContext(
-            master_pid=self.pid,
-            report_fd=self.report_w,
-            alive_fd=self.alive_r,
-            board=self.board,
-            blocked_mask=set(),
-            poll_interval=self.poll_interval,
-            credentials=self.server.credentials,
-            close_fds=self._child_close_fds(),
-        )
         self.board.reset(info.slot, 0, info.generation, time.monotonic())
-        ctx.blocked_mask = sigs.block(self.handled_signals)
         try:
-            pid = os.fork()
-            if pid == 0:
-                run_worker(self.server, info, ctx)  # never returns
+            if self.templates is not None:
+                pid = self.templates.fork_worker(info)
+            else:
+                pid = self._fork(info)
         except BaseException:
             self.board.clear(info.slot)
             raise
-        finally:
-            sigs.unblock(ctx.blocked_mask)
         with contextlib.suppress(OSError):
             os.setpgid(pid, pid)  # also done in the child; whichever runs first wins
         info.pid, info.started = pid, time.monotonic()
@@ -129,11 +122,37 @@ class Pool:
         log.debug("master (pid %d) spawned worker %d (pid %d)", self.pid, info.age, pid)
         return info
 
+    def _fork(self, info: WorkerInfo) -> int:
+        ctx = self.child_context()
+        ctx.blocked_mask = sigs.block(self.handled_signals)
+        try:
+            pid = os.fork()
+            if pid == 0:
+                run_worker(self.server, info, ctx)  # never returns
+        finally:
+            sigs.unblock(ctx.blocked_mask)
+        return pid
+
+    def child_context(self) -> ChildContext:
+        """What a new child (worker or template) gets besides the server."""
+        return ChildContext(
+            master_pid=self.pid,
+            report_fd=self.report_w,
+            alive_fd=self.alive_r,
+            board=self.board,
+            blocked_mask=set(),
+            poll_interval=self.poll_interval,
+            credentials=self.server.credentials,
+            close_fds=self._child_close_fds(),
+        )
+
     def _child_close_fds(self) -> list[int]:
         """Every fd of the master's that a worker must not hold: whatever the master's loop
         waits on (pidfds, report pipe, control and metrics sockets and their clients, ...), the
         selector itself, the alive pipe's write end and the owner's private fds."""
         fds = {self.alive_w, self.report_r, *self.private_fds()}
+        if self.templates is not None:
+            fds.update(self.templates.fds())
         fds.update(key.fd for key in self.selector.get_map().values())
         with contextlib.suppress(NotImplementedError, ValueError, AttributeError):
             selector_fd = self.selector.fileno()  # type: ignore[attr-defined]
@@ -196,6 +215,27 @@ class Pool:
         self.retired_requests += self.board.read(info.slot).requests
         self.board.clear(info.slot)
         return status
+
+    def reap_templates(self) -> list[tuple[Template, int]]:
+        return self.templates.reap() if self.templates is not None else []
+
+    def reap_strangers(self, also_known: int = 0) -> int:
+        """As PID 1 or a subreaper: collect exited children that belong to no part (orphaned
+        descendants of workers).  Stops at a child a part collects itself (a worker, a
+        template, ``also_known``), which the next turn handles.  Returns how many."""
+        count = 0
+        while True:
+            try:
+                found = os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+            except ChildProcessError:
+                return count
+            if found is None or found.si_pid == also_known or found.si_pid in self.workers or (
+                self.templates is not None and self.templates.owns(found.si_pid)
+            ):
+                return count
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(found.si_pid, os.WNOHANG)
+            count += 1
 
     # -- signals ------------------------------------------------------------------------------
 

@@ -29,6 +29,7 @@ import selectors
 import signal
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
@@ -40,7 +41,9 @@ from prefork.master.operations import Operations
 from prefork.master.policies import KILLED, DumpStack, Kill, Policies, Recycle
 from prefork.master.pool import Pool, ignore_event
 from prefork.master.recycling import Recycler
+from prefork.master.spawning import Spawner
 from prefork.master.stopping import Stop, StopMode
+from prefork.master.templates import become_subreaper
 from prefork.master.upgrade import Upgrade, describe_status
 from prefork.master.view import Phase, View
 from prefork.ops import titles
@@ -75,33 +78,27 @@ class Master:
         self.size = server.workers
         self.phase = Phase.BOOTING
         self.announced = False  # READY was sent (and, after an upgrade, the old master retired)
-        self.restarts: dict[str, int] = {}  # reason -> count, for status and metrics
-        self.signals = SignalQueue(MASTER_SIGNALS)
+        self.restarts: Counter[str] = Counter()  # reason -> count, for status and metrics
+        # As PID 1, or the subreaper that a template's workers are re-parented to, orphaned
+        # descendants of workers become ours too: SIGCHLD wakes the loop to collect them.
+        self.reaps_strangers = server.preload or self.pid == 1
+        strangers = (signal.SIGCHLD,) if self.reaps_strangers else ()
+        self.signals = SignalQueue(MASTER_SIGNALS + strangers)
         self.selector = selectors.DefaultSelector()
         self.notifier = Notifier(unset=True)
         self.pool = Pool(server, self.selector, MASTER_SIGNALS, self.signals.fds, poll_interval)
         self.generations = Generations(server, self.pool)
-        self.recycler = Recycler(self.pool, self._count_restart)
-        self.boot = BootGuard(server.max_boot_failures, lambda: self._stop(StopMode.QUICK))
+        self.recycler = Recycler(self.pool, lambda reason: self.restarts.update([reason]))
+        self.boot = BootGuard(server.max_boot_failures, lambda: self.begin_stop(StopMode.QUICK))
         self.stop = Stop(server, self.pool)
         self.policies = Policies(server)
+        self.spawner = Spawner(self.pool, self.generations, self.boot,
+                               lambda: self.phase is Phase.RELOADING, self._abort_reload)
         self.upgrade = Upgrade(server, self.selector, MASTER_SIGNALS, self.notifier.address)
         self.view = View(self.pool, self.generations, self.recycler, lambda: self.size,
                          lambda: self.phase)
         self.ops = Operations(server, self.selector, self.status, self._on_control)
-        self.on_signal: dict[int, Callable[[], None]] = {
-            signal.SIGTERM: lambda: self._stop(StopMode.GRACEFUL, close=True),
-            signal.SIGINT: lambda: self._stop(StopMode.QUICK, escalate=True, close=True),
-            signal.SIGQUIT: lambda: self._stop(StopMode.QUICK, escalate=True, close=True),
-            STOP_GRACEFUL: lambda: self._stop(StopMode.GRACEFUL),
-            STOP_QUICK: lambda: self._stop(StopMode.QUICK, escalate=True),
-            signal.SIGHUP: self.reload,
-            signal.SIGTTIN: lambda: self.scale(self.size + 1),
-            signal.SIGTTOU: lambda: self.scale(self.size - 1, resume=False),
-            signal.SIGUSR1: self.reopen_logs,
-            signal.SIGWINCH: self.pause,
-            signal.SIGUSR2: lambda: self.upgrade.start(stopping=self.stop.requested),
-        }
+        self.on_signal = signal_table(self)
 
     # -- public -------------------------------------------------------------------------------
 
@@ -120,6 +117,8 @@ class Master:
         for server in self.server.listening_servers():
             server.socket.setblocking(False)
         self.signals.install()
+        if self.server.preload:
+            become_subreaper()
         self.selector.register(self.signals.read_fd, selectors.EVENT_READ, ignore_event)
         self.selector.register(self.pool.report_r, selectors.EVENT_READ, ignore_event)
         try:
@@ -195,7 +194,7 @@ class Master:
         elif command == "scale":
             self.scale(scale_target(request["workers"], self.size))
         elif command == "stop":
-            self._stop(StopMode.GRACEFUL if request.get("graceful", True) else StopMode.QUICK)
+            self.begin_stop(StopMode.GRACEFUL if request.get("graceful", True) else StopMode.QUICK)
         return self.status()
 
     # -- the loop -----------------------------------------------------------------------------
@@ -211,6 +210,10 @@ class Master:
             self._on_report(info, event)
         for info, status in self.pool.reap():
             self._on_exit(info, status)
+        for template, status in self.pool.reap_templates():
+            self.spawner.on_template_exit(template, status, self.stop.requested)
+        if self.reaps_strangers:
+            self.pool.reap_strangers(also_known=self.upgrade.pid)
         self._check(time.monotonic())
         self._maintain()
 
@@ -244,7 +247,7 @@ class Master:
         elif not info.ready:
             self.boot.failed(why, f"worker {info.age} (pid {info.pid})", time.monotonic())
         else:
-            self._count_restart("crash")
+            self.restarts["crash"] += 1
             log.warning("worker %d (pid %d) died: %s; replacing it", info.age, info.pid, why)
 
     def _check(self, now: float) -> None:
@@ -262,7 +265,7 @@ class Master:
                           "dumping its stack, then killing it", action.worker.age,
                           action.worker.pid, action.request_age, self.server.request_timeout)
                 self.pool.dump_then_kill(action.worker, action.kill_at)
-                self._count_restart("timeout")
+                self.restarts["timeout"] += 1
             else:
                 log.info("master (pid %d) %s", self.pid, action.why)
                 self.size = action.size
@@ -273,10 +276,12 @@ class Master:
     def _maintain(self) -> None:
         if self.phase is Phase.STOPPING:
             return
-        self._spawn_missing()
+        self.spawner.fill(self._missing())
         if self.phase is Phase.RELOADING and self.generations.ready(self.size):
-            self._count_restart("reload")
+            self.restarts["reload"] += 1
             queued = self.generations.finish()
+            if self.pool.templates is not None:
+                self.pool.templates.stop_older_than(self.generations.number)
             self._announce()
             if queued:
                 self.reload()
@@ -287,7 +292,7 @@ class Master:
         self.recycler.finish()
         steady = self.phase in (Phase.BOOTING, Phase.SERVING)
         if steady and self.boot.may_spawn(time.monotonic()):
-            self.recycler.start(self._try_spawn, self.generations.number,
+            self.recycler.start(self.spawner.try_spawn, self.generations.number,
                                 self.server.max_recycling)
 
     # -- verbs --------------------------------------------------------------------------------
@@ -298,29 +303,11 @@ class Master:
         # A worker due for recycling still counts until its replacement is ready.
         return self.size - len(self.pool.current(self.generations.number))
 
-    def _spawn_missing(self) -> None:
-        if not self.boot.may_spawn(time.monotonic()):
-            return
-        for _ in range(self.boot.budget(self._missing(), self.pool.booting())):
-            if self._try_spawn() is None:
-                break
-
-    def _try_spawn(self) -> WorkerInfo | None:
-        """Pool.spawn(), with a failure (a pre_fork hook raising, fork() refused by a task
-        limit) counted as a boot failure instead of taking the running pool down."""
-        try:
-            return self.pool.spawn(self.generations.number)
-        except Exception as exc:
-            log.exception("master (pid %d) cannot start a worker", self.pid)
-            why = f"{type(exc).__name__}: {exc}"
-            if self.phase is Phase.RELOADING:  # the new generation cannot start: keep the old
-                self._abort_reload("a new worker", why)
-            else:
-                self.boot.failed(why, "a new worker", time.monotonic())
-            return None
-
     def _abort_reload(self, who: str, why: str) -> None:
+        aborted = self.generations.number
         queued = self.generations.abort(who, why)
+        if self.pool.templates is not None:
+            self.pool.templates.stop(aborted)
         self.notifier.ready(f"reload failed; generation {self.generations.number} serving")
         self.phase = Phase.SERVING if self.announced else Phase.BOOTING
         self.size = self.server.workers
@@ -339,21 +326,22 @@ class Master:
         current = len(self.pool.current(self.generations.number))
         self.notifier.ready(f"{current} workers, generation {self.generations.number}")
 
-    def _stop(self, mode: StopMode, escalate: bool = False, close: bool = False) -> None:
+    def begin_stop(self, mode: StopMode, escalate: bool = False, close: bool = False) -> None:
         if mode is StopMode.GRACEFUL:
             self.upgrade.hand_off()
         if self.stop.request(mode, time.monotonic(), escalate, close):
             self.phase = Phase.STOPPING
             self.notifier.stopping()
-
-    def _count_restart(self, reason: str) -> None:
-        self.restarts[reason] = self.restarts.get(reason, 0) + 1
+            if self.pool.templates is not None:
+                self.pool.templates.stop_all()
 
     def _title(self) -> None:
         titles.set_title(titles.master_title(self.server.name, self.size,
                                              self.server.listener_names()))
 
     def _close(self) -> None:
+        if self.pool.templates is not None:
+            self.pool.templates.kill_all()
         for info, status in self.pool.kill_all():
             self._on_exit(info, status)
         if not self.stop.requested:  # an unexpected error: _stop() did not say it
@@ -363,3 +351,20 @@ class Master:
         self.signals.close()
         self.selector.close()
         self.pool.close()
+
+
+def signal_table(master: Master) -> dict[int, Callable[[], None]]:
+    """What the master does for each signal (DESIGN.md's table), as bound methods."""
+    return {
+        signal.SIGTERM: lambda: master.begin_stop(StopMode.GRACEFUL, close=True),
+        signal.SIGINT: lambda: master.begin_stop(StopMode.QUICK, escalate=True, close=True),
+        signal.SIGQUIT: lambda: master.begin_stop(StopMode.QUICK, escalate=True, close=True),
+        STOP_GRACEFUL: lambda: master.begin_stop(StopMode.GRACEFUL),
+        STOP_QUICK: lambda: master.begin_stop(StopMode.QUICK, escalate=True),
+        signal.SIGHUP: master.reload,
+        signal.SIGTTIN: lambda: master.scale(master.size + 1),
+        signal.SIGTTOU: lambda: master.scale(master.size - 1, resume=False),
+        signal.SIGUSR1: master.reopen_logs,
+        signal.SIGWINCH: master.pause,
+        signal.SIGUSR2: lambda: master.upgrade.start(stopping=master.stop.requested),
+    }

@@ -58,6 +58,12 @@ def master_title(name: str, workers: int, listeners: Sequence[str]) -> str:
     return f"{PREFIX}: master{_name_part(name)} {workers} {noun}{where}"
 
 
+def template_title(name: str, generation: int) -> str:
+    """``prefork: template [NAME] generation 2``: the process a preloaded generation forks
+    its workers from."""
+    return f"{PREFIX}: template{_name_part(name)} generation {generation}"
+
+
 def worker_title(number: int, name: str, state: str, requests: int) -> str:
     """``prefork: worker 3 [NAME] busy 1523 req``; ``state`` as :attr:`State.label` gives it."""
     return f"{PREFIX}: worker {number}{_name_part(name)} {state} {requests} req"

@@ -1,6 +1,8 @@
-"""Which code a generation runs: HUP re-imports a rewritten handler module; a module that
-fails to import (or a generation that fails to boot) keeps the old code, also in
-workers forked later; ``--preload`` keeps the module loaded before the fork.
+"""Which code a generation runs.  The master never imports the APP: each worker does (or, with
+``--preload``, one template per generation), so HUP serves the current source; a module that
+fails to import makes the new generation fail to boot and the old one keeps serving; with
+``--preload`` a replacement in the old generation is forked from that generation's template and
+runs the old code.
 
 Every server is a real ``python -m prefork serve`` in its own session (see helpers.py);
 waits are deadlines on observable things (log lines, pids, bytes received), never sleeps.
@@ -57,10 +59,11 @@ BROKEN_TAILS = {
     "no-handler": "\ndel App\n",
 }
 RELOAD_ERRORS = {
-    "syntax-error": r"cannot re-import liveapp: SyntaxError",
-    "raise-at-import": r"cannot re-import liveapp: RuntimeError: this version cannot be imported",
-    "no-handler": r"module liveapp has no 'App'",
+    "syntax-error": r"cannot load the APP: APP 'liveapp:App': cannot import liveapp: SyntaxError",
+    "raise-at-import": r"cannot import liveapp: RuntimeError: this version cannot be imported",
+    "no-handler": r"cannot load the APP: APP 'liveapp:App': module liveapp has no 'App'",
 }
+MODES = {"per-worker import": (), "preload": ("--preload",)}
 
 
 def _write_app(tmp_path: Path, version: str, tail: str = "") -> None:
@@ -69,9 +72,10 @@ def _write_app(tmp_path: Path, version: str, tail: str = "") -> None:
 
 @contextlib.contextmanager
 def _app_server(
-    tmp_path: Path, *extra: str, workers: int = 2, env: dict[str, str] | None = None
+    tmp_path: Path, *extra: str, workers: int = 2, env: dict[str, str] | None = None,
+    tail: str = "",
 ) -> Iterator[ServerProcess]:
-    _write_app(tmp_path, "v1")
+    _write_app(tmp_path, "v1", tail)
     # No bytecode cache: a rewrite within the same second and of the same size as the old
     # source would otherwise be served from the stale .pyc (the .pyc is validated by the
     # source's mtime in whole seconds and its size).
@@ -103,8 +107,9 @@ def _versions_served(address: tuple[str, int], pids: set[int], count: int = 40) 
     return {version for version, _ in answers}
 
 
-def test_reload_serves_the_rewritten_module(tmp_path: Path) -> None:
-    with _app_server(tmp_path) as server:
+@pytest.mark.parametrize("mode", sorted(MODES))
+def test_reload_serves_the_rewritten_module(tmp_path: Path, mode: str) -> None:
+    with _app_server(tmp_path, *MODES[mode]) as server:
         address = server.tcp_address()
         old = server.ready_workers(2)
         version, pid = _answer(address)
@@ -122,21 +127,22 @@ def test_reload_serves_the_rewritten_module(tmp_path: Path) -> None:
         server.stop_ok()
 
 
+@pytest.mark.parametrize("mode", sorted(MODES))
 @pytest.mark.parametrize("breakage", sorted(BROKEN_TAILS))
 def test_reload_of_a_module_that_fails_to_import_keeps_the_old_code(
-    tmp_path: Path, breakage: str
+    tmp_path: Path, breakage: str, mode: str
 ) -> None:
-    with _app_server(tmp_path) as server:
+    with _app_server(tmp_path, *MODES[mode]) as server:
         address = server.tcp_address()
         old = server.ready_workers(2)
 
         _write_app(tmp_path, "v3-broken", BROKEN_TAILS[breakage])
         start = server.mark()
         server.signal(signal.SIGHUP)
-        server.wait_line(r"reload failed; generation 1 keeps serving", start=start)
+        server.wait_line(r"generation 2 failed to boot \(.*\); generation 1 keeps serving",
+                         start=start)
         assert server.wait_line(RELOAD_ERRORS[breakage], start=start)
-        assert not re.search(r"starting generation 2", server.text())
-        assert server.live() == old
+        wait_for(lambda: server.live() == old, what="the failed generation to be gone")
         assert _versions_served(address, old, 10) == {"v1"}
 
         # Once the module imports again, the next HUP brings the new code.
@@ -150,18 +156,19 @@ def test_reload_of_a_module_that_fails_to_import_keeps_the_old_code(
 
 
 @pytest.mark.parametrize("breakage", sorted(BROKEN_TAILS))
-def test_worker_forked_after_a_failed_reload_runs_the_old_code(
+def test_with_preload_a_worker_forked_after_a_failed_reload_runs_the_old_code(
     tmp_path: Path, breakage: str
 ) -> None:
-    """importlib.reload() runs the new source in the module's existing namespace: a reload
-    that fails half way must not leave the old handler class running with new globals."""
-    with _app_server(tmp_path, workers=1) as server:
+    """A replacement in generation 1 is forked from generation 1's template, which holds the
+    code it loaded: the broken source on disk does not reach it.  (Without --preload a
+    replacement imports what is on disk, as gunicorn's workers do.)"""
+    with _app_server(tmp_path, "--preload", workers=1) as server:
         address = server.tcp_address()
         old = min(server.ready_workers(1))
         _write_app(tmp_path, "v3-broken", BROKEN_TAILS[breakage])
         start = server.mark()
         server.signal(signal.SIGHUP)
-        server.wait_line(r"reload failed; generation 1 keeps serving", start=start)
+        server.wait_line(r"generation 1 keeps serving", start=start)
         assert _versions_served(address, {old}, 5) == {"v1"}
         # "Generation 1 keeps serving": a crashed worker's replacement is generation 1 too.
         replacement = _replace_the_worker(server, old)
@@ -169,14 +176,15 @@ def test_worker_forked_after_a_failed_reload_runs_the_old_code(
         server.stop_ok()
 
 
-def test_worker_forked_after_a_generation_failed_to_boot_runs_the_old_code(
+def test_with_preload_a_worker_forked_after_a_generation_failed_to_boot_runs_the_old_code(
     tmp_path: Path,
 ) -> None:
-    """The rollback of a reload whose generation cannot boot restores the module too."""
+    """Generation 2 imports fine but cannot boot (its post_fork hook fails): generation 1's
+    template stays, so generation 1's replacements still run generation 1's code."""
     marker = tmp_path / "fail-now"
     (tmp_path / "prefork.toml").write_text(f'post_fork = "{HOOKS}:post_fork_fails_on_marker"\n')
     env = {"LIVEOPS_FAIL_MARKER": str(marker)}
-    with _app_server(tmp_path, "-c", "prefork.toml", workers=1, env=env) as server:
+    with _app_server(tmp_path, "-c", "prefork.toml", "--preload", workers=1, env=env) as server:
         address = server.tcp_address()
         old = min(server.ready_workers(1))
         _write_app(tmp_path, "version-two")  # imports fine; its generation will not boot
@@ -192,17 +200,32 @@ def test_worker_forked_after_a_generation_failed_to_boot_runs_the_old_code(
         server.stop_ok()
 
 
-def test_reload_with_preload_keeps_the_loaded_module(tmp_path: Path) -> None:
-    with _app_server(tmp_path, "--preload") as server:
-        address = server.tcp_address()
-        old = server.ready_workers(2)
-        _write_app(tmp_path, "version-two")
+IMPORT_LOG_TAIL = """
+with open(os.environ["IMPORT_LOG"], "a") as _log:
+    _log.write("%d\\n" % os.getpid())
+"""
+
+
+@pytest.mark.parametrize("mode", sorted(MODES))
+def test_the_app_is_imported_in_workers_or_templates_never_in_the_master(
+    tmp_path: Path, mode: str
+) -> None:
+    log = tmp_path / "imports.log"
+    env = {"IMPORT_LOG": str(log)}
+    with _app_server(tmp_path, *MODES[mode], env=env, tail=IMPORT_LOG_TAIL) as server:
+        server.tcp_address()
+        workers = server.ready_workers(2)
         start = server.reload(2)
-        new = server.ready_pids(start)
-        assert len(new) == 2 and not new & old  # a new generation did start ...
-        wait_gone(old, "the first generation to retire")
-        for _ in range(6):
-            version, pid = _answer(address)
-            assert version == "v1"  # ... with the module loaded before the fork
-            assert pid in new
+        workers |= server.ready_pids(start)
+        importers = [int(line) for line in log.read_text().split()]
+        assert server.pid not in importers
+        assert len(importers) == len(set(importers))  # each process imports once
+        if mode == "preload":  # once per generation, in its template
+            loaders = {int(m.group(1)) for m in re.finditer(
+                r"template of generation \d \(pid (\d+)\) ready", server.text())}
+            assert len(loaders) == 2 and not workers & set(importers)
+        else:  # in each worker of both generations
+            loaders = workers
+        # ... and once in the probe the master forks at start to learn what the APP is.
+        assert loaders <= set(importers) and len(set(importers) - loaders) == 1
         server.stop_ok()

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from prefork.core.contract import WorkerInfo
+from prefork.core.privileges import Credentials
 from prefork.core.scoreboard import Slot, State
 
 FAKE_PID_BASE = 5_000_000  # > 4194304, the largest pid_max Linux allows
@@ -54,6 +55,8 @@ class FakeServer:
         self.metrics: str | None = None
         self.pidfile: str | None = None
         self.upgrade_argv: list[str] | None = None
+        self.preload = False
+        self.credentials = Credentials()
         for key, value in settings.items():
             if not hasattr(self, key):
                 raise AttributeError(key)
@@ -70,6 +73,9 @@ class FakeServer:
 
     def post_fork(self, worker: WorkerInfo) -> None:
         self.calls.append(("post_fork", worker.age))
+
+    def load_app(self) -> None:
+        self.calls.append(("load_app", 0))
 
     def worker_exit(self, worker: WorkerInfo, status: int) -> None:
         self.calls.append(("worker_exit", worker.age))

@@ -19,7 +19,7 @@ import pytest
 from master_fakes import FAKE_PID_BASE, Clock, FakeServer
 
 from prefork.core.contract import REPORT, REPORT_READY, REPORT_RECYCLE, WorkerInfo
-from prefork.master import supervisor
+from prefork.master import spawning, supervisor
 from prefork.master import upgrade as upgrade_module
 from prefork.master.boot import BootError
 from prefork.master.policies import KILLED
@@ -127,7 +127,9 @@ def make(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., Harness]]:
     monkeypatch.delenv("NOTIFY_SOCKET", raising=False)
     monkeypatch.delenv(ENV_OLD_MASTER, raising=False)
     clock = Clock()
-    monkeypatch.setattr(supervisor, "time", clock)  # only the supervisor's clock
+    # Only the clocks of the supervisor and of the spawner it drives.
+    monkeypatch.setattr(supervisor, "time", clock)
+    monkeypatch.setattr(spawning, "time", clock)
     made: list[Harness] = []
 
     def factory(**settings: object) -> Harness:

@@ -1,0 +1,84 @@
+"""Find out what the APP is without running its code in the master.
+
+``prefork serve`` must pick the server class for the APP (a stream, datagram or HTTP handler)
+and refuse an APP that does not import, before it binds and serves -- but the master must never
+execute application code (its import-time state would be inherited by every worker, and a reload
+could not replace it).  So a short-lived child is forked to import the APP and report back the
+most specific stdlib base class of its handler: the master builds its servers around that
+stand-in, and every worker (or preload template) imports the real APP for itself.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.server
+import os
+import select
+import signal
+import socketserver
+import sys
+import time
+
+from prefork.command.app import AppError, load_handler
+
+PROBE_TIMEOUT = 60.0  # seconds an import may take (a framework that connects somewhere)
+STAND_INS: dict[str, type[socketserver.BaseRequestHandler]] = {
+    "http": http.server.BaseHTTPRequestHandler,
+    "stream": socketserver.StreamRequestHandler,
+    "datagram": socketserver.DatagramRequestHandler,
+    "base": socketserver.BaseRequestHandler,
+}
+
+
+def kind_of(handler: type[socketserver.BaseRequestHandler]) -> str:
+    """The key of the most specific :data:`STAND_INS` base of ``handler``."""
+    return next(kind for kind, base in STAND_INS.items() if issubclass(handler, base))
+
+
+def probe(app: str, timeout: float = PROBE_TIMEOUT) -> type[socketserver.BaseRequestHandler]:
+    """Import ``app`` in a child process; its stand-in handler class, or :class:`AppError`."""
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the probe: import, report one line, leave without running exit handlers
+        try:
+            os.close(read_fd)
+            try:
+                answer = "ok " + kind_of(load_handler(app))
+            except AppError as exc:
+                answer = f"error {exc}"
+            except BaseException as exc:  # SystemExit from an app's import, say
+                answer = f"error APP {app!r}: {type(exc).__name__}: {exc}"
+            os.write(write_fd, answer.encode(errors="replace")[:65536])
+        finally:
+            with contextlib.suppress(OSError, ValueError):
+                sys.stdout.flush()
+                sys.stderr.flush()
+            os._exit(0)
+    os.close(write_fd)
+    try:
+        reply = _read_all(read_fd, time.monotonic() + timeout)
+    finally:
+        os.close(read_fd)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)  # done already, or stuck past the timeout
+        os.waitpid(pid, 0)
+    if reply is None:
+        raise AppError(f"APP {app!r}: importing it took longer than {timeout:g} s")
+    verdict, _, detail = reply.partition(" ")
+    if verdict == "ok" and detail in STAND_INS:
+        return STAND_INS[detail]
+    raise AppError(detail if verdict == "error" else f"APP {app!r}: the import probe died")
+
+
+def _read_all(fd: int, deadline: float) -> str | None:
+    data = b""
+    while True:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return None
+        readable, _, _ = select.select([fd], [], [], remaining)
+        if readable:
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                return data.decode(errors="replace")
+            data += chunk
