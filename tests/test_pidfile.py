@@ -179,3 +179,36 @@ def test_live_owner_only_for_a_live_prefork_process(tmp_path: Path) -> None:
         assert path.read_text() == f"{master.pid}\n"
         assert master.stdin is not None
         master.stdin.close()
+
+
+def test_a_claim_that_loses_the_race_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another master creates the file between our check and our link: we refuse."""
+    path = tmp_path / "app.pid"
+    owners = iter([None, 4242])
+    real_write_temp = pidfile._write_temp
+
+    def write_temp_then_lose(p: str) -> str:
+        tmp = real_write_temp(p)
+        path.write_text("4242\n")  # the other start wins here
+        return tmp
+
+    monkeypatch.setattr(pidfile, "live_owner", lambda _p: next(owners))
+    monkeypatch.setattr(pidfile, "_write_temp", write_temp_then_lose)
+    with pytest.raises(PidfileError, match=r"held by a running prefork master \(pid 4242\)"):
+        claim_pidfile(str(path))
+    assert path.read_text() == "4242\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["app.pid"]
+
+
+def test_a_claim_replaces_a_stale_file_and_a_link(tmp_path: Path, victim: Path) -> None:
+    path = tmp_path / "app.pid"
+    path.symlink_to(victim)
+    claim_pidfile(str(path))
+    assert victim.read_text() == VICTIM_TEXT
+    assert not path.is_symlink() and read_pid(str(path)) == os.getpid()
+    path.write_text("999999999\n")  # no such process
+    claim_pidfile(str(path))
+    assert read_pid(str(path)) == os.getpid()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["app.pid", "victim"]

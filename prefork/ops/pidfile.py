@@ -57,8 +57,8 @@ def _candidate_names(path: str) -> Iterator[str]:
         yield os.path.join(directory, f".{base}.{secrets.token_hex(8)}.tmp")
 
 
-def write_pidfile(path: str) -> None:
-    """Write this process's pid to ``path`` atomically, never through a symlink."""
+def _write_temp(path: str) -> str:
+    """A new file next to ``path`` holding this process's pid; returns its name."""
     data = f"{os.getpid()}\n".encode()
     for tmp in _candidate_names(path):
         try:
@@ -74,14 +74,31 @@ def write_pidfile(path: str) -> None:
                 os.fsync(fd)
             finally:
                 os.close(fd)
-            os.replace(tmp, path)  # atomic; replaces a symlink at ``path``, not its target
         except OSError as exc:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
+            _discard(tmp)
             raise PidfileError(path, exc.strerror or str(exc), exc.errno or 0) from None
-        return
+        return tmp
     raise PidfileError(path, f"no free temporary name after {TEMP_ATTEMPTS} tries",
                        errno.EEXIST)
+
+
+def _discard(tmp: str) -> None:
+    with contextlib.suppress(OSError):
+        os.unlink(tmp)
+
+
+def _install(tmp: str, path: str) -> None:
+    """Rename ``tmp`` over ``path``: atomic, and a symlink at ``path`` is replaced itself."""
+    try:
+        os.replace(tmp, path)
+    except OSError as exc:
+        _discard(tmp)
+        raise PidfileError(path, exc.strerror or str(exc), exc.errno or 0) from None
+
+
+def write_pidfile(path: str) -> None:
+    """Write this process's pid to ``path`` atomically, never through a symlink."""
+    _install(_write_temp(path), path)
 
 
 def read_pid(path: str) -> int | None:
@@ -128,11 +145,32 @@ def live_owner(path: str) -> int | None:
 
 
 def claim_pidfile(path: str) -> None:
-    """Refuse if a live master holds ``path`` (see :func:`live_owner`); otherwise write it."""
+    """Refuse if a live master holds ``path`` (see :func:`live_owner`); otherwise write it.
+
+    Where no file is there yet it is created with ``link()``, which fails if another start
+    created one meanwhile: of two masters started together on a free path, one wins."""
+    _refuse_if_held(path)
+    tmp = _write_temp(path)
+    try:
+        os.link(tmp, path)  # exclusive; like rename, never follows a link at ``path``
+    except FileExistsError:
+        try:
+            _refuse_if_held(path)  # someone else's now, or a stale file or link
+        except PidfileError:
+            _discard(tmp)
+            raise
+        _install(tmp, path)
+        return
+    except OSError as exc:
+        _discard(tmp)
+        raise PidfileError(path, exc.strerror or str(exc), exc.errno or 0) from None
+    _discard(tmp)
+
+
+def _refuse_if_held(path: str) -> None:
     owner = live_owner(path)
     if owner is not None:
         raise PidfileError(path, f"held by a running prefork master (pid {owner})", errno.EEXIST)
-    write_pidfile(path)
 
 
 def remove_pidfile(path: str) -> None:
