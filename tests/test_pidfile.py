@@ -151,33 +151,44 @@ def test_read_pid_is_not_fooled(tmp_path: Path, victim: Path) -> None:
     assert read_pid(str(tmp_path / "none.pid")) is None
 
 
-def test_live_owner_only_for_a_live_prefork_process(tmp_path: Path) -> None:
+def _cmdline(pid: int) -> bytes:
+    return Path(f"/proc/{pid}/cmdline").read_bytes()
+
+
+def test_a_live_process_that_is_not_prefork_holds_nothing(tmp_path: Path) -> None:
+    """A stale file whose pid was reused by an unrelated process does not block a start."""
     path = tmp_path / "app.pid"
-    # A live process that is not prefork (a reused pid): nobody holds the file.
     with subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"],
                           stdin=subprocess.PIPE) as other:
+        assert other.stdin is not None
         path.write_text(f"{other.pid}\n")
-        assert live_owner(str(path)) is None
+        assert live_owner(str(path)) is None, _cmdline(other.pid)
         claim_pidfile(str(path))
         assert read_pid(str(path)) == os.getpid()
-        assert other.stdin is not None
         other.stdin.close()
-    # A dead one: nobody.
-    path.write_text(f"{other.pid}\n")
+
+
+def test_a_dead_pid_or_our_own_holds_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "app.pid"
+    beyond = int(Path("/proc/sys/kernel/pid_max").read_text()) + 1  # never a live pid
+    path.write_text(f"{beyond}\n")
     assert live_owner(str(path)) is None
-    # This process: not another owner.
-    write_pidfile(str(path))
-    assert live_owner(str(path)) is None
-    # A live process whose command line says prefork holds it.
+    claim_pidfile(str(path))
+    assert read_pid(str(path)) == os.getpid()
+    assert live_owner(str(path)) is None  # this process is no other owner
+
+
+def test_a_live_prefork_process_holds_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "app.pid"
     with subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()", "prefork"],
                           stdin=subprocess.PIPE) as master:
+        assert master.stdin is not None
         path.write_text(f"{master.pid}\n")
-        assert live_owner(str(path)) == master.pid
+        assert live_owner(str(path)) == master.pid, _cmdline(master.pid)
         with pytest.raises(PidfileError, match=rf"held by a running prefork master \(pid "
                            rf"{master.pid}\)"):
             claim_pidfile(str(path))
         assert path.read_text() == f"{master.pid}\n"
-        assert master.stdin is not None
         master.stdin.close()
 
 
