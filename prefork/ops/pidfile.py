@@ -26,6 +26,7 @@ import errno
 import os
 import secrets
 import stat
+import time
 from collections.abc import Iterator
 
 # The pid file is readable by all, as pid files conventionally are (``ps``, monitoring).
@@ -34,6 +35,9 @@ MODE = 0o644
 TEMP_ATTEMPTS = 16
 # More than any pid file holds: a planted huge file is not read whole.
 MAX_READ = 64
+# How long an empty /proc/PID/cmdline is taken for a process in the middle of exec.
+EXEC_WINDOW = 0.2
+EXEC_POLL = 0.002
 _CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 _READ = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 
@@ -126,14 +130,20 @@ def is_prefork_process(pid: int) -> bool:
         return False
     except PermissionError:
         pass  # alive, another user's
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            cmdline = f.read()
-    except FileNotFoundError:
-        return False  # exited meanwhile
-    except OSError:
-        return True  # alive and we cannot tell: assume the worst, it is a master
-    return b"prefork" in cmdline
+    # The command line reads empty for a moment while a process execs (a master just started,
+    # or the new master of an upgrade), and for good from a zombie or a kernel thread.
+    deadline = time.monotonic() + EXEC_WINDOW
+    while True:
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                cmdline = f.read()
+        except FileNotFoundError:
+            return False  # exited meanwhile
+        except OSError:
+            return True  # alive and we cannot tell: assume the worst, it is a master
+        if cmdline or time.monotonic() > deadline:
+            return b"prefork" in cmdline
+        time.sleep(EXEC_POLL)
 
 
 def live_owner(path: str) -> int | None:
