@@ -18,6 +18,7 @@ import pytest
 
 import prefork
 from helpers import forked, pid_alive, wait_exit, wait_for
+from prefork.core.servers import is_client_gone
 from workers.echo import LineEcho
 
 
@@ -261,3 +262,21 @@ def test_a_failing_pre_fork_is_a_boot_failure_not_a_crash(tmp_path: Path) -> Non
                  what="a replacement after the failed one")
         assert survivor in worker_pids(os.getpid())  # never killed
         assert read_pid(server.server_address) in worker_pids(os.getpid())
+
+
+@pytest.mark.parametrize(
+    ("exc", "gone"),
+    [
+        (ConnectionResetError(errno.ECONNRESET, "reset"), True),
+        (BrokenPipeError(errno.EPIPE, "pipe"), True),
+        (ConnectionAbortedError(errno.ECONNABORTED, "aborted"), True),
+        (OSError(errno.ENOTCONN, "not connected"), True),
+        (TimeoutError("timed out"), True),  # socket.timeout
+        (ConnectionRefusedError(errno.ECONNREFUSED, "refused"), False),  # the handler's backend
+        (OSError(errno.EMFILE, "too many open files"), False),
+        (ValueError("a bug"), False),
+        (None, False),
+    ],
+)
+def test_which_errors_mean_the_client_went_away(exc: BaseException | None, gone: bool) -> None:
+    assert is_client_gone(exc) is gone

@@ -32,9 +32,10 @@ from prefork.core.servers import PreforkMixIn
 from prefork.core.signals import SignalQueue
 from prefork.core.sockets import BindSpec, BindSpecError, format_address
 from prefork.master.supervisor import BootError
+from prefork.master.upgrade import ENV_OLD_MASTER
 from prefork.ops.control import ControlError, request
-from prefork.ops.logs import setup_logging
-from prefork.ops.pidfile import remove_pidfile, write_pidfile
+from prefork.ops.logs import LogFileError, setup_logging
+from prefork.ops.pidfile import PidfileError, claim_pidfile, remove_pidfile
 
 EXIT_USAGE = 2
 EXIT_BOOT_FAILURE = BootError.exit_status
@@ -113,7 +114,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "serve":
             return serve(args)
         return control_command(args)
-    except (StartError, AppError, BindSpecError, ConfigError) as exc:
+    except (StartError, AppError, BindSpecError, ConfigError, LogFileError, PidfileError) as exc:
         print(f"prefork: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except ControlError as exc:
@@ -130,13 +131,13 @@ def serve(args: argparse.Namespace) -> int:
     if args.print_config:
         print(describe(config, effective=True), end="")
         return 0
-    setup_logging(config.log_level, config.log_file)
-    server, specs = runner.make_server()
-    # The prefork master writes and removes its own pid file (an upgrade hands it over).
-    pidfile = None if isinstance(server, PreforkMixIn) else config.pidfile
-    if pidfile:
-        write_pidfile(pidfile)
+    # Claimed before anything is written or bound: a live master keeps its pid file.  The new
+    # master of an upgrade (USR2) leaves it to the old one until its pool is ready.
+    if config.pidfile and not upgrading():
+        claim_pidfile(config.pidfile)
     try:
+        setup_logging(config.log_level, config.log_file)
+        server, specs = runner.make_server()
         with server:
             announce(server, specs, config.mode, config.app or DEFAULT_APP)
             runner.call("on_starting", server)
@@ -155,9 +156,15 @@ def serve(args: argparse.Namespace) -> int:
             finally:
                 runner.call("on_exit", server)
     finally:
-        if pidfile:
-            remove_pidfile(pidfile)
+        if config.pidfile:
+            remove_pidfile(config.pidfile)  # only while it names this process
     return 0
+
+
+def upgrading() -> bool:
+    """True in the new master of a USR2 upgrade (its parent, the old master, holds the pid file)."""
+    old = os.environ.get(ENV_OLD_MASTER, "")
+    return old.isdigit() and int(old) == os.getppid()
 
 
 def announce(server: socketserver.BaseServer, specs: list[BindSpec], mode: str, app: str) -> None:

@@ -14,11 +14,13 @@ supervises them until ``shutdown()`` is called from another thread or a stop sig
 
 from __future__ import annotations
 
+import errno
 import http.server
 import logging
 import os
 import socket
 import socketserver
+import sys
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -29,6 +31,21 @@ from prefork.core.contract import WorkerInfo
 from prefork.master.supervisor import Master
 
 log = logging.getLogger("prefork.worker")
+
+
+# What a client can do to a connection without any fault of the handler.
+CLIENT_GONE_ERRNOS = frozenset({errno.ECONNRESET, errno.EPIPE, errno.ENOTCONN,
+                                errno.ECONNABORTED, errno.ETIMEDOUT, errno.ESHUTDOWN})
+
+
+def is_client_gone(exc: BaseException | None) -> bool:
+    """True for the network errors a client causes by leaving: resets, broken pipes, timeouts.
+
+    (Not ConnectionRefusedError: a handler whose backend refuses has a real problem.)"""
+    gone = (ConnectionResetError, BrokenPipeError, ConnectionAbortedError, TimeoutError)
+    if isinstance(exc, gone):  # socket.timeout is TimeoutError
+        return True
+    return isinstance(exc, OSError) and exc.errno in CLIENT_GONE_ERRNOS
 
 
 def default_workers() -> int:
@@ -170,7 +187,16 @@ class PreforkMixIn:
             privileges.chown(path, self.credentials)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
-        """Log the exception of a failed request through ``logging`` (socketserver prints)."""
+        """Log the exception of a failed request through ``logging`` (socketserver prints).
+
+        A client that goes away (reset, broken pipe, not connected, timed out) is part of
+        normal traffic: one line at debug level, so a stream of resets cannot flood the log.
+        Anything else is a bug in the handler and is logged with its traceback."""
+        exc = sys.exc_info()[1]
+        if is_client_gone(exc):
+            log.debug("worker (pid %d) client %r went away: %s", os.getpid(), client_address,
+                      exc.strerror if isinstance(exc, OSError) and exc.strerror else repr(exc))
+            return
         log.exception(
             "worker (pid %d) error while handling a request from %r", os.getpid(), client_address
         )

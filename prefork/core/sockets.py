@@ -116,12 +116,16 @@ def clear_stale_unix_path(path: str, sock_type: int) -> None:
     """Make ``path`` free to bind: remove a dead server's socket file, refuse a live one.
 
     Raises ``OSError(EADDRINUSE)`` when a server answers on the path, and
-    ``OSError(EEXIST)`` when the path exists and is not a socket.
+    ``OSError(EEXIST)`` when the path exists and is not a socket -- a symlink included, even
+    one to a socket: only a socket file itself at ``path`` is ever removed (``lstat``, and
+    ``unlink`` removes a directory entry, never what a link points to).
     """
     try:
-        st = os.stat(path)
+        st = os.lstat(path)
     except FileNotFoundError:
         return
+    if stat.S_ISLNK(st.st_mode):
+        raise OSError(errno.EEXIST, f"{path} is a symbolic link, not a socket")
     if not stat.S_ISSOCK(st.st_mode):
         raise OSError(errno.EEXIST, f"{path} exists and is not a socket")
     probe = socket.socket(socket.AF_UNIX, sock_type)
@@ -146,8 +150,9 @@ def clear_stale_unix_path(path: str, sock_type: int) -> None:
 
 
 def file_ident(path: str) -> FileIdent | None:
+    """The identity of the directory entry at ``path`` itself (a link is not followed)."""
     try:
-        st = os.stat(path)
+        st = os.lstat(path)
     except OSError:
         return None
     return st.st_dev, st.st_ino

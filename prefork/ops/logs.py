@@ -11,11 +11,28 @@ from typing import cast
 FORMAT = "%(asctime)s [%(process)d] %(levelname)s %(name)s: %(message)s"
 
 
+class LogFileError(OSError):
+    """The log file cannot be opened; ``str()`` is one line naming it."""
+
+    def __init__(self, path: str, reason: str, code: int = 0) -> None:
+        super().__init__(code, reason)
+        self.path = path
+        self.reason = reason
+
+    def __str__(self) -> str:
+        return f"log file {self.path}: {self.reason}"
+
+
 def setup_logging(level: str, log_file: str | None = None) -> None:
-    """One handler on the root logger: stderr, or ``log_file`` (appended to)."""
+    """One handler on the root logger: stderr, or ``log_file`` (appended to).
+
+    Raises :class:`LogFileError` when ``log_file`` cannot be opened."""
     handler: logging.Handler
     if log_file:
-        handler = logging.FileHandler(log_file, encoding="utf-8")
+        try:
+            handler = logging.FileHandler(log_file, encoding="utf-8")
+        except OSError as exc:
+            raise LogFileError(log_file, exc.strerror or str(exc), exc.errno or 0) from None
     else:
         handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter(FORMAT))

@@ -34,6 +34,17 @@ class Fails(socketserver.StreamRequestHandler):
         raise RuntimeError("handler exploded on purpose")
 
 
+class FailsOnBoom(socketserver.StreamRequestHandler):
+    """Echoes lines; the line ``boom`` raises (a real bug), a reset mid-read is the client's."""
+
+    def handle(self) -> None:
+        while line := self.rfile.readline(1024):
+            if line.strip() == b"boom":
+                raise RuntimeError("boom on purpose")
+            self.wfile.write(line)
+            self.wfile.flush()
+
+
 class Pid(socketserver.StreamRequestHandler):
     def handle(self) -> None:
         self.wfile.write(b"%d\n" % os.getpid())
