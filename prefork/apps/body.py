@@ -13,11 +13,14 @@ from __future__ import annotations
 
 import io
 import re
+import tempfile
 from collections.abc import Callable, Iterator
+from typing import IO
 
 from prefork.apps.request import MAX_HEAD, MAX_HEADER_LINE, RequestError
 
 BLOCK = 65536
+SPOOL_MEMORY = 1 << 20  # a buffered body larger than this goes to a temporary file
 MAX_CHUNK_LINE = 1024  # a chunk size with its extensions
 _CHUNK_SIZE = re.compile(rb"([0-9A-Fa-f]{1,16})[ \t]*(?:;.*)?")
 
@@ -84,6 +87,7 @@ class Body:
             if not data:
                 end = len(self.buffer)
                 break
+            self.buffer += data
         if limit is not None:
             end = min(end, limit) if end else limit
         out, self.buffer = self.buffer[:end], self.buffer[end:]
@@ -181,3 +185,21 @@ class ChunkedBody(Body):
             total += len(line)
             if total > MAX_HEAD:
                 raise RequestError(431, "trailer fields too large")
+
+
+def spool(body: Body, limit: int) -> tuple[IO[bytes], int]:
+    """Read all of ``body`` into a file (in memory up to SPOOL_MEMORY bytes), rewound; and its
+    length.  More than ``limit`` bytes: RequestError 413."""
+    out: IO[bytes] = tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY)  # noqa: SIM115
+    try:
+        total = 0
+        while data := body.read(BLOCK):
+            total += len(data)
+            if total > limit:
+                raise RequestError(413, f"request body larger than {limit} bytes")
+            out.write(data)
+        out.seek(0)
+    except BaseException:
+        out.close()
+        raise
+    return out, total

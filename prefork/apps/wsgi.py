@@ -30,7 +30,7 @@ from collections.abc import Callable, Iterable
 from typing import Any, ClassVar, cast
 from urllib.parse import unquote_to_bytes
 
-from prefork.apps.body import Body, ChunkedBody, IncompleteBody, LengthBody
+from prefork.apps.body import Body, ChunkedBody, IncompleteBody, LengthBody, spool
 from prefork.apps.request import RequestError, RequestHead, framing, read_head
 from prefork.apps.response import ClientGone, Response
 from prefork.core.servers import PreforkMixIn
@@ -53,7 +53,14 @@ class WSGIRequestHandler(socketserver.StreamRequestHandler):
     Tunables (class attributes): ``timeout`` (seconds one read or write may wait inside a
     request), ``idle_timeout`` (seconds to wait for a request to begin), ``max_keepalive_requests``
     (requests on one connection), ``drain_limit`` (bytes of an unread request body skipped to
-    keep the connection), ``url_scheme``.
+    keep the connection), ``url_scheme``, ``buffer_chunked`` and ``max_buffered_body``.
+
+    A chunked request body is read in full before the application is called (in memory, then
+    in a temporary file past 1 MiB; at most ``max_buffered_body`` bytes, else 413) and passed
+    with its ``CONTENT_LENGTH``, as waitress does: Django, among others, reads only
+    ``CONTENT_LENGTH`` bytes and would see an empty body.  With ``buffer_chunked = False`` the
+    application reads the decoded chunks as they arrive instead, until ``wsgi.input`` ends
+    (``wsgi.input_terminated``), with no ``CONTENT_LENGTH`` (Flask/werkzeug handle that).
     """
 
     timeout: ClassVar[float | None] = 30.0
@@ -61,6 +68,8 @@ class WSGIRequestHandler(socketserver.StreamRequestHandler):
     max_keepalive_requests: ClassVar[int] = 1000
     drain_limit: ClassVar[int] = 1 << 20
     url_scheme: ClassVar[str] = "http"
+    buffer_chunked: ClassVar[bool] = True
+    max_buffered_body: ClassVar[int] = 1 << 30
     application: ClassVar[WSGIApp | None] = None
 
     connection: socket.socket
@@ -108,9 +117,22 @@ class WSGIRequestHandler(socketserver.StreamRequestHandler):
         try:
             body = self.make_body(head)
             environ = self.make_environ(head, body, base)
+            if isinstance(body, ChunkedBody) and self.buffer_chunked:
+                environ["wsgi.input"], size = spool(body, self.max_buffered_body)
+                environ["CONTENT_LENGTH"] = str(size)
         except RequestError as exc:
             self._refuse(exc)
             return False
+        except IncompleteBody:
+            return False
+        try:
+            return self._respond(app, head, environ, body, allow)
+        finally:
+            if environ["wsgi.input"] is not body:
+                environ["wsgi.input"].close()
+
+    def _respond(self, app: WSGIApp, head: RequestHead, environ: dict[str, Any], body: Body,
+                 allow: bool) -> bool:
         close = not allow or not head.http11 or "close" in head.tokens("connection")
         response = Response(self.wfile, head_only=head.method == "HEAD", http11=head.http11,
                             keep_alive=not close)
