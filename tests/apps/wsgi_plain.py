@@ -50,11 +50,12 @@ def _stream(environ: Environ, start_response: StartResponse) -> Iterator[bytes]:
     """Yield a chunk, then wait for a line on the fifo named by the query string, three times:
     a test sees each chunk arrive while the app is still running."""
     start_response("200 OK", [("Content-Type", "text/plain")])
-    fifo = environ["QUERY_STRING"]
-    with open(fifo, "rb") as gate:
-        for n in range(3):
-            yield b"chunk %d\n" % n
+    yield b"chunk 0\n"
+    with open(environ["QUERY_STRING"], "rb") as gate:  # waits for the test to open it
+        for n in (1, 2):
             gate.readline()
+            yield b"chunk %d\n" % n
+        gate.readline()
     yield b"end\n"
 
 
