@@ -65,7 +65,7 @@ class WSGIRequestHandler(socketserver.StreamRequestHandler):
 
     timeout: ClassVar[float | None] = 30.0
     idle_timeout: ClassVar[float] = 5.0
-    max_keepalive_requests: ClassVar[int] = 1000
+    max_keepalive_requests: ClassVar[int] = 100
     drain_limit: ClassVar[int] = 1 << 20
     url_scheme: ClassVar[str] = "http"
     buffer_chunked: ClassVar[bool] = True
