@@ -7,6 +7,8 @@ forking servers use, and the master supervises them.
 
 from __future__ import annotations
 
+from prefork.apps.server import PreforkWSGIServer
+from prefork.apps.wsgi import WSGIRequestHandler, wsgi_handler
 from prefork.core.contract import WorkerInfo
 from prefork.core.servers import (
     PreforkHTTPServer,
@@ -15,7 +17,6 @@ from prefork.core.servers import (
     PreforkUDPServer,
     PreforkUnixDatagramServer,
     PreforkUnixStreamServer,
-    PreforkWSGIServer,
     default_workers,
 )
 from prefork.core.sockets import BindSpec, BindSpecError, parse_bind
@@ -35,8 +36,10 @@ __all__ = [
     "PreforkUnixDatagramServer",
     "PreforkUnixStreamServer",
     "PreforkWSGIServer",
+    "WSGIRequestHandler",
     "WorkerInfo",
     "__version__",
     "default_workers",
     "parse_bind",
+    "wsgi_handler",
 ]

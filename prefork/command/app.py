@@ -1,23 +1,26 @@
-"""From the command line's words to a server class: load ``module:Handler`` and pick the
-socketserver class for a bind spec and a mode.
+"""From the command line's words to a server class: load the APP and pick the socketserver
+class for a bind spec, a mode and the kind of APP.
 
 The four modes run the *same* handler class: ``prefork`` (this package), and the stdlib's
 ``fork`` (ForkingMixIn), ``thread`` (ThreadingMixIn) and ``sync`` (no mix-in), so one service
-can be compared across all of them.
+can be compared across all of them.  Loading the APP itself (its three forms, the WSGI handler)
+is :mod:`prefork.apps.loader`; the server class depends only on the APP's *kind*, so it can be
+chosen from a probe that reports the kind without importing the APP here.
 """
 
 from __future__ import annotations
 
 import http.server
-import importlib
-import os
 import socket
 import socketserver
-import sys
 from typing import Any
 
+from prefork.apps.loader import AppError, AppKind, handler_kind, load_app
 from prefork.core.servers import PreforkMixIn
 from prefork.core.sockets import BindSpec
+
+__all__ = ["DEFAULT_APP", "MODES", "AppError", "is_http_handler", "load_handler",
+           "server_class", "server_class_for"]
 
 MODES: dict[str, type | None] = {
     "prefork": PreforkMixIn,
@@ -33,38 +36,18 @@ _BASES: dict[str, type[socketserver.BaseServer]] = {
     "unix": socketserver.UnixStreamServer,
     "unix-dgram": socketserver.UnixDatagramServer,
 }
-
-
-class AppError(ValueError):
-    """The APP cannot be served as asked; the message says why, in one line."""
+_STREAM_KINDS = ("stream", "http", "wsgi")
 
 
 def load_handler(app: str) -> type[socketserver.BaseRequestHandler]:
-    """Import ``module:Class`` (the current directory first on the path, as gunicorn does)."""
-    module_name, sep, attr = app.partition(":")
-    if not sep or not module_name or not attr:
-        raise AppError(f"APP {app!r}: expected module:HandlerClass")
-    if os.getcwd() not in sys.path and "" not in sys.path:
-        sys.path.insert(0, os.getcwd())
-    try:
-        module = importlib.import_module(module_name)
-    except Exception as exc:
-        raise AppError(
-            f"APP {app!r}: cannot import {module_name}: {type(exc).__name__}: {exc}"
-        ) from None
-    obj: Any = module
-    for part in attr.split("."):
-        try:
-            obj = getattr(obj, part)
-        except AttributeError:
-            raise AppError(f"APP {app!r}: module {module_name} has no {attr!r}") from None
-    if not (isinstance(obj, type) and issubclass(obj, socketserver.BaseRequestHandler)):
-        raise AppError(f"APP {app!r}: {attr} is not a socketserver.BaseRequestHandler subclass")
-    return obj
+    """The handler class serving ``app`` (any of the three forms; imports it)."""
+    return load_app(app).handler
 
 
 def is_http_handler(handler: type) -> bool:
-    return issubclass(handler, http.server.BaseHTTPRequestHandler)
+    """True for handlers that speak HTTP (http.server's, and the WSGI handler)."""
+    return issubclass(handler, socketserver.BaseRequestHandler) and handler_kind(handler) in (
+        "http", "wsgi")
 
 
 class _UnixHTTPMixIn:
@@ -79,19 +62,27 @@ def server_class(
     mode: str, spec: BindSpec, handler: type[socketserver.BaseRequestHandler]
 ) -> type[socketserver.BaseServer]:
     """The server class serving ``handler`` on ``spec`` in ``mode``."""
+    return server_class_for(mode, spec, handler_kind(handler), handler.__name__)
+
+
+def server_class_for(
+    mode: str, spec: BindSpec, kind: AppKind, name: str = ""
+) -> type[socketserver.BaseServer]:
+    """The server class serving an APP of ``kind`` on ``spec`` in ``mode`` (``name`` goes into
+    the class name)."""
     if mode not in MODES:
         raise AppError(f"unknown mode {mode!r}: choose one of {', '.join(MODES)}")
-    stream_handler = issubclass(handler, socketserver.StreamRequestHandler)
-    datagram_handler = issubclass(handler, socketserver.DatagramRequestHandler)
-    if stream_handler and not spec.stream:
-        raise AppError(f"{handler.__name__} is a stream handler; {spec} is a datagram socket")
-    if datagram_handler and spec.stream:
-        raise AppError(f"{handler.__name__} is a datagram handler; {spec} is a stream socket")
+    what = name or "the APP"
+    if kind in _STREAM_KINDS and not spec.stream:
+        label = "a WSGI application" if kind == "wsgi" else "a stream handler"
+        raise AppError(f"{what} is {label}; {spec} is a datagram socket")
+    if kind == "datagram" and spec.stream:
+        raise AppError(f"{what} is a datagram handler; {spec} is a stream socket")
     bases: list[type] = []
     mixin = MODES[mode]
     if mixin is not None:
         bases.append(mixin)
-    if is_http_handler(handler):
+    if kind == "http":
         if spec.kind == "unix":
             bases.append(_UnixHTTPMixIn)
         else:
@@ -102,7 +93,7 @@ def server_class(
         attrs["address_family"] = spec.family
     if mode == "thread":
         attrs["daemon_threads"] = True
-    name = f"{mode.capitalize()}{handler.__name__}Server"
+    label = "".join(c for c in (name or kind.capitalize()) if c.isalnum() or c == "_")
     # Drop duplicate bases (HTTPServer already is a TCPServer).
     unique = [b for b in bases if not any(b is not o and issubclass(o, b) for o in bases)]
-    return type(name, tuple(unique), attrs)
+    return type(f"{mode.capitalize()}{label}Server", tuple(unique), attrs)

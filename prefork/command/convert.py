@@ -18,6 +18,7 @@ import math
 from collections.abc import Callable
 from typing import Literal, TypeAlias, TypeVar
 
+from prefork.apps.loader import FORMS, AppError, parse_app
 from prefork.core.sockets import BindSpecError, parse_bind
 
 T = TypeVar("T")
@@ -117,6 +118,17 @@ def import_spec(what: str) -> Converter[str | None]:
         return text
 
     return convert
+
+
+def app_spec(value: object, layer: Layer) -> str | None:
+    """The APP: ``module:HandlerClass``, ``module:application`` or ``module:factory()``."""
+    text = optional_string(value, layer)
+    if text is not None:
+        try:
+            parse_app(text)
+        except AppError:
+            raise Invalid(f"must be {FORMS}", value) from None
+    return text
 
 
 def is_import_spec(text: str) -> bool:

@@ -31,6 +31,7 @@ from prefork.command.app import DEFAULT_APP, MODES
 from prefork.command.convert import (
     Converter,
     Invalid,
+    app_spec,
     bind_list,
     boolean,
     choice,
@@ -172,9 +173,11 @@ class Config:
     """
 
     app = Setting(
-        import_spec("HandlerClass"), None, section=SERVE, flags=("APP",),
-        help="the request handler to serve, module:HandlerClass, importable from the current "
-        "directory", unset=f"the built-in demo, {DEFAULT_APP}", effective=_default_app)
+        app_spec, None, section=SERVE, flags=("APP",),
+        help="what to serve, importable from the current directory: module:HandlerClass (a "
+        "socketserver request handler), module:application (a WSGI callable, served over "
+        "HTTP/1.1) or module:factory() (called once per process, returns either)",
+        unset=f"the built-in demo, {DEFAULT_APP}", effective=_default_app)
     bind = Setting(
         bind_list, ["127.0.0.1:8000"], section=SERVE, flags=("-b", "--bind"), metavar="SPEC",
         help="a listener: HOST:PORT, :PORT, [IPV6]:PORT, unix:/path, udp://HOST:PORT or "

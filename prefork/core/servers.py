@@ -24,7 +24,6 @@ import sys
 import threading
 from collections.abc import Callable
 from typing import Any
-from wsgiref.simple_server import WSGIServer
 
 from prefork.core import privileges, sockets
 from prefork.core.contract import WorkerInfo
@@ -290,5 +289,4 @@ class PreforkHTTPServer(PreforkMixIn, http.server.HTTPServer):
     pass
 
 
-class PreforkWSGIServer(PreforkMixIn, WSGIServer):
-    pass
+# PreforkWSGIServer lives in prefork/apps/server.py, beside the WSGI handler it serves with.

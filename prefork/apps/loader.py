@@ -1,0 +1,159 @@
+"""The APP of ``prefork serve``, in the three forms people write it, and what serves it.
+
+``module:HandlerClass``
+    a ``socketserver.BaseRequestHandler`` subclass, served as it is;
+``module:application``
+    a WSGI callable (a Flask or Django app, any ``app(environ, start_response)``), served by
+    :class:`~prefork.apps.wsgi.WSGIRequestHandler`;
+``module:factory()``
+    a function called without arguments that returns either of the above.
+
+:func:`parse_app` only checks the shape of the words (no import); :func:`load_app` imports the
+module (the current directory first on ``sys.path``, as gunicorn does), so it runs application
+code: it belongs in a worker or a probe, never in the master.  Every failure a user can cause
+raises :class:`AppError` with one line that says what to fix.
+"""
+
+from __future__ import annotations
+
+import http.server
+import importlib
+import inspect
+import os
+import socketserver
+import sys
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from prefork.apps.wsgi import WSGIRequestHandler, wsgi_handler
+
+# "base": a plain BaseRequestHandler, which serves stream and datagram sockets alike.
+AppKind = Literal["stream", "datagram", "http", "wsgi", "base"]
+FORMS = "module:HandlerClass, module:application (WSGI) or module:factory()"
+
+
+class AppError(ValueError):
+    """The APP cannot be served as asked; the message says why, in one line."""
+
+
+@dataclass(frozen=True)
+class AppSpec:
+    """``module:attr`` or ``module:attr()`` (``call``), checked for shape only."""
+
+    module: str
+    attr: str
+    call: bool
+
+    def __str__(self) -> str:
+        return f"{self.module}:{self.attr}{'()' if self.call else ''}"
+
+
+@dataclass(frozen=True)
+class LoadedApp:
+    """What a socketserver server runs for an APP: the handler class as is, or the WSGI
+    handler bound to the application; ``kind`` decides the server class."""
+
+    handler: type[socketserver.BaseRequestHandler]
+    kind: AppKind
+
+
+def parse_app(text: str) -> AppSpec:
+    """The parts of ``text``; AppError if it is not one of the three forms."""
+    module, sep, attr = text.partition(":")
+    call = attr.endswith(")")
+    if call:
+        attr, paren, args = attr[:-1].partition("(")
+        if not paren:
+            raise AppError(f"APP {text!r}: unbalanced parenthesis")
+        if args.strip():
+            raise AppError(f"APP {text!r}: a factory is called without arguments: "
+                           f"{module}:{attr}()")
+    names = [*module.split("."), *attr.split(".")]
+    if not sep or not all(part.isidentifier() for part in names):
+        raise AppError(f"APP {text!r}: expected {FORMS}")
+    return AppSpec(module, attr, call)
+
+
+def handler_kind(handler: type[socketserver.BaseRequestHandler]) -> AppKind:
+    """Which sockets and server class a handler class needs."""
+    if issubclass(handler, WSGIRequestHandler):
+        return "wsgi"
+    if issubclass(handler, http.server.BaseHTTPRequestHandler):
+        return "http"
+    if issubclass(handler, socketserver.StreamRequestHandler):
+        return "stream"
+    if issubclass(handler, socketserver.DatagramRequestHandler):
+        return "datagram"
+    return "base"
+
+
+def load_app(text: str) -> LoadedApp:
+    """Import the APP ``text`` and return what serves it; AppError with one line if it cannot
+    be served."""
+    spec = parse_app(text)
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        module = importlib.import_module(spec.module)
+    except (Exception, SystemExit) as exc:
+        raise AppError(
+            f"APP {text!r}: cannot import {spec.module}: {type(exc).__name__}: {exc}"
+        ) from None
+    obj: Any = module
+    for part in spec.attr.split("."):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:
+            raise AppError(f"APP {text!r}: module {spec.module} has no {spec.attr!r}") from None
+    if spec.call:
+        if not callable(obj):
+            raise AppError(f"APP {text!r}: {spec.attr} is not callable")
+        try:
+            obj = obj()
+        except (Exception, SystemExit) as exc:
+            raise AppError(
+                f"APP {text!r}: {spec.attr}() failed: {type(exc).__name__}: {exc}"
+            ) from None
+    return _served(text, spec, obj)
+
+
+def _served(text: str, spec: AppSpec, obj: Any) -> LoadedApp:
+    what = f"{spec.attr}() returned what" if spec.call else spec.attr
+    what += " is"
+    if isinstance(obj, type):
+        if issubclass(obj, socketserver.BaseRequestHandler):
+            return LoadedApp(obj, handler_kind(obj))
+        raise AppError(
+            f"APP {text!r}: {what} a class, but not a socketserver.BaseRequestHandler subclass "
+            "(for a WSGI application give the app object, or a factory: module:make_app())"
+        )
+    if not callable(obj):
+        raise AppError(f"APP {text!r}: {what} {_describe(obj)}, neither a socketserver "
+                       f"request handler class nor a WSGI callable; expected {FORMS}")
+    hint = _not_wsgi(obj)
+    if hint:
+        raise AppError(f"APP {text!r}: {what} not a WSGI callable: {hint}")
+    return LoadedApp(wsgi_handler(obj), "wsgi")
+
+
+def _not_wsgi(obj: Any) -> str:
+    """Why ``obj`` cannot be called as ``obj(environ, start_response)``, or ""."""
+    try:
+        signature = inspect.signature(obj)
+    except (TypeError, ValueError):
+        return ""  # a builtin or an extension type: take it on trust
+    try:
+        signature.bind({}, None)
+    except TypeError:
+        if not signature.parameters:
+            name = getattr(obj, "__name__", "it")
+            return f"it takes no arguments; if it is a factory, call it: ...:{name}()"
+        return f"it cannot be called as app(environ, start_response) {signature}"
+    return ""
+
+
+def _describe(obj: Any) -> str:
+    if isinstance(obj, type):
+        return f"class {obj.__name__}"
+    name = type(obj).__name__
+    return f"{'an' if name[:1].lower() in 'aeiou' else 'a'} {name}"

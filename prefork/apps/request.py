@@ -1,0 +1,152 @@
+"""Reading an HTTP/1.x request head, and deciding how its body is framed.
+
+Why so strict.  A server behind a proxy must agree with the proxy on where one request ends and
+the next begins; where two parsers disagree, a request can be smuggled inside another.  So this
+parser refuses, rather than guesses, at every point the RFC 9112 allows it to: a request with
+both ``Content-Length`` and ``Transfer-Encoding``, a transfer coding other than a final
+``chunked``, a ``Content-Length`` that is not plain digits (or two that differ), whitespace
+before a header's colon, obsolete line folding, and a bare CR.  Sizes are bounded too (the
+request line, each header line, the number of headers), so a client cannot make a worker buffer
+without limit.  Everything refused raises :class:`RequestError` with the status to answer.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from dataclasses import dataclass, field
+from typing import Literal
+
+MAX_REQUEST_LINE = 8190  # bytes, as gunicorn and Apache
+MAX_HEADER_LINE = 8190
+MAX_HEADERS = 100
+MAX_HEAD = 65536  # bytes of header lines in all
+MAX_LEADING_EMPTY_LINES = 4  # RFC 9112 2.2: ignore at least one empty line before a request
+
+_TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_VERSION = re.compile(rb"HTTP/(\d)\.(\d)")
+_DIGITS = re.compile(r"[0-9]{1,18}")
+
+Framing = Literal["none", "length", "chunked"]
+
+
+class RequestError(Exception):
+    """A request this server refuses: ``status`` is the response to send, then close."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass
+class RequestHead:
+    """The request line and the header fields, decoded as latin-1 (PEP 3333's "native
+    strings"); ``headers`` keeps the order and the duplicates, names lower-cased."""
+
+    method: str
+    target: str
+    version: str  # "HTTP/1.1"
+    headers: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def http11(self) -> bool:
+        return self.version != "HTTP/1.0"
+
+    def get(self, name: str) -> str | None:
+        """The value of header ``name`` (lower case), duplicates joined by ", "."""
+        values = [value for key, value in self.headers if key == name]
+        return ", ".join(values) if values else None
+
+    def tokens(self, name: str) -> set[str]:
+        """The comma-separated tokens of header ``name``, lower-cased."""
+        value = self.get(name) or ""
+        return {part.strip().lower() for part in value.split(",") if part.strip()}
+
+
+def _line(rfile: io.BufferedIOBase, limit: int, status: int, what: str) -> bytes:
+    """One line without its CRLF (a bare LF is accepted, as RFC 9112 2.2 allows)."""
+    return _strip(rfile.readline(limit + 2), limit, status, what)
+
+
+def _strip(raw: bytes, limit: int, status: int, what: str) -> bytes:
+    if not raw.endswith(b"\n"):
+        if len(raw) >= limit + 2:
+            raise RequestError(status, f"{what} longer than {limit} bytes")
+        raise RequestError(400, f"connection closed inside the {what}")
+    line = raw[:-2] if raw.endswith(b"\r\n") else raw[:-1]
+    if len(line) > limit:
+        raise RequestError(status, f"{what} longer than {limit} bytes")
+    if b"\r" in line:
+        raise RequestError(400, f"bare CR in the {what}")
+    return line
+
+
+def read_head(rfile: io.BufferedIOBase) -> RequestHead | None:
+    """Read one request head from ``rfile``; None if the connection ended before a request."""
+    for _ in range(MAX_LEADING_EMPTY_LINES + 1):
+        raw = rfile.readline(MAX_REQUEST_LINE + 2)
+        if not raw:
+            return None
+        if raw not in (b"\r\n", b"\n"):
+            break
+    else:
+        raise RequestError(400, "empty lines instead of a request")
+    line = _strip(raw, MAX_REQUEST_LINE, 414, "request line")
+    parts = line.split(b" ")
+    if len(parts) != 3:
+        raise RequestError(400, "malformed request line")
+    method, target, version = parts
+    if not _TOKEN.fullmatch(method):
+        raise RequestError(400, "malformed method")
+    if not target or any(c <= 0x20 or c == 0x7F for c in target):
+        raise RequestError(400, "malformed request target")
+    match = _VERSION.fullmatch(version)
+    if match is None:
+        raise RequestError(400, "malformed HTTP version")
+    if match.group(1) != b"1":
+        raise RequestError(505, "only HTTP/1.x is served")
+    head = RequestHead(method.decode("ascii"), target.decode("latin-1"),
+                       "HTTP/1.0" if match.group(2) == b"0" else "HTTP/1.1")
+    read_headers(rfile, head)
+    return head
+
+
+def read_headers(rfile: io.BufferedIOBase, head: RequestHead) -> None:
+    total = 0
+    while True:
+        line = _line(rfile, MAX_HEADER_LINE, 431, "header line")
+        if not line:
+            return
+        total += len(line)
+        if total > MAX_HEAD or len(head.headers) >= MAX_HEADERS:
+            raise RequestError(431, "request header fields too large")
+        if line[:1] in (b" ", b"\t"):
+            raise RequestError(400, "obsolete line folding in a header")
+        name, colon, value = line.partition(b":")
+        if not colon or not _TOKEN.fullmatch(name):
+            raise RequestError(400, "malformed header line")
+        head.headers.append((name.decode("ascii").lower(), value.strip(b" \t").decode("latin-1")))
+
+
+def framing(head: RequestHead) -> tuple[Framing, int]:
+    """How the body is delimited: ("none", 0), ("length", n) or ("chunked", 0)."""
+    codings = [key for key, _ in head.headers if key == "transfer-encoding"]
+    lengths = [value for key, value in head.headers if key == "content-length"]
+    if codings:
+        if lengths:
+            raise RequestError(400, "both Content-Length and Transfer-Encoding")
+        if not head.http11:
+            raise RequestError(400, "Transfer-Encoding in an HTTP/1.0 request")
+        coding = [part.strip().lower() for part in (head.get("transfer-encoding") or "").split(",")]
+        if coding != ["chunked"]:
+            if coding[-1:] != ["chunked"]:
+                raise RequestError(400, "the last transfer coding is not chunked")
+            raise RequestError(501, f"transfer coding not supported: {', '.join(coding[:-1])}")
+        return "chunked", 0
+    if lengths:
+        values = {part.strip() for value in lengths for part in value.split(",")}
+        if len(values) != 1 or not _DIGITS.fullmatch(next(iter(values))):
+            raise RequestError(400, "invalid Content-Length")
+        length = int(values.pop())
+        return ("length", length) if length else ("none", 0)
+    return "none", 0

@@ -1,0 +1,275 @@
+"""An HTTP/1.1 server for WSGI applications, as a socketserver request handler.
+
+``wsgi_handler(app)`` is a ``StreamRequestHandler`` class like any other: every server mode
+runs it (prefork, fork, thread, sync), on TCP or on a unix stream socket.  One handler call
+serves one connection, request after request while the client keeps it alive:
+
+* the request head is parsed strictly and bounded (:mod:`prefork.apps.request`), the body is
+  read by Content-Length or chunked (:mod:`prefork.apps.body`), the response is streamed as
+  the application yields it (:mod:`prefork.apps.response`);
+* HTTP/1.1 connections stay open after a response unless the client, the application or an
+  error says otherwise; HTTP/1.0 ones close after it.  A connection waits at most
+  ``idle_timeout`` seconds for its next request -- a worker serves one connection at a time, so
+  an idle client must not hold it long -- and serves at most ``max_keepalive_requests``.
+  Under a sync server (one connection at a time for the whole server) every response closes.
+* An exception from the application is logged once with its traceback and answered with 500
+  when no header was sent yet; otherwise the connection is closed, which is all HTTP/1.1 lets a
+  server say about a response that broke half way.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import os
+import socket
+import socketserver
+import sys
+from collections.abc import Callable, Iterable
+from typing import Any, ClassVar, cast
+from urllib.parse import unquote_to_bytes
+
+from prefork.apps.body import Body, ChunkedBody, IncompleteBody, LengthBody, spool
+from prefork.apps.request import RequestError, RequestHead, framing, read_head
+from prefork.apps.response import ClientGone, Response
+from prefork.core.servers import PreforkMixIn
+
+WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+
+log = logging.getLogger("prefork.wsgi")
+
+REASONS = {400: "Bad Request", 413: "Content Too Large", 414: "URI Too Long",
+           417: "Expectation Failed", 431: "Request Header Fields Too Large",
+           500: "Internal Server Error", 501: "Not Implemented",
+           505: "HTTP Version Not Supported"}
+CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+
+
+class WSGIRequestHandler(socketserver.StreamRequestHandler):
+    """Serves the WSGI application ``application`` (set by :func:`wsgi_handler`, or else the
+    server's ``get_app()``, as wsgiref's ``WSGIServer`` has) on one connection.
+
+    Tunables (class attributes): ``timeout`` (seconds one read or write may wait inside a
+    request), ``idle_timeout`` (seconds to wait for a request to begin), ``max_keepalive_requests``
+    (requests on one connection), ``drain_limit`` (bytes of an unread request body skipped to
+    keep the connection), ``url_scheme``, ``buffer_chunked`` and ``max_buffered_body``.
+
+    A chunked request body is read in full before the application is called (in memory, then
+    in a temporary file past 1 MiB; at most ``max_buffered_body`` bytes, else 413) and passed
+    with its ``CONTENT_LENGTH``, as waitress does: Django, among others, reads only
+    ``CONTENT_LENGTH`` bytes and would see an empty body.  With ``buffer_chunked = False`` the
+    application reads the decoded chunks as they arrive instead, until ``wsgi.input`` ends
+    (``wsgi.input_terminated``), with no ``CONTENT_LENGTH`` (Flask/werkzeug handle that).
+    """
+
+    timeout: ClassVar[float | None] = 30.0
+    idle_timeout: ClassVar[float] = 5.0
+    max_keepalive_requests: ClassVar[int] = 100
+    drain_limit: ClassVar[int] = 1 << 20
+    url_scheme: ClassVar[str] = "http"
+    buffer_chunked: ClassVar[bool] = True
+    max_buffered_body: ClassVar[int] = 1 << 30
+    application: ClassVar[WSGIApp | None] = None
+
+    connection: socket.socket
+
+    def setup(self) -> None:
+        super().setup()
+        if self.connection.family in (socket.AF_INET, socket.AF_INET6):
+            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def handle(self) -> None:
+        app = type(self).application
+        if app is None:
+            app = self.server.get_app()  # type: ignore[attr-defined]
+        base = self.base_environ()
+        # A sync server serves one connection at a time: an idle client would stall it.
+        keep_alive = bool(base["wsgi.multithread"] or base["wsgi.multiprocess"])
+        for count in range(1, self.max_keepalive_requests + 1):
+            if not self._wait_for_request():
+                return
+            try:
+                head = read_head(self.rfile)
+            except RequestError as exc:
+                self._refuse(exc)
+                return
+            except OSError:
+                return
+            if head is None:
+                return
+            allow = keep_alive and count < self.max_keepalive_requests
+            if not self.serve(app, head, base, allow):
+                return
+
+    def _wait_for_request(self) -> bool:
+        """Wait up to ``idle_timeout`` for the first byte of a request; False: give up."""
+        self.connection.settimeout(self.idle_timeout)
+        try:
+            return bool(cast(io.BufferedReader, self.rfile).peek(1))
+        except OSError:
+            return False
+        finally:
+            self.connection.settimeout(self.timeout)
+
+    def serve(self, app: WSGIApp, head: RequestHead, base: dict[str, Any], allow: bool) -> bool:
+        """Serve one request; True if the connection may carry another."""
+        try:
+            body = self.make_body(head)
+            environ = self.make_environ(head, body, base)
+            if isinstance(body, ChunkedBody) and self.buffer_chunked:
+                environ["wsgi.input"], size = spool(body, self.max_buffered_body)
+                environ["CONTENT_LENGTH"] = str(size)
+        except RequestError as exc:
+            self._refuse(exc)
+            return False
+        except IncompleteBody:
+            return False
+        try:
+            return self._respond(app, head, environ, body, allow)
+        finally:
+            if environ["wsgi.input"] is not body:
+                environ["wsgi.input"].close()
+
+    def _respond(self, app: WSGIApp, head: RequestHead, environ: dict[str, Any], body: Body,
+                 allow: bool) -> bool:
+        close = not allow or not head.http11 or "close" in head.tokens("connection")
+        response = Response(self.wfile, head_only=head.method == "HEAD", http11=head.http11,
+                            keep_alive=not close)
+        try:
+            result = app(environ, response.start_response)
+            try:
+                response.run(result)
+            finally:
+                closer = getattr(result, "close", None)
+                if closer is not None:
+                    closer()
+        except ClientGone:
+            return False
+        except IncompleteBody as exc:
+            log.debug("worker (pid %d) %s %s: %s", os.getpid(), head.method, head.target, exc)
+            return False
+        except RequestError as exc:
+            if not response.headers_sent:
+                self._refuse(exc)
+            return False
+        except Exception:
+            log.exception("worker (pid %d) error in the application on %s %s",
+                          os.getpid(), head.method, head.target)
+            if not response.headers_sent:
+                self._error(response, 500, "")
+            return False
+        if response.close:
+            return False
+        # What the application left of the body stands between this request and the next.
+        if isinstance(body, Body) and not body.finished:
+            if body.on_first_read is not None:
+                return False  # the client still waits for 100 Continue: it sent no body
+            try:
+                return body.drain(self.drain_limit)
+            except (RequestError, OSError):
+                return False
+        return True
+
+    def make_body(self, head: RequestHead) -> Body:
+        kind, length = framing(head)
+        expect = head.get("expect")
+        continue_hook: Callable[[], None] | None = None
+        if expect is not None and head.http11:
+            if expect.lower() != "100-continue":
+                raise RequestError(417, f"unsupported expectation {expect!r}")
+            if kind != "none":
+                continue_hook = self._send_continue
+        if kind == "chunked":
+            return ChunkedBody(self.rfile, continue_hook)
+        return LengthBody(self.rfile, length, continue_hook)
+
+    def _send_continue(self) -> None:
+        self.wfile.write(CONTINUE)
+
+    # -- the environ --------------------------------------------------------------------------
+
+    def base_environ(self) -> dict[str, Any]:
+        """What every request on this connection shares."""
+        server = self.server
+        if self.connection.family in (socket.AF_INET, socket.AF_INET6):
+            local = self.connection.getsockname()
+            name, port = str(local[0]), str(local[1])
+            remote, remote_port = str(self.client_address[0]), str(self.client_address[1])
+        else:  # a unix socket: the peer is on this host, and has no address
+            name, port, remote, remote_port = "localhost", "80", "127.0.0.1", "0"
+        return {
+            "SERVER_NAME": name,
+            "SERVER_PORT": port,
+            "REMOTE_ADDR": remote,
+            "REMOTE_PORT": remote_port,
+            "SCRIPT_NAME": "",
+            "wsgi.version": (1, 0),
+            "wsgi.url_scheme": self.url_scheme,
+            "wsgi.errors": sys.stderr,
+            "wsgi.multithread": isinstance(server, socketserver.ThreadingMixIn),
+            "wsgi.multiprocess": isinstance(server, (socketserver.ForkingMixIn, PreforkMixIn)),
+            "wsgi.run_once": False,
+            # Both kinds of body end where the request's body ends: reading to EOF is safe.
+            "wsgi.input_terminated": True,
+        }
+
+    def make_environ(self, head: RequestHead, body: Body, base: dict[str, Any]) -> dict[str, Any]:
+        if head.http11 and head.get("host") is None:
+            raise RequestError(400, "an HTTP/1.1 request needs a Host header")
+        environ = dict(base)
+        path, _, query = _path_of(head.target).partition("?")
+        environ.update({
+            "REQUEST_METHOD": head.method,
+            "PATH_INFO": unquote_to_bytes(path).decode("latin-1"),
+            "QUERY_STRING": query,
+            "REQUEST_URI": head.target,
+            "SERVER_PROTOCOL": head.version,
+            "wsgi.input": body,
+        })
+        for name, value in head.headers:
+            if name == "content-type":
+                key = "CONTENT_TYPE"
+            elif name == "content-length":
+                key = "CONTENT_LENGTH"
+            elif "_" in name:
+                continue  # X-Forwarded_For would pose as X-Forwarded-For: dropped, as nginx does
+            else:
+                key = "HTTP_" + name.upper().replace("-", "_")
+            if key in environ:
+                environ[key] += ("; " if key == "HTTP_COOKIE" else ", ") + value
+            else:
+                environ[key] = value
+        if isinstance(body, ChunkedBody):
+            environ.pop("CONTENT_LENGTH", None)
+        return environ
+
+    # -- refusing -----------------------------------------------------------------------------
+
+    def _refuse(self, exc: RequestError) -> None:
+        response = Response(self.wfile, head_only=False, http11=True, keep_alive=False)
+        self._error(response, exc.status, str(exc))
+
+    def _error(self, response: Response, code: int, message: str) -> None:
+        with contextlib.suppress(ClientGone):
+            response.send_error(code, REASONS.get(code, "Error"), message)
+
+
+def _path_of(target: str) -> str:
+    """The path and query of a request target: origin form as is, absolute form without its
+    scheme and authority, ``*`` as is."""
+    if target.startswith("/") or target == "*":
+        return target
+    scheme, sep, rest = target.partition("://")
+    if sep and scheme.lower() in ("http", "https"):
+        slash = rest.find("/")
+        return rest[slash:] if slash >= 0 else "/"
+    raise RequestError(400, "unsupported request target")
+
+
+def wsgi_handler(app: WSGIApp) -> type[WSGIRequestHandler]:
+    """A :class:`WSGIRequestHandler` class serving ``app``."""
+    name = getattr(app, "__name__", type(app).__name__)
+    attrs = {"application": staticmethod(app), "__module__": __name__,
+             "__qualname__": f"WSGIRequestHandler[{name}]"}
+    return type(f"WSGIRequestHandler[{name}]", (WSGIRequestHandler,), attrs)

@@ -1,0 +1,64 @@
+"""A WSGI callable without a framework, and a factory returning one: ``prefork serve
+tests.apps.wsgi_plain:application`` or ``tests.apps.wsgi_plain:make_app()``.
+
+Routes shared with the Flask and Django apps (tests/integration/test_wsgi_apps.py): ``GET
+/hello``, ``POST /echo`` (answers "<length> <sha256>" of the body), anything else 404.  Plus
+``/environ`` (the environ's plain values as JSON), ``/stream`` (chunks separated by waits on a
+fifo the test writes to) and ``/fail`` (raises).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Callable, Iterator
+from typing import Any
+
+Environ = dict[str, Any]
+StartResponse = Callable[..., Any]
+
+
+def digest(body: bytes) -> bytes:
+    return f"{len(body)} {hashlib.sha256(body).hexdigest()}".encode()
+
+
+def application(environ: Environ, start_response: StartResponse) -> Any:
+    path, method = environ["PATH_INFO"], environ["REQUEST_METHOD"]
+    if path == "/hello" and method in ("GET", "HEAD"):
+        body = b"hello\n"
+    elif path == "/echo" and method == "POST":
+        body = digest(environ["wsgi.input"].read())
+    elif path.startswith("/environ"):
+        plain = {k: v for k, v in environ.items() if isinstance(v, (str, bool, int, tuple))}
+        plain["input"] = environ["wsgi.input"].read().decode("latin-1")
+        body = json.dumps(plain).encode()
+    elif path == "/stream":
+        return _stream(environ, start_response)
+    elif path == "/fail":
+        raise RuntimeError("the app failed on purpose")
+    elif path == "/pid":
+        body = str(os.getpid()).encode()
+    else:
+        start_response("404 Not Found", [("Content-Type", "text/plain")])
+        return [b"not found\n"]
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [body]
+
+
+def _stream(environ: Environ, start_response: StartResponse) -> Iterator[bytes]:
+    """Yield a chunk, then wait for a line on the fifo named by the query string, three times:
+    a test sees each chunk arrive while the app is still running."""
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    yield b"chunk 0\n"
+    with open(environ["QUERY_STRING"], "rb") as gate:  # waits for the test to open it
+        for n in (1, 2):
+            gate.readline()
+            yield b"chunk %d\n" % n
+        gate.readline()
+    yield b"end\n"
+
+
+def make_app() -> Callable[[Environ, StartResponse], Any]:
+    """The factory form: ``tests.apps.wsgi_plain:make_app()``."""
+    return application

@@ -1,0 +1,90 @@
+"""prefork/apps/loader.py and the server class per kind (prefork/command/app.py)."""
+
+from __future__ import annotations
+
+import http.server
+
+import pytest
+
+from prefork.apps.loader import AppError, AppSpec, load_app, parse_app
+from prefork.apps.wsgi import WSGIRequestHandler
+from prefork.command.app import MODES, server_class_for
+from prefork.core.servers import PreforkMixIn
+from prefork.core.sockets import parse_bind
+from tests.apps import wsgi_plain
+from workers.echo import LineEcho
+
+
+def test_parse_app_forms() -> None:
+    assert parse_app("a.b:C") == AppSpec("a.b", "C", False)
+    assert parse_app("a:make_app()") == AppSpec("a", "make_app", True)
+    assert parse_app("a:ns.app") == AppSpec("a", "ns.app", False)
+    assert str(parse_app("a:f()")) == "a:f()"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [("a", "expected module:HandlerClass, module:application (WSGI) or module:factory()"),
+     ("a:b-c", "expected"), (":b", "expected"), ("a:f(1)", "called without arguments"),
+     ("a:f(", "expected")],
+)
+def test_parse_app_refuses(text: str, message: str) -> None:
+    with pytest.raises(AppError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        parse_app(text)
+
+
+def test_load_each_form() -> None:
+    assert load_app("workers.echo:LineEcho").handler is LineEcho
+    assert load_app("workers.echo:LineEcho").kind == "stream"
+    assert load_app("tests.apps.shapes:make_handler()").handler is LineEcho
+    assert load_app("tests.apps.shapes:Plain").kind == "base"
+    assert load_app("tests.apps.shapes:Datagram").kind == "datagram"
+    assert load_app("workers.http_hello:Hello").kind == "http"
+    for text in ("tests.apps.wsgi_plain:application", "tests.apps.wsgi_plain:make_app()",
+                 "tests.apps.shapes:app_object", "tests.apps.flask_app:app"):
+        loaded = load_app(text)
+        assert loaded.kind == "wsgi" and issubclass(loaded.handler, WSGIRequestHandler), text
+    factory_made = load_app("tests.apps.wsgi_plain:make_app()").handler
+    assert factory_made.application is wsgi_plain.application  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("no_such_mod:app", "cannot import no_such_mod: ModuleNotFoundError: No module named"),
+        ("tests.apps.import_fails:app",
+         "cannot import tests.apps.import_fails: KeyError: 'missing setting'"),
+        ("tests.apps.shapes:nope", "module tests.apps.shapes has no 'nope'"),
+        ("tests.apps.shapes:broken_factory()",
+         "broken_factory() failed: RuntimeError: no config"),
+        ("tests.apps.shapes:make_nothing()",
+         "make_nothing() returned what is an int, neither a socketserver request handler"),
+        ("tests.apps.shapes:make_nothing", "not a WSGI callable: it takes no arguments; if it "
+         "is a factory, call it: ...:make_nothing()"),
+        ("tests.apps.shapes:two_args_too_many", "cannot be called as app(environ, "),
+        ("tests.apps.shapes:NotAHandler", "a class, but not a socketserver.BaseRequestHandler"),
+    ],
+)
+def test_load_errors_are_one_line(text: str, message: str) -> None:
+    with pytest.raises(AppError) as info:
+        load_app(text)
+    assert message in str(info.value) and "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("mode", list(MODES))
+@pytest.mark.parametrize("kind", ["stream", "http", "wsgi", "base"])
+def test_server_class_for_stream_kinds(mode: str, kind: str) -> None:
+    for bind in ("127.0.0.1:0", "unix:/tmp/x.sock"):
+        cls = server_class_for(mode, parse_bind(bind), kind)  # type: ignore[arg-type]
+        assert issubclass(cls, PreforkMixIn) == (mode == "prefork")
+        assert issubclass(cls, http.server.HTTPServer) == (kind == "http" and "unix" not in bind)
+
+
+@pytest.mark.parametrize("mode", list(MODES))
+def test_server_class_for_datagram_kinds(mode: str) -> None:
+    for kind in ("datagram", "base"):
+        server_class_for(mode, parse_bind("udp://127.0.0.1:0"), kind)  # type: ignore[arg-type]
+    with pytest.raises(AppError, match="a WSGI application; udp://"):
+        server_class_for(mode, parse_bind("udp://127.0.0.1:0"), "wsgi")
+    with pytest.raises(AppError, match="datagram handler"):
+        server_class_for(mode, parse_bind("127.0.0.1:0"), "datagram")
