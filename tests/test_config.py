@@ -347,7 +347,8 @@ def test_describe(tmp_path: Path) -> None:
         "app", "bind", "socket_mode", "workers", "max_children", "mode", "request_timeout",
         "graceful_timeout",
         "max_requests", "max_requests_jitter", "max_age", "max_memory", "min_spare",
-        "max_spare", "max_recycling", "preload", "pidfile", "name", "log_level", "log_file",
+        "max_spare", "max_recycling", "cpu_affinity", "preload", "pidfile", "name", "log_level",
+        "log_file",
         "user", "group",
         "control", "metrics", *HOOK_NAMES,
     ]

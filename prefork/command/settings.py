@@ -230,6 +230,10 @@ class Config:
     max_recycling = Setting(
         integer(1), FROM_SERVER, section=RECYCLING, flags=("--max-recycling",), metavar="N",
         live=True, help="how many workers may be replaced at the same time when recycling")
+    cpu_affinity = Setting(
+        boolean, FROM_SERVER, section=POOL, flags=("--cpu-affinity",), live=True,
+        help="pin each worker to one of the CPUs the master may use, round robin by worker "
+        "slot (for CPU-bound handlers; Linux only)")
     preload = Setting(
         boolean, FROM_SERVER, section=POOL, flags=("--preload",), live=False,
         help="import the APP once per generation, in a template process its workers are forked "

@@ -82,6 +82,7 @@ class PoolServer(Protocol):
     max_recycling: int
     min_spare: int
     max_spare: int
+    cpu_affinity: bool  # pin each worker to one CPU (prefork.core.affinity)
     name: str
     control: str | None
     metrics: str | None

@@ -91,6 +91,7 @@ class PreforkMixIn:
     max_recycling: int = 1
     min_spare: int = 0
     max_spare: int = 0
+    cpu_affinity: bool = False  # pin each worker to one CPU, round robin (core/affinity.py)
     name: str = ""
     control: str | None = None
     metrics: str | None = None

@@ -40,6 +40,7 @@ import time
 from typing import NoReturn, cast
 
 from prefork.core import privileges
+from prefork.core.affinity import pin_to_slot_cpu
 from prefork.core.contract import (
     REPORT,
     REPORT_READY,
@@ -185,6 +186,8 @@ class Worker:
         if not self._setup_process():
             return EXIT_ORPHANED
         server = self.server
+        if server.cpu_affinity:  # --cpu-affinity: this worker on one CPU (core/affinity.py)
+            pin_to_slot_cpu(self.info.slot)
         self.slot = slot = self.ctx.board.writer(self.info.slot, self.pid)
         self._title("booting")
         if not self.ctx.app_loaded:

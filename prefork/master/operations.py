@@ -68,7 +68,7 @@ class Operations:
         if not address:
             return
         try:
-            metrics = MetricsServer(address, self.status)
+            metrics = MetricsServer(address, self.status, self.server)
         except OSError as exc:
             raise OSError(exc.errno, f"metrics {address}: {exc.strerror or exc}") from None
         self._add(metrics)

@@ -1,6 +1,13 @@
-"""Prometheus metrics, served by the master from its own knowledge: the scoreboard (shared
-memory) and psutil (``/proc``).  A scrape never touches a worker, so a pool that is completely
-busy or stuck still reports.
+"""Prometheus metrics and health probes, served by the master from its own knowledge: the
+scoreboard (shared memory), psutil (``/proc``) and the kernel's view of the listening sockets
+(prefork.ops.backlog).  A scrape never touches a worker, so a pool that is completely busy or
+stuck still reports.
+
+``/healthz`` is the liveness probe: it is answered by the master's loop itself, so any answer
+means the loop is alive and turning (200, also while stopping: a draining master must not be
+killed for it).  ``/readyz`` is the readiness probe: 200 while a generation serves (phase
+serving or reloading, with at least one worker ready to take a connection), 503 while the pool
+boots, is paused by WINCH, or stops -- so a load balancer sends traffic elsewhere.
 
 The endpoint is an :class:`~prefork.ops.endpoint.Endpoint` in the master's select loop: its
 connections are non-blocking, each gets :data:`SERVE_TIMEOUT` in total, and idle or slow
@@ -13,10 +20,11 @@ from __future__ import annotations
 import http.server
 import logging
 import socket
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
 
 from prefork.core.sockets import parse_bind
+from prefork.ops.backlog import AcceptQueue, accept_queues
 from prefork.ops.endpoint import Endpoint
 
 log = logging.getLogger("prefork.master")
@@ -24,7 +32,38 @@ log = logging.getLogger("prefork.master")
 SERVE_TIMEOUT = 1.0
 MAX_HEAD = 8 * 1024  # bytes of request line and headers
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+PLAIN = "text/plain; charset=utf-8"
 STATES = ("booting", "idle", "busy", "draining")
+READY_STATES = ("idle", "busy")  # a worker in these states takes connections
+SERVING_PHASES = ("serving", "reloading")  # a generation serves (the old one, mid-reload)
+METRICS_PATHS = ("/", "/metrics")
+HEALTH_PATH, READY_PATH = "/healthz", "/readyz"
+
+
+class Listeners(Protocol):
+    """Where the listening sockets are (a PoolServer is one)."""
+
+    def listening_servers(self) -> list[Any]: ...
+
+    def listener_names(self) -> list[str]: ...
+
+
+def readiness(status: dict[str, Any]) -> tuple[bool, str]:
+    """Whether the pool takes traffic, and a one-line reason, from a ``status()`` dict."""
+    phase = status["master"].get("phase", "unknown")
+    ready = sum(1 for w in status["workers"] if w["state"] in READY_STATES)
+    if phase not in SERVING_PHASES:
+        return False, f"not ready: {phase}"
+    if not ready:
+        return False, f"not ready: {phase}, no worker ready"
+    return True, f"ready: {phase}, {ready} workers ready"
+
+
+def busy_ratio(workers: Sequence[dict[str, Any]]) -> float:
+    """Busy workers over the workers that take connections (idle or busy); 0 with none."""
+    ready = [w for w in workers if w["state"] in READY_STATES]
+    busy = sum(1 for w in ready if w["state"] == "busy")
+    return busy / len(ready) if ready else 0.0
 
 
 def escape_label(value: object) -> str:
@@ -41,8 +80,8 @@ def _number(value: float) -> str:
     return str(value) if isinstance(value, int) else repr(float(value))
 
 
-def render(status: dict[str, Any]) -> str:
-    """The Prometheus text for a master's ``status()`` dict."""
+def render(status: dict[str, Any], queues: Sequence[AcceptQueue] = ()) -> str:
+    """The Prometheus text for a master's ``status()`` dict and its listeners' ``queues``."""
     master, workers = status["master"], status["workers"]
     out: list[str] = []
 
@@ -60,6 +99,17 @@ def render(status: dict[str, Any]) -> str:
         counts[w["state"]] = counts.get(w["state"], 0) + 1
     metric("prefork_workers", "gauge", "Workers by state.",
            [(_labels(state=state), n) for state, n in counts.items()])
+    metric("prefork_busy_ratio", "gauge",
+           "Busy workers over the workers taking connections (idle or busy): scale on it.",
+           [("", busy_ratio(workers))])
+    metric("prefork_ready", "gauge", "1 while /readyz answers 200, else 0.",
+           [("", int(readiness(status)[0]))])
+    metric("prefork_listen_queue", "gauge",
+           "Connections waiting in each listener's accept queue: scale on it.",
+           [(_labels(listener=q.listener), q.waiting) for q in queues])
+    metric("prefork_listen_queue_limit", "gauge",
+           "The accept queue's limit (listen backlog, capped by net.core.somaxconn).",
+           [(_labels(listener=q.listener), q.limit) for q in queues])
     metric("prefork_requests_total", "counter",
            "Requests served by all workers, past and present.",
            [("", master["requests_total"])])
@@ -82,25 +132,36 @@ def render(status: dict[str, Any]) -> str:
 
 
 class MetricsHandler(http.server.BaseHTTPRequestHandler):
-    """GET / or /metrics: the Prometheus text of ``server.status()``; anything else: 404.
+    """GET (or HEAD) / or /metrics: the Prometheus text of ``server.status()``; /healthz and
+    /readyz: the probes (see the module's docstring); anything else: 404.
 
     ``server`` is the :class:`MetricsServer`.  Requests are logged at debug level only.
     """
 
     def do_GET(self) -> None:
+        code, kind, body = self.answer()
+        self.send_response(code)
+        self.send_header("Content-Type", kind)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Cache-Control", "no-store")
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    do_HEAD = do_GET
+
+    def answer(self) -> tuple[int, str, bytes]:
         server = self.server
         assert isinstance(server, MetricsServer)
-        if self.path.split("?", 1)[0] not in ("/", "/metrics"):
-            self.send_response(404)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-            return
-        body = render(server.status()).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", CONTENT_TYPE)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+        path = self.path.split("?", 1)[0]
+        if path in METRICS_PATHS:
+            return 200, CONTENT_TYPE, render(server.status(), server.queues()).encode()
+        if path == HEALTH_PATH:
+            return 200, PLAIN, b"ok\n"
+        if path == READY_PATH:
+            ready, why = readiness(server.status())
+            return (200 if ready else 503), PLAIN, why.encode() + b"\n"
+        return 404, PLAIN, b"not found\n"
 
     def log_message(self, format: str, *args: Any) -> None:
         log.debug("metrics: %s %s", self.address_string(), format % args)
@@ -110,8 +171,9 @@ class MetricsServer(Endpoint):
     """The metrics endpoint (see :class:`Endpoint` for the methods the master calls).
 
     ``spec`` is a TCP ``HOST:PORT`` (port 0 picks one: see :attr:`address`); ``status()``
-    returns the master's status dict, which :func:`render` turns into the text format.  It runs
-    in the master's loop: it must not block.
+    returns the master's status dict, which :func:`render` turns into the text format;
+    ``listeners`` (the server) has the sockets whose accept queues are reported.  It runs in the
+    master's loop: it must not block.
     """
 
     handler_class = MetricsHandler
@@ -119,11 +181,14 @@ class MetricsServer(Endpoint):
     timeout = SERVE_TIMEOUT
     max_request = MAX_HEAD
 
-    def __init__(self, spec: str, status: Callable[[], dict[str, Any]]) -> None:
+    def __init__(
+        self, spec: str, status: Callable[[], dict[str, Any]], listeners: Listeners | None = None,
+    ) -> None:
         bind = parse_bind(spec)
         if bind.kind != "tcp":
             raise ValueError(f"metrics: {spec!r} must be a TCP HOST:PORT")
         self.status = status
+        self.listeners = listeners
         sock = socket.socket(bind.family, socket.SOCK_STREAM)
         try:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -136,6 +201,11 @@ class MetricsServer(Endpoint):
             raise
         super().__init__(sock)
         self.address = sock.getsockname()
+
+    def queues(self) -> list[AcceptQueue]:
+        if self.listeners is None:
+            return []
+        return accept_queues(self.listeners.listening_servers(), self.listeners.listener_names())
 
     def request_complete(self, data: bytearray) -> bool:
         return b"\r\n\r\n" in data or b"\n\n" in data
