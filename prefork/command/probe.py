@@ -19,20 +19,19 @@ import socketserver
 import sys
 import time
 
-from prefork.command.app import AppError, load_handler
+from prefork.apps.loader import AppError, load_app
+from prefork.apps.wsgi import WSGIRequestHandler
 
 PROBE_TIMEOUT = 60.0  # seconds an import may take (a framework that connects somewhere)
+# What the master's servers are built around, per kind (prefork.apps.loader.AppKind): the
+# handler's most specific base, until a worker puts the real one in its place.
 STAND_INS: dict[str, type[socketserver.BaseRequestHandler]] = {
+    "wsgi": WSGIRequestHandler,
     "http": http.server.BaseHTTPRequestHandler,
     "stream": socketserver.StreamRequestHandler,
     "datagram": socketserver.DatagramRequestHandler,
     "base": socketserver.BaseRequestHandler,
 }
-
-
-def kind_of(handler: type[socketserver.BaseRequestHandler]) -> str:
-    """The key of the most specific :data:`STAND_INS` base of ``handler``."""
-    return next(kind for kind, base in STAND_INS.items() if issubclass(handler, base))
 
 
 def probe(app: str, timeout: float = PROBE_TIMEOUT) -> type[socketserver.BaseRequestHandler]:
@@ -43,7 +42,7 @@ def probe(app: str, timeout: float = PROBE_TIMEOUT) -> type[socketserver.BaseReq
         try:
             os.close(read_fd)
             try:
-                answer = "ok " + kind_of(load_handler(app))
+                answer = "ok " + load_app(app).kind
             except AppError as exc:
                 answer = f"error {exc}"
             except BaseException as exc:  # SystemExit from an app's import, say

@@ -22,6 +22,7 @@ import sys
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from prefork.apps.loader import handler_kind, load_app
 from prefork.command.app import DEFAULT_APP, AppError, load_handler, server_class
 from prefork.command.config import ConfigError, load_config, resolve_hook
 from prefork.command.probe import probe
@@ -160,16 +161,16 @@ class Runner:
         An APP that cannot be loaded is one line on the log and exit status 2 (a boot
         failure); one whose kind changed since the master started needs a restart."""
         try:
-            handler = load_handler(app)
-            expected = server.RequestHandlerClass  # type: ignore[attr-defined]
-            if not issubclass(handler, expected):
-                raise AppError(f"APP {app!r} is no longer a {expected.__name__}: the listeners "
-                               "were made for that; restart to serve it")
+            loaded = load_app(app)
+            expected = handler_kind(server.RequestHandlerClass)  # type: ignore[attr-defined]
+            if loaded.kind != expected:
+                raise AppError(f"APP {app!r} is no longer a {expected} APP but a {loaded.kind} "
+                               "one: the listeners were made for the first; restart to serve it")
         except AppError as exc:
             log.error("pid %d cannot load the APP: %s", os.getpid(), exc)
             raise SystemExit(EXIT_APP) from None
         for listening in server.listening_servers():
-            listening.RequestHandlerClass = handler
+            listening.RequestHandlerClass = loaded.handler
 
     def prepare_reload(self, server: PreforkMixIn, app: str) -> Callable[[], None]:
         """Re-read the config for a new generation (whose workers import the current code of
