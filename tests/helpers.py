@@ -121,7 +121,7 @@ class ServerProcess(procs.Proc):
     # -- the pool ---------------------------------------------------------------------------
 
     def workers(self) -> list[psutil.Process]:
-        """The master's children but its preload templates (titled ``prefork: template``)."""
+        """The master's children but its preload templates and --reload watcher."""
         return [p for p in self.children() if not _is_template(p)]
 
     def templates(self) -> list[psutil.Process]:
@@ -269,7 +269,9 @@ def in_child(fn: Callable[[], object], timeout: float = 10.0) -> Any:
 
 
 def _is_template(proc: psutil.Process) -> bool:
+    """A child of the master that is not a worker: a preload template or the --reload watcher."""
     try:
-        return " template" in " ".join(proc.cmdline())
+        title = " ".join(proc.cmdline())
     except psutil.Error:
         return False
+    return "prefork: template" in title or "prefork: watcher" in title

@@ -28,6 +28,7 @@ from prefork.command.app import DEFAULT_APP, AppError, is_http_handler
 from prefork.command.config import ConfigError, describe
 from prefork.command.runner import StartError, configure
 from prefork.command.settings import SERVE_KEYS, SETTINGS, Setting
+from prefork.command.watch import WatchError, start_watcher, stop_watcher
 from prefork.core.servers import PreforkMixIn
 from prefork.core.signals import SignalQueue
 from prefork.core.sockets import BindSpec, BindSpecError, format_address
@@ -44,6 +45,11 @@ STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)
 CONTROL_SUFFIX = ".ctl"  # the control socket next to a pid file: prefork.pid -> prefork.pid.ctl
 
 log = logging.getLogger("prefork.master")
+
+
+# Mistakes a user can make: one line on stderr, exit status 2.
+USER_ERRORS = (StartError, AppError, BindSpecError, ConfigError, WatchError, LogFileError,
+               PidfileError)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -114,7 +120,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "serve":
             return serve(args)
         return control_command(args)
-    except (StartError, AppError, BindSpecError, ConfigError, LogFileError, PidfileError) as exc:
+    except USER_ERRORS as exc:
         print(f"prefork: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except ControlError as exc:
@@ -135,8 +141,12 @@ def serve(args: argparse.Namespace) -> int:
     # master of an upgrade (USR2) leaves it to the old one until its pool is ready.
     if config.pidfile and not upgrading():
         claim_pidfile(config.pidfile)
+    if config.reload and config.mode != "prefork":
+        raise StartError(f"--reload needs --mode prefork, not {config.mode}")
+    watcher = 0
     try:
         setup_logging(config.log_level, config.log_file)
+        watcher = start_watcher() if config.reload else 0
         server, specs = runner.make_server()
         with server:
             announce(server, specs, config.mode, config.app or DEFAULT_APP)
@@ -156,6 +166,8 @@ def serve(args: argparse.Namespace) -> int:
             finally:
                 runner.call("on_exit", server)
     finally:
+        if watcher:
+            stop_watcher(watcher)
         if config.pidfile:
             remove_pidfile(config.pidfile)  # only while it names this process
     return 0

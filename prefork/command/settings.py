@@ -247,6 +247,10 @@ class Config:
     log_level = Setting(
         choice(("debug", "info", "warning", "error")), "info", section=PROCESS,
         flags=("--log-level",), metavar="LEVEL", help="debug, info, warning or error")
+    reload = Setting(
+        boolean, False, section=PROCESS, flags=("--reload",),
+        help="for development: start a new generation whenever a *.py file under the current "
+        "directory changes (needs watchfiles)")
     log_file = Setting(
         optional_string, None, section=PROCESS, flags=("--log-file",), metavar="PATH",
         help="log here instead of stderr (reopened on USR1)")
