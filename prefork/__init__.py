@@ -8,6 +8,7 @@ forking servers use, and the master supervises them.
 from __future__ import annotations
 
 from prefork.core.contract import WorkerInfo
+from prefork.core.keepalive import KeepAliveHTTPMixIn, Ready, hold
 from prefork.core.servers import (
     PreforkHTTPServer,
     PreforkMixIn,
@@ -27,6 +28,7 @@ __all__ = [
     "BindSpec",
     "BindSpecError",
     "BootError",
+    "KeepAliveHTTPMixIn",
     "Master",
     "PreforkHTTPServer",
     "PreforkMixIn",
@@ -35,8 +37,10 @@ __all__ = [
     "PreforkUnixDatagramServer",
     "PreforkUnixStreamServer",
     "PreforkWSGIServer",
+    "Ready",
     "WorkerInfo",
     "__version__",
     "default_workers",
+    "hold",
     "parse_bind",
 ]

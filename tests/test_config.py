@@ -345,7 +345,7 @@ def test_describe(tmp_path: Path) -> None:
     lines = describe(config).splitlines()
     assert [line.split(" = ")[0] for line in lines] == [
         "app", "bind", "socket_mode", "workers", "max_children", "mode", "request_timeout",
-        "graceful_timeout",
+        "graceful_timeout", "client_timeout", "keep_alive", "worker_connections",
         "max_requests", "max_requests_jitter", "max_age", "max_memory", "min_spare",
         "max_spare", "max_recycling", "preload", "pidfile", "name", "log_level", "log_file",
         "user", "group",

@@ -202,6 +202,19 @@ class Config:
     graceful_timeout = Setting(
         number(0), FROM_SERVER, section=LIMITS, flags=("--graceful-timeout",), metavar="S",
         live=True, help="how long a graceful stop (TERM) waits for requests in flight")
+    client_timeout = Setting(
+        number(0.001), FROM_SERVER, section=LIMITS, flags=("--client-timeout",), metavar="S",
+        live=True, help="close a new connection that has not sent its first bytes (an HTTP "
+        "handler: its whole request head; TLS: the handshake too) within this many seconds of "
+        "the accept, while it waits in the worker's multiplexer, not in a handler")
+    keep_alive = Setting(
+        number(0), FROM_SERVER, section=LIMITS, flags=("--keep-alive",), metavar="S",
+        live=True, help="close a keep-alive connection idle for this long between requests "
+        "(HTTP/1.1 handlers); its next request head then has client_timeout")
+    worker_connections = Setting(
+        integer(1), FROM_SERVER, section=POOL, flags=("--worker-connections",), metavar="N",
+        live=True, help="connections that may wait in one worker's multiplexer (idle, "
+        "handshaking, sending a head); at the bound the worker stops accepting")
     max_requests = Setting(
         integer(0), FROM_SERVER, section=RECYCLING, flags=("--max-requests",), metavar="N",
         live=True, help="recycle a worker after this many requests (0: never)")

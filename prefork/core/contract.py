@@ -85,6 +85,9 @@ class PoolServer(Protocol):
     metrics: str | None
     pidfile: str | None
     upgrade_argv: list[str] | None
+    client_timeout: float
+    keep_alive: float
+    worker_connections: int
     credentials: Credentials  # who the workers run as (resolved from user and group)
 
     def pre_fork(self, worker: WorkerInfo) -> None: ...
