@@ -144,8 +144,9 @@ class Multiplexer:
             if self.interrupted():
                 return
             conn = self.ready.popleft()
+            # Checked again: an epoll event may have served that request meanwhile.
             if conn.phase is Phase.IDLE:
-                self._dispatch(conn)
+                self._check(conn, defer=False)
 
     def expire(self, now: float) -> None:
         for conn in self.deadlines.due(now):
