@@ -20,6 +20,7 @@ from prefork.core.servers import (
     default_workers,
 )
 from prefork.core.sockets import BindSpec, BindSpecError, parse_bind
+from prefork.core.tls import PeerCredMixIn, TLSMixIn
 from prefork.master.supervisor import BootError, Master
 
 __version__ = "0.1.0"
@@ -30,6 +31,7 @@ __all__ = [
     "BootError",
     "KeepAliveHTTPMixIn",
     "Master",
+    "PeerCredMixIn",
     "PreforkHTTPServer",
     "PreforkMixIn",
     "PreforkTCPServer",
@@ -38,6 +40,7 @@ __all__ = [
     "PreforkUnixStreamServer",
     "PreforkWSGIServer",
     "Ready",
+    "TLSMixIn",
     "WorkerInfo",
     "__version__",
     "default_workers",

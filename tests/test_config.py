@@ -349,7 +349,7 @@ def test_describe(tmp_path: Path) -> None:
         "max_requests", "max_requests_jitter", "max_age", "max_memory", "min_spare",
         "max_spare", "max_recycling", "preload", "pidfile", "name", "log_level", "log_file",
         "user", "group",
-        "control", "metrics", *HOOK_NAMES,
+        "control", "metrics", "certfile", "keyfile", "ca_certs", *HOOK_NAMES,
     ]
     assert 'app = ""  # default' in lines
     assert 'bind = [":1", "unix:/tmp/a b"]  # file prefork.toml' in lines

@@ -57,8 +57,9 @@ LIMITS = "Time limits, in seconds"
 RECYCLING = "Recycling a worker"
 ADAPTIVE = "Adaptive pool"
 PROCESS = "The process"
+TLS = "TLS"
 HOOKS = "Hooks"
-SECTIONS = (SERVE, POOL, LIMITS, RECYCLING, ADAPTIVE, PROCESS, HOOKS)
+SECTIONS = (SERVE, POOL, LIMITS, RECYCLING, ADAPTIVE, PROCESS, TLS, HOOKS)
 
 
 class _FromServer:
@@ -270,6 +271,16 @@ class Config:
     metrics = Setting(
         host_port, FROM_SERVER, section=PROCESS, flags=("--metrics",), metavar="HOST:PORT",
         help="serve Prometheus metrics from the master")
+    certfile = Setting(
+        optional_string, None, section=TLS, flags=("--certfile",), metavar="PATH",
+        help="serve TLS with this certificate chain (PEM); each new generation (HUP) reads the "
+        "files again; the handshake runs in the worker's multiplexer under client_timeout")
+    keyfile = Setting(
+        optional_string, None, section=TLS, flags=("--keyfile",), metavar="PATH",
+        help="the certificate's private key (PEM)", unset="in the certfile")
+    ca_certs = Setting(
+        optional_string, None, section=TLS, flags=("--ca-certs",), metavar="PATH",
+        help="require client certificates signed by these CAs (PEM)")
     on_starting = _hook("on_starting(server), in the master before it starts serving")
     pre_fork = _hook("pre_fork(server, worker), in the master before each fork")
     post_fork = _hook("post_fork(server, worker), in the new worker before it reports ready "
