@@ -38,12 +38,10 @@ stream handler once the first bytes arrived.  A protocol where the server speaks
 
 from __future__ import annotations
 
-import contextlib
 import enum
 import http.server
 import socket
 import ssl
-from collections.abc import Iterator
 from contextvars import ContextVar
 from typing import Any, Protocol
 
@@ -113,16 +111,22 @@ def is_held(request: Any) -> bool:
     return offer is not None and offer.request is request and offer.resumable is not None
 
 
-@contextlib.contextmanager
-def offering(request: Any, allowed: bool = True) -> Iterator[Offer]:
+class offering:
     """Let the handler run inside this block hold ``request`` (if ``allowed``: the server's
-    ``shutdown_request`` leaves held connections alone)."""
-    offer = Offer(request, allowed)
-    token = _offer.set(offer)
-    try:
-        yield offer
-    finally:
-        _offer.reset(token)
+    ``shutdown_request`` leaves held connections alone).  A class, not a generator: this is on
+    every request's path."""
+
+    __slots__ = ("offer", "token")
+
+    def __init__(self, request: Any, allowed: bool = True) -> None:
+        self.offer = Offer(request, allowed)
+
+    def __enter__(self) -> Offer:
+        self.token = _offer.set(self.offer)
+        return self.offer
+
+    def __exit__(self, *exc_info: object) -> None:
+        _offer.reset(self.token)
 
 
 class HoldsConnections:

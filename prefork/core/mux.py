@@ -257,13 +257,14 @@ class Multiplexer:
         if conn.tls and (buffered or conn.sock.pending()):
             return Check.READY
         buf = self.buf
+        head = conn.ready is Ready.HEAD and not conn.tls
         try:
-            size = _raw_recv_into(conn.sock, buf, MAX_HEAD, PEEK)
+            size = _raw_recv_into(conn.sock, buf, MAX_HEAD if head else 1, PEEK)
         except (BlockingIOError, InterruptedError):
             size = -1
         except OSError:
             return Check.EOF
-        if conn.ready is not Ready.HEAD or conn.tls:
+        if not head:
             if buffered or size > 0:
                 return Check.READY
             return Check.EOF if size == 0 else Check.MORE
