@@ -10,6 +10,7 @@ from __future__ import annotations
 from prefork.apps.server import PreforkWSGIServer
 from prefork.apps.wsgi import WSGIRequestHandler, wsgi_handler
 from prefork.core.contract import WorkerInfo
+from prefork.core.keepalive import KeepAliveHTTPMixIn, Ready, hold
 from prefork.core.servers import (
     PreforkHTTPServer,
     PreforkMixIn,
@@ -20,6 +21,7 @@ from prefork.core.servers import (
     default_workers,
 )
 from prefork.core.sockets import BindSpec, BindSpecError, parse_bind
+from prefork.core.tls import PeerCredMixIn, TLSMixIn
 from prefork.master.supervisor import BootError, Master
 
 __version__ = "0.1.0"
@@ -28,7 +30,9 @@ __all__ = [
     "BindSpec",
     "BindSpecError",
     "BootError",
+    "KeepAliveHTTPMixIn",
     "Master",
+    "PeerCredMixIn",
     "PreforkHTTPServer",
     "PreforkMixIn",
     "PreforkTCPServer",
@@ -36,10 +40,13 @@ __all__ = [
     "PreforkUnixDatagramServer",
     "PreforkUnixStreamServer",
     "PreforkWSGIServer",
+    "Ready",
+    "TLSMixIn",
     "WSGIRequestHandler",
     "WorkerInfo",
     "__version__",
     "default_workers",
+    "hold",
     "parse_bind",
     "wsgi_handler",
 ]

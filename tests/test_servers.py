@@ -23,6 +23,8 @@ from workers.echo import LineEcho
 
 
 class PidHandler(socketserver.StreamRequestHandler):
+    ready_when = prefork.Ready.ACCEPTED  # it speaks first: no waiting for the client's bytes
+
     def handle(self) -> None:
         self.wfile.write(b"%d\n" % os.getpid())
 

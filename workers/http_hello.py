@@ -1,6 +1,7 @@
 """HTTP hello on http.server: ``prefork serve workers.http_hello:Hello``.
 
-No access log: the benchmarks measure the server, not the terminal.
+No access log: the benchmarks measure the server, not the terminal.  HTTP/1.1, so clients
+keep their connections open (wrk does).
 """
 
 from __future__ import annotations
@@ -11,6 +12,9 @@ BODY = b"Hello, world!\n"
 
 
 class Hello(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive: between requests the connection waits in the
+    # worker's multiplexer, not in this handler
+
     def do_GET(self) -> None:
         self.send_response(200)
         self.send_header("Content-Type", "text/plain")

@@ -31,6 +31,7 @@ from prefork.core import privileges
 from prefork.core.contract import WorkerInfo
 from prefork.core.servers import PreforkMixIn
 from prefork.core.sockets import BindSpec, Kind
+from prefork.core.tls import TLSMixIn, server_context
 from prefork.ops.sdnotify import listen_fds
 
 log = logging.getLogger("prefork.master")
@@ -82,6 +83,8 @@ class Runner:
                 privileges.chown(config.log_file, credentials)
         if len(specs) > 1 and config.mode != "prefork":
             raise StartError(f"several listeners need --mode prefork, not {config.mode}")
+        if (config.keyfile or config.ca_certs) and not config.certfile:
+            raise StartError("TLS: --keyfile and --ca-certs need --certfile")
         app = config.app or DEFAULT_APP
         # prefork: the master never imports the APP (a probe child tells what it is; workers or
         # preload templates import it); the stdlib modes serve it in this very process.
@@ -107,6 +110,8 @@ class Runner:
     ) -> socketserver.BaseServer:
         config = self.config
         cls = server_class(config.mode, spec, handler)
+        if config.certfile:
+            cls = self._tls_class(cls)
         if issubclass(cls, PreforkMixIn):
             cls = self._prefork_class(cls, app)  # the settings are class attributes
         if inherited is None:
@@ -123,6 +128,17 @@ class Runner:
         if isinstance(unbound, PreforkMixIn):
             unbound.adopt_socket_file()
         return unbound  # type: ignore[no-any-return]
+
+    def _tls_class(self, base: type) -> type:
+        config = self.config
+        assert config.certfile
+        try:  # here, once, for one clear line; each worker builds its own (core/tls.py)
+            server_context(config.certfile, config.keyfile, config.ca_certs)
+        except (OSError, ValueError) as exc:
+            raise StartError(f"TLS: cannot load the certificate files: {exc}") from None
+        attrs = {"certfile": config.certfile, "keyfile": config.keyfile,
+                 "ca_certs": config.ca_certs}
+        return type(base.__name__, (TLSMixIn, base), attrs)
 
     def _prefork_class(self, base: type, app: str) -> type:
         config, hooks, runner = self.config, self.hooks, self

@@ -58,8 +58,9 @@ LIMITS = "Time limits, in seconds"
 RECYCLING = "Recycling a worker"
 ADAPTIVE = "Adaptive pool"
 PROCESS = "The process"
+TLS = "TLS"
 HOOKS = "Hooks"
-SECTIONS = (SERVE, POOL, LIMITS, RECYCLING, ADAPTIVE, PROCESS, HOOKS)
+SECTIONS = (SERVE, POOL, LIMITS, RECYCLING, ADAPTIVE, PROCESS, TLS, HOOKS)
 
 
 class _FromServer:
@@ -205,6 +206,19 @@ class Config:
     graceful_timeout = Setting(
         number(0), FROM_SERVER, section=LIMITS, flags=("--graceful-timeout",), metavar="S",
         live=True, help="how long a graceful stop (TERM) waits for requests in flight")
+    client_timeout = Setting(
+        number(0.001), FROM_SERVER, section=LIMITS, flags=("--client-timeout",), metavar="S",
+        live=True, help="close a new connection that has not sent its first bytes (an HTTP "
+        "handler: its whole request head; TLS: the handshake too) within this many seconds of "
+        "the accept, while it waits in the worker's multiplexer, not in a handler")
+    keep_alive = Setting(
+        number(0), FROM_SERVER, section=LIMITS, flags=("--keep-alive",), metavar="S",
+        live=True, help="close a keep-alive connection idle for this long between requests "
+        "(HTTP/1.1 handlers); its next request head then has client_timeout")
+    worker_connections = Setting(
+        integer(1), FROM_SERVER, section=POOL, flags=("--worker-connections",), metavar="N",
+        live=True, help="connections that may wait in one worker's multiplexer (idle, "
+        "handshaking, sending a head); at the bound the worker stops accepting")
     max_requests = Setting(
         integer(0), FROM_SERVER, section=RECYCLING, flags=("--max-requests",), metavar="N",
         live=True, help="recycle a worker after this many requests (0: never)")
@@ -269,6 +283,16 @@ class Config:
     metrics = Setting(
         host_port, FROM_SERVER, section=PROCESS, flags=("--metrics",), metavar="HOST:PORT",
         help="serve Prometheus metrics from the master")
+    certfile = Setting(
+        optional_string, None, section=TLS, flags=("--certfile",), metavar="PATH",
+        help="serve TLS with this certificate chain (PEM); each new generation (HUP) reads the "
+        "files again; the handshake runs in the worker's multiplexer under client_timeout")
+    keyfile = Setting(
+        optional_string, None, section=TLS, flags=("--keyfile",), metavar="PATH",
+        help="the certificate's private key (PEM)", unset="in the certfile")
+    ca_certs = Setting(
+        optional_string, None, section=TLS, flags=("--ca-certs",), metavar="PATH",
+        help="require client certificates signed by these CAs (PEM)")
     on_starting = _hook("on_starting(server), in the master before it starts serving")
     pre_fork = _hook("pre_fork(server, worker), in the master before each fork")
     post_fork = _hook("post_fork(server, worker), in the new worker before it reports ready "

@@ -88,6 +88,9 @@ class PoolServer(Protocol):
     metrics: str | None
     pidfile: str | None
     upgrade_argv: list[str] | None
+    client_timeout: float
+    keep_alive: float
+    worker_connections: int
     credentials: Credentials  # who the workers run as (resolved from user and group)
     preload: bool  # load the application once per generation, in a template process
 

@@ -27,6 +27,7 @@ from typing import Any
 
 from prefork.core import privileges, sockets
 from prefork.core.contract import WorkerInfo
+from prefork.core.keepalive import HoldsConnections
 from prefork.master.supervisor import Master
 
 log = logging.getLogger("prefork.worker")
@@ -55,7 +56,7 @@ def default_workers() -> int:
         return os.cpu_count() or 1
 
 
-class PreforkMixIn:
+class PreforkMixIn(HoldsConnections):
     """Mix-in that serves each request in one of a pool of pre-forked worker processes.
 
     Methods for the caller: serve_forever(), shutdown(), server_close() (and the context
@@ -102,6 +103,12 @@ class PreforkMixIn:
     socket_mode: int | None = None  # mode of a unix listener's socket file (None: the umask)
     # The command that starts this server again with inherited sockets (USR2); None: no USR2.
     upgrade_argv: list[str] | None = None
+    # The worker's multiplexer (core/mux.py): how long a new connection may take to send its
+    # first bytes or request head (TLS handshake included), how long a keep-alive connection
+    # may stay idle, and how many connections may wait in one worker.
+    client_timeout: float = 5.0
+    keep_alive: float = 5.0
+    worker_connections: int = 1000
 
     # What the mix-in expects of the socketserver class it is mixed into.
     socket: socket.socket

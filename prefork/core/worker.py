@@ -37,10 +37,11 @@ import signal
 import socketserver
 import sys
 import time
-from typing import NoReturn, cast
+from typing import Any, NoReturn, cast
 
-from prefork.core import privileges
+from prefork.core import keepalive, privileges
 from prefork.core.affinity import pin_to_slot_cpu
+from prefork.core.conn import Conn
 from prefork.core.contract import (
     REPORT,
     REPORT_READY,
@@ -49,6 +50,7 @@ from prefork.core.contract import (
     PoolServer,
     WorkerInfo,
 )
+from prefork.core.mux import Limits, Multiplexer
 from prefork.core.scoreboard import SlotWriter, State
 from prefork.core.signals import SignalQueue, unblock
 from prefork.ops import titles
@@ -73,7 +75,6 @@ EXIT_ORPHANED = 4  # the master was already gone when the worker started
 
 _PR_SET_PDEATHSIG = 1
 TITLE_INTERVAL = 0.5  # seconds between per-request title refreshes under load
-BURST = 16  # requests taken after a wake-up before waiting in epoll again
 REPARENT_WAIT = 2.0  # seconds a template's worker waits to become the master's child
 REPARENT_POLL = 0.0005
 
@@ -248,42 +249,52 @@ class Worker:
         # overrides it pays for a timed wake-up.
         overridden = type(server).service_actions is not socketserver.BaseServer.service_actions
         timeout = self.ctx.poll_interval if overridden else -1.0
-        while self.stop is None:
-            ready: list[socketserver.BaseServer] = []
-            signal_ready = False
-            for fd, _events in ep.poll(timeout):
-                if fd in listeners:
-                    ready.append(listeners[fd])
-                elif fd == sig_fd:
-                    signal_ready = True
-                elif fd == alive_fd:
-                    self.stop = "master gone"
-            if signal_ready or self.signals.pending:
-                self._handle_signals()
-            if self.stop is not None and self.stop != "graceful":
-                break
-            # Even when stopping gracefully: with EPOLLEXCLUSIVE this worker may be the only
-            # one the kernel woke for that connection, and leaving it would strand it in the
-            # backlog until the next arrival wakes someone.
-            for listening in ready:
-                served = self._serve_one(listening, woken=True)
-                # Under load more is waiting: take it without another epoll_wait, a bounded
-                # number of times (a stop signal ends the burst; an empty read is not counted
-                # as a spurious wake-up, nothing woke us for it).
-                burst = BURST
-                while served and burst and self.stop is None:
-                    if self.signals.pending:
+        for listening in listeners.values():
+            if isinstance(listening, keepalive.HoldsConnections):
+                listening.RequestHandlerClass = keepalive.with_keep_alive(
+                    cast(type, listening.RequestHandlerClass))
+        limits = Limits(self.server.client_timeout, self.server.keep_alive,
+                        self.server.worker_connections)
+        assert self.slot is not None
+        mux = Multiplexer(ep, listeners, self._serve, self._interrupted, self.slot.empty_accept,
+                          limits)
+        try:
+            while True:
+                work = []
+                for fd, events in ep.poll(mux.timeout(timeout, time.monotonic())):
+                    if fd == sig_fd:
                         self._handle_signals()
-                        break
-                    served = self._serve_one(listening, woken=False)
-                    burst -= 1
-                if self.signals.pending:
-                    self._handle_signals()
-                if self.stop is not None and self.stop != "graceful":
+                    elif fd == alive_fd:
+                        self.stop = "master gone"
+                    else:
+                        work.append((fd, events))
+                if self._interrupted():
                     break
-            if self.stop is not None:
-                break
-            server.service_actions()
+                # Even when stopping gracefully: with EPOLLEXCLUSIVE this worker may be the
+                # only one the kernel woke for a connection, and leaving it would strand it in
+                # the backlog until the next arrival wakes someone.
+                for fd, events in work:
+                    mux.on_event(fd, events)
+                    if self._interrupted():
+                        return
+                mux.run_ready()
+                mux.expire(time.monotonic())
+                if self._interrupted():
+                    break
+                if self.stop is not None:
+                    mux.drain()
+                    if not mux.conns:
+                        break
+                    continue
+                server.service_actions()
+        finally:
+            mux.close()
+
+    def _interrupted(self) -> bool:
+        """Whether the loop must end now (a quick stop, the master gone); handles signals."""
+        if self.signals.pending:
+            self._handle_signals()
+        return self.stop is not None and self.stop != "graceful"
 
     def _handle_signals(self) -> None:
         for sig in self.signals.drain():
@@ -297,40 +308,27 @@ class Worker:
             elif sig == REOPEN_SIGNAL:
                 reopen_log_files()
 
-    def _serve_one(self, server: socketserver.BaseServer, woken: bool) -> bool:
-        """One turn of socketserver's ``_handle_request_noblock``; False if nothing was there
-        (counted as an empty accept when epoll had woken us for it)."""
+    def _serve(self, conn: Conn) -> bool:
+        """One request on ``conn`` through the server's request methods (or the handler that
+        held the connection); True if a handler holds it now (keep-alive)."""
         slot = self.slot
         assert slot is not None
-        try:
-            request, client_address = server.get_request()
-        except BlockingIOError:
-            if woken:
-                slot.empty_accept()
-            return False
-        except OSError:
-            return True
+        server, request, address = conn.server, conn.sock, conn.address
         now = time.monotonic()
         slot.begin_request(now)  # before busy: a quick stop must not cut a slot update short
         self.busy = True
         if self.signals.pending and QUICK_SIGNALS.intersection(self.signals.pending):
             self.busy = False
             slot.end_request(time.monotonic())
-            server.shutdown_request(request)
-            return True
+            conn.release()
+            return False
         self._request_title("busy", now)
         try:
-            if server.verify_request(request, client_address):
-                try:
-                    server.process_request(request, client_address)
-                except Exception:
-                    server.handle_error(request, client_address)
-                    server.shutdown_request(request)
-                except BaseException:
-                    server.shutdown_request(request)
-                    raise
+            if conn.resumable is not None:
+                if not self._resume(conn):
+                    conn.release()
             else:
-                server.shutdown_request(request)
+                conn.resumable = self._process(server, request, address)
         finally:
             self.busy = False
             slot.end_request(time.monotonic())
@@ -338,4 +336,35 @@ class Worker:
             self._request_title("idle", time.monotonic())
         if self.recycle_after and slot.requests == self.recycle_after:
             self._report(REPORT_RECYCLE)  # keep serving until the replacement is ready
-        return True
+        return conn.resumable is not None
+
+    @staticmethod
+    def _process(
+        server: socketserver.BaseServer, request: Any, address: Any
+    ) -> keepalive.Resumable | None:
+        allowed = isinstance(server, keepalive.HoldsConnections)
+        with keepalive.offering(request, allowed) as offer:
+            if server.verify_request(request, address):
+                try:
+                    server.process_request(request, address)
+                except Exception:
+                    offer.drop()
+                    server.handle_error(request, address)
+                    server.shutdown_request(request)
+                except BaseException:
+                    offer.drop()
+                    server.shutdown_request(request)
+                    raise
+            else:
+                server.shutdown_request(request)
+        return offer.resumable
+
+    @staticmethod
+    def _resume(conn: Conn) -> bool:
+        """The next request on a held connection; on False the multiplexer closes it."""
+        assert conn.resumable is not None
+        try:
+            return conn.resumable.resume()
+        except Exception:
+            conn.server.handle_error(conn.sock, conn.address)
+            return False

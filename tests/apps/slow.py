@@ -7,6 +7,8 @@ import socketserver
 import subprocess
 import time
 
+from prefork import Ready
+
 
 class Slow(socketserver.StreamRequestHandler):
     """Reads a line with a number of seconds, sleeps that long, then answers in two parts."""
@@ -21,6 +23,8 @@ class Slow(socketserver.StreamRequestHandler):
 
 class SpawnsChild(socketserver.StreamRequestHandler):
     """Starts a long-lived subprocess, reports its pid and its own, then waits for the client."""
+
+    ready_when = Ready.ACCEPTED  # it speaks first
 
     def handle(self) -> None:
         child = subprocess.Popen(["sleep", "300"])
@@ -46,6 +50,8 @@ class FailsOnBoom(socketserver.StreamRequestHandler):
 
 
 class Pid(socketserver.StreamRequestHandler):
+    ready_when = Ready.ACCEPTED  # it speaks first
+
     def handle(self) -> None:
         self.wfile.write(b"%d\n" % os.getpid())
 
@@ -54,7 +60,10 @@ NotAHandler = 42
 
 
 class Hold(socketserver.StreamRequestHandler):
-    """Keeps its worker busy until the client closes the connection."""
+    """Keeps its worker busy until the client closes the connection.  It speaks first, so it
+    runs at accept, not once the client sent something."""
+
+    ready_when = Ready.ACCEPTED
 
     def handle(self) -> None:
         self.wfile.write(b"held\n")

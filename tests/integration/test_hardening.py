@@ -207,7 +207,7 @@ MAX_GROWTH = 32 * MiB  # what the worker's RSS may grow by while it is sent
     [
         ("workers.echo:LineEcho", b"hello\n", b"hello\n"),
         ("prefork.demo:DemoHandler", b"GET / HTTP/1.0\r\n\r\n", b"HTTP/1.0 200 OK"),
-        ("workers.http_hello:Hello", b"GET / HTTP/1.0\r\n\r\n", b"HTTP/1.0 200 OK"),
+        ("workers.http_hello:Hello", b"GET / HTTP/1.0\r\n\r\n", b"HTTP/1.1 200 OK"),
     ],
 )
 def test_an_endless_line_is_refused_with_bounded_memory(

@@ -1,0 +1,98 @@
+"""A connection as the worker's multiplexer sees it, and the deadlines of the waiting ones."""
+
+from __future__ import annotations
+
+import enum
+import heapq
+import itertools
+import logging
+import os
+import socket
+import socketserver
+import ssl
+from typing import Any
+
+from prefork.core.keepalive import Ready, Resumable
+
+log = logging.getLogger("prefork.worker")
+
+
+class Phase(enum.Enum):
+    HANDSHAKE = "handshake"  # TLS handshake under way
+    WAITING = "waiting"  # accepted (handshake done), nothing received yet
+    PARTIAL = "partial"  # part of an HTTP request head received
+    IDLE = "idle"  # between keep-alive requests
+    BUSY = "busy"  # in the handler
+    CLOSED = "closed"
+
+
+WAITING = frozenset({Phase.HANDSHAKE, Phase.WAITING, Phase.PARTIAL, Phase.IDLE})
+
+
+class Conn:
+    """One connection the worker accepted (``sock`` is socketserver's ``request``)."""
+
+    __slots__ = ("address", "deadline", "fd", "phase", "queued_at", "ready", "registered",
+                 "resumable", "server", "sock", "tls")
+
+    def __init__(self, sock: Any, address: Any, server: socketserver.BaseServer, ready: Ready):
+        self.sock = sock
+        self.address = address
+        self.server = server
+        self.ready = ready
+        self.fd: int = sock.fileno() if isinstance(sock, socket.socket) else -1
+        self.tls = isinstance(sock, ssl.SSLSocket)
+        self.phase = Phase.WAITING
+        self.deadline = 0.0  # time.monotonic() the current wait ends
+        self.queued_at: float | None = None  # the deadline queued in Deadlines, if any
+        self.registered = False  # in the epoll set (stays so while BUSY: closing removes it)
+        self.resumable: Resumable | None = None  # the handler holding it (keep-alive)
+
+    def release(self) -> None:
+        """Close the connection through its server (and the handler holding it, if any)."""
+        if self.resumable is not None:
+            try:
+                self.resumable.close()
+            except Exception:
+                log.debug("worker (pid %d) closing a held handler failed", os.getpid(),
+                          exc_info=True)
+            self.resumable = None
+        try:
+            self.server.shutdown_request(self.sock)
+        except Exception:
+            log.exception("worker (pid %d) shutdown_request failed", os.getpid())
+
+
+class Deadlines:
+    """The connections' deadlines, in a heap with at most one live entry per connection: an
+    extended deadline is re-queued when its old entry comes up, not on every extension."""
+
+    def __init__(self) -> None:
+        self._heap: list[tuple[float, int, Conn]] = []
+        self._order = itertools.count()
+
+    def arm(self, conn: Conn, deadline: float) -> None:
+        conn.deadline = deadline
+        if conn.queued_at is None or deadline < conn.queued_at:
+            conn.queued_at = deadline
+            heapq.heappush(self._heap, (deadline, next(self._order), conn))
+
+    def next(self) -> float | None:
+        return self._heap[0][0] if self._heap else None
+
+    def due(self, now: float) -> list[Conn]:
+        """The waiting connections whose deadline passed."""
+        out = []
+        heap = self._heap
+        while heap and heap[0][0] <= now:
+            deadline, _, conn = heapq.heappop(heap)
+            if conn.queued_at != deadline:
+                continue  # superseded by an earlier entry
+            conn.queued_at = None
+            if conn.phase not in WAITING:
+                continue
+            if conn.deadline > now:
+                self.arm(conn, conn.deadline)
+            else:
+                out.append(conn)
+        return out

@@ -1,0 +1,209 @@
+"""How a handler gives its connection back to the worker's multiplexer between requests.
+
+A socketserver handler owns its connection until it returns, and ``process_request`` then shuts
+the connection down.  An HTTP/1.1 handler waiting for the next keep-alive request would
+therefore hold a whole worker while the client thinks.  The protocol below lets it hand the
+connection back instead; it is small on purpose, so a handler written elsewhere (the WSGI
+handler, say) can implement it without importing anything but :func:`hold`.
+
+**The handler's side.**  After a complete response, when the connection should stay open, the
+handler calls ``hold(self.request, self)`` and, if that returns True, returns from ``handle()``
+*without closing its files*.  ``self`` must then provide (:class:`Resumable`):
+
+* ``resume() -> bool`` -- serve the next request on the same connection; the worker calls it
+  once a complete request head is waiting (in the socket, or in :meth:`buffered`).  Return True
+  to keep the connection for another request, False when it should close.
+* ``buffered() -> bytes`` -- bytes already read from the socket and not yet consumed (the read
+  buffer of ``rfile``), without blocking; b"" if none.  A pipelined request sits there.
+* ``close()`` -- the connection ends (timeout, stop, ``resume`` returned False or raised): close
+  the handler's files.  The worker then calls the server's ``shutdown_request``.
+
+``hold`` returns False wherever nobody can take the connection: the stdlib's sync, threading and
+forking servers, a listener whose server does not honour holds, a second ``hold`` for another
+socket.  The handler then simply goes on serving the connection itself, as it always did, so one
+handler class works in every mode.  :class:`KeepAliveHTTPMixIn` implements all of this for
+``http.server.BaseHTTPRequestHandler`` subclasses; the worker applies it by itself to such
+handlers (see :func:`with_keep_alive`).
+
+**The worker's side.**  Around each ``process_request`` it opens an :func:`offering` for that
+request; :func:`hold` records the handler in it.  The server's ``shutdown_request`` must leave a
+held connection alone: :class:`HoldsConnections` (a base of ``PreforkMixIn``) does that, and the
+offering is only made for servers that have it.
+
+A handler may also say when its connection is worth handing over (``ready_when``, see
+:class:`Ready`): by default an HTTP handler once a complete request head arrived, any other
+stream handler once the first bytes arrived.  A protocol where the server speaks first sets
+``ready_when = Ready.ACCEPTED``.
+"""
+
+from __future__ import annotations
+
+import enum
+import http.server
+import socket
+import ssl
+from contextvars import ContextVar
+from typing import Any, Protocol
+
+
+class Ready(enum.Enum):
+    """When a new connection goes from the multiplexer to the handler."""
+
+    ACCEPTED = "accepted"  # at once (the server speaks first)
+    DATA = "data"  # once the client sent something (a plain stream handler)
+    HEAD = "head"  # once a complete HTTP request head arrived (BaseHTTPRequestHandler)
+
+
+def ready_when(handler: type) -> Ready:
+    """The handler class's ``ready_when``, or the default for its kind."""
+    declared = getattr(handler, "ready_when", None)
+    if isinstance(declared, Ready):
+        return declared
+    if issubclass(handler, http.server.BaseHTTPRequestHandler):
+        return Ready.HEAD
+    return Ready.DATA
+
+
+class Resumable(Protocol):
+    """What a handler that held its connection provides (see the module docstring)."""
+
+    def resume(self) -> bool: ...
+
+    def buffered(self) -> bytes: ...
+
+    def close(self) -> None: ...
+
+
+class Offer:
+    """The worker's offer, for one dispatch, to take ``request`` back after the handler."""
+
+    __slots__ = ("allowed", "request", "resumable")
+
+    def __init__(self, request: Any, allowed: bool) -> None:
+        self.request = request
+        self.allowed = allowed
+        self.resumable: Resumable | None = None
+
+    def take(self, request: Any, resumable: Resumable) -> bool:
+        if not self.allowed or request is not self.request or self.resumable is not None:
+            return False
+        self.resumable = resumable
+        return True
+
+    def drop(self) -> None:
+        """The handler failed after holding: the connection is closed as usual."""
+        self.resumable = None
+
+
+_offer: ContextVar[Offer | None] = ContextVar("prefork_keepalive_offer", default=None)
+
+
+def hold(request: Any, resumable: Resumable) -> bool:
+    """Hand ``request`` (the handler's ``self.request``) back to the worker between requests.
+    True: the worker has it -- return from ``handle()`` without closing the files."""
+    offer = _offer.get()
+    return offer is not None and offer.take(request, resumable)
+
+
+def is_held(request: Any) -> bool:
+    """Whether ``request`` was held during the current dispatch."""
+    offer = _offer.get()
+    return offer is not None and offer.request is request and offer.resumable is not None
+
+
+class offering:
+    """Let the handler run inside this block hold ``request`` (if ``allowed``: the server's
+    ``shutdown_request`` leaves held connections alone).  A class, not a generator: this is on
+    every request's path."""
+
+    __slots__ = ("offer", "token")
+
+    def __init__(self, request: Any, allowed: bool = True) -> None:
+        self.offer = Offer(request, allowed)
+
+    def __enter__(self) -> Offer:
+        self.token = _offer.set(self.offer)
+        return self.offer
+
+    def __exit__(self, *exc_info: object) -> None:
+        _offer.reset(self.token)
+
+
+class HoldsConnections:
+    """Server mix-in: ``shutdown_request`` leaves a held connection open."""
+
+    def shutdown_request(self, request: Any) -> None:
+        if is_held(request):
+            return
+        super().shutdown_request(request)  # type: ignore[misc]
+
+
+def read_ahead(rfile: Any, sock: socket.socket) -> bytes:
+    """What a buffered ``rfile`` holds, without blocking (it may read what the socket has)."""
+    peek = getattr(rfile, "peek", None)
+    if peek is None or rfile.closed:
+        return b""
+    timeout = sock.gettimeout()
+    sock.settimeout(0.0)
+    try:
+        return bytes(peek())
+    except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
+        return b""
+    finally:
+        sock.settimeout(timeout)
+
+
+class KeepAliveHTTPMixIn:
+    """Handler mix-in (first in the bases) for ``BaseHTTPRequestHandler`` subclasses: between
+    keep-alive requests the connection waits in the worker's multiplexer, not in the handler.
+    One handler instance serves all the requests of its connection, so ``rfile``'s read-ahead
+    (pipelined requests) is kept.  Anywhere :func:`hold` is refused it behaves exactly like
+    ``BaseHTTPRequestHandler.handle``."""
+
+    close_connection: bool
+    request: Any
+    connection: socket.socket
+    rfile: Any
+    wfile: Any
+    _prefork_held = False
+
+    def handle(self) -> None:
+        self.close_connection = True
+        self.handle_one_request()
+        while not self.close_connection:
+            if hold(self.request, self):
+                self._prefork_held = True
+                return
+            self.handle_one_request()
+
+    def handle_one_request(self) -> None:
+        super().handle_one_request()  # type: ignore[misc]
+
+    def finish(self) -> None:
+        if not self._prefork_held:
+            super().finish()  # type: ignore[misc]
+
+    def resume(self) -> bool:
+        self.close_connection = True
+        self.handle_one_request()
+        return not self.close_connection
+
+    def buffered(self) -> bytes:
+        return read_ahead(self.rfile, self.connection)
+
+    def close(self) -> None:
+        self._prefork_held = False
+        self.finish()
+
+
+def with_keep_alive(handler: type) -> type:
+    """``handler`` with :class:`KeepAliveHTTPMixIn` if it is an HTTP handler without it (and
+    without a ``resume`` of its own); else ``handler`` itself."""
+    if (
+        not issubclass(handler, http.server.BaseHTTPRequestHandler)
+        or issubclass(handler, KeepAliveHTTPMixIn)
+        or hasattr(handler, "resume")
+    ):
+        return handler
+    return type(handler.__name__, (KeepAliveHTTPMixIn, handler),
+                {"__module__": handler.__module__, "__qualname__": handler.__qualname__})

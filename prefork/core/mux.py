@@ -1,0 +1,348 @@
+"""The worker's multiplexer: where connections wait until they have work for a handler.
+
+Why.  A socketserver handler owns its connection until it returns, and it reads with blocking
+calls.  A worker that hands a connection to its handler at accept therefore belongs to that
+client until the client speaks: two idle connections stop a two-worker pool, and sixteen clients
+dripping a request head one byte at a time stop it for as long as they like.  So a connection
+goes to the handler only once it has work -- the first bytes arrived (a plain stream handler),
+a complete HTTP request head arrived (an ``http.server`` handler), the TLS handshake is done --
+and until then it waits here, registered in the worker's epoll, costing a registration and not
+a worker.  Between keep-alive requests it comes back here too (see ``keepalive.py``).
+
+How.  The same epoll set holds the listening sockets (``EPOLLEXCLUSIVE``, registered by the
+worker), the worker's own fds, and every waiting connection, edge-triggered: readiness is
+checked by *peeking* (``MSG_PEEK``) so that the handler still reads the whole request from the
+socket itself and the socketserver contract is unchanged; with level-triggering, a partial head
+left in the socket would wake the loop again at once, forever.
+
+* **One deadline per wait, fixed when the wait begins** (``client_timeout`` from accept for the
+  handshake and the head together; ``keep_alive`` for an idle keep-alive connection, then
+  ``client_timeout`` from its first byte): a client that trickles bytes never buys more time.
+  A connection past its deadline is closed (an HTTP one that sent part of a head gets a 408).
+* **Bounded.**  A head over ``MAX_HEAD`` bytes gets a 431.  At most ``worker_connections``
+  connections wait per worker; at that bound the worker stops accepting, so the kernel's queue
+  and the other workers take the new ones.
+* **The common path pays little.**  Right after accept the connection is checked once, without
+  waiting: a client that sent its request with the connect (and ``TCP_DEFER_ACCEPT`` makes that
+  the rule) goes straight to the handler, with one ``recv(MSG_PEEK)`` more than before and no
+  epoll call at all.  ``TCP_NODELAY`` is set on the listening socket, which accepted sockets
+  inherit, instead of once per connection.
+
+Invariants: a connection is in :attr:`Multiplexer.conns` exactly while its phase is a waiting
+one (:data:`WAITING`); a connection in the handler (BUSY) belongs to the worker's dispatch and
+nothing here touches it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import logging
+import math
+import os
+import select
+import socket
+import socketserver
+import ssl
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import cast
+
+from prefork.core.conn import Conn, Deadlines, Phase
+from prefork.core.keepalive import Ready, ready_when
+
+log = logging.getLogger("prefork.worker")
+
+MAX_HEAD = 64 * 1024  # bytes of request head; more is answered 431
+ACCEPT_BURST = 16  # connections accepted per wake-up before looking at the rest of the loop
+DRAIN_LIMIT = 256 * 1024  # bytes discarded before closing after an error reply
+PEEK = socket.MSG_PEEK | socket.MSG_DONTWAIT
+NOSIGNAL = socket.MSG_DONTWAIT | socket.MSG_NOSIGNAL
+PLAIN_EVENTS = select.EPOLLIN | select.EPOLLRDHUP | select.EPOLLET
+TLS_EVENTS = PLAIN_EVENTS | select.EPOLLOUT  # a handshake may wait to write
+LISTEN_EVENTS = select.EPOLLIN | getattr(select, "EPOLLEXCLUSIVE", 0)
+TIMEOUT_REPLY = (b"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\n"
+                 b"Content-Length: 0\r\n\r\n")
+TOO_LARGE_REPLY = (b"HTTP/1.1 431 Request Header Fields Too Large\r\nConnection: close\r\n"
+                   b"Content-Length: 0\r\n\r\n")
+_raw_recv_into = socket.socket.recv_into  # on an SSLSocket: the ciphertext, which may be peeked
+
+
+class Check(enum.Enum):
+    READY = "ready"
+    MORE = "more"  # wait for more
+    EOF = "eof"
+    TOO_LARGE = "too large"
+
+
+@dataclass(frozen=True)
+class Limits:
+    client_timeout: float = 5.0
+    keep_alive: float = 5.0
+    worker_connections: int = 1000
+
+
+class Multiplexer:
+    """The waiting connections of one worker.  Methods for the worker's loop: on_event(fd,
+    events) for every fd it does not own, run_ready(), expire(now), timeout(default),
+    drain() on a graceful stop, close() at the end.  ``serve(conn)`` runs the handler for one
+    request and returns True if the handler held the connection (keep-alive);
+    ``interrupted()`` says a quick stop is pending; ``empty_accept()`` counts a wake-up for
+    nothing."""
+
+    def __init__(
+        self, ep: select.epoll, servers: dict[int, socketserver.BaseServer],
+        serve: Callable[[Conn], bool], interrupted: Callable[[], bool],
+        empty_accept: Callable[[], None], limits: Limits,
+    ) -> None:
+        self.ep = ep
+        self.listeners = servers  # fd -> server; registered by the worker
+        self.ready_modes = {fd: ready_when(cast(type, s.RequestHandlerClass))
+                            for fd, s in servers.items()}
+        self.stream = {fd: s.socket.type == socket.SOCK_STREAM  # type: ignore[attr-defined]
+                       for fd, s in servers.items()}
+        self.serve = serve
+        self.interrupted = interrupted
+        self.empty_accept = empty_accept
+        self.limits = limits
+        self.conns: dict[int, Conn] = {}  # fd -> waiting connection
+        self.ready: deque[Conn] = deque()  # held connections with a request already buffered
+        self.deadlines = Deadlines()
+        self.accepting = True
+        self.draining = False
+        self.buf = bytearray(MAX_HEAD)
+        for fd, server in servers.items():
+            tune_listener(server.socket, self.ready_modes[fd], limits)  # type: ignore[attr-defined]
+
+    # -- the loop's interface ------------------------------------------------------------------
+
+    def timeout(self, default: float, now: float) -> float:
+        if self.ready:
+            return 0.0
+        due = self.deadlines.next()
+        if due is None:
+            return default
+        wait = max(0.0, due - now)
+        return wait if default < 0 else min(wait, default)
+
+    def on_event(self, fd: int, events: int) -> None:
+        if fd in self.listeners:
+            self._accept(fd)
+            return
+        conn = self.conns.get(fd)
+        if conn is None:
+            return  # a connection in the handler, or one closed since
+        if conn.phase is Phase.HANDSHAKE:
+            self._handshake(conn)
+        else:
+            self._check(conn, defer=False)
+
+    def run_ready(self) -> None:
+        for _ in range(len(self.ready)):
+            if self.interrupted():
+                return
+            conn = self.ready.popleft()
+            # Checked again: an epoll event may have served that request meanwhile.
+            if conn.phase is Phase.IDLE:
+                self._check(conn, defer=False)
+
+    def expire(self, now: float) -> None:
+        for conn in self.deadlines.due(now):
+            if conn.phase is Phase.PARTIAL:
+                self._reply_close(conn, TIMEOUT_REPLY)
+            else:
+                self._close(conn)
+        if not self.accepting and not self.draining:
+            self._resume_accepting()
+
+    def drain(self) -> None:
+        """Graceful stop: accept no more; close what has not started a request."""
+        if not self.draining:
+            self.draining = True
+            self._pause_accepting()
+        for conn in list(self.conns.values()):
+            if conn.phase is not Phase.PARTIAL:
+                self._close(conn)
+
+    def close(self) -> None:
+        self.ready.clear()
+        for conn in list(self.conns.values()):
+            self._close(conn)
+
+    # -- accepting -----------------------------------------------------------------------------
+
+    def _accept(self, fd: int) -> None:
+        server = self.listeners[fd]
+        ready = self.ready_modes[fd]
+        stream = self.stream[fd]
+        for taken in range(ACCEPT_BURST):
+            if len(self.conns) >= self.limits.worker_connections:
+                self._pause_accepting()
+                return
+            try:
+                request, address = server.get_request()
+            except BlockingIOError:
+                if not taken:
+                    self.empty_accept()
+                return
+            except OSError:  # the client gave up already, or out of fds: next wake-up
+                return
+            conn = Conn(request, address, server, ready)
+            if not stream or ready is Ready.ACCEPTED:
+                self._dispatch(conn)
+            elif conn.tls:
+                conn.phase = Phase.HANDSHAKE
+                self.deadlines.arm(conn, time.monotonic() + self.limits.client_timeout)
+                request.setblocking(False)
+                self._handshake(conn)
+            else:
+                conn.deadline = time.monotonic() + self.limits.client_timeout
+                self._check(conn, defer=False)
+            if self.interrupted() or self.draining:
+                return
+
+    def _pause_accepting(self) -> None:
+        if self.accepting:
+            self.accepting = False
+            for fd in self.listeners:
+                with contextlib.suppress(OSError, ValueError):
+                    self.ep.unregister(fd)
+
+    def _resume_accepting(self) -> None:
+        if len(self.conns) < self.limits.worker_connections:
+            self.accepting = True
+            for fd in self.listeners:
+                self.ep.register(fd, LISTEN_EVENTS)
+
+    # -- waiting -------------------------------------------------------------------------------
+
+    def _handshake(self, conn: Conn) -> None:
+        try:
+            conn.sock.do_handshake()
+        except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
+            self._wait(conn)
+            return
+        except (ssl.SSLError, OSError) as exc:
+            log.debug("worker (pid %d) TLS handshake with %r failed: %s", os.getpid(),
+                      conn.address, exc)
+            self._close(conn)
+            return
+        conn.sock.settimeout(None)  # blocking, as socketserver hands it to handlers
+        conn.phase = Phase.WAITING
+        self._check(conn, defer=False)
+
+    def _check(self, conn: Conn, defer: bool) -> None:
+        """Hand ``conn`` to its handler if it has work, else let it wait (its deadline is set).
+        ``defer``: queue a ready one in :attr:`ready` instead (no recursion into the handler
+        from the handler's own return)."""
+        check = self._peek(conn)
+        if check is Check.READY:
+            if defer:
+                self.ready.append(conn)
+            else:
+                self._dispatch(conn)
+        elif check is Check.MORE:
+            self._wait(conn)
+        elif check is Check.TOO_LARGE:
+            self._reply_close(conn, TOO_LARGE_REPLY)
+        elif conn.ready is Ready.DATA and conn.phase is Phase.WAITING and not conn.tls:
+            self._dispatch(conn)  # EOF at once: the handler sees it, as with socketserver
+        else:
+            self._close(conn)
+
+    def _peek(self, conn: Conn) -> Check:
+        buffered = conn.resumable.buffered() if conn.resumable is not None else b""
+        if conn.tls and (buffered or conn.sock.pending()):
+            return Check.READY
+        buf = self.buf
+        head = conn.ready is Ready.HEAD and not conn.tls
+        try:
+            size = _raw_recv_into(conn.sock, buf, MAX_HEAD if head else 1, PEEK)
+        except (BlockingIOError, InterruptedError):
+            size = -1
+        except OSError:
+            return Check.EOF
+        if not head:
+            if buffered or size > 0:
+                return Check.READY
+            return Check.EOF if size == 0 else Check.MORE
+        if buffered:
+            data: bytes | bytearray = buffered + buf[:max(0, size)]
+            end = len(data)
+        else:
+            data, end = buf, max(0, size)
+        if data.find(b"\r\n\r\n", 0, end) >= 0 or data.find(b"\n\n", 0, end) >= 0:
+            return Check.READY
+        if end >= MAX_HEAD:
+            return Check.TOO_LARGE
+        if size == 0:
+            return Check.EOF
+        if end and conn.phase is not Phase.PARTIAL:
+            if conn.phase is Phase.IDLE:  # a new request began: its head has client_timeout
+                self.deadlines.arm(conn, time.monotonic() + self.limits.client_timeout)
+            conn.phase = Phase.PARTIAL
+        return Check.MORE
+
+    def _wait(self, conn: Conn) -> None:
+        if not conn.registered:
+            self.ep.register(conn.fd, TLS_EVENTS if conn.tls else PLAIN_EVENTS)
+            conn.registered = True
+        if conn.fd not in self.conns:
+            self.conns[conn.fd] = conn
+            self.deadlines.arm(conn, conn.deadline)
+
+    # -- to the handler and back ---------------------------------------------------------------
+
+    def _dispatch(self, conn: Conn) -> None:
+        self.conns.pop(conn.fd, None)
+        conn.phase = Phase.BUSY
+        if not self.serve(conn):
+            conn.phase = Phase.CLOSED
+            return
+        # Held for keep-alive.  A pipelined request already buffered goes behind the others
+        # (self.ready), so one client cannot keep the worker to itself.
+        conn.phase = Phase.IDLE
+        if self.draining:
+            self._close(conn)
+            return
+        conn.deadline = time.monotonic() + self.limits.keep_alive
+        self._check(conn, defer=True)
+        if conn.phase is Phase.IDLE and conn.fd not in self.conns:
+            self.conns[conn.fd] = conn  # queued in self.ready: waiting all the same
+            self.deadlines.arm(conn, conn.deadline)
+
+    def _reply_close(self, conn: Conn, reply: bytes) -> None:
+        """Send ``reply`` if the socket takes it at once, then close without a reset: bytes
+        left unread would make the kernel answer the close with RST and lose the reply."""
+        sock = conn.sock
+        with contextlib.suppress(OSError):
+            sock.send(reply, NOSIGNAL)
+            sock.shutdown(socket.SHUT_WR)
+            drained = 0
+            while drained < DRAIN_LIMIT:
+                chunk = sock.recv(65536, socket.MSG_DONTWAIT)
+                if not chunk:
+                    break
+                drained += len(chunk)
+        self._close(conn)
+
+    def _close(self, conn: Conn) -> None:
+        self.conns.pop(conn.fd, None)
+        conn.phase = Phase.CLOSED
+        conn.release()
+
+
+def tune_listener(sock: socket.socket, ready: Ready, limits: Limits) -> None:
+    """TCP_NODELAY (inherited by accepted sockets: keep-alive replies are not held back by
+    Nagle against delayed ACK) and, when the handler waits for the client anyway,
+    TCP_DEFER_ACCEPT (the kernel keeps a connection until its first bytes arrive)."""
+    if sock.family not in (socket.AF_INET, socket.AF_INET6) or sock.type != socket.SOCK_STREAM:
+        return
+    with contextlib.suppress(OSError):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    defer = getattr(socket, "TCP_DEFER_ACCEPT", None)
+    if defer is not None and ready is not Ready.ACCEPTED:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.IPPROTO_TCP, defer, max(1, math.ceil(limits.client_timeout)))

@@ -1,0 +1,85 @@
+"""Mix-ins for the listening server: TLS, and admitting unix-socket peers by uid/gid.
+
+:class:`TLSMixIn` wraps every accepted connection in TLS *without* the handshake
+(``do_handshake_on_connect=False``): in a prefork worker the multiplexer drives the handshake
+without blocking and under ``client_timeout``, so clients that never finish it hold no worker;
+in the stdlib's sync, threading and forking servers OpenSSL runs it on the handler's first read.
+The ``ssl.SSLContext`` is built on first use in each process that accepts -- each worker -- so
+a new generation (HUP) reads renewed certificate files.
+
+:class:`PeerCredMixIn` admits a unix-socket client only if the kernel says (``SO_PEERCRED``) its
+process runs as an allowed uid or gid.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import ssl
+import struct
+from typing import Any
+
+_PEERCRED = struct.Struct("3i")  # pid, uid, gid
+
+
+def server_context(certfile: str, keyfile: str | None = None,
+                   ca_certs: str | None = None) -> ssl.SSLContext:
+    """A server-side context; with ``ca_certs``, client certificates signed by them are
+    required."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(certfile, keyfile)
+    if ca_certs:
+        context.load_verify_locations(cafile=ca_certs)
+        context.verify_mode = ssl.CERT_REQUIRED
+    return context
+
+
+class TLSMixIn:
+    """Server mix-in (before the socketserver class): serve TLS.  Attributes: ``certfile``
+    (the certificate chain, PEM), ``keyfile`` (its key; None: in certfile), ``ca_certs`` (None,
+    or the CAs whose client certificates are then required).  May be overridden:
+    tls_context()."""
+
+    certfile: str | None = None
+    keyfile: str | None = None
+    ca_certs: str | None = None
+    _tls: tuple[int, ssl.SSLContext] | None = None  # (pid that built it, context)
+
+    def tls_context(self) -> ssl.SSLContext:
+        """A new context from the files (called once per process)."""
+        if not self.certfile:
+            raise ValueError("TLSMixIn needs a certfile")
+        return server_context(self.certfile, self.keyfile, self.ca_certs)
+
+    def get_request(self) -> tuple[Any, Any]:
+        sock, address = super().get_request()  # type: ignore[misc]
+        pid = os.getpid()
+        if self._tls is None or self._tls[0] != pid:
+            self._tls = (pid, self.tls_context())
+        try:
+            wrapped = self._tls[1].wrap_socket(sock, server_side=True,
+                                               do_handshake_on_connect=False)
+        except BaseException:
+            sock.close()
+            raise
+        return wrapped, address
+
+
+class PeerCredMixIn:
+    """Server mix-in for unix stream sockets: ``verify_request`` admits a client whose process
+    runs as a uid in ``allowed_uids`` (None: only this process's own effective uid) or a gid in
+    ``allowed_gids``, as the kernel reports them (``SO_PEERCRED``)."""
+
+    allowed_uids: frozenset[int] | None = None
+    allowed_gids: frozenset[int] = frozenset()
+
+    def verify_request(self, request: Any, client_address: Any) -> bool:
+        try:
+            raw = request.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _PEERCRED.size)
+        except OSError:
+            return False
+        _pid, uid, gid = _PEERCRED.unpack(raw)
+        uids = self.allowed_uids if self.allowed_uids is not None else {os.geteuid()}
+        if uid not in uids and gid not in self.allowed_gids:
+            return False
+        return bool(super().verify_request(request, client_address))  # type: ignore[misc]
