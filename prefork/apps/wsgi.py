@@ -33,6 +33,7 @@ from urllib.parse import unquote_to_bytes
 from prefork.apps.body import Body, ChunkedBody, IncompleteBody, LengthBody, spool
 from prefork.apps.request import RequestError, RequestHead, framing, read_head
 from prefork.apps.response import ClientGone, Response
+from prefork.core.keepalive import Ready, hold, read_ahead
 from prefork.core.servers import PreforkMixIn
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
@@ -79,28 +80,51 @@ class WSGIRequestHandler(socketserver.StreamRequestHandler):
         if self.connection.family in (socket.AF_INET, socket.AF_INET6):
             self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
+    # In a prefork worker the connection reaches the handler once a request head is complete,
+    # and between keep-alive requests it waits in the worker's multiplexer (hold()), not here.
+    ready_when: ClassVar[Ready] = Ready.HEAD
+    _held = False
+
     def handle(self) -> None:
         app = type(self).application
         if app is None:
             app = self.server.get_app()  # type: ignore[attr-defined]
-        base = self.base_environ()
+        self._app, self._base, self._count = app, self.base_environ(), 0
         # A sync server serves one connection at a time: an idle client would stall it.
-        keep_alive = bool(base["wsgi.multithread"] or base["wsgi.multiprocess"])
-        for count in range(1, self.max_keepalive_requests + 1):
-            if not self._wait_for_request():
+        self._keep_alive = bool(self._base["wsgi.multithread"] or self._base["wsgi.multiprocess"])
+        while self._wait_for_request() and self.resume():
+            if hold(self.request, self):  # the worker waits for the next request head
+                self._held = True
                 return
-            try:
-                head = read_head(self.rfile)
-            except RequestError as exc:
-                self._refuse(exc)
-                return
-            except OSError:
-                return
-            if head is None:
-                return
-            allow = keep_alive and count < self.max_keepalive_requests
-            if not self.serve(app, head, base, allow):
-                return
+
+    def resume(self) -> bool:
+        """Serve the next request on this connection; True if it may carry another."""
+        self._count += 1
+        self.connection.settimeout(self.timeout)  # the multiplexer left it blocking
+        try:
+            head = read_head(self.rfile)
+        except RequestError as exc:
+            self._refuse(exc)
+            return False
+        except OSError:
+            return False
+        if head is None:
+            return False
+        allow = self._keep_alive and self._count < self.max_keepalive_requests
+        return self.serve(self._app, head, self._base, allow)
+
+    def buffered(self) -> bytes:
+        """A pipelined request already read from the socket (for the multiplexer)."""
+        return read_ahead(self.rfile, self.connection)
+
+    def finish(self) -> None:
+        if not self._held:
+            super().finish()
+
+    def close(self) -> None:
+        """The held connection ends (the worker closes the socket itself)."""
+        self._held = False
+        self.finish()
 
     def _wait_for_request(self) -> bool:
         """Wait up to ``idle_timeout`` for the first byte of a request; False: give up."""

@@ -307,6 +307,9 @@ class Multiplexer:
         if self.draining:
             self._close(conn)
             return
+        # Blocking mode, whatever timeout the handler left: with a timeout set, Python polls
+        # before every recv (MSG_DONTWAIT or not), and a peek would wait for the client.
+        conn.sock.settimeout(None)
         conn.deadline = time.monotonic() + self.limits.keep_alive
         self._check(conn, defer=True)
         if conn.phase is Phase.IDLE and conn.fd not in self.conns:

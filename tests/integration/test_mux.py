@@ -20,10 +20,13 @@ HELLO = b"Hello, world!\n"
 GET = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
 
 
+# The same hello as a stdlib BaseHTTPRequestHandler and as a WSGI application.
+HELLOS = ["workers.http_hello:Hello", "workers.wsgi_hello:app"]
+
+
 @contextlib.contextmanager
-def hello(*extra: str) -> Iterator[tuple[str, int]]:
-    with server_process("serve", "workers.http_hello:Hello", "-b", "127.0.0.1:0", "-w", "2",
-                        *extra) as server:
+def hello(*extra: str, app: str = HELLOS[0]) -> Iterator[tuple[str, int]]:
+    with server_process("serve", app, "-b", "127.0.0.1:0", "-w", "2", *extra) as server:
         address = server.tcp_address()
         server.wait_workers(2)
         yield address
@@ -94,8 +97,9 @@ class Background:
         return sum(thread.is_alive() for thread in self.threads)
 
 
-def test_idle_connections_do_not_stop_http() -> None:
-    with hello() as address:
+@pytest.mark.parametrize("app", HELLOS)
+def test_idle_connections_do_not_stop_http(app: str) -> None:
+    with hello(app=app) as address:
         idle = connections(address, 8)
         try:
             fresh_http(address)
@@ -117,8 +121,9 @@ def test_idle_connections_do_not_stop_a_stream_handler() -> None:
                 sock.close()
 
 
-def test_slowloris_does_not_stop_http() -> None:
-    with hello() as address:
+@pytest.mark.parametrize("app", HELLOS)
+def test_slowloris_does_not_stop_http(app: str) -> None:
+    with hello(app=app) as address:
         slow = connections(address, 16)
         head = b"GET / HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"a" * 64
         sent = [0]
@@ -140,8 +145,9 @@ def test_slowloris_does_not_stop_http() -> None:
                 sock.close()
 
 
-def test_busy_keep_alive_clients_do_not_stop_http() -> None:
-    with hello() as address:
+@pytest.mark.parametrize("app", HELLOS)
+def test_busy_keep_alive_clients_do_not_stop_http(app: str) -> None:
+    with hello(app=app) as address:
         clients = connections(address, 32)
         readers = [sock.makefile("rb") for sock in clients]
 
