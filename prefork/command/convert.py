@@ -16,12 +16,13 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable
-from typing import Literal, TypeAlias, TypeVar
+from typing import Any, Literal, TypeAlias, TypeVar
 
 from prefork.apps.loader import FORMS, AppError, parse_app
 from prefork.core.sockets import BindSpecError, parse_bind
 
 T = TypeVar("T")
+N = TypeVar("N", int, float)
 Layer = Literal["file", "env", "cli"]
 Converter: TypeAlias = Callable[[object, Layer], T]
 
@@ -37,41 +38,31 @@ class Invalid(Exception):
 
 
 def integer(minimum: int) -> Converter[int]:
-    problem = f"must be an integer >= {minimum}"
-
-    def convert(value: object, layer: Layer) -> int:
-        number: int
-        if isinstance(value, int) and not isinstance(value, bool):
-            number = value
-        elif isinstance(value, str) and layer != "file":
-            try:
-                number = int(value.strip())
-            except ValueError:
-                raise Invalid(problem, value) from None
-        else:
-            raise Invalid(problem, value)
-        if number < minimum:
-            raise Invalid(problem, value)
-        return number
-
-    return convert
+    return _bounded(f"must be an integer >= {minimum}", (int,), int, lambda n: n >= minimum)
 
 
 def number(minimum: float) -> Converter[float]:
-    problem = f"must be a number >= {minimum:g}"
+    return _bounded(f"must be a number >= {minimum:g}", (int, float), float,
+                    lambda n: math.isfinite(n) and n >= minimum)
 
-    def convert(value: object, layer: Layer) -> float:
-        result: float
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            result = float(value)
+
+def _bounded(
+    problem: str, types: tuple[type, ...], parse: Callable[[Any], N], ok: Callable[[N], bool]
+) -> Converter[N]:
+    """A number of ``types`` (never a bool) -- or, outside a file, text that ``parse`` reads
+    -- for which ``ok`` holds."""
+
+    def convert(value: object, layer: Layer) -> N:
+        if isinstance(value, types) and not isinstance(value, bool):
+            result = parse(value)
         elif isinstance(value, str) and layer != "file":
             try:
-                result = float(value.strip())
+                result = parse(value.strip())
             except ValueError:
                 raise Invalid(problem, value) from None
         else:
             raise Invalid(problem, value)
-        if not math.isfinite(result) or result < minimum:
+        if not ok(result):
             raise Invalid(problem, value)
         return result
 

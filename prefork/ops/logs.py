@@ -8,19 +8,15 @@ import os
 import sys
 from typing import cast
 
+from prefork.ops.errors import PathError
+
 FORMAT = "%(asctime)s [%(process)d] %(levelname)s %(name)s: %(message)s"
 
 
-class LogFileError(OSError):
+class LogFileError(PathError):
     """The log file cannot be opened; ``str()`` is one line naming it."""
 
-    def __init__(self, path: str, reason: str, code: int = 0) -> None:
-        super().__init__(code, reason)
-        self.path = path
-        self.reason = reason
-
-    def __str__(self) -> str:
-        return f"log file {self.path}: {self.reason}"
+    what = "log file"
 
 
 def setup_logging(level: str, log_file: str | None = None) -> None:

@@ -29,6 +29,8 @@ import stat
 import time
 from collections.abc import Iterator
 
+from prefork.ops.errors import PathError
+
 # The pid file is readable by all, as pid files conventionally are (``ps``, monitoring).
 MODE = 0o644
 # Temporary names tried before giving up (each is 64 random bits: a clash means a planted name).
@@ -42,16 +44,10 @@ _CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 _READ = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 
 
-class PidfileError(OSError):
+class PidfileError(PathError):
     """The pid file cannot be claimed or written; ``str()`` is one line naming the pid file."""
 
-    def __init__(self, path: str, reason: str, code: int = 0) -> None:
-        super().__init__(code, reason)
-        self.path = path
-        self.reason = reason
-
-    def __str__(self) -> str:
-        return f"pidfile {self.path}: {self.reason}"
+    what = "pidfile"
 
 
 def _candidate_names(path: str) -> Iterator[str]:
