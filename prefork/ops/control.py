@@ -48,7 +48,7 @@ from collections.abc import Callable
 from typing import Any
 
 from prefork.core.sockets import FileIdent, clear_stale_unix_path, file_ident, remove_unix_path
-from prefork.ops.endpoint import Endpoint
+from prefork.ops.endpoint import SERVE_TIMEOUT, Endpoint
 
 log = logging.getLogger("prefork.master")
 
@@ -60,7 +60,6 @@ COMMANDS = ("status", "reload", "scale", "stop")
 PEERCRED = struct.Struct("3i")  # struct ucred: pid, uid, gid
 SOCKET_MODE = 0o600
 BIND_UMASK = 0o177
-SERVE_TIMEOUT = 1.0  # seconds one connection may stay open, reading and writing included
 MAX_REQUEST = 64 * 1024  # bytes; a request is one short JSON line
 MAX_REPLY = 16 * 1024 * 1024  # bytes the client accepts before giving up
 PERMISSION_DENIED: Reply = {"ok": False, "error": "permission denied"}

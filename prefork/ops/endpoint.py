@@ -46,7 +46,10 @@ from typing import Any, ClassVar, TypeVar, cast
 
 log = logging.getLogger("prefork.master")
 
-SERVE_TIMEOUT = 1.0  # seconds a connection may stay open, reading and writing included
+# Seconds a client connection may stay open, reading and writing included.  Waiting clients
+# cost the loop nothing (at most MAX_CONNECTIONS of them), so this only has to outlast a slow
+# operator's client on a loaded host.
+SERVE_TIMEOUT = 3.0
 MAX_CONNECTIONS = 64  # open connections per endpoint; more are accepted and closed at once
 RECV_SIZE = 64 * 1024
 ACCEPT_BATCH = 64  # connections accepted per readable event, so one flood cannot starve the loop

@@ -25,11 +25,10 @@ from typing import Any, Protocol
 
 from prefork.core.sockets import parse_bind
 from prefork.ops.backlog import AcceptQueue, accept_queues
-from prefork.ops.endpoint import Endpoint
+from prefork.ops.endpoint import SERVE_TIMEOUT, Endpoint
 
 log = logging.getLogger("prefork.master")
 
-SERVE_TIMEOUT = 1.0
 MAX_HEAD = 8 * 1024  # bytes of request line and headers
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 PLAIN = "text/plain; charset=utf-8"
