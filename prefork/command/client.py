@@ -119,8 +119,9 @@ def clamp_note(reply: dict[str, Any]) -> None:
     master, requested = reply.get("master", {}), reply.get("requested")
     size = master.get("size")
     if requested is not None and size is not None and requested != size:
-        print(f"prefork: note: asked for {requested}, the pool size is {size} "
-              f"(limits: 1 to max_children, {master.get('max_children')})", file=sys.stderr)
+        limit = "max_children" if requested > size else "the minimum"
+        print(f"prefork: note: asked for {requested} workers, set {size} ({limit})",
+              file=sys.stderr)
 
 
 def reload(path: str, timeout: float) -> int:

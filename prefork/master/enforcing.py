@@ -14,7 +14,16 @@ import logging
 from collections import Counter
 
 from prefork.core.contract import PoolServer
-from prefork.master.policies import KILLED, Action, DumpStack, Kill, Recycle, Resize
+from prefork.master.policies import (
+    KILLED,
+    RUNAWAY_FACTOR,
+    RUNAWAY_GRACE,
+    Action,
+    DumpStack,
+    Kill,
+    Recycle,
+    Resize,
+)
 from prefork.master.pool import Pool
 from prefork.master.recycling import Recycler
 
@@ -53,10 +62,12 @@ class Enforcer:
             why = (f"request in flight for {action.request_age:.1f} s "
                    f"(timeout {self.server.request_timeout:.1f} s)")
         else:
-            reason = "max_memory"
+            reason, limit = "max_memory", self.server.max_memory
+            margin = (f"over {RUNAWAY_FACTOR:g}x max_memory ({limit} MB)"
+                      if action.rss_mb > limit * RUNAWAY_FACTOR else
+                      f"over max_memory ({limit} MB) for {RUNAWAY_GRACE:g} s")
             why = (f"request in flight for {action.request_age:.1f} s at "
-                   f"{action.rss_mb:.0f} MB, past max_memory ({self.server.max_memory} MB) "
-                   f"by the margin")
+                   f"{action.rss_mb:.0f} MB, {margin}")
         self.restarts[reason] += 1
         if action.stopped:
             log.error("worker %d (pid %d) %s, and it is stopped (SIGSTOP?): no stack dump can "

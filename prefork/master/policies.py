@@ -16,7 +16,9 @@ RUNAWAY_GRACE seconds of the same request -- is stopped mid-request like a hung 
 dump, then SIGKILL).  Only busy workers can run away, and reading one RSS is a read of
 ``/proc/PID/statm``, so busy workers are looked at often (``Intervals.busy_memory``), and very
 often (``Intervals.over_memory``) once one is over the limit: at hundreds of MB a second, the
-margin is crossed in a fraction of a second.
+margin is crossed in a fraction of a second.  (Like a hung request, a request that starts
+cannot announce itself: with ``max_memory`` set, the master looks at the scoreboard every
+``busy_memory`` seconds, and reads the RSS of the busy workers only.)
 
 A worker frozen with SIGSTOP cannot answer the stack-dump signal (a stopped process handles
 none): the action says so (``DumpStack.stopped``) and it is killed at once.
@@ -141,9 +143,8 @@ class Policies:
             look = min(self.intervals.hung_look_max, timeout / HUNG_LOOKS_PER_TIMEOUT)
             deadlines.append(now + look)
         if self.server.max_memory:
-            deadlines.append(self.next_memory_check)
-            if any(self._in_request(view, w, now) is not None for w in view.live()):
-                deadlines.append(self.next_busy_check)
+            # A worker cannot say that its request started: the scoreboard is looked at.
+            deadlines.extend((self.next_memory_check, self.next_busy_check))
         if self.adaptive():
             deadlines.append(self.next_adapt)
         return min(deadlines) if deadlines else None
