@@ -3,8 +3,9 @@
 The loop is five steps, each owned by a part that keeps its own state and deadline::
 
     wait      select on the fds below, until the earliest deadline of any part
-    dispatch  signals (the table in ``on_signal``), then the workers' reports
-    reap      the pool collects workers that exited; exits are judged here
+    dispatch  signals (the table in ``on_signal``)
+    reap      the pool collects workers that exited, reading their last reports first;
+              then the reports are dispatched, then the exits judged
     check     policies look at the scoreboard and the clock and return actions
     maintain  spawn what is missing, finish or abort a reload, start recycling
 
@@ -17,8 +18,12 @@ their clients.  Each fd is registered with a callback as its selector data.
 The parts: :class:`~prefork.master.pool.Pool` (workers, fork, reap, signals),
 :class:`~prefork.master.generations.Generations` (reloads),
 :class:`~prefork.master.recycling.Recycler`, :class:`~prefork.master.boot.BootGuard`,
-:class:`~prefork.master.stopping.Stop`, :class:`~prefork.master.upgrade.Upgrade` and
-:class:`~prefork.master.policies.Policies`.  The phase of the whole is one :class:`Phase`.
+:class:`~prefork.master.stopping.Stop`, :class:`~prefork.master.upgrade.Upgrade`,
+:class:`~prefork.master.policies.Policies` (decisions) and
+:class:`~prefork.master.enforcing.Enforcer` (their execution),
+:class:`~prefork.master.waiters.ReloadWaiters` (control clients waiting for a reload's outcome;
+the commands themselves are prefork.master.commands).  The phase of the whole is one
+:class:`Phase`.
 """
 
 from __future__ import annotations
