@@ -10,6 +10,7 @@ import sys
 import pytest
 
 from helpers import ROOT
+from prefork.command.client import UsageError, format_restarts, format_status, scale_argument
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
@@ -59,3 +60,25 @@ def test_port_in_use_is_a_clear_error() -> None:
     assert proc.returncode == 2
     assert f"cannot bind 127.0.0.1:{port}: Address already in use" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_status_header_lists_restarts_as_words() -> None:
+    assert format_restarts({}) == "none"
+    assert format_restarts({"reload": 4, "crash": 1}) == "crash=1 reload=4"
+    reply = {"master": {"pid": 7, "name": "web", "size": 1, "generation": 2,
+                        "restarts": {"crash": 1}}, "workers": []}
+    assert format_status(reply).splitlines()[0] == (
+        "master pid 7 [web]  size 1  generation 2  restarts crash=1")
+
+
+@pytest.mark.parametrize(
+    ("text", "value"), [("3", 3), (" 4 ", 4), ("+2", "+2"), ("-1", "-1"), ("9999999", 9999999)],
+)
+def test_scale_argument_accepts(text: str, value: int | str) -> None:
+    assert scale_argument(text) == value
+
+
+@pytest.mark.parametrize("text", ["abc", "0", "-", "+", "1.5", "+²", "²", "10000000", ""])
+def test_scale_argument_refuses(text: str) -> None:
+    with pytest.raises(UsageError, match=r"^scale: "):
+        scale_argument(text)

@@ -43,7 +43,7 @@ def test_render_parses_and_round_trips_label_values() -> None:
     restarts = {s.labels["reason"]: s.value for s in families["prefork_restarts"].samples}
     assert restarts == {"crash": 1, NASTY: 2}
     workers = {s.labels["state"]: s.value for s in families["prefork_workers"].samples}
-    assert workers == {"booting": 0, "idle": 1, "busy": 1, "draining": 0}
+    assert workers == {"booting": 0, "idle": 1, "busy": 1, "draining": 0, "stopped": 0}
     ages = families["prefork_worker_request_age_seconds"].samples
     assert [(s.labels["pid"], s.value) for s in ages] == [("102", 1.5)]
 

@@ -34,6 +34,20 @@ def test_master_title() -> None:
     assert titles.master_title("", 2, []) == "prefork: master 2 workers"
 
 
+def test_master_title_states() -> None:
+    where = ["127.0.0.1:8000"]
+    assert titles.master_title("web", 0, where, "paused") == "prefork: master [web] paused " \
+        "127.0.0.1:8000"
+    assert titles.master_title("web", 2, where, "reloading") == "prefork: master [web] 2 " \
+        "workers reloading 127.0.0.1:8000"
+    assert titles.master_title("", 1, [], "stopping") == "prefork: master 1 worker stopping"
+
+
+def test_counted() -> None:
+    assert [titles.counted(n, "worker") for n in (0, 1, 2)] == [
+        "0 workers", "1 worker", "2 workers"]
+
+
 def test_worker_title() -> None:
     assert titles.worker_title(3, "web", "busy", 1523) == "prefork: worker 3 [web] busy 1523 req"
     assert titles.worker_title(0, "", "idle", 0) == "prefork: worker 0 idle 0 req"

@@ -4,14 +4,18 @@
 ``prefork status|reload|scale|stop`` talk to a running master through its control socket.
 
 Exit status: 0 after a requested stop, 2 for bad input (a bad bind spec or setting, an APP that
-does not import or is no handler, a port in use), 3 when the workers keep failing to boot, 1
-when a control command fails.  Errors end in one line on stderr, never a traceback.
+does not import or is no handler, a port in use; a control command's bad argument, or no way to
+find the master), 3 when the workers keep failing to boot, 1 when a control command fails (no
+master there, a reload that did not take over, a stop that did not end within --timeout).
+Errors end in one line on stderr, never a traceback.
+
+``prefork reload`` waits for the outcome: it exits 0 once the new generation serves.  ``prefork
+stop --wait`` returns once the master process has exited.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import selectors
@@ -19,12 +23,18 @@ import signal
 import socketserver
 import sys
 import threading
-import time
 from collections.abc import Sequence
 from typing import Any
 
 from prefork import __version__
 from prefork.command.app import DEFAULT_APP, AppError, is_http_handler
+from prefork.command.client import (
+    CONTROL_SUFFIX,
+    RELOAD_TIMEOUT,
+    STOP_TIMEOUT,
+    UsageError,
+    control_command,
+)
 from prefork.command.config import ConfigError, describe
 from prefork.command.runner import StartError, configure
 from prefork.command.settings import SERVE_KEYS, SETTINGS, Setting
@@ -34,22 +44,22 @@ from prefork.core.signals import SignalQueue
 from prefork.core.sockets import BindSpec, BindSpecError, format_address
 from prefork.master.supervisor import BootError
 from prefork.master.upgrade import ENV_OLD_MASTER
-from prefork.ops.control import ControlError, request
+from prefork.ops.control import ControlError
 from prefork.ops.logs import LogFileError, setup_logging
 from prefork.ops.pidfile import PidfileError, claim_pidfile, remove_pidfile
+from prefork.ops.titles import counted
 
 EXIT_USAGE = 2
 EXIT_BOOT_FAILURE = BootError.exit_status
 EXIT_CONTROL = 1
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)
-CONTROL_SUFFIX = ".ctl"  # the control socket next to a pid file: prefork.pid -> prefork.pid.ctl
 
 log = logging.getLogger("prefork.master")
 
 
 # Mistakes a user can make: one line on stderr, exit status 2.
 USER_ERRORS = (StartError, AppError, BindSpecError, ConfigError, WatchError, LogFileError,
-               PidfileError)
+               PidfileError, UsageError)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -83,6 +93,13 @@ def build_parser() -> argparse.ArgumentParser:
             sub.add_argument("workers", help="N, +N or -N")
         if name == "stop":
             sub.add_argument("--quick", action="store_true", help="quick stop, like SIGINT")
+            sub.add_argument("--wait", action="store_true",
+                             help="return only once the master has exited")
+        if name in ("reload", "stop"):
+            default = RELOAD_TIMEOUT if name == "reload" else STOP_TIMEOUT
+            what = "the new generation" if name == "reload" else "the exit (with --wait)"
+            sub.add_argument("--timeout", type=float, default=default, metavar="S",
+                             help=f"seconds to wait for {what} (default: {default:g})")
     return parser
 
 
@@ -188,7 +205,7 @@ def announce(server: socketserver.BaseServer, specs: list[BindSpec], mode: str, 
         if isinstance(handler, type) and is_http_handler(handler) and spec.kind == "tcp":
             where = f"http://{where}/"
         places.append(where)
-    workers = f", {server.workers} workers" if isinstance(server, PreforkMixIn) else ""
+    workers = f", {counted(server.workers, 'worker')}" if isinstance(server, PreforkMixIn) else ""
     log.info("prefork %s: serving %s on %s (mode %s%s, pid %d)",
              __version__, app, " ".join(places), mode, workers, os.getpid())
 
@@ -208,89 +225,3 @@ def serve_stdlib(server: socketserver.BaseServer) -> None:
     finally:
         stops.close()
         thread.join()
-
-
-# -- control commands ---------------------------------------------------------------------------
-
-def control_path(args: argparse.Namespace) -> str:
-    if args.control:
-        return str(args.control)
-    if args.pidfile:
-        return str(args.pidfile) + CONTROL_SUFFIX
-    raise ControlError("give --control PATH or --pidfile PATH to find the master")
-
-
-def top(path: str, interval: float, count: int) -> int:
-    """Redraw the status table every ``interval`` seconds until Ctrl-C (or ``count`` screens)."""
-    if interval <= 0:
-        raise ControlError("top: --interval must be positive")
-    shown = 0
-    try:
-        while not count or shown < count:
-            reply = request(path, {"command": "status"})
-            stamp = time.strftime("%H:%M:%S")
-            sys.stdout.write(f"\x1b[H\x1b[2Jprefork top  {stamp}  (Ctrl-C quits)\n"
-                             + format_status(reply) + "\n")
-            sys.stdout.flush()
-            shown += 1
-            if not count or shown < count:
-                time.sleep(interval)
-    except KeyboardInterrupt:
-        pass
-    return 0
-
-
-def control_command(args: argparse.Namespace) -> int:
-    path = control_path(args)
-    if args.command == "top":
-        return top(path, args.interval, args.count)
-    command: dict[str, Any] = {"command": args.command}
-    if args.command == "scale":
-        text = args.workers.strip()
-        command["workers"] = text if text[:1] in "+-" else _int(text)
-    if args.command == "stop":
-        command["graceful"] = not args.quick
-    reply = request(path, command)
-    if not reply.get("ok"):
-        raise ControlError(str(reply.get("error", "the master refused the command")))
-    if args.command == "status" and not args.json:
-        print(format_status(reply))
-    elif args.command == "status":
-        print(json.dumps(reply, indent=2, sort_keys=True))
-    else:
-        master = reply.get("master", {})
-        print(f"{args.command}: ok (pool size {master.get('size')}, "
-              f"generation {master.get('generation')})")
-    return 0
-
-
-def _int(text: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise ControlError(f"scale: expected N, +N or -N, not {text!r}") from None
-
-
-def _fmt(value: Any, spec: str, none: str = "-") -> str:
-    return none if value is None else format(value, spec)
-
-
-def format_status(reply: dict[str, Any]) -> str:
-    master = reply["master"]
-    lines = [
-        f"master pid {master['pid']} [{master['name']}]  size {master['size']}  "
-        f"generation {master['generation']}"
-        + ("  reloading" if master.get("reloading") else "")
-        + ("  paused" if master.get("paused") else "")
-        + f"  restarts {master.get('restarts') or {}}",
-        f"{'WORKER':>6} {'PID':>7} {'GEN':>3} {'STATE':<8} {'REQS':>8} {'REQ AGE':>8} "
-        f"{'RSS MB':>7} {'CPU %':>6} {'UPTIME':>8} {'SHARE':>6}",
-    ]
-    for w in reply["workers"]:
-        lines.append(
-            f"{w['worker']:>6} {w['pid']:>7} {w['generation']:>3} {w['state']:<8} "
-            f"{w['requests']:>8} {_fmt(w['request_age'], '8.2f'):>8} "
-            f"{_fmt(w['rss_mb'], '7.1f'):>7} {_fmt(w['cpu_percent'], '6.1f'):>6} "
-            f"{w['uptime']:>8.1f} {100 * w['accept_share']:>5.1f}%"
-        )
-    return "\n".join(lines)

@@ -138,6 +138,7 @@ class Worker:
         self.recycle_after = 0  # requests; 0 = never
         self.name = server.name
         self.title_state, self.title_at = "", 0.0
+        self.title_due = 0.0  # a skipped refresh is shown then, if the worker is waiting; 0: none
         self.idle_since = 0.0  # when the last request ended
 
     # -- boot ---------------------------------------------------------------------------------
@@ -226,21 +227,40 @@ class Worker:
         requests = self.slot.requests if self.slot is not None else 0
         titles.set_title(titles.worker_title(self.info.age, self.name, state, requests))
         self.title_state, self.title_at = state, time.monotonic()
+        self.title_due = 0.0
 
     def _request_title(self, state: str, now: float) -> None:
         """Per-request titles, rate-limited: setproctitle costs a prctl() system call, twice a
         request would be 2 of ~5 system calls of a small UDP request.  A request that starts
         after a quiet spell shows ``busy``; under load the title is refreshed at most every
-        TITLE_INTERVAL; an ``idle`` title is never left saying ``busy``.  The scoreboard
-        (``prefork status``) is always exact."""
+        TITLE_INTERVAL; an ``idle`` title is never left saying ``busy``, nor stale: a skipped
+        refresh is due at the end of the interval, and the wait for work wakes up for it once
+        (see _poll_timeout).  The scoreboard (``prefork status``) is always exact."""
         if state == "busy":
             quiet = now - self.idle_since >= TITLE_INTERVAL
             if quiet or now - self.title_at >= TITLE_INTERVAL:
                 self._title(state)
+                return
         else:
             self.idle_since = now
             if self.title_state == "busy" or now - self.title_at >= TITLE_INTERVAL:
                 self._title(state)
+                return
+        self.title_due = self.title_at + TITLE_INTERVAL
+
+    def _poll_timeout(self, timeout: float) -> float:
+        """``timeout`` for the wait for work, shortened while a title refresh is due; the due
+        refresh (an idle worker's last count) is done here once its time has come."""
+        if not self.title_due:
+            return timeout
+        now = time.monotonic()
+        if now >= self.title_due:
+            if self.stop is None:
+                self._title("idle")
+            self.title_due = 0.0
+            return timeout
+        wait = self.title_due - now
+        return wait if timeout < 0 else min(timeout, wait)
 
     def _loop(self, ep: select.epoll, listeners: dict[int, socketserver.BaseServer]) -> None:
         server = self.base
@@ -261,7 +281,8 @@ class Worker:
         try:
             while True:
                 work = []
-                for fd, events in ep.poll(mux.timeout(timeout, time.monotonic())):
+                wait = mux.timeout(self._poll_timeout(timeout), time.monotonic())
+                for fd, events in ep.poll(wait):
                     if fd == sig_fd:
                         self._handle_signals()
                     elif fd == alive_fd:

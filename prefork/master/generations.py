@@ -32,12 +32,16 @@ class Generations:
 
     Methods: begin() -> bool, ready(size) -> bool, finish(), abort(info, why), cancel()."""
 
-    def __init__(self, server: PoolServer, pool: Pool) -> None:
+    def __init__(
+        self, server: PoolServer, pool: Pool, replaced: Callable[[int], None] = lambda n: None,
+    ) -> None:
         self.server = server
         self.pool = pool
+        self.replaced = replaced  # counts the old workers a finished reload retired
         self.number = 1
         self.reload: Reload | None = None
         self.queued = False  # a HUP arrived while a reload was running
+        self.refusal = ""  # why the last begin() was refused by the server, one line
 
     @property
     def reloading(self) -> bool:
@@ -53,9 +57,10 @@ class Generations:
             return False
         try:
             rollback = self.server.prepare_reload()
-        except Exception:
+        except Exception as exc:
             log.exception("master (pid %d) reload failed; generation %d keeps serving",
                           os.getpid(), self.number)
+            self.refusal = f"{type(exc).__name__}: {exc}"
             return False
         self.reload = Reload(self.number, rollback)
         self.number += 1
@@ -70,9 +75,13 @@ class Generations:
     def finish(self) -> bool:
         """Retire every older worker; True if another reload was queued meanwhile."""
         assert self.reload is not None
+        retired = 0
         for info in list(self.pool.workers.values()):
             if info.generation < self.number and not info.stopping:
                 self.pool.retire(info)
+                retired += 1
+        if retired:
+            self.replaced(retired)
         log.info("master (pid %d) generation %d ready; generation %d retiring", os.getpid(),
                  self.number, self.reload.old_generation)
         self.reload = None

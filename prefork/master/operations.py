@@ -16,14 +16,14 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from prefork.core.contract import PoolServer
-from prefork.ops.control import ControlServer
+from prefork.ops.control import ControlServer, PendingReply
 from prefork.ops.metrics import MetricsServer
 from prefork.ops.pidfile import remove_pidfile, write_pidfile
 
 log = logging.getLogger("prefork.master")
 
 Status = Callable[[], dict[str, Any]]
-Command = Callable[[dict[str, Any]], dict[str, Any]]
+Command = Callable[[dict[str, Any]], "dict[str, Any] | PendingReply"]
 
 
 class Endpoint(Protocol):

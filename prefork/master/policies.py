@@ -7,6 +7,21 @@ then retire; signal; resize).  Policies keep only their own timers, and their in
 parameters, so a test drives them with a fake view and a fake clock in microseconds.
 
 Settings are read from the server at each check, so a reload that changes them applies at once.
+
+Memory has two policies.  A worker over ``max_memory`` is *recycled*: replaced once its
+request is done, which costs nobody anything.  But a request that keeps allocating never gets
+done, and recycling would wait on it while it eats the host; so a worker whose request in
+flight is past the limit by a margin -- over RUNAWAY_FACTOR times it, or over it for
+RUNAWAY_GRACE seconds of the same request -- is stopped mid-request like a hung one (stack
+dump, then SIGKILL).  Only busy workers can run away, and reading one RSS is a read of
+``/proc/PID/statm``, so busy workers are looked at often (``Intervals.busy_memory``), and very
+often (``Intervals.over_memory``) once one is over the limit: at hundreds of MB a second, the
+margin is crossed in a fraction of a second.  (Like a hung request, a request that starts
+cannot announce itself: with ``max_memory`` set, the master looks at the scoreboard every
+``busy_memory`` seconds, and reads the RSS of the busy workers only.)
+
+A worker frozen with SIGSTOP cannot answer the stack-dump signal (a stopped process handles
+none): the action says so (``DumpStack.stopped``) and it is killed at once.
 """
 
 from __future__ import annotations
@@ -21,7 +36,13 @@ from prefork.core.scoreboard import Slot, State
 
 # A hung worker is asked for its stack (SIGUSR2 -> faulthandler), then killed this much later.
 STACK_DUMP_GRACE = 0.2
-MEMORY_CHECK_INTERVAL = 5.0
+# A runaway's stack dump (from C, a few ms) gets less: it allocates all the while.
+RUNAWAY_DUMP_GRACE = 0.05
+MEMORY_CHECK_INTERVAL = 5.0  # every worker's RSS, for recycling
+BUSY_MEMORY_INTERVAL = 0.1  # busy workers' RSS, for runaway requests
+OVER_MEMORY_INTERVAL = 0.02  # ... while one of them is over max_memory
+RUNAWAY_FACTOR = 2.0  # a request past this many times max_memory is stopped at once
+RUNAWAY_GRACE = 3.0  # seconds a request may stay over max_memory before it is stopped
 # The adaptive pool looks at the scoreboard this often and changes the size by at most one
 # worker per look (and not while a spawn is still booting): the spawn rate limit.
 ADAPT_INTERVAL = 0.5
@@ -35,6 +56,8 @@ HUNG_LOOK_MAX = 1.0
 @dataclass(frozen=True)
 class Intervals:
     memory: float = MEMORY_CHECK_INTERVAL
+    busy_memory: float = BUSY_MEMORY_INTERVAL
+    over_memory: float = OVER_MEMORY_INTERVAL
     adapt: float = ADAPT_INTERVAL
     hung_look_max: float = HUNG_LOOK_MAX
 
@@ -54,6 +77,8 @@ class PoolView(Protocol):
 
     def memory_mb(self, pid: int) -> float | None: ...
 
+    def stopped(self, pid: int) -> bool: ...
+
     def steady(self) -> bool: ...
 
 
@@ -65,11 +90,15 @@ class Recycle:
 
 @dataclass(frozen=True)
 class DumpStack:
-    """A request in flight longer than the timeout: dump the stack now, kill at ``kill_at``."""
+    """A request in flight longer than the timeout, or running away with memory (``rss_mb``
+    set): dump the stack now, kill at ``kill_at``.  ``stopped``: the worker is stopped
+    (SIGSTOP), no dump will come; kill it now."""
 
     worker: WorkerInfo
     request_age: float
     kill_at: float
+    stopped: bool = False
+    rss_mb: float | None = None
 
 
 @dataclass(frozen=True)
@@ -98,6 +127,8 @@ class Policies:
         self.server = server
         self.intervals = intervals or Intervals()
         self.next_memory_check = 0.0
+        self.next_busy_check = 0.0
+        self.over: dict[int, tuple[float, float]] = {}  # pid -> (request_started, over since)
         self.next_adapt = 0.0
 
     def adaptive(self) -> bool:
@@ -112,7 +143,8 @@ class Policies:
             look = min(self.intervals.hung_look_max, timeout / HUNG_LOOKS_PER_TIMEOUT)
             deadlines.append(now + look)
         if self.server.max_memory:
-            deadlines.append(self.next_memory_check)
+            # A worker cannot say that its request started: the scoreboard is looked at.
+            deadlines.extend((self.next_memory_check, self.next_busy_check))
         if self.adaptive():
             deadlines.append(self.next_adapt)
         return min(deadlines) if deadlines else None
@@ -128,18 +160,54 @@ class Policies:
             elif timeout and info.ready and not info.kill_at:
                 age = view.slot(info).request_age(now)
                 if age is not None and age > timeout:
-                    actions.append(DumpStack(info, age, now + STACK_DUMP_GRACE))
+                    stopped = view.stopped(info.pid)
+                    actions.append(DumpStack(info, age, now + STACK_DUMP_GRACE, stopped))
         if self.adaptive() and now >= self.next_adapt:
             self.next_adapt = now + self.intervals.adapt
             resize = self._adapt(view)
             if resize is not None:
                 actions.append(resize)
+        if self.server.max_memory and now >= self.next_busy_check:
+            actions.extend(self._runaways(view, now, {a.worker.pid for a in actions
+                                                      if isinstance(a, (DumpStack, Kill))}))
         if self.server.max_memory and now >= self.next_memory_check:
             self.next_memory_check = now + self.intervals.memory
             for info in view.live():
                 rss = view.memory_mb(info.pid)
                 if rss is not None and rss > self.server.max_memory and info.ready:
                     actions.append(Recycle(info, "max_memory"))
+        return actions
+
+    @staticmethod
+    def _in_request(view: PoolView, info: WorkerInfo, now: float) -> float | None:
+        """The age of the request ``info`` is serving, if it may still be stopped."""
+        if not info.ready or info.kill_at:
+            return None
+        return view.slot(info).request_age(now)
+
+    def _runaways(self, view: PoolView, now: float, acted: set[int]) -> list[Action]:
+        """Busy workers past max_memory by the margin (see the module's docstring); not those
+        in ``acted``, which already have an action."""
+        limit = self.server.max_memory
+        over: dict[int, tuple[float, float]] = {}
+        actions: list[Action] = []
+        for info in view.live():
+            age = self._in_request(view, info, now) if info.pid not in acted else None
+            rss = view.memory_mb(info.pid) if age is not None else None
+            if age is None or rss is None or rss <= limit:
+                continue
+            started = view.slot(info).request_started
+            was_started, since = self.over.get(info.pid, (started, now))
+            if was_started != started:  # another request: it starts counting anew
+                since = now
+            if rss > limit * RUNAWAY_FACTOR or now - since >= RUNAWAY_GRACE:
+                stopped = view.stopped(info.pid)
+                actions.append(DumpStack(info, age, now + RUNAWAY_DUMP_GRACE, stopped, rss))
+            else:
+                over[info.pid] = (started, since)
+        self.over = over
+        interval = self.intervals.over_memory if over else self.intervals.busy_memory
+        self.next_busy_check = now + interval
         return actions
 
     def _adapt(self, view: PoolView) -> Resize | None:

@@ -71,6 +71,8 @@ class Pool:
         self.alive_r, self.alive_w = os.pipe()
         os.set_blocking(self.report_r, False)
         self._report_buf = b""
+        # Reports read by reap() from workers that exited: read_reports() returns them first.
+        self._early_reports: list[tuple[WorkerInfo, int]] = []
         self.ages = 0
         self.retired_requests = 0  # requests served by workers already reaped
         self.use_pidfd = hasattr(os, "pidfd_open")
@@ -164,12 +166,22 @@ class Pool:
 
     def read_reports(self) -> list[tuple[WorkerInfo, int]]:
         """The (worker, event) reports waiting in the pipe, of workers still in the pool (a
-        worker that reports ready is marked so here)."""
-        try:
-            data = os.read(self.report_r, 64 * REPORT.size)
-        except BlockingIOError:
-            return []
-        buf = self._report_buf + data
+        worker that reports ready is marked so here), after those reap() read early."""
+        out, self._early_reports = self._early_reports, []
+        out.extend(self._drain_reports())
+        return out
+
+    def _drain_reports(self) -> list[tuple[WorkerInfo, int]]:
+        chunks = [self._report_buf]
+        while True:
+            try:
+                data = os.read(self.report_r, 64 * REPORT.size)
+            except BlockingIOError:
+                break
+            chunks.append(data)
+            if len(data) < 64 * REPORT.size:
+                break
+        buf = b"".join(chunks)
         usable = len(buf) - len(buf) % REPORT.size
         self._report_buf = buf[usable:]
         out = []
@@ -186,19 +198,32 @@ class Pool:
 
     def reap(self) -> list[tuple[WorkerInfo, int]]:
         """Collect the workers that exited: (worker, waitpid status), each already out of the
-        pool, its group killed and the ``worker_exit`` hook called."""
-        out = []
+        pool, its group killed and the ``worker_exit`` hook called.
+
+        A worker writes its reports before it exits, so once an exit is seen, everything it
+        reported is in the pipe: it is read first (kept for read_reports()), so that a worker
+        that reported ready and then died at once is judged ready -- a crash, not a boot
+        failure -- however the two events fell across the loop's turns."""
+        exited = []
         for pid, info in list(self.workers.items()):
             try:
-                exited = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
-            except ChildProcessError:  # collected by someone else: status unknown, and the
-                out.append((info, self._forget(info, EXIT_UNKNOWN)))  # pid may be reused
+                found = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+            except ChildProcessError:  # collected by someone else: status unknown
+                exited.append((info, False))
                 continue
-            if exited is None:
+            if found is not None:
+                exited.append((info, True))
+        if not exited:
+            return []
+        self._early_reports.extend(self._drain_reports())
+        out = []
+        for info, zombie in exited:
+            if not zombie:  # the pid may be reused: no group to kill
+                out.append((info, self._forget(info, EXIT_UNKNOWN)))
                 continue
             # Still a zombie: take down whatever the handler left in the group, then collect.
             self.kill_group(info)
-            _, status = os.waitpid(pid, 0)
+            _, status = os.waitpid(info.pid, 0)
             out.append((info, self._forget(info, status)))
         return out
 

@@ -3,8 +3,9 @@
 The loop is five steps, each owned by a part that keeps its own state and deadline::
 
     wait      select on the fds below, until the earliest deadline of any part
-    dispatch  signals (the table in ``on_signal``), then the workers' reports
-    reap      the pool collects workers that exited; exits are judged here
+    dispatch  signals (the table in ``on_signal``)
+    reap      the pool collects workers that exited, reading their last reports first;
+              then the reports are dispatched, then the exits judged
     check     policies look at the scoreboard and the clock and return actions
     maintain  spawn what is missing, finish or abort a reload, start recycling
 
@@ -17,8 +18,12 @@ their clients.  Each fd is registered with a callback as its selector data.
 The parts: :class:`~prefork.master.pool.Pool` (workers, fork, reap, signals),
 :class:`~prefork.master.generations.Generations` (reloads),
 :class:`~prefork.master.recycling.Recycler`, :class:`~prefork.master.boot.BootGuard`,
-:class:`~prefork.master.stopping.Stop`, :class:`~prefork.master.upgrade.Upgrade` and
-:class:`~prefork.master.policies.Policies`.  The phase of the whole is one :class:`Phase`.
+:class:`~prefork.master.stopping.Stop`, :class:`~prefork.master.upgrade.Upgrade`,
+:class:`~prefork.master.policies.Policies` (decisions) and
+:class:`~prefork.master.enforcing.Enforcer` (their execution),
+:class:`~prefork.master.waiters.ReloadWaiters` (control clients waiting for a reload's outcome;
+the commands themselves are prefork.master.commands).  The phase of the whole is one
+:class:`Phase`.
 """
 
 from __future__ import annotations
@@ -36,9 +41,11 @@ from typing import Any
 from prefork.core.contract import REPORT_READY, REPORT_RECYCLE, PoolServer, WorkerInfo
 from prefork.core.signals import SignalQueue
 from prefork.master.boot import BootError, BootGuard
+from prefork.master.commands import on_control
+from prefork.master.enforcing import Enforcer
 from prefork.master.generations import Generations
 from prefork.master.operations import Operations
-from prefork.master.policies import KILLED, DumpStack, Kill, Policies, Recycle
+from prefork.master.policies import Policies
 from prefork.master.pool import Pool, ignore_event
 from prefork.master.recycling import Recycler
 from prefork.master.spawning import Spawner
@@ -46,8 +53,8 @@ from prefork.master.stopping import Stop, StopMode
 from prefork.master.templates import become_subreaper
 from prefork.master.upgrade import Upgrade, describe_status
 from prefork.master.view import Phase, View
+from prefork.master.waiters import ReloadWaiters
 from prefork.ops import titles
-from prefork.ops.control import scale_target
 from prefork.ops.logs import reopen_log_files
 from prefork.ops.sdnotify import Notifier
 from prefork.ops.status import status_report
@@ -87,17 +94,21 @@ class Master:
         self.selector = selectors.DefaultSelector()
         self.notifier = Notifier(unset=True)
         self.pool = Pool(server, self.selector, MASTER_SIGNALS, self.signals.fds, poll_interval)
-        self.generations = Generations(server, self.pool)
+        self.generations = Generations(server, self.pool,
+                                       lambda n: self.restarts.update({"reload": n}))
         self.recycler = Recycler(self.pool, lambda reason: self.restarts.update([reason]))
         self.boot = BootGuard(server.max_boot_failures, lambda: self.begin_stop(StopMode.QUICK))
         self.stop = Stop(server, self.pool)
         self.policies = Policies(server)
+        self.enforcer = Enforcer(server, self.pool, self.recycler, self.restarts)
+        self.waiters = ReloadWaiters()  # control clients waiting for a reload's outcome
         self.spawner = Spawner(self.pool, self.generations, self.boot,
                                lambda: self.phase is Phase.RELOADING, self._abort_reload)
         self.upgrade = Upgrade(server, self.selector, MASTER_SIGNALS, self.notifier.address)
         self.view = View(self.pool, self.generations, self.recycler, lambda: self.size,
                          lambda: self.phase)
-        self.ops = Operations(server, self.selector, self.status, self._on_control)
+        self.ops = Operations(server, self.selector, self.status,
+                              lambda request: on_control(self, request))
         self.on_signal = signal_table(self)
 
     # -- public -------------------------------------------------------------------------------
@@ -125,25 +136,25 @@ class Master:
             if not self.upgrade.old_master:  # the new master of an upgrade: once it is ready
                 self.ops.take_over(replacing=False)
             self.ops.open_metrics()
-            log.info("master (pid %d) starting %d workers", self.pid, self.size)
+            log.info("master (pid %d) starting %s", self.pid, titles.counted(self.size, "worker"))
             self._title()
             self._maintain()  # the first workers
             while not self.stop.over(time.monotonic(), len(self.pool.workers)):
                 self._turn()
             if self.pool.workers:
-                log.warning("master (pid %d) killing %d workers still running", self.pid,
-                            len(self.pool.workers))
+                log.warning("master (pid %d) killing %s still running", self.pid,
+                            titles.counted(len(self.pool.workers), "worker"))
         finally:
             self._close()
         if self.boot.error is not None:
             raise self.boot.error
         log.info("master (pid %d) stopped", self.pid)
 
-    def scale(self, size: int, resume: bool = True) -> None:
+    def scale(self, size: int, resume: bool = True) -> bool:
         """Set the pool size within [1, max_children]; surplus workers drain and exit.  A
-        paused pool resumes, unless ``resume`` is False (TTOU)."""
+        paused pool resumes, unless ``resume`` is False (TTOU).  False when stopping."""
         if self.phase is Phase.STOPPING:
-            return
+            return False
         if self.phase is Phase.PAUSED and resume:
             self.phase = Phase.SERVING if self.announced else Phase.BOOTING
         size = max(1, min(size, self.server.max_children))
@@ -152,11 +163,19 @@ class Master:
         self.size = size
         self.pool.retire_surplus(self.generations.number, size)
         self._title()
+        return True
 
     def reload(self) -> None:
         """Start a new generation; the old one retires once the new one is ready."""
-        if self.phase is Phase.STOPPING or not self.generations.begin():
+        if self.phase is Phase.STOPPING:
+            self.waiters.refused("the master is stopping")
             return
+        if not self.generations.begin():
+            if not self.generations.queued:  # refused, not queued behind a running reload
+                self.waiters.refused(f"reload failed: {self.generations.refusal}; "
+                                     f"generation {self.generations.number} keeps serving")
+            return
+        self.waiters.began()
         self.phase = Phase.RELOADING
         self.notifier.reloading(f"starting generation {self.generations.number}")
         self.size = self.server.workers  # prepare_reload may have changed it
@@ -170,6 +189,8 @@ class Master:
         self.phase = Phase.PAUSED
         self.pool.retire_all()  # every generation, also one mid-reload
         self.generations.cancel()
+        self.waiters.cancel("reload cancelled: the workers were stopped (WINCH)")
+        self._title()
 
     def reopen_logs(self) -> None:
         reopen_log_files()
@@ -183,19 +204,10 @@ class Master:
             "generation": self.generations.number, "phase": self.phase.value,
             "reloading": self.phase is Phase.RELOADING, "paused": self.phase is Phase.PAUSED,
             "stopping": stopping, "restarts": dict(self.restarts),
+            "max_children": self.server.max_children,
         }
         return status_report(header, self.pool.board, self.pool.workers.values(),
                              self.pool.retired_requests)
-
-    def _on_control(self, request: dict[str, Any]) -> dict[str, Any]:
-        command = request["command"]
-        if command == "reload":
-            self.reload()
-        elif command == "scale":
-            self.scale(scale_target(request["workers"], self.size))
-        elif command == "stop":
-            self.begin_stop(StopMode.GRACEFUL if request.get("graceful", True) else StopMode.QUICK)
-        return self.status()
 
     # -- the loop -----------------------------------------------------------------------------
 
@@ -206,9 +218,10 @@ class Master:
             handler = self.on_signal.get(sig)
             if handler is not None:
                 handler()
+        exits = self.pool.reap()  # first: it reads what the dead reported before they died
         for info, event in self.pool.read_reports():
             self._on_report(info, event)
-        for info, status in self.pool.reap():
+        for info, status in exits:
             self._on_exit(info, status)
         for template, status in self.pool.reap_templates():
             self.spawner.on_template_exit(template, status, self.stop.requested)
@@ -216,6 +229,7 @@ class Master:
             self.pool.reap_strangers(also_known=self.upgrade.pid)
         self._check(time.monotonic())
         self._maintain()
+        self._title()
 
     def _timeout(self) -> float | None:
         now = time.monotonic()
@@ -253,24 +267,12 @@ class Master:
     def _check(self, now: float) -> None:
         self.ops.expire(now)
         for action in self.policies.check(self.view, now):
-            if isinstance(action, Kill):
-                action.worker.kill_at = KILLED
-                self.pool.kill_group(action.worker)
-            elif isinstance(action, Recycle):
-                if action.reason == "max_age":
-                    action.worker.recycle_at = 0.0  # due once
-                self.recycler.due(action.worker, action.reason)
-            elif isinstance(action, DumpStack):
-                log.error("worker %d (pid %d) request in flight for %.1f s (timeout %.1f s): "
-                          "dumping its stack, then killing it", action.worker.age,
-                          action.worker.pid, action.request_age, self.server.request_timeout)
-                self.pool.dump_then_kill(action.worker, action.kill_at)
-                self.restarts["timeout"] += 1
-            else:
-                log.info("master (pid %d) %s", self.pid, action.why)
-                self.size = action.size
-                if action.retire is not None:
-                    self.pool.retire(action.retire)
+            resize = self.enforcer.apply(action)
+            if resize is not None:
+                log.info("master (pid %d) %s", self.pid, resize.why)
+                self.size = resize.size
+                if resize.retire is not None:
+                    self.pool.retire(resize.retire)
                 self._title()
 
     def _maintain(self) -> None:
@@ -278,11 +280,11 @@ class Master:
             return
         self.spawner.fill(self._missing())
         if self.phase is Phase.RELOADING and self.generations.ready(self.size):
-            self.restarts["reload"] += 1
             queued = self.generations.finish()
             if self.pool.templates is not None:
                 self.pool.templates.stop_older_than(self.generations.number)
             self._announce()
+            self.waiters.finished(self.status())
             if queued:
                 self.reload()
         elif self.phase is Phase.BOOTING and self.pool.workers and self.generations.ready(
@@ -306,6 +308,8 @@ class Master:
     def _abort_reload(self, who: str, why: str) -> None:
         aborted = self.generations.number
         queued = self.generations.abort(who, why)
+        self.waiters.failed(f"generation {aborted} failed to boot ({who}: {why}); "
+                            f"generation {self.generations.number} keeps serving")
         if self.pool.templates is not None:
             self.pool.templates.stop(aborted)
         self.notifier.ready(f"reload failed; generation {self.generations.number} serving")
@@ -324,20 +328,27 @@ class Master:
             self.notifier.mainpid(self.pid)
             self.upgrade.retire_old_master()
         current = len(self.pool.current(self.generations.number))
-        self.notifier.ready(f"{current} workers, generation {self.generations.number}")
+        self.notifier.ready(f"{titles.counted(current, 'worker')}, "
+                            f"generation {self.generations.number}")
 
     def begin_stop(self, mode: StopMode, escalate: bool = False, close: bool = False) -> None:
         if mode is StopMode.GRACEFUL:
             self.upgrade.hand_off()
         if self.stop.request(mode, time.monotonic(), escalate, close):
+            self.waiters.cancel("the master is stopping; the reload did not finish")
             self.phase = Phase.STOPPING
             self.notifier.stopping()
             if self.pool.templates is not None:
                 self.pool.templates.stop_all()
 
     def _title(self) -> None:
-        titles.set_title(titles.master_title(self.server.name, self.size,
-                                             self.server.listener_names()))
+        """The live state: workers of the current generation (not those leaving), or paused;
+        set_title skips a call when it did not change, so every turn may call this."""
+        state = self.phase.value if self.phase in (Phase.PAUSED, Phase.RELOADING,
+                                                   Phase.STOPPING) else ""
+        count = len(self.pool.current(self.generations.number))
+        titles.set_title(titles.master_title(self.server.name, count,
+                                             self.server.listener_names(), state))
 
     def _close(self) -> None:
         if self.pool.templates is not None:
@@ -346,6 +357,7 @@ class Master:
             self._on_exit(info, status)
         if not self.stop.requested:  # an unexpected error: _stop() did not say it
             self.notifier.stopping()
+        self.waiters.cancel("the master stopped; the reload did not finish")
         self.ops.close()
         self.upgrade.close()
         self.signals.close()
@@ -353,7 +365,7 @@ class Master:
         self.pool.close()
 
 
-def signal_table(master: Master) -> dict[int, Callable[[], None]]:
+def signal_table(master: Master) -> dict[int, Callable[[], object]]:
     """What the master does for each signal (DESIGN.md's table), as bound methods."""
     return {
         signal.SIGTERM: lambda: master.begin_stop(StopMode.GRACEFUL, close=True),

@@ -10,7 +10,7 @@ from prefork.core.scoreboard import Slot
 from prefork.master.generations import Generations
 from prefork.master.pool import Pool
 from prefork.master.recycling import Recycler
-from prefork.ops.status import worker_memory_mb
+from prefork.ops.status import is_stopped, worker_memory_mb
 
 
 class Phase(enum.Enum):
@@ -47,6 +47,9 @@ class View:
 
     def memory_mb(self, pid: int) -> float | None:
         return worker_memory_mb(pid)
+
+    def stopped(self, pid: int) -> bool:
+        return is_stopped(pid)
 
     def steady(self) -> bool:
         """Serving with every current worker ready and no replacement booting."""

@@ -7,7 +7,8 @@ JSON object on one line, the server answers one JSON object on one line and clos
     <- {"ok": true, "workers": [...]}
     -> {"command": "scale", "workers": "+1"}         (or an absolute count: 4)
     -> {"command": "stop", "graceful": true}
-    -> {"command": "reload"}
+    -> {"command": "reload"}                         (answered at once: it started)
+    -> {"command": "reload", "wait": 60}             (answered with the outcome, within 60 s)
     <- {"ok": false, "error": "unknown command 'relaod'"}
 
 Why it looks like this:
@@ -18,6 +19,10 @@ Why it looks like this:
   A client that connects and says nothing, or trickles bytes, costs a registration, and gets an
   error reply at its deadline.  The answer itself comes from :class:`ControlHandler`, an
   ordinary ``socketserver.StreamRequestHandler``.
+* **Some answers come later.**  ``reload`` with ``wait`` is answered when the new generation
+  serves, or when it failed: the master's handler returns a :class:`PendingReply` and resolves
+  it from its loop (see :class:`~prefork.ops.buffered.Deferred`); past ``wait`` seconds the
+  client gets ``{"ok": false, "error": ...}``.  Nothing in the master waits for it.
 * **Any input gets a reply.**  Whatever a client sends -- bytes that are not UTF-8, nesting
   deeper than the JSON parser's recursion, numbers past the int digits limit, wrong types -- is
   answered with ``{"ok": false, "error": ...}``; nothing reaches the master's loop as an
@@ -48,13 +53,28 @@ from collections.abc import Callable
 from typing import Any
 
 from prefork.core.sockets import FileIdent, clear_stale_unix_path, file_ident, remove_unix_path
+from prefork.ops.buffered import Deferred
 from prefork.ops.endpoint import SERVE_TIMEOUT, Endpoint
 
 log = logging.getLogger("prefork.master")
 
 Request = dict[str, Any]
 Reply = dict[str, Any]
-Handler = Callable[[Request], Reply]
+
+class PendingReply(Deferred):
+    """A control reply that comes later: the handler returns it, the owner calls
+    :meth:`answer` with the reply dict once the outcome is known.  ``what`` names the wait in
+    the reply a client gets if ``timeout`` passes first."""
+
+    def __init__(self, timeout: float, what: str) -> None:
+        error = f"{what}: no outcome within {timeout:g} s"
+        super().__init__(timeout, encode({"ok": False, "error": error}))
+
+    def answer(self, reply: Reply) -> None:
+        self.resolve(encode(reply))
+
+
+Handler = Callable[[Request], "Reply | PendingReply"]
 
 COMMANDS = ("status", "reload", "scale", "stop")
 PEERCRED = struct.Struct("3i")  # struct ucred: pid, uid, gid
@@ -64,6 +84,7 @@ MAX_REQUEST = 64 * 1024  # bytes; a request is one short JSON line
 MAX_REPLY = 16 * 1024 * 1024  # bytes the client accepts before giving up
 PERMISSION_DENIED: Reply = {"ok": False, "error": "permission denied"}
 MAX_SCALE = 1_000_000  # no pool is this big: larger counts are refused, not converted
+MAX_WAIT = 24 * 3600.0  # seconds a client may ask to wait for a reload's outcome
 RELATIVE = re.compile(r"[+-][0-9]{1,7}")  # "+N"/"-N", ASCII digits only ("+²".isdigit())
 
 
@@ -79,7 +100,8 @@ def validate(request: object) -> Request:
     """Check a decoded request against the protocol and return it with defaults filled in.
 
     ``scale`` needs ``workers``: an int >= 1, or a string ``"+N"``/``"-N"`` (relative);
-    ``stop`` takes ``graceful`` (bool, default True).  Raises :class:`RequestError`.
+    ``stop`` takes ``graceful`` (bool, default True); ``reload`` takes ``wait`` (seconds to wait
+    for the outcome, > 0; absent: answer at once).  Raises :class:`RequestError`.
     """
     if not isinstance(request, dict):
         raise RequestError("request must be a JSON object")
@@ -100,6 +122,12 @@ def validate(request: object) -> Request:
                 raise RequestError(f'"workers" must be at most {MAX_SCALE}')
         elif not RELATIVE.fullmatch(workers):
             raise RequestError(f'"workers" must be a count or "+N"/"-N", not {_shown(workers)}')
+    elif command == "reload" and "wait" in request:
+        wait = request["wait"]
+        if isinstance(wait, bool) or not isinstance(wait, (int, float)) or not (
+            0 < wait <= MAX_WAIT
+        ):
+            raise RequestError(f'"wait" must be a number of seconds in (0, {MAX_WAIT:g}]')
     elif command == "stop":
         graceful = request.get("graceful", True)
         if not isinstance(graceful, bool):
@@ -132,9 +160,12 @@ class ControlHandler(socketserver.StreamRequestHandler):
         assert isinstance(server, ControlServer)
         line = self.rfile.readline(server.max_request + 1)
         reply = self.answer(server, line)
-        self.wfile.write(encode(reply))
+        if isinstance(reply, PendingReply):
+            self.request.defer(reply)  # a BufferedRequest (prefork.ops.buffered)
+        else:
+            self.wfile.write(encode(reply))
 
-    def answer(self, server: ControlServer, line: bytes) -> Reply:
+    def answer(self, server: ControlServer, line: bytes) -> Reply | PendingReply:
         try:
             request = validate(decode(line))
         except RequestError as exc:
@@ -147,6 +178,8 @@ class ControlHandler(socketserver.StreamRequestHandler):
         )
         try:
             result = server.handle(request)
+            if isinstance(result, PendingReply):
+                return result
             if not isinstance(result, dict):
                 raise TypeError(f"handler returned {type(result).__name__}, not dict")
             reply = {"ok": True, **result}
@@ -186,7 +219,8 @@ class ControlServer(Endpoint):
     Methods for the caller: :meth:`register`, :meth:`deadline`, :meth:`expire`, :meth:`close`.
 
     ``handle(request)`` receives a validated request (see :func:`validate`) and returns a dict
-    that becomes the reply; ``"ok": true`` is added unless it sets ``ok`` itself.  An exception
+    that becomes the reply; ``"ok": true`` is added unless it sets ``ok`` itself.  It may
+    instead return a :class:`PendingReply` and answer it later.  An exception
     in ``handle`` is logged with its traceback and answered with ``{"ok": false, "error": ...}``.
     It runs in the master's loop: it must not block.
 

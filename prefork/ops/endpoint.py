@@ -13,7 +13,10 @@ waits on a client:
 * **A connection is a small state machine** (:class:`Phase`): READING buffers bytes until the
   request is complete (:meth:`Endpoint.request_complete`) or too large
   (:attr:`Endpoint.max_request`); the reply is then computed at once, in memory, and WRITING
-  sends it as the socket accepts it; then the connection is closed.
+  sends it as the socket accepts it; then the connection is closed.  A reply that is known
+  only later (a reload's outcome) is a :class:`~prefork.ops.buffered.Deferred`: the
+  connection WAITs for it, unregistered, until the owner resolves it or its own timeout
+  passes.
 * **One deadline per connection, set at accept** (:attr:`Endpoint.timeout`), covers reading and
   writing together: a client that trickles a byte at a time does not buy a fresh second per
   ``recv``.  A client still talking at its deadline gets :meth:`Endpoint.timeout_reply` if the
@@ -35,7 +38,6 @@ from __future__ import annotations
 import contextlib
 import enum
 import errno
-import io
 import logging
 import os
 import selectors
@@ -43,6 +45,8 @@ import socket
 import socketserver
 import time
 from typing import Any, ClassVar, TypeVar, cast
+
+from prefork.ops.buffered import BufferedRequest, Deferred
 
 log = logging.getLogger("prefork.master")
 
@@ -61,88 +65,22 @@ E = TypeVar("E", bound="Endpoint")
 
 class Phase(enum.Enum):
     READING = "reading"
+    WAITING = "waiting"  # for a deferred reply (prefork.ops.buffered.Deferred); not registered
     WRITING = "writing"
     CLOSED = "closed"
 
 
-class _Sink(io.RawIOBase):
-    """A writable raw file appending to a bytearray (what ``makefile('wb')`` returns)."""
-
-    def __init__(self, out: bytearray) -> None:
-        self.out = out
-
-    def writable(self) -> bool:
-        return True
-
-    def write(self, data: Any) -> int:
-        with memoryview(data) as view:
-            self.out += view
-            return view.nbytes
-
-
-class BufferedRequest:
-    """Stands in for a connected socket in front of a handler class.
-
-    ``makefile('rb')`` reads the buffered request, ``makefile('wb')``, ``sendall()`` and
-    ``send()`` append to :attr:`reply`.  Options and timeouts are accepted and ignored (nothing
-    here can block); ``getsockopt``, ``getpeername`` and ``getsockname`` answer for the real
-    connection, so a handler can still ask who its peer is.
-    """
-
-    def __init__(self, data: bytes, sock: socket.socket) -> None:
-        self.data = data
-        self.reply = bytearray()
-        self._sock = sock
-
-    def makefile(self, mode: str = "r", buffering: int | None = None, **_: object) -> Any:
-        if "w" in mode:
-            sink = _Sink(self.reply)
-            return sink if buffering == 0 else io.BufferedWriter(sink)
-        return io.BytesIO(self.data)
-
-    def sendall(self, data: Any, flags: int = 0) -> None:
-        self.reply += data
-
-    def send(self, data: Any, flags: int = 0) -> int:
-        with memoryview(data) as view:
-            self.reply += view
-            return view.nbytes
-
-    def getsockopt(self, *args: Any) -> Any:
-        return self._sock.getsockopt(*args)
-
-    def getpeername(self) -> Any:
-        return self._sock.getpeername()
-
-    def getsockname(self) -> Any:
-        return self._sock.getsockname()
-
-    def settimeout(self, timeout: float | None) -> None:
-        pass
-
-    def gettimeout(self) -> float | None:
-        return None
-
-    def setsockopt(self, *args: Any) -> None:
-        pass
-
-    def shutdown(self, how: int) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-
 class Connection:
-    """One accepted client.  Invariant: registered in the endpoint's selector (for reading
-    while READING, for writing while WRITING) and in ``endpoint.connections`` exactly while
-    its phase is not CLOSED."""
+    """One accepted client.  Invariant: registered in the endpoint's selector for reading while
+    READING, for writing while WRITING, not at all while WAITING (nothing to read or write);
+    in ``endpoint.connections`` exactly while its phase is not CLOSED."""
 
     def __init__(self, endpoint: Endpoint, sock: socket.socket, address: Any, deadline: float):
         self.endpoint = endpoint
         self.sock = sock
         self.address = address
-        self.deadline = deadline  # time.monotonic(); fixed at accept
+        self.deadline = deadline  # time.monotonic(); fixed at accept, or by a Deferred
+        self.deferred: Deferred | None = None
         self.phase = Phase.READING
         self.inbuf = bytearray()
         self.outbuf = memoryview(b"")
@@ -174,15 +112,33 @@ class Connection:
         if len(self.inbuf) > endpoint.max_request:
             self.reply(endpoint.too_large_reply())
         elif self.eof or endpoint.request_complete(self.inbuf):
-            self.reply(endpoint.answer(bytes(self.inbuf), self))
+            answer = endpoint.answer(bytes(self.inbuf), self)
+            if isinstance(answer, Deferred):
+                self.wait(answer)
+            else:
+                self.reply(answer)
+
+    def wait(self, deferred: Deferred) -> None:
+        """Wait for ``deferred`` (at most its timeout, from now), unregistered."""
+        self.phase = Phase.WAITING
+        self.deferred = deferred
+        self.deadline = time.monotonic() + deferred.timeout
+        self.endpoint.unwatch(self)
+        deferred.bind(self)
+
+    def send_late(self, data: bytes) -> None:
+        """The deferred reply is here (see :class:`Deferred`)."""
+        if self.phase is Phase.WAITING:
+            self.reply(data)
 
     def reply(self, data: bytes) -> None:
         """Switch to WRITING with ``data`` (nothing to send: close)."""
+        waiting = self.phase is Phase.WAITING
         self.phase = Phase.WRITING
         self.outbuf = memoryview(data)
         self._write()
         if self.phase is Phase.WRITING:
-            self.endpoint.modify(self, selectors.EVENT_WRITE)
+            self.endpoint.watch(self, selectors.EVENT_WRITE, registered=not waiting)
 
     def _write(self) -> None:
         while self.outbuf:
@@ -210,10 +166,16 @@ class Connection:
         self.close()
 
     def expire(self) -> None:
-        """The deadline passed: a reader gets the timeout reply if it fits without waiting."""
+        """The deadline passed: a reader gets the timeout reply, a waiter the deferred's late
+        reply, if it fits without waiting."""
+        late = b""
         if self.phase is Phase.READING:
+            late = self.endpoint.timeout_reply()
+        elif self.phase is Phase.WAITING and self.deferred is not None:
+            late = self.deferred.give_up()
+        if late:
             with contextlib.suppress(OSError):
-                self.sock.send(self.endpoint.timeout_reply(), socket.MSG_NOSIGNAL)
+                self.sock.send(late, socket.MSG_NOSIGNAL)
         self.close()
 
     def close(self) -> None:
@@ -320,8 +282,9 @@ class Endpoint:
 
     # -- serving ------------------------------------------------------------------------------
 
-    def answer(self, data: bytes, conn: Connection) -> bytes:
-        """Run the handler class over the buffered request and return what it wrote."""
+    def answer(self, data: bytes, conn: Connection) -> bytes | Deferred:
+        """Run the handler class over the buffered request and return what it wrote, or the
+        :class:`Deferred` it answers through later."""
         request = BufferedRequest(data, conn.sock)
         try:
             # socketserver's convention: what a handler needs from its owner hangs off
@@ -332,6 +295,8 @@ class Endpoint:
         except Exception as exc:
             log.exception("master (pid %d) %s: handler failed", os.getpid(), self.name)
             return self.failure_reply(exc)
+        if request.deferred is not None:
+            return request.deferred
         return bytes(request.reply)
 
     def on_accept(self, mask: int) -> None:
@@ -378,9 +343,17 @@ class Endpoint:
         if refusal is not None:
             conn.reply(refusal)
 
-    def modify(self, conn: Connection, events: int) -> None:
+    def watch(self, conn: Connection, events: int, registered: bool = True) -> None:
+        """Wait for ``events`` on ``conn`` (``registered``: it is in the selector already)."""
         assert self.selector is not None
-        self.selector.modify(conn.sock, events, conn.on_event)
+        if registered:
+            self.selector.modify(conn.sock, events, conn.on_event)
+        else:
+            self.selector.register(conn.sock, events, conn.on_event)
+
+    def unwatch(self, conn: Connection) -> None:
+        assert self.selector is not None
+        self.selector.unregister(conn.sock)
 
     def forget(self, conn: Connection) -> None:
         """Called by a connection as it closes."""

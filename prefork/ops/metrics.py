@@ -26,13 +26,14 @@ from typing import Any, Protocol
 from prefork.core.sockets import parse_bind
 from prefork.ops.backlog import AcceptQueue, accept_queues
 from prefork.ops.endpoint import SERVE_TIMEOUT, Endpoint
+from prefork.ops.titles import counted
 
 log = logging.getLogger("prefork.master")
 
 MAX_HEAD = 8 * 1024  # bytes of request line and headers
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 PLAIN = "text/plain; charset=utf-8"
-STATES = ("booting", "idle", "busy", "draining")
+STATES = ("booting", "idle", "busy", "draining", "stopped")  # stopped: SIGSTOP, status.py
 READY_STATES = ("idle", "busy")  # a worker in these states takes connections
 SERVING_PHASES = ("serving", "reloading")  # a generation serves (the old one, mid-reload)
 METRICS_PATHS = ("/", "/metrics")
@@ -55,7 +56,7 @@ def readiness(status: dict[str, Any]) -> tuple[bool, str]:
         return False, f"not ready: {phase}"
     if not ready:
         return False, f"not ready: {phase}, no worker ready"
-    return True, f"ready: {phase}, {ready} workers ready"
+    return True, f"ready: {phase}, {counted(ready, 'worker')} ready"
 
 
 def busy_ratio(workers: Sequence[dict[str, Any]]) -> float:
@@ -112,7 +113,8 @@ def render(status: dict[str, Any], queues: Sequence[AcceptQueue] = ()) -> str:
     metric("prefork_requests_total", "counter",
            "Requests served by all workers, past and present.",
            [("", master["requests_total"])])
-    metric("prefork_restarts_total", "counter", "Workers replaced, by reason.",
+    metric("prefork_restarts_total", "counter",
+           "Workers replaced, by reason (reload: each old worker a finished reload retired).",
            [(_labels(reason=r), n) for r, n in sorted(master["restarts"].items())])
     per_worker = [(w, _labels(worker=w["worker"], pid=w["pid"])) for w in workers]
     metric("prefork_worker_requests", "gauge", "Requests served by each live worker.",

@@ -16,6 +16,8 @@ from typing import Any
 from prefork.core.contract import WorkerInfo
 from prefork.core.scoreboard import Scoreboard, Slot, State
 
+STOPPED = ("stopped", "tracing-stop")  # psutil.STATUS_STOPPED, STATUS_TRACING_STOP
+
 
 def worker_memory_mb(pid: int) -> float | None:
     """Resident memory of a worker in MiB (``None`` if it is gone).  RSS, not USS: USS needs a
@@ -26,6 +28,17 @@ def worker_memory_mb(pid: int) -> float | None:
         return float(psutil.Process(pid).memory_info().rss) / (1024 * 1024)
     except psutil.Error:
         return None
+
+
+def is_stopped(pid: int) -> bool:
+    """Whether process ``pid`` is stopped (SIGSTOP, a debugger): it runs no code, handles no
+    signal but SIGKILL and SIGCONT, and its scoreboard slot says what it was doing then."""
+    import psutil
+
+    try:
+        return psutil.Process(pid).status() in STOPPED
+    except psutil.Error:
+        return False
 
 
 def status_rows(board: Scoreboard, workers: Iterable[WorkerInfo]) -> list[dict[str, Any]]:
@@ -60,6 +73,8 @@ def status_rows(board: Scoreboard, workers: Iterable[WorkerInfo]) -> list[dict[s
         with contextlib.suppress(psutil.Error):
             proc = psutil.Process(info.pid)
             with proc.oneshot():
+                if proc.status() in STOPPED:
+                    row["state"] = "stopped"
                 row["rss_mb"] = proc.memory_info().rss / (1024 * 1024)
                 cpu = proc.cpu_times()
                 row["cpu_seconds"] = cpu.user + cpu.system

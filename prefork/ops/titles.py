@@ -1,6 +1,7 @@
 """Process titles, so ``ps`` and ``top`` show what each process of the pool is doing.
 
     prefork: master [web] 4 workers 127.0.0.1:8000
+    prefork: master [web] paused 127.0.0.1:8000
     prefork: worker 3 [web] busy 1523 req
 
 The format functions are pure (and tested); :func:`set_title` is the only side effect.  It
@@ -25,7 +26,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-__all__ = ["PREFIX", "available", "master_title", "set_title", "title", "worker_title"]
+__all__ = [
+    "PREFIX", "available", "counted", "master_title", "set_title", "title", "worker_title",
+]
 
 _setproctitle: Callable[[str], None] | None
 try:
@@ -50,12 +53,21 @@ def _name_part(name: str) -> str:
     return f" [{_clean(name)}]" if name else ""
 
 
-def master_title(name: str, workers: int, listeners: Sequence[str]) -> str:
+def counted(count: int, noun: str) -> str:
+    """``1 worker``, ``2 workers``, ``0 workers``: a count as people write it."""
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
+def master_title(name: str, workers: int, listeners: Sequence[str], state: str = "") -> str:
     """``prefork: master [NAME] 4 workers 127.0.0.1:8000`` (one worker is ``1 worker``; no
-    ``[NAME]`` when ``name`` is empty; listeners separated by spaces)."""
-    noun = "worker" if workers == 1 else "workers"
+    ``[NAME]`` when ``name`` is empty; listeners separated by spaces).  ``state``: ``paused``
+    replaces the count (there are no workers); another state (``reloading``, ``stopping``)
+    follows it."""
     where = "".join(f" {_clean(listener)}" for listener in listeners)
-    return f"{PREFIX}: master{_name_part(name)} {workers} {noun}{where}"
+    what = "paused" if state == "paused" else counted(workers, "worker")
+    if state and state != "paused":
+        what += f" {state}"
+    return f"{PREFIX}: master{_name_part(name)} {what}{where}"
 
 
 def template_title(name: str, generation: int) -> str:

@@ -176,7 +176,7 @@ def test_graceful_timeout_kills_what_is_left() -> None:
         server.signal(signal.SIGTERM)
         assert server.wait(timeout=10) == 0
         assert not pid_alive(worker.pid)
-        assert server.wait_line(r"killing 1 workers still running")
+        assert server.wait_line(r"killing 1 worker still running")
         client.close()
 
 

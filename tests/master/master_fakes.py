@@ -157,6 +157,7 @@ class FakeView:
         self.slots: dict[int, Slot] = {w.pid: slot(w) for w in infos}
         self.memory: dict[int, float] = {}
         self.memory_reads: list[int] = []
+        self.stopped_pids: set[int] = set()  # workers frozen by SIGSTOP
         self.is_steady = True
 
     def live(self) -> list[WorkerInfo]:
@@ -171,6 +172,9 @@ class FakeView:
     def memory_mb(self, pid: int) -> float | None:
         self.memory_reads.append(pid)
         return self.memory.get(pid)
+
+    def stopped(self, pid: int) -> bool:
+        return pid in self.stopped_pids
 
     def steady(self) -> bool:
         return self.is_steady

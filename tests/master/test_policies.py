@@ -8,6 +8,8 @@ from master_fakes import FakeServer, FakeView, slot, worker
 from prefork.core.scoreboard import State
 from prefork.master.policies import (
     HUNG_LOOKS_PER_TIMEOUT,
+    RUNAWAY_DUMP_GRACE,
+    RUNAWAY_GRACE,
     STACK_DUMP_GRACE,
     DumpStack,
     Intervals,
@@ -154,6 +156,107 @@ def test_a_custom_memory_interval_is_used() -> None:
     view = FakeView(worker())
     pol.check(view, NOW)
     assert pol.next_memory_check == pytest.approx(NOW + 7.0)
+
+
+# -- runaway requests (max_memory, mid-request) ------------------------------------------------
+
+RUN = Intervals(memory=60.0, busy_memory=0.1, over_memory=0.02)
+
+
+def stops(pol: Policies, view: FakeView, now: float) -> list[DumpStack]:
+    """The mid-request stops of one check (not the recycling the first check also gives)."""
+    return [a for a in pol.check(view, now) if isinstance(a, DumpStack)]
+
+
+def runaway_policies(limit: int = 100) -> Policies:
+    return Policies(FakeServer(max_memory=limit), RUN)  # type: ignore[arg-type]
+
+
+def test_a_request_past_twice_the_limit_is_stopped_at_once() -> None:
+    pol = runaway_policies()
+    hog, idle_fat = worker(), worker()
+    view = FakeView(hog, idle_fat)
+    busy_since(view, hog, NOW - 0.3)
+    view.memory = {hog.pid: 201.0, idle_fat.pid: 500.0}
+    pol.check(view, NOW)  # the first look also reads every worker, for recycling
+    view.memory_reads.clear()
+    actions = pol.check(view, NOW + RUN.busy_memory)
+    assert actions == [DumpStack(hog, pytest.approx(0.4), NOW + RUN.busy_memory
+                                 + RUNAWAY_DUMP_GRACE, False, 201.0)]
+    # Only the busy worker was read: an idle one cannot run away (it is recycled instead).
+    assert view.memory_reads == [hog.pid]
+
+
+def test_busy_workers_are_looked_at_often_and_more_often_once_over() -> None:
+    pol = runaway_policies()
+    info = worker()
+    view = FakeView(info)
+    assert pol.check(view, NOW) == []  # idle: nothing read between the recycling checks
+    assert pol.deadline(view, NOW) == pytest.approx(NOW + RUN.busy_memory)
+    busy_since(view, info, NOW)
+    view.memory = {info.pid: 150.0}  # over, under twice
+    assert pol.check(view, NOW + RUN.busy_memory) == []
+    assert pol.deadline(view, NOW + RUN.busy_memory) == pytest.approx(
+        NOW + RUN.busy_memory + RUN.over_memory)
+
+
+def test_a_request_over_the_limit_for_the_grace_is_stopped() -> None:
+    pol = runaway_policies()
+    info = worker()
+    view = FakeView(info)
+    busy_since(view, info, NOW)
+    view.memory = {info.pid: 150.0}
+    assert stops(pol, view, NOW) == []
+    assert stops(pol, view, NOW + RUNAWAY_GRACE - RUN.over_memory) == []
+    assert stops(pol, view, NOW + RUNAWAY_GRACE - RUN.over_memory / 2) == []  # no look yet
+    (action,) = stops(pol, view, NOW + RUNAWAY_GRACE)
+    assert isinstance(action, DumpStack) and action.rss_mb == 150.0
+
+
+def test_the_grace_starts_again_with_each_request_and_under_the_limit() -> None:
+    pol = runaway_policies()
+    info = worker()
+    view = FakeView(info)
+    busy_since(view, info, NOW)
+    view.memory = {info.pid: 150.0}
+    assert stops(pol, view, NOW) == []
+    busy_since(view, info, NOW + 2.0)  # a new request: its own grace
+    assert stops(pol, view, NOW + 2.0) == []
+    assert stops(pol, view, NOW + RUNAWAY_GRACE + 1.0) == []
+    view.memory = {info.pid: 90.0}  # under: forgotten
+    assert stops(pol, view, NOW + RUNAWAY_GRACE + 1.5) == []
+    view.memory = {info.pid: 150.0}
+    assert stops(pol, view, NOW + 2 * RUNAWAY_GRACE + 1.0) == []
+    assert stops(pol, view, NOW + 3 * RUNAWAY_GRACE + 1.5) != []
+
+
+def test_a_worker_already_being_killed_is_not_stopped_twice() -> None:
+    pol = runaway_policies()
+    info = worker(kill_at=NOW + 1)
+    view = FakeView(info)
+    busy_since(view, info, NOW - 1)
+    view.memory = {info.pid: 900.0}
+    assert stops(pol, view, NOW) == []
+
+
+def test_a_stopped_worker_is_reported_stopped_not_asked_for_a_dump() -> None:
+    pol, _ = policies(request_timeout=1.0)
+    frozen = worker()
+    view = FakeView(frozen)
+    busy_since(view, frozen, NOW - 2.0)
+    view.stopped_pids.add(frozen.pid)
+    assert pol.check(view, NOW) == [DumpStack(frozen, 2.0, NOW + STACK_DUMP_GRACE, True)]
+
+
+def test_timeout_and_runaway_together_give_one_action() -> None:
+    server = FakeServer(max_memory=100, request_timeout=1.0)
+    pol = Policies(server, RUN)  # type: ignore[arg-type]
+    info = worker()
+    view = FakeView(info)
+    busy_since(view, info, NOW - 2.0)
+    view.memory = {info.pid: 900.0}
+    actions = pol.check(view, NOW)
+    assert [type(a) for a in actions if not isinstance(a, Recycle)] == [DumpStack]
 
 
 # -- the adaptive pool -------------------------------------------------------------------------

@@ -4,6 +4,7 @@ whom to retire, and which fds a child must close.  Signals are recorded, not sen
 from __future__ import annotations
 
 import os
+import select
 import selectors
 import signal
 from collections.abc import Iterator
@@ -87,3 +88,30 @@ def test_a_child_closes_the_masters_fds_but_keeps_its_own_ends(pool: Pool) -> No
     fds = pool._child_close_fds()
     assert {pool.alive_w, pool.report_r, 1001, 1002} <= set(fds)
     assert pool.alive_r not in fds and pool.report_w not in fds
+
+
+def test_a_worker_that_reported_ready_then_exited_is_reaped_as_ready(pool: Pool) -> None:
+    # The race of issue 11 point 8: the loop read the pipe (nothing yet), the worker then
+    # reported ready, took a request and died, and the exit was judged before the report was
+    # read -- a boot failure.  reap() reads the pipe once it sees an exit.
+    pid = os.fork()
+    if pid == 0:  # the "worker": report ready, then exit at once
+        try:
+            os.write(pool.report_w, REPORT.pack(os.getpid(), REPORT_READY))
+        finally:
+            os._exit(1)
+    info = add(pool, worker(ready=False))
+    del pool.workers[info.pid]
+    info.pid = pid
+    pool.workers[pid] = info
+    pidfd = os.pidfd_open(pid)
+    try:
+        assert select.select([pidfd], [], [], 30)[0], "the child did not exit"
+    finally:
+        os.close(pidfd)
+    pool.kill_group = lambda info: None  # type: ignore[method-assign]  # its group is its own
+    ((reaped, status),) = pool.reap()
+    assert reaped is info and os.waitstatus_to_exitcode(status) == 1
+    assert info.ready  # judged after its report: a crash, not a boot failure
+    assert pool.read_reports() == [(info, REPORT_READY)]  # still delivered, once
+    assert pool.read_reports() == []
