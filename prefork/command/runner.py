@@ -28,7 +28,7 @@ from prefork.command.config import ConfigError, load_config, resolve_hook
 from prefork.command.probe import probe
 from prefork.command.settings import HOOK_NAMES, LIVE_SETTINGS, SERVER_SETTINGS, Config
 from prefork.core import privileges
-from prefork.core.contract import WorkerInfo
+from prefork.core.contract import ReloadRefused, WorkerInfo
 from prefork.core.servers import PreforkMixIn
 from prefork.core.sockets import BindSpec, Kind
 from prefork.core.tls import TLSMixIn, server_context
@@ -195,7 +195,7 @@ class Runner:
         try:
             fresh = self.reread()
         except ConfigError as exc:
-            raise RuntimeError(f"configuration: {exc}") from None
+            raise ReloadRefused(f"configuration: {exc}") from None
         saved = {name: getattr(base, name) for name in LIVE_SETTINGS}
         if "on_reload" in self.hooks:
             self.hooks["on_reload"](server)

@@ -27,6 +27,12 @@ REPORT_READY = 1
 REPORT_RECYCLE = 2  # served max_requests: the master starts a replacement, then retires it
 
 
+class ReloadRefused(Exception):
+    """``prepare_reload()`` raises it to refuse a reload for a reason one line says (a bad
+    config); the log shows that line, not a traceback.  Any other exception is logged with
+    its traceback (a hook that failed)."""
+
+
 @dataclass
 class WorkerInfo:
     """One worker as the master sees it; passed to the ``pre_fork``/``post_fork``/``worker_exit``

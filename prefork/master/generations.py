@@ -13,7 +13,7 @@ import signal
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from prefork.core.contract import PoolServer
+from prefork.core.contract import PoolServer, ReloadRefused
 from prefork.master.pool import Pool
 
 log = logging.getLogger("prefork.master")
@@ -57,6 +57,11 @@ class Generations:
             return False
         try:
             rollback = self.server.prepare_reload()
+        except ReloadRefused as exc:
+            log.error("master (pid %d) reload refused: %s; generation %d keeps serving",
+                      os.getpid(), exc, self.number)
+            self.refusal = str(exc)
+            return False
         except Exception as exc:
             log.exception("master (pid %d) reload failed; generation %d keeps serving",
                           os.getpid(), self.number)

@@ -110,6 +110,11 @@ class Upgrade:
             log.warning("master (pid %d) ignores SIGUSR2: this server cannot re-execute itself",
                         os.getpid())
             return
+        if os.getpid() == 1:
+            # The old master's exit would end the PID namespace, the new master with it.
+            log.warning("master (pid 1) ignores SIGUSR2: as PID 1 its exit would end the "
+                        "container; roll out a new one instead")
+            return
         fds = [s.socket.fileno() for s in self.server.listening_servers()]
         env = dict(os.environ)
         env[ENV_OLD_MASTER] = str(os.getpid())

@@ -111,6 +111,9 @@ def test_reload_with_a_bad_config_exits_non_zero(tmp_path: Path) -> None:
         assert failed.stderr.startswith("prefork: reload: reload failed: ")
         assert failed.stderr.endswith("; generation 1 keeps serving\n")
         assert failed.stderr.count("\n") == 1
+        # The master's log says it in one line too, without a traceback.
+        assert server.wait_line(r"reload refused: configuration: .*workers")
+        assert "Traceback" not in server.text()
         server.stop_ok()
 
 

@@ -3,6 +3,7 @@ Nothing here execs or signals a real process: os.kill is replaced where it would
 
 from __future__ import annotations
 
+import logging
 import os
 import selectors
 import signal
@@ -160,3 +161,19 @@ def test_hand_off_only_with_a_new_master_and_once(
     up.hand_off()
     up.hand_off()
     assert up.handed_off and server.kept_socket_file == 1
+
+
+def test_pid_1_refuses_usr2(
+    selector: selectors.BaseSelector, monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """As PID 1 (a container), the old master's exit would end the namespace and the new master
+    with it: USR2 is refused with a warning, nothing is started."""
+    started: list[object] = []
+    up, _ = make(selector, upgrade_argv=["prefork", "serve"])
+    monkeypatch.setattr(upgrade_module.os, "getpid", lambda: 1)
+    monkeypatch.setattr(upgrade_module, "exec_new_master", lambda *a: started.append(a) or 99)
+    with caplog.at_level(logging.WARNING, logger="prefork.master"):
+        up.start()
+    assert started == [] and up.pid == 0
+    assert "as PID 1" in caplog.text
