@@ -15,7 +15,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 from prefork.core.privileges import Credentials
 from prefork.core.scoreboard import Scoreboard
@@ -68,50 +68,84 @@ class ChildContext:
     close_fds: list[int] = field(default_factory=list)
 
 
-class PoolServer(Protocol):
-    """The server as the master and its workers use it (``PreforkMixIn`` is one).
+class PoolServer:
+    """The server as the master and its workers know it: the tunables, declared here once with
+    their defaults, and the hooks.  ``PreforkMixIn`` is one; the master and the worker import
+    this, never the mix-in.
 
-    Tunables are attributes with the settings' names (docs/settings.md); the hooks are called
-    in the master (``pre_fork``, ``worker_exit``, ``prepare_reload``) or in the new worker
-    (``post_fork``)."""
+    Tunables are class attributes with the settings' names (docs/settings.md, generated from
+    prefork/command/settings.py, which reads these defaults), besides ``quick_timeout`` (seconds
+    a quick stop waits before KILL) and ``max_boot_failures`` (boot failures in a row before
+    serve_forever() raises BootError).  The hooks run in the master (``pre_fork``,
+    ``worker_exit``, ``prepare_reload``), in each new worker (``load_app`` unless preloaded,
+    ``post_fork``) or in a preload template (``load_app``)."""
 
-    workers: int
-    max_children: int
-    graceful_timeout: float
-    quick_timeout: float
-    max_boot_failures: int
-    request_timeout: float
-    max_requests: int
-    max_requests_jitter: int
-    max_age: float
-    max_memory: int
-    max_recycling: int
-    min_spare: int
-    max_spare: int
-    cpu_affinity: bool  # pin each worker to one CPU (prefork.core.affinity)
-    name: str
-    control: str | None
-    metrics: str | None
-    pidfile: str | None
-    upgrade_argv: list[str] | None
-    client_timeout: float
-    keep_alive: float
-    worker_connections: int
-    credentials: Credentials  # who the workers run as (resolved from user and group)
-    preload: bool  # load the application once per generation, in a template process
+    workers: int = 0  # 0: one per usable CPU (default_workers())
+    max_children: int = 64
+    graceful_timeout: float = 30.0
+    quick_timeout: float = 2.0
+    max_boot_failures: int = 5
+    request_timeout: float = 0.0
+    max_requests: int = 0
+    max_requests_jitter: int = 0
+    max_age: float = 0.0
+    max_memory: int = 0  # MB
+    max_recycling: int = 1
+    min_spare: int = 0
+    max_spare: int = 0
+    cpu_affinity: bool = False  # pin each worker to one CPU, round robin (core/affinity.py)
+    name: str = ""
+    control: str | None = None
+    metrics: str | None = None
+    pidfile: str | None = None
+    user: str | None = None  # workers run as this user (a name or a uid) ...
+    group: str | None = None  # ... and group; the master keeps its own (core/privileges.py)
+    preload: bool = False  # load_app() once per generation, in a template the workers fork from
+    socket_mode: int | None = None  # mode of a unix listener's socket file (None: the umask)
+    # The command that starts this server again with inherited sockets (USR2); None: no USR2.
+    upgrade_argv: list[str] | None = None
+    # The worker's multiplexer (core/mux.py): how long a new connection may take to send its
+    # first bytes or request head (TLS handshake included), how long a keep-alive connection
+    # may stay idle, and how many connections may wait in one worker.
+    client_timeout: float = 5.0
+    keep_alive: float = 5.0
+    worker_connections: int = 1000
+    credentials: Credentials = Credentials()  # resolved from user and group by the server
 
-    def pre_fork(self, worker: WorkerInfo) -> None: ...
+    def pre_fork(self, worker: WorkerInfo) -> None:
+        """Called in the master before each worker is forked."""
 
-    def load_app(self) -> None: ...
+    def load_app(self) -> None:
+        """Called where application code may run, before any request: in each new worker, or
+        -- with ``preload`` -- once per generation in the template its workers are forked from
+        (never in the master).  The default does nothing: a handler class given to the
+        constructor is already imported.  ``prefork serve`` imports the APP here."""
 
-    def post_fork(self, worker: WorkerInfo) -> None: ...
+    def post_fork(self, worker: WorkerInfo) -> None:
+        """Called in a new worker before it reports ready (an exception is a boot failure)."""
 
-    def worker_exit(self, worker: WorkerInfo, status: int) -> None: ...
+    def worker_exit(self, worker: WorkerInfo, status: int) -> None:
+        """Called in the master after a worker exited and was reaped (status as
+        ``os.waitstatus_to_exitcode``)."""
 
-    def prepare_reload(self) -> Callable[[], None]: ...
+    def prepare_reload(self) -> Callable[[], None]:
+        """Called in the master on a reload (HUP), before the new generation is forked: change
+        what the new workers should get (the default changes nothing).  Raise ReloadRefused
+        (one line) or anything else to refuse the reload; return a function that undoes the
+        change, called if the new generation fails to boot."""
+        return _nothing
 
-    def listening_servers(self) -> list[Any]: ...
+    def listening_servers(self) -> list[Any]:
+        """The socketserver servers whose sockets the workers serve."""
+        return []
 
-    def listener_names(self) -> list[str]: ...
+    def listener_names(self) -> list[str]:
+        """Every listener's address as a user would type it, for titles and logs."""
+        return []
 
-    def keep_socket_file(self) -> None: ...
+    def keep_socket_file(self) -> None:
+        """Leave the unix socket files in place at close: another master serves them now."""
+
+
+def _nothing() -> None:
+    pass

@@ -22,11 +22,10 @@ import socket
 import socketserver
 import sys
 import threading
-from collections.abc import Callable
 from typing import Any
 
 from prefork.core import privileges, sockets
-from prefork.core.contract import WorkerInfo
+from prefork.core.contract import PoolServer
 from prefork.core.keepalive import HoldsConnections
 from prefork.master.supervisor import Master
 
@@ -56,59 +55,21 @@ def default_workers() -> int:
         return os.cpu_count() or 1
 
 
-class PreforkMixIn(HoldsConnections):
+class PreforkMixIn(HoldsConnections, PoolServer):
     """Mix-in that serves each request in one of a pool of pre-forked worker processes.
 
     Methods for the caller: serve_forever(), shutdown(), server_close() (and the context
     manager), as on any socketserver server.
 
-    May be overridden, besides socketserver's own request methods:
-    pre_fork(worker) -- in the master, before each fork;
-    post_fork(worker) -- in the new worker, before it reports ready (an exception here is a
-    boot failure);
-    worker_exit(worker, status) -- in the master, after a worker was reaped (status as
-    ``os.waitstatus_to_exitcode``).
-
-    Tunables are class attributes (``workers`` is also a keyword argument), each with its
-    default below: ``quick_timeout`` (seconds a quick stop waits before KILL),
-    ``max_boot_failures`` (boot failures in a row before serve_forever() raises BootError), and
-    the ones the ``prefork`` command sets from its settings of the same names, described in
-    docs/settings.md (``workers`` 0: one per usable CPU; ``name`` "": the command's APP).
+    May be overridden, besides socketserver's own request methods: the hooks of
+    :class:`~prefork.core.contract.PoolServer` -- pre_fork(worker), load_app(),
+    post_fork(worker), worker_exit(worker, status), prepare_reload() -- where the tunables (class
+    attributes; ``workers`` is also a keyword argument) are declared with their defaults.
     """
 
     # socketserver's default backlog is 5: with a busy pool the queue overflows and clients
     # wait a SYN retry (1 s).  The kernel caps this at net.core.somaxconn.
     request_queue_size: int = 2048
-    workers: int = 0  # 0: default_workers()
-    max_children: int = 64
-    graceful_timeout: float = 30.0
-    quick_timeout: float = 2.0
-    max_boot_failures: int = 5
-    request_timeout: float = 0.0
-    max_requests: int = 0
-    max_requests_jitter: int = 0
-    max_age: float = 0.0
-    max_memory: int = 0  # MB
-    max_recycling: int = 1
-    min_spare: int = 0
-    max_spare: int = 0
-    cpu_affinity: bool = False  # pin each worker to one CPU, round robin (core/affinity.py)
-    name: str = ""
-    control: str | None = None
-    metrics: str | None = None
-    pidfile: str | None = None
-    user: str | None = None  # workers run as this user (a name or a uid) ...
-    group: str | None = None  # ... and group; the master keeps its own (core/privileges.py)
-    preload: bool = False  # load_app() once per generation, in a template the workers fork from
-    socket_mode: int | None = None  # mode of a unix listener's socket file (None: the umask)
-    # The command that starts this server again with inherited sockets (USR2); None: no USR2.
-    upgrade_argv: list[str] | None = None
-    # The worker's multiplexer (core/mux.py): how long a new connection may take to send its
-    # first bytes or request head (TLS handshake included), how long a keep-alive connection
-    # may stay idle, and how many connections may wait in one worker.
-    client_timeout: float = 5.0
-    keep_alive: float = 5.0
-    worker_connections: int = 1000
 
     # What the mix-in expects of the socketserver class it is mixed into.
     socket: socket.socket
@@ -210,28 +171,6 @@ class PreforkMixIn(HoldsConnections):
 
     # -- hooks --------------------------------------------------------------------------------
 
-    def pre_fork(self, worker: WorkerInfo) -> None:
-        """Called in the master before each worker is forked."""
-
-    def load_app(self) -> None:
-        """Called where application code may run, before any request: in each new worker, or
-        -- with ``preload`` -- once per generation in the template its workers are forked from
-        (never in the master).  The default does nothing: a handler class given to the
-        constructor is already imported.  ``prefork serve`` imports the APP here."""
-
-    def post_fork(self, worker: WorkerInfo) -> None:
-        """Called in a new worker before it reports ready."""
-
-    def worker_exit(self, worker: WorkerInfo, status: int) -> None:
-        """Called in the master after a worker exited and was reaped."""
-
-    def prepare_reload(self) -> Callable[[], None]:
-        """Called in the master on a reload (HUP), before the new generation is forked: change
-        what the new workers should get (the default changes nothing).  Raise to refuse the
-        reload; return a function that undoes the change, called if the new generation fails
-        to boot."""
-        return _nothing
-
     def add_listener(self, other: socketserver.BaseServer) -> None:
         """Serve ``other``'s socket too, in every worker, with ``other``'s request methods (its
         own class, so a unix listener can sit beside a TCP one).  It is closed with this one."""
@@ -271,10 +210,6 @@ class PreforkMixIn(HoldsConnections):
         if self.socket.type == socket.SOCK_DGRAM:
             kind = "unix-dgram" if self.address_family == socket.AF_UNIX else "udp"
         return sockets.format_address(kind, self.address_family, self.server_address)
-
-
-def _nothing() -> None:
-    pass
 
 
 class PreforkTCPServer(PreforkMixIn, socketserver.TCPServer):
