@@ -91,6 +91,7 @@ class PoolServer(Protocol):
     client_timeout: float
     keep_alive: float
     worker_connections: int
+    threads: int  # handler threads per worker; 1: none, the worker's loop serves
     credentials: Credentials  # who the workers run as (resolved from user and group)
     preload: bool  # load the application once per generation, in a template process
 

@@ -109,6 +109,7 @@ class PreforkMixIn(HoldsConnections):
     client_timeout: float = 5.0
     keep_alive: float = 5.0
     worker_connections: int = 1000
+    threads: int = 1  # handler threads per worker (core/threads.py); 1: the worker serves
 
     # What the mix-in expects of the socketserver class it is mixed into.
     socket: socket.socket
