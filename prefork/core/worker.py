@@ -200,7 +200,8 @@ class Worker:
             ep.close()
         log.debug(
             "worker %d (pid %d) exiting (%s): %d requests, %d empty accepts",
-            self.info.age, self.pid, self.stop, slot.requests, slot.empty_accepts,
+            self.info.age, self.pid, self.stop, self.ctx.board.read(self.info.slot).requests,
+            slot.empty_accepts,
         )
         return EXIT_OK
 

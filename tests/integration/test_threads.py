@@ -13,6 +13,7 @@ import json
 import os
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -20,6 +21,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from helpers import LOCAL, ROOT, ServerProcess, pid_alive, server_process, wait_for
 
@@ -224,4 +227,22 @@ def test_a_saturated_worker_leaves_new_clients_to_the_others(tmp_path: Path) -> 
         assert _busy_threads(pidfile) == [2, 2]
         for sock in socks:
             _answer(sock)
+        server.stop_ok()
+
+
+@pytest.mark.parametrize("threads", ["1", "4"])
+def test_keep_alive_clients_that_reset_do_not_crash_the_worker(
+    tmp_path: Path, threads: str,
+) -> None:
+    with _serve(tmp_path, "SleepHTTP", "-w", "1", "--threads", threads) as (server, pidfile):
+        address = server.tcp_address()
+        worker = server.wait_workers(1)[0].pid
+        for _ in range(20):  # a request, then a reset while the connection is held
+            with socket.create_connection(address, timeout=10) as sock:
+                assert _get(sock, sock.makefile("rb"), 0.0).split()[0] == str(worker).encode()
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        with socket.create_connection(address, timeout=10) as sock:
+            assert _get(sock, sock.makefile("rb"), 0.0).split()[0] == str(worker).encode()
+        assert "crashed" not in server.text()
+        assert _status(pidfile)["workers"][0]["pid"] == worker
         server.stop_ok()
