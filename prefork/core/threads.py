@@ -111,14 +111,16 @@ class HandlerThreads:
         return out
 
     def stop(self, join: bool) -> None:
-        """Let the threads end once the queue is empty; ``join``: wait for them."""
+        """Let the threads end once the queue is empty; ``join``: wait for them (and close
+        the eventfd, which a thread still running would write to: without ``join`` the
+        process is about to end in ``os._exit``)."""
         with self._cond:
             self._stopping = True
             self._cond.notify_all()
         if join:
             for thread in self._threads:
                 thread.join()
-        os.close(self.wake_fd)
+            os.close(self.wake_fd)
 
     # -- in each handler thread ----------------------------------------------------------------
 

@@ -246,3 +246,16 @@ def test_keep_alive_clients_that_reset_do_not_crash_the_worker(
         assert "crashed" not in server.text()
         assert _status(pidfile)["workers"][0]["pid"] == worker
         server.stop_ok()
+
+
+def test_max_requests_counts_the_requests_of_all_threads(tmp_path: Path) -> None:
+    with _serve(tmp_path, "Sleep", "-w", "1", "--threads", "3",
+                "--max-requests", "6") as (server, _):
+        address = server.tcp_address()
+        old = server.wait_workers(1)[0].pid
+        assert {pid for pid, _ in _in_parallel(address, 0.2, 3)} == {old}
+        assert {pid for pid, _ in _in_parallel(address, 0.2, 3)} == {old}
+        server.wait_line(rf"worker 1 \(pid {old}\) due for recycling", timeout=10)
+        wait_for(lambda: not pid_alive(old), timeout=10, what="the recycled worker to go")
+        assert _answer(_ask(address, 0.0))[0] != old
+        server.stop_ok()
