@@ -71,6 +71,15 @@ def test_status_header_lists_restarts_as_words() -> None:
         "master pid 7 [web]  size 1  generation 2  restarts crash=1")
 
 
+def test_status_table_says_how_many_threads_are_busy() -> None:
+    worker = {"worker": 1, "pid": 8, "generation": 1, "state": "busy", "requests": 5,
+              "request_age": 0.5, "rss_mb": None, "cpu_percent": None, "uptime": 3.0,
+              "accept_share": 1.0, "busy_threads": 3, "threads": [{}] * 4}
+    reply = {"master": {"pid": 7, "name": "web", "size": 1, "generation": 1, "restarts": {}},
+             "workers": [worker]}
+    assert format_status(reply).splitlines()[2].split()[3:5] == ["busy", "3/4"]
+
+
 @pytest.mark.parametrize(
     ("text", "value"), [("3", 3), (" 4 ", 4), ("+2", "+2"), ("-1", "-1"), ("9999999", 9999999)],
 )

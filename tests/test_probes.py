@@ -52,6 +52,12 @@ def test_busy_ratio_counts_only_workers_taking_connections() -> None:
     assert busy_ratio([]) == 0.0
 
 
+def test_busy_ratio_counts_the_busy_share_of_handler_threads() -> None:
+    threaded = {"state": "busy", "busy_threads": 1, "threads": [{}] * 4}
+    idle = {"state": "idle", "busy_threads": 0, "threads": [{}] * 4}
+    assert busy_ratio([threaded, idle]) == 0.125
+
+
 class Listener:
     def __init__(self, sock: socket.socket, name: str) -> None:
         self.socket, self.name = sock, name

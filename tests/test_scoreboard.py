@@ -246,3 +246,53 @@ def test_snapshots_stay_consistent_under_a_concurrent_writer(board: Scoreboard) 
     finally:
         for fd in list(open_fds):
             close(fd)
+
+
+# -- handler threads ----------------------------------------------------------------------------
+
+
+def test_one_thread_keeps_one_slot_per_worker() -> None:
+    with Scoreboard(3) as sb:
+        assert (sb.threads, sb.stride) == (1, 1)
+        assert sb.thread_slots(2) == []
+        with pytest.raises(IndexError):
+            sb.thread_writer(0, 1)
+
+
+def test_threads_fold_into_an_exact_worker_view() -> None:
+    with Scoreboard(2, threads=3) as sb:
+        sb.reset(1, 0, 7, 5.0)
+        worker = sb.writer(1, pid=4242)
+        threads = [sb.thread_writer(1, t) for t in (1, 2, 3)]
+        with pytest.raises(IndexError):
+            sb.thread_writer(1, 4)
+        assert [t.state for t in sb.thread_slots(1)] == [State.IDLE] * 3
+        assert sb.read(0).state is State.EMPTY  # the neighbour's block is untouched
+        worker.set_state(State.IDLE, 10.0)
+        assert sb.read(1).state is State.IDLE
+
+        threads[1].begin_request(11.0)
+        threads[2].begin_request(12.0)
+        view = sb.read(1)
+        assert (view.state, view.request_started, view.pid, view.generation) == (
+            State.BUSY, 11.0, 4242, 7)  # busy while any thread is; the oldest request
+        assert view.request_age(13.0) == 2.0
+        assert [t.state for t in sb.thread_slots(1)] == [State.IDLE, State.BUSY, State.BUSY]
+
+        threads[1].end_request(14.0)
+        threads[0].begin_request(15.0)
+        threads[0].end_request(16.0)
+        view = sb.read(1)
+        assert (view.state, view.request_started, view.requests) == (State.BUSY, 12.0, 2)
+        assert view.last_active >= 16.0  # the latest activity of any thread
+        worker.set_state(State.DRAINING, 17.0)
+        assert sb.read(1).state is State.DRAINING  # draining stays draining while busy
+        threads[2].end_request(18.0)
+        view = sb.read(1)
+        assert (view.state, view.request_started, view.requests) == (State.DRAINING, 0.0, 3)
+        assert [t.requests for t in sb.thread_slots(1)] == [1, 1, 1]
+
+        sb.clear(1)
+        assert sb.read(1).state is State.EMPTY
+        assert all(t.state is State.EMPTY and t.requests == 0 for t in sb.thread_slots(1))
+        assert sb.snapshot() == []

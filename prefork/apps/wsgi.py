@@ -231,7 +231,8 @@ class WSGIRequestHandler(socketserver.StreamRequestHandler):
             "wsgi.version": (1, 0),
             "wsgi.url_scheme": self.url_scheme,
             "wsgi.errors": sys.stderr,
-            "wsgi.multithread": isinstance(server, socketserver.ThreadingMixIn),
+            "wsgi.multithread": isinstance(server, socketserver.ThreadingMixIn)
+            or (isinstance(server, PreforkMixIn) and server.threads > 1),
             "wsgi.multiprocess": isinstance(server, (socketserver.ForkingMixIn, PreforkMixIn)),
             "wsgi.run_once": False,
             # Both kinds of body end where the request's body ends: reading to EOF is safe.

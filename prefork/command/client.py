@@ -195,8 +195,11 @@ def format_status(reply: dict[str, Any]) -> str:
         f"{'RSS MB':>7} {'CPU %':>6} {'UPTIME':>8} {'SHARE':>6}",
     ]
     for w in reply["workers"]:
+        state = w["state"]
+        if w.get("threads"):  # handler threads: how many are busy
+            state = f"{state} {w['busy_threads']}/{len(w['threads'])}"
         lines.append(
-            f"{w['worker']:>6} {w['pid']:>7} {w['generation']:>3} {w['state']:<8} "
+            f"{w['worker']:>6} {w['pid']:>7} {w['generation']:>3} {state:<8} "
             f"{w['requests']:>8} {_fmt(w['request_age'], '8.2f'):>8} "
             f"{_fmt(w['rss_mb'], '7.1f'):>7} {_fmt(w['cpu_percent'], '6.1f'):>6} "
             f"{w['uptime']:>8.1f} {100 * w['accept_share']:>5.1f}%"

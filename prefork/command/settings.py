@@ -192,6 +192,11 @@ class Config:
         integer(0), FROM_SERVER, section=POOL, flags=("-w", "--workers"), metavar="N", live=True,
         env_fallback=("WEB_CONCURRENCY",), help="worker processes",
         unset="one per usable CPU, at most max_children", effective=_cpu_workers)
+    threads = Setting(
+        integer(1), FROM_SERVER, section=POOL, flags=("--threads",), metavar="N",
+        help="handler threads in each worker, so a worker serves up to N requests at once "
+        "(the stdlib's ThreadingMixIn semantics, bounded); status and --timeout see each "
+        "thread.  1: the worker serves requests itself")
     max_children = Setting(
         integer(1), FROM_SERVER, section=POOL, flags=("--max-children",), metavar="N",
         help="upper bound on the pool, for TTIN, scaling and the adaptive pool too")

@@ -20,7 +20,7 @@ import signal
 import sys
 from pathlib import Path
 
-from prefork.core.worker import set_parent_death_signal
+from prefork.core.parent import set_parent_death_signal
 from prefork.ops import titles
 
 log = logging.getLogger("prefork.master")

@@ -110,6 +110,7 @@ class PoolServer:
     client_timeout: float = 5.0
     keep_alive: float = 5.0
     worker_connections: int = 1000
+    threads: int = 1  # handler threads per worker (core/threads.py); 1: the worker's loop serves
     credentials: Credentials = Credentials()  # resolved from user and group by the server
 
     def pre_fork(self, worker: WorkerInfo) -> None:

@@ -149,6 +149,8 @@ def read_ahead(rfile: Any, sock: socket.socket) -> bytes:
         return bytes(peek())
     except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
         return b""
+    except OSError:  # reset by the client: nothing buffered; the multiplexer's peek sees why
+        return b""
     finally:
         sock.settimeout(timeout)
 

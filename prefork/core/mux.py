@@ -200,8 +200,12 @@ class Multiplexer:
             else:
                 conn.deadline = time.monotonic() + self.limits.client_timeout
                 self._check(conn, defer=False)
-            if self.interrupted() or self.draining:
+            if self.interrupted() or self.draining or not self.accepting:
                 return
+
+    def idle(self) -> bool:
+        """Nothing waits here and nothing is in a handler (a graceful stop may end)."""
+        return not self.conns
 
     def _pause_accepting(self) -> None:
         if self.accepting:
@@ -298,9 +302,14 @@ class Multiplexer:
     def _dispatch(self, conn: Conn) -> None:
         self.conns.pop(conn.fd, None)
         conn.phase = Phase.BUSY
-        if not self.serve(conn):
+        if self.serve(conn):
+            self._held(conn)
+        else:
             conn.phase = Phase.CLOSED
-            return
+
+    def _held(self, conn: Conn) -> None:
+        """``conn`` is back from a handler that held it.  (With handler threads, core/threads.py
+        overrides _dispatch and calls this when the thread hands the connection back.)"""
         # Held for keep-alive.  A pipelined request already buffered goes behind the others
         # (self.ready), so one client cannot keep the worker to itself.
         conn.phase = Phase.IDLE

@@ -34,6 +34,14 @@ cannot reorder across.  Python has no memory fence, so on weakly ordered CPUs (a
 could in principle accept a mixed snapshot.  The scoreboard is for supervision and monitoring,
 where that is tolerable; nothing here is a correctness lock.
 
+Handler threads (``threads`` > 1) each get a slot of their own, so the one-writer rule holds
+per thread: a worker's block is then ``1 + threads`` slots, the worker's own (state, pid,
+empty accepts; written by its multiplexer thread) followed by one per handler thread (busy or
+idle, its request's start, its count).  :meth:`Scoreboard.read` folds a block into one exact
+worker view (BUSY while any thread is, the *oldest* request in flight, the sum of the counts);
+:meth:`Scoreboard.thread_slots` gives the threads one by one.  With one thread a block is one
+slot, laid out as it always was.
+
 A worker killed in the middle of an update leaves its counter odd.  :meth:`Scoreboard.read`
 then gives up after :data:`READ_PATIENCE` seconds and returns the last values it saw with
 ``consistent=False`` (a stuck slot is never hidden); :meth:`Scoreboard.clear` starts it over.
@@ -50,6 +58,7 @@ a writer in a tight loop saw about 3% torn slots; with it, none (tests/test_scor
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import mmap
 import os
@@ -146,28 +155,46 @@ class Scoreboard:
     """Shared slots for ``slots`` workers.  Create it in the master before the first fork.
 
     Master: reset(index, pid, generation, now) before forking the slot's worker, clear(index)
-    after reaping it, read(index) / snapshot() at any time, close() at the end.
-    Worker: writer(index) once after the fork, then the SlotWriter methods.
+    after reaping it, read(index) / snapshot() / thread_slots(index) at any time, close() at
+    the end.  Worker: writer(index) once after the fork, thread_writer(index, t) for each
+    handler thread t in 1..threads, then the SlotWriter methods.
     """
 
-    def __init__(self, slots: int) -> None:
+    def __init__(self, slots: int, threads: int = 1) -> None:
         if slots < 1:
             raise ValueError(f"a scoreboard needs at least one slot, not {slots}")
+        if threads < 1:
+            raise ValueError(f"a worker needs at least one thread, not {threads}")
         self.slots = slots
+        self.threads = threads
+        self.stride = threads + 1 if threads > 1 else 1  # physical slots per worker
         self._map = mmap.mmap(
-            -1, slots * SLOT_SIZE, flags=mmap.MAP_SHARED | mmap.MAP_ANONYMOUS
+            -1, slots * self.stride * SLOT_SIZE, flags=mmap.MAP_SHARED | mmap.MAP_ANONYMOUS
         )
         self._seq = memoryview(self._map).cast("Q")
-        for index in range(slots):
+        for index in range(slots * self.stride):
             self._seq[index * _WORDS] = SEQ_START
         self.read_retries = 0  # retries this process needed so far (a torn read avoided each)
 
     # -- reading ------------------------------------------------------------------------------
 
     def read(self, index: int) -> Slot:
-        """A consistent snapshot of slot ``index`` (see the module doc for the exception)."""
+        """A consistent snapshot of slot ``index`` (see the module doc for the exception); with
+        handler threads, the worker's view of its whole block (see the module doc)."""
         self._check(index)
-        counts, word, offset, buf = self._seq, index * _WORDS, index * SLOT_SIZE, self._map
+        if self.stride == 1:
+            return self._read(index, index)
+        return _fold(self._read(index * self.stride, index), self.thread_slots(index))
+
+    def thread_slots(self, index: int) -> list[Slot]:
+        """The handler threads of worker slot ``index``, one snapshot each (none with one
+        thread: the worker's slot is its thread's)."""
+        self._check(index)
+        base = index * self.stride
+        return [self._read(base + t, index) for t in range(1, self.stride)]
+
+    def _read(self, phys: int, index: int) -> Slot:
+        counts, word, offset, buf = self._seq, phys * _WORDS, phys * SLOT_SIZE, self._map
         end = offset + SLOT_SIZE
         spins, deadline = 0, 0.0
         while True:
@@ -203,20 +230,25 @@ class Scoreboard:
         own pid when it takes its writer.
         """
         self._check(index)
-        self._write_body(index, (State.BOOTING, 0.0, 0, now, 0, pid, generation, now))
+        base = index * self.stride
+        self._write_body(base, (State.BOOTING, 0.0, 0, now, 0, pid, generation, now))
+        for phys in range(base + 1, base + self.stride):  # the threads, until they start
+            self._write_body(phys, (State.EMPTY, 0.0, 0, 0.0, 0, pid, generation, now))
 
     def clear(self, index: int) -> None:
         """Mark the slot EMPTY and zero it, after its worker has been reaped."""
         self._check(index)
-        self._write_body(index, (State.EMPTY, 0.0, 0, 0.0, 0, 0, 0, 0.0))
+        base = index * self.stride
+        for phys in range(base, base + self.stride):
+            self._write_body(phys, (State.EMPTY, 0.0, 0, 0.0, 0, 0, 0, 0.0))
 
-    def _write_body(self, index: int, body: tuple[int | float, ...]) -> None:
-        word = index * _WORDS
+    def _write_body(self, phys: int, body: tuple[int | float, ...]) -> None:
+        word = phys * _WORDS
         seq = self._seq[word]
         # A worker killed mid-update leaves the count odd: open a new odd count past it.
         opened = seq + 1 if seq & 1 == 0 else seq + 2
         self._seq[word] = opened
-        _BODY.pack_into(self._map, index * SLOT_SIZE + _OFF_STATE, *body)
+        _BODY.pack_into(self._map, phys * SLOT_SIZE + _OFF_STATE, *body)
         self._seq[word] = opened + 1
 
     # -- worker side --------------------------------------------------------------------------
@@ -227,7 +259,17 @@ class Scoreboard:
         It stamps ``pid`` (default: this process) into the slot and keeps the slot's state.
         """
         self._check(index)
-        return SlotWriter(self, index, os.getpid() if pid is None else pid)
+        return SlotWriter(self, index * self.stride, os.getpid() if pid is None else pid)
+
+    def thread_writer(self, index: int, thread: int) -> SlotWriter:
+        """The writer of handler thread ``thread`` (1..threads) of worker slot ``index``; call
+        it in the worker, and use it from that thread only.  The slot starts IDLE."""
+        self._check(index)
+        if not 1 <= thread < self.stride:
+            raise IndexError(f"thread {thread} out of range 1..{self.stride - 1}")
+        writer = SlotWriter(self, index * self.stride + thread, os.getpid())
+        writer.set_state(State.IDLE, time.monotonic())
+        return writer
 
     # -- lifetime -----------------------------------------------------------------------------
 
@@ -261,6 +303,19 @@ def _slot(index: int, values: tuple[Any, ...], consistent: bool) -> Slot:
     )
 
 
+def _fold(worker: Slot, threads: list[Slot]) -> Slot:
+    """One worker's view of its block: BUSY while a thread is (DRAINING and BOOTING stay),
+    the oldest request in flight, the sum of the requests, the latest activity."""
+    started = [s.request_started for s in threads if s.request_started > 0.0]
+    state = State.BUSY if worker.state is State.IDLE and started else worker.state
+    return dataclasses.replace(
+        worker, state=state, requests=worker.requests + sum(s.requests for s in threads),
+        request_started=min(started, default=worker.request_started),
+        last_active=max([worker.last_active, *(s.last_active for s in threads)]),
+        consistent=worker.consistent and all(s.consistent for s in threads),
+    )
+
+
 class SlotWriter:
     """The only writer of one slot, living in its worker.  Not thread-safe: one thread writes.
 
@@ -270,13 +325,13 @@ class SlotWriter:
     avoid global and enum lookups on purpose: this is the request path.)
     """
 
-    def __init__(self, board: Scoreboard, index: int, pid: int) -> None:
-        current = board.read(index)
-        self.index = index
+    def __init__(self, board: Scoreboard, phys: int, pid: int) -> None:
+        current = board._read(phys, phys // board.stride)
+        self.index = phys // board.stride
         self._map = board._map
         self._seqv = board._seq
-        self._word = index * _WORDS
-        self._offset = index * SLOT_SIZE
+        self._word = phys * _WORDS
+        self._offset = phys * SLOT_SIZE
         self._hot_offset = self._offset + _OFF_STATE
         self._empty_word = (self._offset + _OFF_EMPTY) // 8
         self._pack_begin = _BEGIN.pack_into

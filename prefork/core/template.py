@@ -39,8 +39,9 @@ from typing import NoReturn
 
 from prefork.core import privileges
 from prefork.core.contract import ChildContext, PoolServer, WorkerInfo
+from prefork.core.parent import set_parent_death_signal
 from prefork.core.signals import block, unblock
-from prefork.core.worker import WORKER_SIGNALS, run_worker, set_parent_death_signal
+from prefork.core.worker import WORKER_SIGNALS, run_worker
 from prefork.ops import titles
 
 log = logging.getLogger("prefork.worker")

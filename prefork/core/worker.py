@@ -26,7 +26,6 @@ more than record, because "exit now" cannot wait for the request to end.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import errno
 import faulthandler
 import logging
@@ -51,8 +50,10 @@ from prefork.core.contract import (
     WorkerInfo,
 )
 from prefork.core.mux import Limits, Multiplexer
+from prefork.core.parent import set_parent_death_signal, wait_for_parent
 from prefork.core.scoreboard import SlotWriter, State
 from prefork.core.signals import SignalQueue, unblock
+from prefork.core.threads import HandlerThreads, ThreadedMultiplexer
 from prefork.ops import titles
 from prefork.ops.logs import reopen_log_files, stack_dump_stream
 
@@ -73,10 +74,7 @@ EXIT_OK = 0
 EXIT_ERROR = 1
 EXIT_ORPHANED = 4  # the master was already gone when the worker started
 
-_PR_SET_PDEATHSIG = 1
 TITLE_INTERVAL = 0.5  # seconds between per-request title refreshes under load
-REPARENT_WAIT = 2.0  # seconds a template's worker waits to become the master's child
-REPARENT_POLL = 0.0005
 
 
 class QuickExit(BaseException):
@@ -103,24 +101,6 @@ def run_worker(server: PoolServer, info: WorkerInfo, ctx: ChildContext) -> NoRet
         os._exit(status)
 
 
-def set_parent_death_signal(sig: int) -> bool:
-    """Ask Linux to send ``sig`` to this process when its parent thread exits."""
-    if not sys.platform.startswith("linux"):
-        return False
-    libc = ctypes.CDLL(None, use_errno=True)
-    return bool(libc.prctl(_PR_SET_PDEATHSIG, sig, 0, 0, 0) == 0)
-
-
-def _wait_for_parent(master_pid: int) -> None:
-    """A worker forked through a template's intermediate process is re-parented to the master
-    (a child subreaper) when the intermediate exits, a moment after the fork: wait for that,
-    within REPARENT_WAIT, before arming the parent-death signal (it would fire for the
-    intermediate).  After the wait, a parent that is not the master means the master died."""
-    deadline = time.monotonic() + REPARENT_WAIT
-    while os.getppid() != master_pid and time.monotonic() < deadline:
-        time.sleep(REPARENT_POLL)
-
-
 class Worker:
     """The accept loop of one child.  Methods: run() -> exit status."""
 
@@ -140,6 +120,7 @@ class Worker:
         self.title_state, self.title_at = "", 0.0
         self.title_due = 0.0  # a skipped refresh is shown then, if the worker is waiting; 0: none
         self.idle_since = 0.0  # when the last request ended
+        self.threads: HandlerThreads | None = None  # handler threads (threads > 1)
 
     # -- boot ---------------------------------------------------------------------------------
 
@@ -150,7 +131,7 @@ class Worker:
         # Before the death signal: a change of credentials clears it.
         privileges.drop(self.ctx.credentials)
         if self.ctx.via_template:
-            _wait_for_parent(self.ctx.master_pid)
+            wait_for_parent(self.ctx.master_pid)
         # SIGKILL, not a catchable signal: a worker stuck in C code must die with its master.
         # Checked after arming: the master may have died before the prctl call.
         set_parent_death_signal(signal.SIGKILL)
@@ -219,13 +200,17 @@ class Worker:
             ep.close()
         log.debug(
             "worker %d (pid %d) exiting (%s): %d requests, %d empty accepts",
-            self.info.age, self.pid, self.stop, slot.requests, slot.empty_accepts,
+            self.info.age, self.pid, self.stop, self.ctx.board.read(self.info.slot).requests,
+            slot.empty_accepts,
         )
         return EXIT_OK
 
     def _title(self, state: str) -> None:
-        requests = self.slot.requests if self.slot is not None else 0
-        titles.set_title(titles.worker_title(self.info.age, self.name, state, requests))
+        requests, label, threads = self.slot.requests if self.slot else 0, state, self.threads
+        if threads is not None:  # the busy count, and requests served by all the threads
+            requests, label = threads.served, f"busy {threads.busy}/{threads.count}"
+        label = label if state == "busy" else state
+        titles.set_title(titles.worker_title(self.info.age, self.name, label, requests))
         self.title_state, self.title_at = state, time.monotonic()
         self.title_due = 0.0
 
@@ -276,8 +261,9 @@ class Worker:
         limits = Limits(self.server.client_timeout, self.server.keep_alive,
                         self.server.worker_connections)
         assert self.slot is not None
-        mux = Multiplexer(ep, listeners, self._serve, self._interrupted, self.slot.empty_accept,
-                          limits)
+        mux = self._threaded(ep, listeners, limits) if self.ctx.board.threads > 1 else (
+            Multiplexer(ep, listeners, self._serve, self._interrupted, self.slot.empty_accept,
+                        limits))
         try:
             while True:
                 work = []
@@ -304,12 +290,32 @@ class Worker:
                     break
                 if self.stop is not None:
                     mux.drain()
-                    if not mux.conns:
+                    if mux.idle():
                         break
                     continue
                 server.service_actions()
         finally:
             mux.close()
+
+    def _threaded(self, ep: select.epoll, listeners: dict[int, socketserver.BaseServer],
+                  limits: Limits) -> Multiplexer:
+        """The multiplexer handing requests to handler threads (core/threads.py), started now
+        that the worker is set up; one scoreboard slot each."""
+        board, index = self.ctx.board, self.info.slot
+        slots = [board.thread_writer(index, t) for t in range(1, board.threads + 1)]
+        self.threads = HandlerThreads(slots, self._process, self._resume)
+        assert self.slot is not None
+        return ThreadedMultiplexer(ep, listeners, self.threads, self._interrupted,
+                                   self.slot.empty_accept, limits, self._threads_changed)
+
+    def _threads_changed(self, busy: int) -> None:
+        """Requests went to the handler threads or came back: title, recycling."""
+        assert self.threads is not None
+        if self.stop is None:
+            self._request_title("busy" if busy else "idle", time.monotonic())
+        if self.recycle_after and self.threads.served >= self.recycle_after:
+            self.recycle_after = 0  # reported once
+            self._report(REPORT_RECYCLE)
 
     def _interrupted(self) -> bool:
         """Whether the loop must end now (a quick stop, the master gone); handles signals."""

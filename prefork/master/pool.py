@@ -66,7 +66,7 @@ class Pool:
         self.pid = os.getpid()
         self.workers: dict[int, WorkerInfo] = {}
         # Two generations may run side by side during a reload.
-        self.board = Scoreboard(2 * server.max_children)
+        self.board = Scoreboard(2 * server.max_children, server.threads)
         self.report_r, self.report_w = os.pipe()
         self.alive_r, self.alive_w = os.pipe()
         os.set_blocking(self.report_r, False)

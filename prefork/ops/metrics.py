@@ -60,9 +60,11 @@ def readiness(status: dict[str, Any]) -> tuple[bool, str]:
 
 
 def busy_ratio(workers: Sequence[dict[str, Any]]) -> float:
-    """Busy workers over the workers that take connections (idle or busy); 0 with none."""
+    """Busy workers over the workers that take connections (idle or busy); 0 with none.  A
+    worker with handler threads counts as the share of its threads that are busy."""
     ready = [w for w in workers if w["state"] in READY_STATES]
-    busy = sum(1 for w in ready if w["state"] == "busy")
+    busy = sum(w["busy_threads"] / len(w["threads"]) if w.get("threads")
+               else float(w["state"] == "busy") for w in ready)
     return busy / len(ready) if ready else 0.0
 
 
@@ -126,8 +128,11 @@ def render(status: dict[str, Any], queues: Sequence[AcceptQueue] = ()) -> str:
            [(lab, w["rss_mb"] * 1024 * 1024) for w, lab in per_worker if w["rss_mb"] is not None])
     metric("prefork_worker_cpu_seconds_total", "counter", "CPU time of each live worker.",
            [(lab, w["cpu_seconds"]) for w, lab in per_worker if w["cpu_seconds"] is not None])
+    metric("prefork_worker_busy_threads", "gauge",
+           "Handler threads of each live worker serving a request (with threads > 1).",
+           [(lab, w["busy_threads"]) for w, lab in per_worker if "busy_threads" in w])
     metric("prefork_worker_request_age_seconds", "gauge",
-           "How long each busy worker's request has been in flight.",
+           "How long each busy worker's request (with threads: its oldest) has been in flight.",
            [(lab, w["request_age"]) for w, lab in per_worker if w["request_age"] is not None])
     return "\n".join(out) + "\n"
 

@@ -70,6 +70,14 @@ def status_rows(board: Scoreboard, workers: Iterable[WorkerInfo]) -> list[dict[s
             "cpu_percent": None,
             "cpu_seconds": None,
         }
+        threads = board.thread_slots(info.slot)
+        if threads:  # handler threads (threads > 1): each one, and how many are busy
+            row["threads"] = [
+                {"thread": number, "state": t.state.label, "requests": t.requests,
+                 "request_age": t.request_age(now)}
+                for number, t in enumerate(threads, 1)
+            ]
+            row["busy_threads"] = sum(1 for t in threads if t.state is State.BUSY)
         with contextlib.suppress(psutil.Error):
             proc = psutil.Process(info.pid)
             with proc.oneshot():

@@ -39,6 +39,7 @@ class FakeServer:
     def __init__(self, **settings: Any) -> None:
         self.workers = 2
         self.max_children = 8
+        self.threads = 1
         self.graceful_timeout = 30.0
         self.quick_timeout = 5.0
         self.max_boot_failures = 3
