@@ -62,7 +62,6 @@ def _kill(pids: set[int]) -> None:
             os.kill(pid, signal.SIGKILL)
 
 
-@pytest.mark.xfail(strict=True, reason="a template's subprocess is never killed")
 def test_a_templates_import_time_subprocess_ends_with_the_template(tmp_path: Path) -> None:
     """A subprocess the APP starts at import time belongs to the template that imported it:
     when a reload retires that template (or the master stops), the subprocess goes too, as a
