@@ -128,6 +128,11 @@ class Templates:
         template.channel.sendall(SPAWN.pack(info.age, info.slot, info.generation))
         readable, _, _ = select.select([template.channel], [], [], FORK_TIMEOUT)
         if not readable:
+            # Its late answer would be taken for the next request's (a worker we would not
+            # know): this template is done; a new one loads when a worker is needed.
+            self.stop(info.generation)
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(template.pid, signal.SIGKILL)
             raise TimeoutError(f"template of generation {info.generation} did not answer")
         reply = template.channel.recv(64)
         if len(reply) != REPLY.size:

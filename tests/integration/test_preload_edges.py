@@ -95,7 +95,6 @@ def test_a_templates_import_time_subprocess_ends_with_the_template(tmp_path: Pat
         _kill(_tagged(tag))
 
 
-@pytest.mark.xfail(strict=True, reason="a late reply answers the next request")
 def test_a_template_that_answers_a_fork_request_late_leaves_no_unknown_worker(
     tmp_path: Path,
 ) -> None:
