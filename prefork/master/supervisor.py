@@ -170,6 +170,8 @@ class Master:
         self.phase = Phase.PAUSED
         self.pool.retire_all()  # every generation, also one mid-reload
         self.generations.cancel()
+        if self.pool.templates is not None:  # resuming forks from the newest one only
+            self.pool.templates.stop_older_than(self.generations.number)
 
     def reopen_logs(self) -> None:
         reopen_log_files()

@@ -130,7 +130,6 @@ def test_a_template_that_answers_a_fork_request_late_leaves_no_unknown_worker(
         server.stop_ok()
 
 
-@pytest.mark.xfail(strict=True, reason="WINCH during a reload keeps the old generation's template")
 def test_after_a_winch_mid_reload_the_old_template_goes(tmp_path: Path) -> None:
     """WINCH cancels a reload in progress; the pool resumes (TTIN) on the newest generation,
     so the older generation's template, which no worker will ever be forked from again, must
