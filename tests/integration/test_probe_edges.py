@@ -15,7 +15,6 @@ import textwrap
 from pathlib import Path
 
 import psutil
-import pytest
 
 from helpers import LOCAL, ROOT, server_process, wait_gone
 
@@ -55,7 +54,6 @@ def _kill(pids: set[int]) -> None:
             os.kill(pid, signal.SIGKILL)
 
 
-@pytest.mark.xfail(strict=True, reason="the probe's import-time subprocesses are left behind")
 def test_a_subprocess_started_at_import_does_not_outlive_the_probe(tmp_path: Path) -> None:
     """Each worker's helper goes with the worker's group; the probe's must go with the probe,
     not stay behind, re-parented to init, after the server stopped."""
@@ -75,7 +73,6 @@ def test_a_subprocess_started_at_import_does_not_outlive_the_probe(tmp_path: Pat
         _kill(_tagged(tag))
 
 
-@pytest.mark.xfail(strict=True, reason="the probe waits for the pipe's EOF, held by a forked child")
 def test_a_process_forked_at_import_does_not_hold_up_the_start(tmp_path: Path) -> None:
     """multiprocessing (fork) at import: the forked child inherits the probe's pipe.  The
     master must take the probe's answer when the probe exits, not wait for the pipe's EOF
