@@ -28,9 +28,10 @@ class Server(prefork.PreforkTCPServer):
 
 with Server(("127.0.0.1", 0), Hello, workers=1) as server:
     seen = {}
+    # Started before the pool, so no thread is inside Popen when the master forks.
+    child = subprocess.Popen(["sh", "-c", "sleep 0.5; exit 7"])
 
     def application():
-        child = subprocess.Popen(["sh", "-c", "sleep 0.5; exit 7"])
         time.sleep(1.5)  # the child has exited meanwhile; the master's loop ran
         seen["status"] = child.wait()
         server.shutdown()
