@@ -41,6 +41,10 @@ def probe(app: str, timeout: float = PROBE_TIMEOUT) -> type[socketserver.BaseReq
     if pid == 0:  # the probe: import, report one line, leave without running exit handlers
         try:
             os.close(read_fd)
+            os.setpgid(0, 0)  # what the import starts is killed with the probe's group
+            devnull = os.open(os.devnull, os.O_RDONLY)  # out of the terminal's group now
+            os.dup2(devnull, 0)
+            os.close(devnull)
             try:
                 answer = "ok " + load_app(app).kind
             except AppError as exc:
@@ -54,12 +58,18 @@ def probe(app: str, timeout: float = PROBE_TIMEOUT) -> type[socketserver.BaseReq
                 sys.stderr.flush()
             os._exit(0)
     os.close(write_fd)
+    with contextlib.suppress(PermissionError, ProcessLookupError):
+        os.setpgid(pid, pid)  # also done in the child; whichever runs first wins
+    pidfd = os.pidfd_open(pid)
     try:
-        reply = _read_all(read_fd, time.monotonic() + timeout)
+        reply = _read_all(read_fd, pidfd, time.monotonic() + timeout)
     finally:
         os.close(read_fd)
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)  # done already, or stuck past the timeout
+        os.close(pidfd)
+        # Done already, or stuck past the timeout; a zombie still holds its group id, so
+        # the group cannot be someone else's: whatever the import started goes too.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pid, signal.SIGKILL)
         os.waitpid(pid, 0)
     if reply is None:
         raise AppError(f"APP {app!r}: importing it took longer than {timeout:g} s")
@@ -69,15 +79,23 @@ def probe(app: str, timeout: float = PROBE_TIMEOUT) -> type[socketserver.BaseReq
     raise AppError(detail if verdict == "error" else f"APP {app!r}: the import probe died")
 
 
-def _read_all(fd: int, deadline: float) -> str | None:
+def _read_all(fd: int, pidfd: int, deadline: float) -> str | None:
+    """What the probe wrote, once it closed the pipe or exited (a process its import forked
+    may hold the pipe open for long after); None past ``deadline``."""
     data = b""
     while True:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             return None
-        readable, _, _ = select.select([fd], [], [], remaining)
-        if readable:
+        readable, _, _ = select.select([fd, pidfd], [], [], remaining)
+        if fd in readable:
             chunk = os.read(fd, 65536)
             if not chunk:
                 return data.decode(errors="replace")
             data += chunk
+        elif pidfd in readable:  # exited: all it wrote is in the pipe
+            os.set_blocking(fd, False)
+            with contextlib.suppress(BlockingIOError):
+                while chunk := os.read(fd, 65536):
+                    data += chunk
+            return data.decode(errors="replace")

@@ -189,6 +189,8 @@ class Master:
         self.phase = Phase.PAUSED
         self.pool.retire_all()  # every generation, also one mid-reload
         self.generations.cancel()
+        if self.pool.templates is not None:  # resuming forks from the newest one only
+            self.pool.templates.stop_older_than(self.generations.number)
         self.waiters.cancel("reload cancelled: the workers were stopped (WINCH)")
         self._title()
 

@@ -128,6 +128,11 @@ class Templates:
         template.channel.sendall(SPAWN.pack(info.age, info.slot, info.generation))
         readable, _, _ = select.select([template.channel], [], [], FORK_TIMEOUT)
         if not readable:
+            # Its late answer would be taken for the next request's (a worker we would not
+            # know): this template is done; a new one loads when a worker is needed.
+            self.stop(info.generation)
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(template.pid, signal.SIGKILL)
             raise TimeoutError(f"template of generation {info.generation} did not answer")
         reply = template.channel.recv(64)
         if len(reply) != REPLY.size:
@@ -160,11 +165,17 @@ class Templates:
         out = []
         for generation, template in list(self.by_generation.items()):
             try:
-                pid, status = os.waitpid(template.pid, 0 if block else os.WNOHANG)
+                exited = os.waitid(os.P_PID, template.pid,
+                                   os.WEXITED | os.WNOWAIT | (0 if block else os.WNOHANG))
+                if exited is None:
+                    continue
+                # Still a zombie, so its group id is not reused yet: what its import started
+                # (a helper subprocess) goes with it, as a worker's subprocesses do.
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(template.pid, signal.SIGKILL)
+                _, status = os.waitpid(template.pid, 0)
             except ChildProcessError:
-                pid, status = template.pid, 255 << 8
-            if pid == 0:
-                continue
+                status = 255 << 8
             del self.by_generation[generation]
             self.selector.unregister(template.pidfd)
             os.close(template.pidfd)

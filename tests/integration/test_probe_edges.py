@@ -1,0 +1,103 @@
+"""The import probe (prefork/command/probe.py) with APPs whose import starts processes: the
+probe is a short-lived child, so whatever its import started must neither hold up the start nor
+outlive it.
+
+Real ``python -m prefork serve`` processes (helpers.py); waits are deadlines on observable
+things, never sleeps.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import textwrap
+from pathlib import Path
+
+import psutil
+
+from helpers import LOCAL, ROOT, server_process, wait_gone
+
+HANDLER = '''
+import os
+from http.server import BaseHTTPRequestHandler
+
+
+class App(BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = b"%d\\n" % os.getpid()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+'''
+ENV = {"PYTHONPATH": str(ROOT), "PYTHONDONTWRITEBYTECODE": "1"}
+
+
+def _tagged(tag: str) -> set[int]:
+    found = set()
+    for proc in psutil.process_iter():
+        try:
+            if tag in " ".join(proc.cmdline()) and proc.status() != psutil.STATUS_ZOMBIE:
+                found.add(proc.pid)
+        except psutil.Error:
+            continue
+    return found
+
+
+def _kill(pids: set[int]) -> None:
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def test_a_subprocess_started_at_import_does_not_outlive_the_probe(tmp_path: Path) -> None:
+    """Each worker's helper goes with the worker's group; the probe's must go with the probe,
+    not stay behind, re-parented to init, after the server stopped."""
+    tag = f"probe-helper-{tmp_path.name}"
+    (tmp_path / "helperapp.py").write_text(textwrap.dedent(f'''
+        import subprocess, sys
+        _helper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)",
+                                    "{tag}"])
+    ''') + HANDLER)
+    try:
+        with server_process("serve", "helperapp:App", "-b", LOCAL, "-w", "1",
+                            cwd=tmp_path, env=ENV) as server:
+            server.ready_workers(1)
+            server.stop_ok()
+            wait_gone(_tagged(tag), "every helper (the probe's too) after the stop", timeout=5)
+    finally:
+        _kill(_tagged(tag))
+
+
+def test_a_process_forked_at_import_does_not_hold_up_the_start(tmp_path: Path) -> None:
+    """multiprocessing (fork) at import: the forked child inherits the probe's pipe.  The
+    master must take the probe's answer when the probe exits, not wait for the pipe's EOF
+    (which came only after PROBE_TIMEOUT, 60 s, and then refused the APP)."""
+    tag = f"probe-fork-{tmp_path.name}"
+    (tmp_path / "forkapp.py").write_text(textwrap.dedent(f'''
+        import multiprocessing, sys, time
+
+        def _background():
+            sys.argv[:] = ["{tag}"]
+            time.sleep(120)
+
+        _child = multiprocessing.get_context("fork").Process(target=_background, daemon=True)
+        _child.start()
+    ''') + HANDLER)
+    try:
+        with server_process("serve", "forkapp:App", "-b", LOCAL, "-w", "1",
+                            cwd=tmp_path, env=ENV) as server:
+            server.tcp_address(timeout=15)
+            server.ready_workers(1, timeout=15)
+            server.stop_ok()
+    finally:  # the probe's forked child, if it was left behind
+        for proc in psutil.process_iter():
+            try:
+                if proc.ppid() == 1 and "forkapp:App" in " ".join(proc.cmdline()):
+                    proc.kill()
+            except psutil.Error:
+                continue
