@@ -208,6 +208,11 @@ class Config:
         metavar="S", live=True, aliases=("timeout",),
         help="kill a worker whose request runs longer than this, after dumping its stack to the "
         "log (0: never)")
+    boot_timeout = Setting(
+        number(0), FROM_SERVER, section=LIMITS, flags=("--boot-timeout",), metavar="S",
+        live=True, help="kill a new worker (or --preload template) that has not reported ready "
+        "within this many seconds, an import that hangs: a boot failure, or the end of a "
+        "reload, the old generation serving on (0: never)")
     graceful_timeout = Setting(
         number(0), FROM_SERVER, section=LIMITS, flags=("--graceful-timeout",), metavar="S",
         live=True, help="how long a graceful stop (TERM) waits for requests in flight")

@@ -85,6 +85,7 @@ class PoolServer:
     graceful_timeout: float = 30.0
     quick_timeout: float = 2.0
     max_boot_failures: int = 5
+    boot_timeout: float = 60.0  # seconds a new worker or template may take to report ready
     request_timeout: float = 0.0
     max_requests: int = 0
     max_requests_jitter: int = 0

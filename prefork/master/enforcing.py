@@ -43,6 +43,9 @@ class Enforcer:
 
     def apply(self, action: Action) -> Resize | None:
         if isinstance(action, Kill):
+            if action.boot_waited:
+                log.error("worker %d (pid %d) not ready after %.1f s (boot_timeout): killing "
+                          "it", action.worker.age, action.worker.pid, action.boot_waited)
             action.worker.kill_at = KILLED
             self.pool.kill_group(action.worker)
         elif isinstance(action, Recycle):

@@ -103,9 +103,11 @@ class DumpStack:
 
 @dataclass(frozen=True)
 class Kill:
-    """The stack-dump grace is over: SIGKILL the worker's process group."""
+    """The stack-dump grace is over (or, with ``boot_waited``, a new worker did not report
+    ready within boot_timeout): SIGKILL the worker's process group."""
 
     worker: WorkerInfo
+    boot_waited: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -138,6 +140,9 @@ class Policies:
         """The next time check() has something to do (None: only when the pool changes)."""
         deadlines = [w.kill_at for w in view.live() if w.kill_at and w.kill_at != KILLED]
         deadlines.extend(w.recycle_at for w in view.live() if w.recycle_at)
+        if self.server.boot_timeout:
+            deadlines.extend(w.started + self.server.boot_timeout for w in view.live()
+                             if not w.ready and not w.kill_at)
         if self.server.request_timeout:
             timeout = self.server.request_timeout
             look = min(self.intervals.hung_look_max, timeout / HUNG_LOOKS_PER_TIMEOUT)
@@ -157,6 +162,10 @@ class Policies:
                 actions.append(Kill(info))
             elif info.recycle_at and now >= info.recycle_at:
                 actions.append(Recycle(info, "max_age"))
+            elif not info.ready and not info.kill_at and self.server.boot_timeout and (
+                now - info.started > self.server.boot_timeout
+            ):  # an import that hangs: its exit is a boot failure, or ends a reload
+                actions.append(Kill(info, boot_waited=now - info.started))
             elif timeout and info.ready and not info.kill_at:
                 age = view.slot(info).request_age(now)
                 if age is not None and age > timeout:

@@ -61,6 +61,14 @@ class Spawner:
             self._failed("a new worker", f"{type(exc).__name__}: {exc}")
             return None
 
+    def deadline(self) -> float | None:
+        templates = self.pool.templates
+        return templates.deadline(self.pool.server.boot_timeout) if templates else None
+
+    def expire(self, now: float) -> None:
+        if self.pool.templates is not None:
+            self.pool.templates.expire(now, self.pool.server.boot_timeout)
+
     def on_template_exit(self, template: Template, status: int, stopping: bool) -> None:
         why, generation = describe_status(status), template.generation
         who = f"template of generation {generation} (pid {template.pid})"

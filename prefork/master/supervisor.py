@@ -238,7 +238,7 @@ class Master:
         deadlines = [self.stop.deadline(), self.policies.deadline(self.view, now)]
         if not self.stop.requested and self._missing() > 0:
             deadlines.append(self.boot.deadline(now))
-        deadlines.append(self.ops.deadline())
+        deadlines.extend((self.ops.deadline(), self.spawner.deadline()))
         if not self.pool.use_pidfd:
             deadlines.append(now + REAP_FALLBACK_INTERVAL)
         known = [d for d in deadlines if d is not None]
@@ -268,6 +268,7 @@ class Master:
 
     def _check(self, now: float) -> None:
         self.ops.expire(now)
+        self.spawner.expire(now)
         for action in self.policies.check(self.view, now):
             resize = self.enforcer.apply(action)
             if resize is not None:

@@ -40,6 +40,7 @@ class Template:
     channel: socket.socket  # the master's end
     started: float
     ready: bool = False
+    killed: bool = False  # by boot_timeout, still to be reaped
 
 
 def become_subreaper() -> bool:
@@ -184,6 +185,25 @@ class Templates:
                 template.channel.close()
             out.append((template, status))
         return out
+
+    def deadline(self, timeout: float) -> float | None:
+        """When the first loading template runs out of ``timeout`` (boot_timeout)."""
+        loading = [t.started + timeout for t in self.by_generation.values()
+                   if not t.ready and not t.killed]
+        return min(loading) if timeout and loading else None
+
+    def expire(self, now: float, timeout: float) -> None:
+        """Kill templates still loading after ``timeout``: an import that hangs."""
+        for template in list(self.by_generation.values()):
+            if timeout and not (template.ready or template.killed) and (
+                now - template.started > timeout
+            ):
+                log.error("template of generation %d (pid %d) not ready after %.1f s "
+                          "(boot_timeout): killing it", template.generation, template.pid,
+                          now - template.started)
+                template.killed = True  # its exit is judged when it is reaped
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(template.pid, signal.SIGKILL)
 
     def kill_all(self) -> list[tuple[Template, int]]:
         for template in self.by_generation.values():

@@ -43,6 +43,7 @@ class FakeServer:
         self.graceful_timeout = 30.0
         self.quick_timeout = 5.0
         self.max_boot_failures = 3
+        self.boot_timeout = 0.0  # off unless a test sets it
         self.request_timeout = 0.0
         self.max_requests = 0
         self.max_requests_jitter = 0

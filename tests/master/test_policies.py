@@ -8,6 +8,7 @@ from master_fakes import FakeServer, FakeView, slot, worker
 from prefork.core.scoreboard import State
 from prefork.master.policies import (
     HUNG_LOOKS_PER_TIMEOUT,
+    KILLED,
     RUNAWAY_DUMP_GRACE,
     RUNAWAY_GRACE,
     STACK_DUMP_GRACE,
@@ -326,3 +327,25 @@ def test_adaptive_deadline_is_the_next_look() -> None:
     assert pol.deadline(view, NOW) == 0.0  # never looked: now
     pol.check(view, NOW)
     assert pol.deadline(view, NOW) == pytest.approx(NOW + TINY.adapt)
+
+
+# -- boot timeout --------------------------------------------------------------------------------
+
+
+def test_a_worker_not_ready_within_boot_timeout_is_killed_once() -> None:
+    pol, _ = policies(boot_timeout=10.0)
+    stuck = worker(ready=False, started=NOW - 11)
+    young = worker(ready=False, started=NOW - 2)
+    view = FakeView(stuck, young)
+    assert pol.deadline(view, NOW) == NOW - 11 + 10  # overdue: the loop does not wait
+    (action,) = pol.check(view, NOW)
+    assert isinstance(action, Kill) and action.worker is stuck and action.boot_waited == 11
+    stuck.kill_at = KILLED  # as the master applies it: no second kill, no deadline
+    assert pol.check(view, NOW) == []
+    assert pol.deadline(view, NOW) == NOW - 2 + 10
+
+
+def test_boot_timeout_zero_waits_for_ever() -> None:
+    pol, _ = policies(boot_timeout=0.0)
+    view = FakeView(worker(ready=False, started=NOW - 3600))
+    assert pol.check(view, NOW) == [] and pol.deadline(view, NOW) is None
