@@ -23,7 +23,7 @@ from helpers import Proc, free_port, in_child, wait_for
 from prefork.ops import sdnotify
 from prefork.ops.sdnotify import Notifier, listen_fds, listen_fds_with_names
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parent.parent.parent
 TIMEOUT = 10.0
 
 
