@@ -1,17 +1,25 @@
 #!/usr/bin/env bash
 # Install what the tests need on a fresh machine, then lint, type-check and run the suite.
 #   bash scripts/test.sh [extra pytest arguments]
-# OS packages: systemd (for systemd-socket-activate in the socket-activation tests), installed
-# with apt-get when missing and we are root. Python packages go into .venv from the `test` extra.
+# OS packages, installed with apt-get when missing and we are root: systemd (for
+# systemd-socket-activate in the socket-activation tests), openssl (certificates for the TLS
+# tests), curl (a real client in the WSGI tests), util-linux (unshare, for the PID 1 test).
+# Python packages go into .venv from the `test` extra.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if ! command -v systemd-socket-activate >/dev/null 2>&1; then
+missing=()
+command -v systemd-socket-activate >/dev/null 2>&1 || missing+=(systemd)
+command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+command -v curl >/dev/null 2>&1 || missing+=(curl)
+command -v unshare >/dev/null 2>&1 || missing+=(util-linux)
+if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
         apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends systemd >/dev/null
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+            "${missing[@]}" >/dev/null
     else
-        echo "note: systemd-socket-activate missing and not root: its tests will be skipped" >&2
+        echo "note: ${missing[*]} missing and not root: the tests that need them are skipped" >&2
     fi
 fi
 
