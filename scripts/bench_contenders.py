@@ -51,6 +51,14 @@ WORKLOADS: dict[str, Workload] = {
             ("prefork", "floor", "sync", "thread", "fork"),
         ),
         Workload(
+            "raw",
+            "raw TCP, minimal handler (recv, sendall; one connection per request)",
+            "workers.raw_echo:Echo",
+            None,
+            "tcp",
+            ("prefork", "floor", "sync"),
+        ),
+        Workload(
             "udp",
             "UDP echo",
             "workers.udp_echo:DatagramEcho",
