@@ -227,26 +227,11 @@ class Worker:
         titles.set_title(titles.worker_title(self.info.age, self.name, state, requests))
         self.title_state, self.title_at = state, time.monotonic()
 
-    def _request_title(self, state: str, now: float) -> None:
-        """Per-request titles, rate-limited: setproctitle costs a prctl() system call, twice a
-        request would be 2 of ~5 system calls of a small UDP request.  A request that starts
-        after a quiet spell shows ``busy``; under load the title is refreshed at most every
-        TITLE_INTERVAL; an ``idle`` title is never left saying ``busy``.  The scoreboard
-        (``prefork status``) is always exact."""
-        if state == "busy":
-            quiet = now - self.idle_since >= TITLE_INTERVAL
-            if quiet or now - self.title_at >= TITLE_INTERVAL:
-                self._title(state)
-        else:
-            self.idle_since = now
-            if self.title_state == "busy" or now - self.title_at >= TITLE_INTERVAL:
-                self._title(state)
-
     def _loop(self, ep: select.epoll, listeners: dict[int, socketserver.BaseServer]) -> None:
         server = self.base
         sig_fd, alive_fd = self.signals.read_fd, self.ctx.alive_fd
         # socketserver calls service_actions() at least every poll_interval; only a server that
-        # overrides it pays for a timed wake-up.
+        # overrides it pays for a timed wake-up (and for the call).
         overridden = type(server).service_actions is not socketserver.BaseServer.service_actions
         timeout = self.ctx.poll_interval if overridden else -1.0
         for listening in listeners.values():
@@ -256,37 +241,44 @@ class Worker:
         limits = Limits(self.server.client_timeout, self.server.keep_alive,
                         self.server.worker_connections)
         assert self.slot is not None
-        mux = Multiplexer(ep, listeners, self._serve, self._interrupted, self.slot.empty_accept,
-                          limits)
+        mux = Multiplexer(ep, listeners, self._serve, self._serve_new, self._interrupted,
+                          self.slot.empty_accept, limits)
+        # The loop is on every connection's path: what has nothing to do is not called.
+        poll, monotonic, pending = ep.poll, time.monotonic, self.signals.pending
+        ready, deadlines = mux.ready, mux.deadlines.heap
         try:
             while True:
-                work = []
-                for fd, events in ep.poll(mux.timeout(timeout, time.monotonic())):
+                events = poll(mux.timeout(timeout, monotonic()) if ready or deadlines
+                              else timeout)
+                for fd, _ in events:
                     if fd == sig_fd:
                         self._handle_signals()
                     elif fd == alive_fd:
                         self.stop = "master gone"
-                    else:
-                        work.append((fd, events))
-                if self._interrupted():
+                if (pending or self.stop is not None) and self._interrupted():
                     break
                 # Even when stopping gracefully: with EPOLLEXCLUSIVE this worker may be the
                 # only one the kernel woke for a connection, and leaving it would strand it in
                 # the backlog until the next arrival wakes someone.
-                for fd, events in work:
-                    mux.on_event(fd, events)
+                for fd, fd_events in events:
+                    if fd != sig_fd and fd != alive_fd:
+                        mux.on_event(fd, fd_events)
+                        if (pending or self.stop is not None) and self._interrupted():
+                            return
+                if ready:
+                    mux.run_ready()
+                if deadlines or not mux.accepting:
+                    mux.expire(monotonic())
+                if self.stop is not None or pending:
                     if self._interrupted():
-                        return
-                mux.run_ready()
-                mux.expire(time.monotonic())
-                if self._interrupted():
-                    break
-                if self.stop is not None:
-                    mux.drain()
-                    if not mux.conns:
                         break
-                    continue
-                server.service_actions()
+                    if self.stop is not None:
+                        mux.drain()
+                        if not mux.conns:
+                            break
+                        continue
+                if overridden:
+                    server.service_actions()
         finally:
             mux.close()
 
@@ -309,34 +301,71 @@ class Worker:
                 reopen_log_files()
 
     def _serve(self, conn: Conn) -> bool:
-        """One request on ``conn`` through the server's request methods (or the handler that
-        held the connection); True if a handler holds it now (keep-alive)."""
+        """One request on ``conn`` (a connection that waited, or one a handler holds); True if
+        a handler holds it now (keep-alive)."""
+        if conn.resumable is None:
+            conn.resumable = self._serve_new(conn.server, conn.sock, conn.address)
+            return conn.resumable is not None
+        if not self._begin():
+            conn.release()
+            return False
+        try:
+            if not self._resume(conn):
+                conn.release()
+        finally:
+            self._end()
+        return conn.resumable is not None
+
+    def _serve_new(
+        self, server: socketserver.BaseServer, request: Any, address: Any
+    ) -> keepalive.Resumable | None:
+        """The first request of a new connection through the server's request methods; the
+        handler that holds the connection now (keep-alive), or None."""
+        if not self._begin():
+            try:
+                server.shutdown_request(request)
+            except Exception:
+                log.exception("worker (pid %d) shutdown_request failed", self.pid)
+            return None
+        try:
+            return self._process(server, request, address)
+        finally:
+            self._end()
+
+    # Per-request titles are rate-limited: setproctitle costs a prctl() system call, twice a
+    # request would be 2 of ~5 system calls of a small UDP request.  A request that starts after
+    # a quiet spell shows ``busy``; under load the title is refreshed at most every
+    # TITLE_INTERVAL; an ``idle`` title is never left saying ``busy``.  The scoreboard (``prefork
+    # status``) is always exact.
+
+    def _begin(self) -> bool:
+        """A request begins: the scoreboard, the title; False if a quick stop is pending."""
         slot = self.slot
         assert slot is not None
-        server, request, address = conn.server, conn.sock, conn.address
         now = time.monotonic()
         slot.begin_request(now)  # before busy: a quick stop must not cut a slot update short
         self.busy = True
-        if self.signals.pending and QUICK_SIGNALS.intersection(self.signals.pending):
+        pending = self.signals.pending
+        if pending and QUICK_SIGNALS.intersection(pending):
             self.busy = False
             slot.end_request(time.monotonic())
-            conn.release()
             return False
-        self._request_title("busy", now)
-        try:
-            if conn.resumable is not None:
-                if not self._resume(conn):
-                    conn.release()
-            else:
-                conn.resumable = self._process(server, request, address)
-        finally:
-            self.busy = False
-            slot.end_request(time.monotonic())
+        if now - self.idle_since >= TITLE_INTERVAL or now - self.title_at >= TITLE_INTERVAL:
+            self._title("busy")
+        return True
+
+    def _end(self) -> None:
+        slot = self.slot
+        assert slot is not None
+        self.busy = False
+        now = time.monotonic()
+        slot.end_request(now)
         if self.stop is None:
-            self._request_title("idle", time.monotonic())
+            self.idle_since = now
+            if self.title_state == "busy" or now - self.title_at >= TITLE_INTERVAL:
+                self._title("idle")
         if self.recycle_after and slot.requests == self.recycle_after:
             self._report(REPORT_RECYCLE)  # keep serving until the replacement is ready
-        return conn.resumable is not None
 
     @staticmethod
     def _process(
