@@ -140,7 +140,7 @@ class Multiplexer:
 
     def on_event(self, fd: int, events: int) -> None:
         if fd in self.listeners:
-            self._accept(fd)
+            self.accept(fd)
             return
         conn = self.conns.get(fd)
         if conn is None:
@@ -184,7 +184,8 @@ class Multiplexer:
 
     # -- accepting -----------------------------------------------------------------------------
 
-    def _accept(self, fd: int) -> None:
+    def accept(self, fd: int) -> None:
+        """An event on the listener ``fd`` (what on_event does for a listener)."""
         server = self.listeners[fd]
         if not self.stream[fd]:
             self._take_datagrams(fd, server)
@@ -200,16 +201,18 @@ class Multiplexer:
         except OSError:  # the client gave up already, or out of fds: next wake-up
             return
         ready = self.ready_modes[fd]
-        if ready is Ready.ACCEPTED:
-            self._dispatch_new(server, request, address, ready)
+        if ready is Ready.ACCEPTED or (
+            not isinstance(request, ssl.SSLSocket) and has_work(request, ready, self.buf)
+        ):
+            resumable = self.serve_new(server, request, address)  # the common path
+            if resumable is not None:
+                self._held_new(server, request, address, ready, resumable)
         elif isinstance(request, ssl.SSLSocket):
             conn = Conn(request, address, server, ready)
             conn.phase = Phase.HANDSHAKE
             self.deadlines.arm(conn, time.monotonic() + self.limits.client_timeout)
             request.setblocking(False)
             self._handshake(conn)
-        elif has_work(request, ready, self.buf):
-            self._dispatch_new(server, request, address, ready)
         else:
             conn = Conn(request, address, server, ready)
             conn.deadline = time.monotonic() + self.limits.client_timeout
@@ -333,12 +336,16 @@ class Multiplexer:
 
     def _dispatch_new(self, server: socketserver.BaseServer, request: Any, address: Any,
                       ready: Ready) -> None:
-        """A new connection that has work, to its handler without a Conn (the common path)."""
+        """A new connection that has work, to its handler without a Conn."""
         resumable = self.serve_new(server, request, address)
         if resumable is not None:
-            conn = Conn(request, address, server, ready)
-            conn.resumable = resumable
-            self._held(conn)
+            self._held_new(server, request, address, ready, resumable)
+
+    def _held_new(self, server: socketserver.BaseServer, request: Any, address: Any,
+                  ready: Ready, resumable: Resumable) -> None:
+        conn = Conn(request, address, server, ready)
+        conn.resumable = resumable
+        self._held(conn)
 
     def _held(self, conn: Conn) -> None:
         """``conn``'s handler held it for keep-alive.  A pipelined request already buffered

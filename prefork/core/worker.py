@@ -244,7 +244,7 @@ class Worker:
         mux = Multiplexer(ep, listeners, self._serve, self._serve_new, self._interrupted,
                           self.slot.empty_accept, limits)
         # The loop is on every connection's path: what has nothing to do is not called.
-        poll, monotonic, pending = ep.poll, time.monotonic, self.signals.pending
+        poll, monotonic, pending, accept = ep.poll, time.monotonic, self.signals.pending, mux.accept
         ready, deadlines = mux.ready, mux.deadlines.heap
         try:
             while True:
@@ -261,10 +261,14 @@ class Worker:
                 # only one the kernel woke for a connection, and leaving it would strand it in
                 # the backlog until the next arrival wakes someone.
                 for fd, fd_events in events:
-                    if fd != sig_fd and fd != alive_fd:
+                    if fd in listeners:
+                        accept(fd)
+                    elif fd != sig_fd and fd != alive_fd:
                         mux.on_event(fd, fd_events)
-                        if (pending or self.stop is not None) and self._interrupted():
-                            return
+                    else:
+                        continue
+                    if (pending or self.stop is not None) and self._interrupted():
+                        return
                 if ready:
                     mux.run_ready()
                 if deadlines or not mux.accepting:
@@ -327,10 +331,26 @@ class Worker:
             except Exception:
                 log.exception("worker (pid %d) shutdown_request failed", self.pid)
             return None
+        offer = keepalive.Offer(request, isinstance(server, keepalive.HoldsConnections))
+        token = keepalive.OFFER.set(offer)
         try:
-            return self._process(server, request, address)
+            if server.verify_request(request, address):
+                try:
+                    server.process_request(request, address)
+                except Exception:
+                    offer.drop()
+                    server.handle_error(request, address)
+                    server.shutdown_request(request)
+                except BaseException:
+                    offer.drop()
+                    server.shutdown_request(request)
+                    raise
+            else:
+                server.shutdown_request(request)
         finally:
+            keepalive.OFFER.reset(token)
             self._end()
+        return offer.resumable
 
     # Per-request titles are rate-limited: setproctitle costs a prctl() system call, twice a
     # request would be 2 of ~5 system calls of a small UDP request.  A request that starts after
@@ -366,27 +386,6 @@ class Worker:
                 self._title("idle")
         if self.recycle_after and slot.requests == self.recycle_after:
             self._report(REPORT_RECYCLE)  # keep serving until the replacement is ready
-
-    @staticmethod
-    def _process(
-        server: socketserver.BaseServer, request: Any, address: Any
-    ) -> keepalive.Resumable | None:
-        allowed = isinstance(server, keepalive.HoldsConnections)
-        with keepalive.offering(request, allowed) as offer:
-            if server.verify_request(request, address):
-                try:
-                    server.process_request(request, address)
-                except Exception:
-                    offer.drop()
-                    server.handle_error(request, address)
-                    server.shutdown_request(request)
-                except BaseException:
-                    offer.drop()
-                    server.shutdown_request(request)
-                    raise
-            else:
-                server.shutdown_request(request)
-        return offer.resumable
 
     @staticmethod
     def _resume(conn: Conn) -> bool:
