@@ -88,12 +88,22 @@ def main() -> None:
                       flush=True)
     medians = {n: statistics.median(s["us_per_request"] for s in samples if s["contender"] == n)
                for n in names}
+    # Also the ratio within each round (the floor and the contender ran one after the other),
+    # whose median shrugs off a round that a neighbour on the machine made slow for both.
+    by_round = {(s["contender"], s["round"]): s["us_per_request"] for s in samples}
     floor = medians.get("floor")
+    paired = {}
     for n, us in medians.items():
-        ratio = f"  floor/this {floor / us:.2f}" if floor else ""
+        ratio = ""
+        if floor:
+            paired[n] = statistics.median(by_round["floor", r] / by_round[n, r]
+                                          for r in range(args.rounds))
+            ratio = f"  floor/this {floor / us:.3f} (median of rounds' ratios {paired[n]:.3f})"
         print(f"{n:10} median {us:6.2f} us CPU/request{ratio}")
     if args.json:
-        args.json.write_text(json.dumps({"samples": samples, "medians": medians}, indent=1))
+        args.json.write_text(json.dumps(
+            {"command": " ".join(sys.argv), "samples": samples, "medians": medians,
+             "paired_ratios": paired}, indent=1))
 
 
 if __name__ == "__main__":
