@@ -15,8 +15,11 @@ HTTP load comes from ``wrk`` (``apt-get install wrk``); raw TCP and UDP echo loa
 
 Contenders (same worker count): ``prefork``; ``floor``, the bare fork-and-accept loop of
 ``scripts/bare_floor.py`` running the same handler class; ``gunicorn`` sync workers serving the
-equivalent WSGI app; the stdlib ``sync``, ``thread`` and ``fork`` servers (``prefork serve
---mode``) with the same handler.
+equivalent WSGI app; ``uwsgi`` (the ``pyuwsgi`` package, compiled C: the reference for the WSGI
+workloads); the stdlib ``sync``, ``thread`` and ``fork`` servers (``prefork serve --mode``) with
+the same handler.  Workloads ``wsgi`` and ``wsgi-close`` are issue 10's WSGI comparison (``wrk
+-t2 -c32``, keep-alive, and ``Connection: close``); ``raw`` is the minimal raw handler, whose
+server CPU per request ``scripts/bench_cpu.py`` measures.
 
 Operations measured on prefork (gunicorn alongside for context): respawn-to-accepting after
 SIGKILL of a worker, SIGTERM-to-exit of an idle server, wake-ups per second of an idle master,
@@ -81,7 +84,7 @@ def parse_args() -> argparse.Namespace:
     )
     parser.add_argument(
         "--contenders",
-        default="prefork,floor,gunicorn,sync,thread,fork",
+        default="prefork,floor,gunicorn,uwsgi,sync,thread,fork",
         help="comma-separated subset of contenders",
     )
     parser.add_argument("--no-ops", action="store_true", help="skip the operations")

@@ -16,7 +16,7 @@ from procs import ROOT, Proc
 PY = sys.executable
 HOST = "127.0.0.1"
 
-POOLS = ("prefork", "floor", "gunicorn", "gunicorn-preload")  # contenders with N workers
+POOLS = ("prefork", "floor", "gunicorn", "gunicorn-preload", "uwsgi")  # contenders with N workers
 
 # -- workloads and contenders -------------------------------------------------------------------
 
@@ -27,7 +27,7 @@ class Workload:
     title: str
     app: str
     wsgi: str | None
-    load: str  # "wrk", "tcp" or "udp"
+    load: str  # "wrk", "wrk-ka" (-t2 -c32), "wrk-close" (the same, Connection: close), "tcp", "udp"
     contenders: tuple[str, ...]
 
 
@@ -49,6 +49,30 @@ WORKLOADS: dict[str, Workload] = {
             None,
             "tcp",
             ("prefork", "floor", "sync", "thread", "fork"),
+        ),
+        Workload(
+            "wsgi",
+            "WSGI hello, keep-alive clients (wrk -t2 -c32)",
+            "workers.wsgi_hello:app",
+            "workers.wsgi_hello:app",
+            "wrk-ka",
+            ("prefork", "gunicorn", "uwsgi"),
+        ),
+        Workload(
+            "wsgi-close",
+            "WSGI hello, a new connection per request (wrk -t2 -c32 -H 'Connection: close')",
+            "workers.wsgi_hello:app",
+            "workers.wsgi_hello:app",
+            "wrk-close",
+            ("prefork", "gunicorn", "uwsgi"),
+        ),
+        Workload(
+            "raw",
+            "raw TCP, minimal handler (recv, sendall; one connection per request)",
+            "workers.raw_echo:Echo",
+            None,
+            "tcp",
+            ("prefork", "floor", "sync"),
         ),
         Workload(
             "udp",
@@ -93,6 +117,26 @@ def contender_argv(
             "-w",
             str(workers),
             *(["--udp"] if udp else []),
+        ]
+    if name == "uwsgi":  # the compiled reference (the pyuwsgi package)
+        assert work.wsgi is not None, work
+        module, _, callable_ = work.wsgi.partition(":")
+        # --http11-socket keeps connections alive and then ignores "Connection: close" (wrk
+        # would measure keep-alive); --http-socket closes after every response.
+        socket_option = "--http-socket" if work.load == "wrk-close" else "--http11-socket"
+        return [
+            str(Path(PY).with_name("uwsgi")),
+            socket_option,
+            hostport,
+            "--processes",
+            str(workers),
+            "--wsgi-file",
+            str(ROOT / (module.replace(".", "/") + ".py")),
+            "--callable",
+            callable_,
+            "--master",
+            "--disable-logging",
+            "--die-on-term",
         ]
     if name.startswith("gunicorn"):
         assert work.wsgi is not None, work

@@ -24,7 +24,9 @@ def _ms(text: str) -> float:
     return float(match.group(1)) * _UNITS[match.group(2)]
 
 
-def run_wrk(port: int, duration: float, connections: int, threads: int = 1) -> dict[str, Any]:
+def run_wrk(
+    port: int, duration: float, connections: int, threads: int = 1, close: bool = False
+) -> dict[str, Any]:
     if shutil.which("wrk") is None:
         raise SystemExit(
             "bench: wrk not found. Install it from the OS packages: `apt-get install wrk` "
@@ -39,6 +41,7 @@ def run_wrk(port: int, duration: float, connections: int, threads: int = 1) -> d
             "--latency",
             "--timeout",
             "5s",
+            *(["-H", "Connection: close"] if close else []),
             f"http://{HOST}:{port}/",
         ],
         capture_output=True,
@@ -65,6 +68,8 @@ def run_wrk(port: int, duration: float, connections: int, threads: int = 1) -> d
 def drive(load: str, port: int, duration: float, args: argparse.Namespace) -> dict[str, Any]:
     if load == "wrk":
         return run_wrk(port, duration, args.connections)
+    if load in ("wrk-ka", "wrk-close"):  # issue 10's WSGI comparison: wrk -t2 -c32
+        return run_wrk(port, duration, 32, threads=2, close=load == "wrk-close")
     res = run_load(load, f"{HOST}:{port}", processes=args.clients, duration=duration)
     return asdict(res)
 

@@ -68,22 +68,22 @@ class Deadlines:
     extended deadline is re-queued when its old entry comes up, not on every extension."""
 
     def __init__(self) -> None:
-        self._heap: list[tuple[float, int, Conn]] = []
+        self.heap: list[tuple[float, int, Conn]] = []  # empty: nothing to expire (the loop checks)
         self._order = itertools.count()
 
     def arm(self, conn: Conn, deadline: float) -> None:
         conn.deadline = deadline
         if conn.queued_at is None or deadline < conn.queued_at:
             conn.queued_at = deadline
-            heapq.heappush(self._heap, (deadline, next(self._order), conn))
+            heapq.heappush(self.heap, (deadline, next(self._order), conn))
 
     def next(self) -> float | None:
-        return self._heap[0][0] if self._heap else None
+        return self.heap[0][0] if self.heap else None
 
     def due(self, now: float) -> list[Conn]:
         """The waiting connections whose deadline passed."""
         out = []
-        heap = self._heap
+        heap = self.heap
         while heap and heap[0][0] <= now:
             deadline, _, conn = heapq.heappop(heap)
             if conn.queued_at != deadline:

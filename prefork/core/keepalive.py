@@ -25,10 +25,10 @@ handler class works in every mode.  :class:`KeepAliveHTTPMixIn` implements all o
 ``http.server.BaseHTTPRequestHandler`` subclasses; the worker applies it by itself to such
 handlers (see :func:`with_keep_alive`).
 
-**The worker's side.**  Around each ``process_request`` it opens an :func:`offering` for that
-request; :func:`hold` records the handler in it.  The server's ``shutdown_request`` must leave a
-held connection alone: :class:`HoldsConnections` (a base of ``PreforkMixIn``) does that, and the
-offering is only made for servers that have it.
+**The worker's side.**  Around each ``process_request`` it sets an :class:`Offer` for that
+request in :data:`OFFER`; :func:`hold` records the handler in it.  The server's
+``shutdown_request`` must leave a held connection alone: :class:`HoldsConnections` (a base of
+``PreforkMixIn``) does that, and the offer only allows a hold for servers that have it.
 
 A handler may also say when its connection is worth handing over (``ready_when``, see
 :class:`Ready`): by default an HTTP handler once a complete request head arrived, any other
@@ -95,45 +95,31 @@ class Offer:
         self.resumable = None
 
 
-_offer: ContextVar[Offer | None] = ContextVar("prefork_keepalive_offer", default=None)
+# The offer of the dispatch under way (a ContextVar: with handler threads each has its own).
+# The worker sets and resets it directly around process_request: a context manager would
+# cost three Python calls per connection on the raw path.
+OFFER: ContextVar[Offer | None] = ContextVar("prefork_keepalive_offer", default=None)
 
 
 def hold(request: Any, resumable: Resumable) -> bool:
     """Hand ``request`` (the handler's ``self.request``) back to the worker between requests.
     True: the worker has it -- return from ``handle()`` without closing the files."""
-    offer = _offer.get()
+    offer = OFFER.get()
     return offer is not None and offer.take(request, resumable)
 
 
 def is_held(request: Any) -> bool:
     """Whether ``request`` was held during the current dispatch."""
-    offer = _offer.get()
+    offer = OFFER.get()
     return offer is not None and offer.request is request and offer.resumable is not None
-
-
-class offering:
-    """Let the handler run inside this block hold ``request`` (if ``allowed``: the server's
-    ``shutdown_request`` leaves held connections alone).  A class, not a generator: this is on
-    every request's path."""
-
-    __slots__ = ("offer", "token")
-
-    def __init__(self, request: Any, allowed: bool = True) -> None:
-        self.offer = Offer(request, allowed)
-
-    def __enter__(self) -> Offer:
-        self.token = _offer.set(self.offer)
-        return self.offer
-
-    def __exit__(self, *exc_info: object) -> None:
-        _offer.reset(self.token)
 
 
 class HoldsConnections:
     """Server mix-in: ``shutdown_request`` leaves a held connection open."""
 
     def shutdown_request(self, request: Any) -> None:
-        if is_held(request):
+        offer = OFFER.get()  # is_held(request), inline: on every connection's path
+        if offer is not None and offer.request is request and offer.resumable is not None:
             return
         super().shutdown_request(request)  # type: ignore[misc]
 

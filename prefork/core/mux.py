@@ -22,11 +22,17 @@ left in the socket would wake the loop again at once, forever.
 * **Bounded.**  A head over ``MAX_HEAD`` bytes gets a 431.  At most ``worker_connections``
   connections wait per worker; at that bound the worker stops accepting, so the kernel's queue
   and the other workers take the new ones.
-* **The common path pays little.**  Right after accept the connection is checked once, without
-  waiting: a client that sent its request with the connect (and ``TCP_DEFER_ACCEPT`` makes that
-  the rule) goes straight to the handler, with one ``recv(MSG_PEEK)`` more than before and no
-  epoll call at all.  ``TCP_NODELAY`` is set on the listening socket, which accepted sockets
-  inherit, instead of once per connection.
+* **The common path pays little** (measured: ``docs/benchmarks.md``, "The raw path").  Right
+  after accept the connection is checked once, without waiting: a client that sent its request
+  with the connect (and ``TCP_DEFER_ACCEPT`` makes that the rule) goes straight to the handler,
+  with one ``recv(MSG_PEEK)`` more than a bare accept loop, no epoll call and no :class:`Conn`
+  (one is made only for a connection that must wait, or that a handler holds).  A stream
+  listener's event accepts *one* connection: the listener is level-triggered, so a second one
+  waiting wakes the loop again at once, whereas a second ``accept`` finding nothing (the usual
+  case) costs a system call and an exception.  Datagram listeners take a burst.  A listener
+  whose server keeps socketserver's own ``get_request`` is accepted from without the Python
+  layers of ``socket.accept`` (same socket, same timeout rule).  ``TCP_NODELAY`` is set on the
+  listening socket, which accepted sockets inherit, instead of once per connection.
 
 Invariants: a connection is in :attr:`Multiplexer.conns` exactly while its phase is a waiting
 one (:data:`WAITING`); a connection in the handler (BUSY) belongs to the worker's dispatch and
@@ -38,7 +44,6 @@ from __future__ import annotations
 import contextlib
 import enum
 import logging
-import math
 import os
 import select
 import socket
@@ -48,17 +53,16 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import cast
+from typing import Any, cast
 
+from prefork.core.accepting import MAX_HEAD, PEEK, accept_function, has_work, tune_listener
 from prefork.core.conn import Conn, Deadlines, Phase
-from prefork.core.keepalive import Ready, ready_when
+from prefork.core.keepalive import Ready, Resumable, ready_when
 
 log = logging.getLogger("prefork.worker")
 
-MAX_HEAD = 64 * 1024  # bytes of request head; more is answered 431
-ACCEPT_BURST = 16  # connections accepted per wake-up before looking at the rest of the loop
+ACCEPT_BURST = 16  # datagrams taken per wake-up before looking at the rest of the loop
 DRAIN_LIMIT = 256 * 1024  # bytes discarded before closing after an error reply
-PEEK = socket.MSG_PEEK | socket.MSG_DONTWAIT
 NOSIGNAL = socket.MSG_DONTWAIT | socket.MSG_NOSIGNAL
 PLAIN_EVENTS = select.EPOLLIN | select.EPOLLRDHUP | select.EPOLLET
 TLS_EVENTS = PLAIN_EVENTS | select.EPOLLOUT  # a handshake may wait to write
@@ -86,16 +90,20 @@ class Limits:
 
 class Multiplexer:
     """The waiting connections of one worker.  Methods for the worker's loop: on_event(fd,
-    events) for every fd it does not own, run_ready(), expire(now), timeout(default),
-    drain() on a graceful stop, close() at the end.  ``serve(conn)`` runs the handler for one
-    request and returns True if the handler held the connection (keep-alive);
+    events) for every fd it does not own, run_ready() when :attr:`ready` is not empty,
+    expire(now) when :attr:`deadlines` is not empty or not :attr:`accepting`, timeout(default)
+    (just ``default`` when neither is pending), drain() on a graceful stop, close() at the end.
+    ``serve(conn)`` runs the handler for one request and returns True if the handler held the
+    connection (keep-alive); ``serve_new(server, request, address)`` does the same for a new
+    connection that has no Conn yet and returns the handler holding it, or None;
     ``interrupted()`` says a quick stop is pending; ``empty_accept()`` counts a wake-up for
     nothing."""
 
     def __init__(
         self, ep: select.epoll, servers: dict[int, socketserver.BaseServer],
-        serve: Callable[[Conn], bool], interrupted: Callable[[], bool],
-        empty_accept: Callable[[], None], limits: Limits,
+        serve: Callable[[Conn], bool],
+        serve_new: Callable[[socketserver.BaseServer, Any, Any], Resumable | None],
+        interrupted: Callable[[], bool], empty_accept: Callable[[], None], limits: Limits,
     ) -> None:
         self.ep = ep
         self.listeners = servers  # fd -> server; registered by the worker
@@ -103,7 +111,9 @@ class Multiplexer:
                             for fd, s in servers.items()}
         self.stream = {fd: s.socket.type == socket.SOCK_STREAM  # type: ignore[attr-defined]
                        for fd, s in servers.items()}
+        self.accepts = {fd: accept_function(s) for fd, s in servers.items()}
         self.serve = serve
+        self.serve_new = serve_new
         self.interrupted = interrupted
         self.empty_accept = empty_accept
         self.limits = limits
@@ -114,7 +124,8 @@ class Multiplexer:
         self.draining = False
         self.buf = bytearray(MAX_HEAD)
         for fd, server in servers.items():
-            tune_listener(server.socket, self.ready_modes[fd], limits)  # type: ignore[attr-defined]
+            tune_listener(server.socket,  # type: ignore[attr-defined]
+                          self.ready_modes[fd], limits.client_timeout)
 
     # -- the loop's interface ------------------------------------------------------------------
 
@@ -129,7 +140,7 @@ class Multiplexer:
 
     def on_event(self, fd: int, events: int) -> None:
         if fd in self.listeners:
-            self._accept(fd)
+            self.accept(fd)
             return
         conn = self.conns.get(fd)
         if conn is None:
@@ -173,33 +184,51 @@ class Multiplexer:
 
     # -- accepting -----------------------------------------------------------------------------
 
-    def _accept(self, fd: int) -> None:
+    def accept(self, fd: int) -> None:
+        """An event on the listener ``fd`` (what on_event does for a listener)."""
         server = self.listeners[fd]
+        if not self.stream[fd]:
+            self._take_datagrams(fd, server)
+            return
+        if len(self.conns) >= self.limits.worker_connections:
+            self._pause_accepting()
+            return
+        try:
+            request, address = self.accepts[fd]()
+        except BlockingIOError:
+            self.empty_accept()
+            return
+        except OSError:  # the client gave up already, or out of fds: next wake-up
+            return
         ready = self.ready_modes[fd]
-        stream = self.stream[fd]
+        if ready is Ready.ACCEPTED or (
+            not isinstance(request, ssl.SSLSocket) and has_work(request, ready, self.buf)
+        ):
+            self._dispatch_new(server, request, address, ready)  # the common path
+        elif isinstance(request, ssl.SSLSocket):
+            conn = Conn(request, address, server, ready)
+            conn.phase = Phase.HANDSHAKE
+            self.deadlines.arm(conn, time.monotonic() + self.limits.client_timeout)
+            request.setblocking(False)
+            self._handshake(conn)
+        else:
+            conn = Conn(request, address, server, ready)
+            conn.deadline = time.monotonic() + self.limits.client_timeout
+            self._check(conn, defer=False)
+
+    def _take_datagrams(self, fd: int, server: socketserver.BaseServer) -> None:
+        accept = self.accepts[fd]
+        ready = self.ready_modes[fd]
         for taken in range(ACCEPT_BURST):
-            if len(self.conns) >= self.limits.worker_connections:
-                self._pause_accepting()
-                return
             try:
-                request, address = server.get_request()
+                request, address = accept()
             except BlockingIOError:
                 if not taken:
                     self.empty_accept()
                 return
-            except OSError:  # the client gave up already, or out of fds: next wake-up
+            except OSError:
                 return
-            conn = Conn(request, address, server, ready)
-            if not stream or ready is Ready.ACCEPTED:
-                self._dispatch(conn)
-            elif conn.tls:
-                conn.phase = Phase.HANDSHAKE
-                self.deadlines.arm(conn, time.monotonic() + self.limits.client_timeout)
-                request.setblocking(False)
-                self._handshake(conn)
-            else:
-                conn.deadline = time.monotonic() + self.limits.client_timeout
-                self._check(conn, defer=False)
+            self._dispatch_new(server, request, address, ready)
             if self.interrupted() or self.draining or not self.accepting:
                 return
 
@@ -302,16 +331,27 @@ class Multiplexer:
     def _dispatch(self, conn: Conn) -> None:
         self.conns.pop(conn.fd, None)
         conn.phase = Phase.BUSY
-        if self.serve(conn):
-            self._held(conn)
-        else:
+        if not self.serve(conn):
             conn.phase = Phase.CLOSED
+            return
+        self._held(conn)
+
+    def _dispatch_new(self, server: socketserver.BaseServer, request: Any, address: Any,
+                      ready: Ready) -> None:
+        """A new connection that has work, to its handler without a Conn."""
+        resumable = self.serve_new(server, request, address)
+        if resumable is not None:
+            self._held_new(server, request, address, ready, resumable)
+
+    def _held_new(self, server: socketserver.BaseServer, request: Any, address: Any,
+                  ready: Ready, resumable: Resumable) -> None:
+        conn = Conn(request, address, server, ready)
+        conn.resumable = resumable
+        self._held(conn)
 
     def _held(self, conn: Conn) -> None:
-        """``conn`` is back from a handler that held it.  (With handler threads, core/threads.py
-        overrides _dispatch and calls this when the thread hands the connection back.)"""
-        # Held for keep-alive.  A pipelined request already buffered goes behind the others
-        # (self.ready), so one client cannot keep the worker to itself.
+        """``conn``'s handler held it for keep-alive.  A pipelined request already buffered
+        goes behind the others (self.ready), so one client cannot keep the worker to itself."""
         conn.phase = Phase.IDLE
         if self.draining:
             self._close(conn)
@@ -344,17 +384,3 @@ class Multiplexer:
         self.conns.pop(conn.fd, None)
         conn.phase = Phase.CLOSED
         conn.release()
-
-
-def tune_listener(sock: socket.socket, ready: Ready, limits: Limits) -> None:
-    """TCP_NODELAY (inherited by accepted sockets: keep-alive replies are not held back by
-    Nagle against delayed ACK) and, when the handler waits for the client anyway,
-    TCP_DEFER_ACCEPT (the kernel keeps a connection until its first bytes arrive)."""
-    if sock.family not in (socket.AF_INET, socket.AF_INET6) or sock.type != socket.SOCK_STREAM:
-        return
-    with contextlib.suppress(OSError):
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    defer = getattr(socket, "TCP_DEFER_ACCEPT", None)
-    if defer is not None and ready is not Ready.ACCEPTED:
-        with contextlib.suppress(OSError):
-            sock.setsockopt(socket.IPPROTO_TCP, defer, max(1, math.ceil(limits.client_timeout)))

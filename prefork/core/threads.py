@@ -46,7 +46,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from prefork.core.conn import Conn, Phase
-from prefork.core.keepalive import Resumable
+from prefork.core.keepalive import Ready, Resumable
 from prefork.core.mux import Limits, Multiplexer
 from prefork.core.scoreboard import SlotWriter
 
@@ -159,6 +159,10 @@ def _not_here(conn: Conn) -> bool:
     raise AssertionError("with handler threads, requests are served in the threads")
 
 
+def _not_here_new(server: socketserver.BaseServer, request: Any, address: Any) -> None:
+    raise AssertionError("a threaded worker serves new connections in its handler threads")
+
+
 class ThreadedMultiplexer(Multiplexer):
     """The multiplexer of a worker with handler threads: a connection with work goes to
     ``threads`` instead of being served in this thread.  ``changed(busy)`` is called (in this
@@ -169,7 +173,8 @@ class ThreadedMultiplexer(Multiplexer):
         threads: HandlerThreads, interrupted: Callable[[], bool],
         empty_accept: Callable[[], None], limits: Limits, changed: Callable[[int], None],
     ) -> None:
-        super().__init__(ep, servers, _not_here, interrupted, empty_accept, limits)
+        super().__init__(ep, servers, _not_here, _not_here_new, interrupted, empty_accept,
+                         limits)
         self.threads = threads
         self.changed = changed
         ep.register(threads.wake_fd, select.EPOLLIN)
@@ -195,6 +200,10 @@ class ThreadedMultiplexer(Multiplexer):
         if self.threads.saturated():
             self._pause_accepting()
         self.changed(self.threads.busy)
+
+    def _dispatch_new(self, server: socketserver.BaseServer, request: Any, address: Any,
+                      ready: Ready) -> None:
+        self._dispatch(Conn(request, address, server, ready))  # a thread needs the Conn
 
     def _take_back(self) -> None:
         back = self.threads.completed()

@@ -9,18 +9,15 @@ child then leads its own process group, asks the kernel for SIGKILL when the mas
 the master's private fds, installs its own handlers, and only then unblocks: a signal sent in
 that window stays pending and is delivered to the child's own handler, not lost.
 
-Accepting without a thundering herd: every worker has its own epoll instance with the shared
-listening socket registered ``EPOLLEXCLUSIVE``, so the kernel wakes one idle worker per incoming
-connection instead of all of them (and a busy worker, not waiting in ``epoll_wait``, does not
-swallow the wake-up).  The listening socket is non-blocking; an accept that finds nothing is
-counted as a spurious wake-up.  The same epoll set holds the worker's signal pipe and the read
-end of the master's "alive" pipe, whose EOF means the master is gone (the fallback for
-``PR_SET_PDEATHSIG``).
+Accepting without a thundering herd: each worker's epoll holds the shared listening sockets
+``EPOLLEXCLUSIVE`` (one idle worker woken per connection; an accept that finds nothing counts
+as a spurious wake-up), its signal pipe, and the master's "alive" pipe, whose EOF means the
+master is gone (the fallback for ``PR_SET_PDEATHSIG``).  Connections then wait in the
+multiplexer (core/mux.py) until they have work.
 
 Stopping: TERM (and HUP) are graceful -- the request in flight finishes, then the loop ends.
-INT and QUIT are quick: an idle worker leaves its loop at once; a busy one has the request
-abandoned by an exception raised from the signal handler, the one place where a handler does
-more than record, because "exit now" cannot wait for the request to end.
+INT and QUIT are quick: an idle worker leaves at once; a busy one has its request abandoned by
+an exception from the signal handler (the one handler that does more than record).
 """
 
 from __future__ import annotations
@@ -74,7 +71,6 @@ EXIT_OK = 0
 EXIT_ERROR = 1
 EXIT_ORPHANED = 4  # the master was already gone when the worker started
 
-TITLE_INTERVAL = 0.5  # seconds between per-request title refreshes under load
 
 
 class QuickExit(BaseException):
@@ -116,10 +112,7 @@ class Worker:
         self.stop: str | None = None
         self.slot: SlotWriter | None = None
         self.recycle_after = 0  # requests; 0 = never
-        self.name = server.name
-        self.title_state, self.title_at = "", 0.0
-        self.title_due = 0.0  # a skipped refresh is shown then, if the worker is waiting; 0: none
-        self.idle_since = 0.0  # when the last request ended
+        self.title = titles.WorkerTitle(info.age, server.name, self._label)
         self.threads: HandlerThreads | None = None  # handler threads (threads > 1)
 
     # -- boot ---------------------------------------------------------------------------------
@@ -172,7 +165,7 @@ class Worker:
         if server.cpu_affinity:  # --cpu-affinity: this worker on one CPU (core/affinity.py)
             pin_to_slot_cpu(self.info.slot)
         self.slot = slot = self.ctx.board.writer(self.info.slot, self.pid)
-        self._title("booting")
+        self.title.show("booting")
         if not self.ctx.app_loaded:
             server.load_app()
         server.post_fork(self.info)
@@ -192,7 +185,7 @@ class Worker:
             ep.register(self.signals.read_fd, select.EPOLLIN)
             ep.register(self.ctx.alive_fd, select.EPOLLIN)
             slot.set_state(State.IDLE, time.monotonic())
-            self._title("idle")
+            self.title.show("idle")
             self._report(REPORT_READY)
             log.debug("worker %d (pid %d) ready", self.info.age, self.pid)
             self._loop(ep, listeners)
@@ -205,53 +198,18 @@ class Worker:
         )
         return EXIT_OK
 
-    def _title(self, state: str) -> None:
-        requests, label, threads = self.slot.requests if self.slot else 0, state, self.threads
-        if threads is not None:  # the busy count, and requests served by all the threads
-            requests, label = threads.served, f"busy {threads.busy}/{threads.count}"
-        label = label if state == "busy" else state
-        titles.set_title(titles.worker_title(self.info.age, self.name, label, requests))
-        self.title_state, self.title_at = state, time.monotonic()
-        self.title_due = 0.0
-
-    def _request_title(self, state: str, now: float) -> None:
-        """Per-request titles, rate-limited: setproctitle costs a prctl() system call, twice a
-        request would be 2 of ~5 system calls of a small UDP request.  A request that starts
-        after a quiet spell shows ``busy``; under load the title is refreshed at most every
-        TITLE_INTERVAL; an ``idle`` title is never left saying ``busy``, nor stale: a skipped
-        refresh is due at the end of the interval, and the wait for work wakes up for it once
-        (see _poll_timeout).  The scoreboard (``prefork status``) is always exact."""
-        if state == "busy":
-            quiet = now - self.idle_since >= TITLE_INTERVAL
-            if quiet or now - self.title_at >= TITLE_INTERVAL:
-                self._title(state)
-                return
-        else:
-            self.idle_since = now
-            if self.title_state == "busy" or now - self.title_at >= TITLE_INTERVAL:
-                self._title(state)
-                return
-        self.title_due = self.title_at + TITLE_INTERVAL
-
-    def _poll_timeout(self, timeout: float) -> float:
-        """``timeout`` for the wait for work, shortened while a title refresh is due; the due
-        refresh (an idle worker's last count) is done here once its time has come."""
-        if not self.title_due:
-            return timeout
-        now = time.monotonic()
-        if now >= self.title_due:
-            if self.stop is None:
-                self._title("idle")
-            self.title_due = 0.0
-            return timeout
-        wait = self.title_due - now
-        return wait if timeout < 0 else min(timeout, wait)
+    def _label(self, state: str) -> tuple[str, int]:
+        """What the title shows: with threads, the busy count and all threads' requests."""
+        if (threads := self.threads) is None:
+            return state, self.slot.requests if self.slot else 0
+        text = f"busy {threads.busy}/{threads.count}" if state == "busy" else state
+        return text, threads.served
 
     def _loop(self, ep: select.epoll, listeners: dict[int, socketserver.BaseServer]) -> None:
         server = self.base
         sig_fd, alive_fd = self.signals.read_fd, self.ctx.alive_fd
         # socketserver calls service_actions() at least every poll_interval; only a server that
-        # overrides it pays for a timed wake-up.
+        # overrides it pays for a timed wake-up (and for the call).
         overridden = type(server).service_actions is not socketserver.BaseServer.service_actions
         timeout = self.ctx.poll_interval if overridden else -1.0
         for listening in listeners.values():
@@ -262,38 +220,49 @@ class Worker:
                         self.server.worker_connections)
         assert self.slot is not None
         mux = self._threaded(ep, listeners, limits) if self.ctx.board.threads > 1 else (
-            Multiplexer(ep, listeners, self._serve, self._interrupted, self.slot.empty_accept,
-                        limits))
+            Multiplexer(ep, listeners, self._serve, self._serve_new, self._interrupted,
+                        self.slot.empty_accept, limits))
+        # The loop is on every connection's path: what has nothing to do is not called.
+        poll, monotonic, pending, accept = ep.poll, time.monotonic, self.signals.pending, mux.accept
+        ready, deadlines = mux.ready, mux.deadlines.heap
         try:
             while True:
-                work = []
-                wait = mux.timeout(self._poll_timeout(timeout), time.monotonic())
-                for fd, events in ep.poll(wait):
+                wait = self.title.poll_timeout(timeout, self.stop is None) if self.title.due \
+                    else timeout
+                events = poll(mux.timeout(wait, monotonic()) if ready or deadlines else wait)
+                for fd, _ in events:
                     if fd == sig_fd:
                         self._handle_signals()
                     elif fd == alive_fd:
                         self.stop = "master gone"
-                    else:
-                        work.append((fd, events))
-                if self._interrupted():
+                if (pending or self.stop is not None) and self._interrupted():
                     break
                 # Even when stopping gracefully: with EPOLLEXCLUSIVE this worker may be the
                 # only one the kernel woke for a connection, and leaving it would strand it in
                 # the backlog until the next arrival wakes someone.
-                for fd, events in work:
-                    mux.on_event(fd, events)
-                    if self._interrupted():
+                for fd, fd_events in events:
+                    if fd in listeners:
+                        accept(fd)
+                    elif fd != sig_fd and fd != alive_fd:
+                        mux.on_event(fd, fd_events)
+                    else:
+                        continue
+                    if (pending or self.stop is not None) and self._interrupted():
                         return
-                mux.run_ready()
-                mux.expire(time.monotonic())
-                if self._interrupted():
-                    break
-                if self.stop is not None:
-                    mux.drain()
-                    if mux.idle():
+                if ready:
+                    mux.run_ready()
+                if deadlines or not mux.accepting:
+                    mux.expire(monotonic())
+                if self.stop is not None or pending:
+                    if self._interrupted():
                         break
-                    continue
-                server.service_actions()
+                    if self.stop is not None:
+                        mux.drain()
+                        if mux.idle():
+                            break
+                        continue
+                if overridden:
+                    server.service_actions()
         finally:
             mux.close()
 
@@ -312,7 +281,7 @@ class Worker:
         """Requests went to the handler threads or came back: title, recycling."""
         assert self.threads is not None
         if self.stop is None:
-            self._request_title("busy" if busy else "idle", time.monotonic())
+            self.title.request("busy" if busy else "idle", time.monotonic())
         if self.recycle_after and self.threads.served >= self.recycle_after:
             self.recycle_after = 0  # reported once
             self._report(REPORT_RECYCLE)
@@ -331,46 +300,51 @@ class Worker:
                 self.stop = "graceful"
                 assert self.slot is not None
                 self.slot.set_state(State.DRAINING, time.monotonic())
-                self._title("draining")
+                self.title.show("draining")
             elif sig == REOPEN_SIGNAL:
                 reopen_log_files()
 
     def _serve(self, conn: Conn) -> bool:
-        """One request on ``conn`` through the server's request methods (or the handler that
-        held the connection); True if a handler holds it now (keep-alive)."""
-        slot = self.slot
-        assert slot is not None
-        server, request, address = conn.server, conn.sock, conn.address
-        now = time.monotonic()
-        slot.begin_request(now)  # before busy: a quick stop must not cut a slot update short
-        self.busy = True
-        if self.signals.pending and QUICK_SIGNALS.intersection(self.signals.pending):
-            self.busy = False
-            slot.end_request(time.monotonic())
+        """One request on ``conn`` (a connection that waited, or one a handler holds); True if
+        a handler holds it now (keep-alive)."""
+        if conn.resumable is None:
+            conn.resumable = self._serve_new(conn.server, conn.sock, conn.address)
+            return conn.resumable is not None
+        if not self._begin():
             conn.release()
             return False
-        self._request_title("busy", now)
         try:
-            if conn.resumable is not None:
-                if not self._resume(conn):
-                    conn.release()
-            else:
-                conn.resumable = self._process(server, request, address)
+            if not self._resume(conn):
+                conn.release()
         finally:
-            self.busy = False
-            slot.end_request(time.monotonic())
-        if self.stop is None:
-            self._request_title("idle", time.monotonic())
-        if self.recycle_after and slot.requests == self.recycle_after:
-            self._report(REPORT_RECYCLE)  # keep serving until the replacement is ready
+            self._end()
         return conn.resumable is not None
+
+    def _serve_new(
+        self, server: socketserver.BaseServer, request: Any, address: Any
+    ) -> keepalive.Resumable | None:
+        """The first request of a new connection through the server's request methods; the
+        handler that holds the connection now (keep-alive), or None."""
+        if not self._begin():
+            try:
+                server.shutdown_request(request)
+            except Exception:
+                log.exception("worker (pid %d) shutdown_request failed", self.pid)
+            return None
+        try:
+            return self._process(server, request, address)
+        finally:
+            self._end()
 
     @staticmethod
     def _process(
         server: socketserver.BaseServer, request: Any, address: Any
     ) -> keepalive.Resumable | None:
-        allowed = isinstance(server, keepalive.HoldsConnections)
-        with keepalive.offering(request, allowed) as offer:
+        """socketserver's request path for one new connection (in this thread or a handler
+        thread); the handler that holds the connection now (keep-alive), or None."""
+        offer = keepalive.Offer(request, isinstance(server, keepalive.HoldsConnections))
+        token = keepalive.OFFER.set(offer)
+        try:
             if server.verify_request(request, address):
                 try:
                     server.process_request(request, address)
@@ -384,7 +358,35 @@ class Worker:
                     raise
             else:
                 server.shutdown_request(request)
+        finally:
+            keepalive.OFFER.reset(token)
         return offer.resumable
+
+    def _begin(self) -> bool:
+        """A request begins: the scoreboard, the title; False if a quick stop is pending."""
+        slot = self.slot
+        assert slot is not None
+        now = time.monotonic()
+        slot.begin_request(now)  # before busy: a quick stop must not cut a slot update short
+        self.busy = True
+        pending = self.signals.pending
+        if pending and QUICK_SIGNALS.intersection(pending):
+            self.busy = False
+            slot.end_request(time.monotonic())
+            return False
+        self.title.request("busy", now)
+        return True
+
+    def _end(self) -> None:
+        slot = self.slot
+        assert slot is not None
+        self.busy = False
+        now = time.monotonic()
+        slot.end_request(now)
+        if self.stop is None:
+            self.title.request("idle", now)
+        if self.recycle_after and slot.requests == self.recycle_after:
+            self._report(REPORT_RECYCLE)  # keep serving until the replacement is ready
 
     @staticmethod
     def _resume(conn: Conn) -> bool:

@@ -24,6 +24,7 @@ Cost, measured on CPython 3.11, x86-64, a shared and noisy host, with::
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 
 __all__ = [
@@ -100,3 +101,52 @@ def set_title(text: str) -> bool:
     _setproctitle(text)
     _last = text
     return True
+
+
+TITLE_INTERVAL = 0.5  # seconds between per-request title changes under load
+
+
+class WorkerTitle:
+    """A worker's title, changed per request but rate-limited: setproctitle costs a prctl()
+    system call, and twice a request would be 2 of ~5 system calls of a small UDP request.  A
+    request after a quiet spell shows ``busy``; under load the title changes at most every
+    TITLE_INTERVAL; a skipped change is ``due`` at the end of the interval, and the worker's
+    wait for work wakes for it (``poll_timeout``), so an idle title is never left stale.  The
+    scoreboard (``prefork status``) is always exact.
+
+    ``label(state)`` gives what the title shows: (state text, requests served)."""
+
+    def __init__(self, number: int, name: str, label: Callable[[str], tuple[str, int]]) -> None:
+        self.number, self.name, self.label = number, name, label
+        self.state, self.at = "", 0.0
+        self.due = 0.0  # when a skipped change is shown, if the worker is waiting; 0: none
+        self.idle_since = 0.0  # when the last request ended
+
+    def show(self, state: str) -> None:
+        text, requests = self.label(state)
+        set_title(worker_title(self.number, self.name, text, requests))
+        self.state, self.at, self.due = state, time.monotonic(), 0.0
+
+    def request(self, state: str, now: float) -> None:
+        """``busy`` as a request begins, ``idle`` as it ends (rate-limited)."""
+        if state == "busy":
+            due = now - self.idle_since >= TITLE_INTERVAL
+        else:
+            self.idle_since = now
+            due = self.state == "busy"
+        if due or now - self.at >= TITLE_INTERVAL:
+            self.show(state)
+        else:
+            self.due = self.at + TITLE_INTERVAL
+
+    def poll_timeout(self, timeout: float, waiting: bool) -> float:
+        """``timeout`` for the wait for work, shortened while a change is due; the due change
+        (an idle worker's last count) is shown here once its time has come."""
+        now = time.monotonic()
+        if now >= self.due:
+            if waiting:
+                self.show("idle")
+            self.due = 0.0
+            return timeout
+        wait = self.due - now
+        return wait if timeout < 0 else min(timeout, wait)

@@ -1,0 +1,74 @@
+"""A worker's first steps with a new connection, kept cheap: the accept, the first look at
+whether it has work (before any bookkeeping), and the listening socket's options.  Used by the
+multiplexer (``mux.py``, where the reasons are)."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import socket
+import socketserver
+from collections.abc import Callable
+from typing import Any
+
+from prefork.core.keepalive import Ready
+
+MAX_HEAD = 64 * 1024  # bytes of request head; more is answered 431
+PEEK = socket.MSG_PEEK | socket.MSG_DONTWAIT
+
+
+def has_work(request: socket.socket, ready: Ready, buf: bytearray) -> bool:
+    """The first look at a new plain (not TLS) connection whose handler waits for the client
+    (``ready`` DATA or HEAD): True if it goes to the handler now.  False means "not sure": the
+    multiplexer then checks it as any waiting connection (the rare path: one more peek).
+    ``buf`` holds at least MAX_HEAD bytes."""
+    if ready is Ready.DATA:
+        try:
+            request.recv_into(buf, 1, PEEK)
+        except (BlockingIOError, InterruptedError):
+            return False
+        except OSError:
+            return True  # the handler sees the error, as with socketserver
+        return True  # bytes, or EOF at once (the handler sees it)
+    try:
+        size = request.recv_into(buf, MAX_HEAD, PEEK)
+    except OSError:
+        return False
+    return buf.find(b"\r\n\r\n", 0, size) >= 0 or buf.find(b"\n\n", 0, size) >= 0
+
+
+def accept_function(server: socketserver.BaseServer) -> Callable[[], tuple[Any, Any]]:
+    """``server.get_request``, or, where that is socketserver's own ``TCPServer.get_request``
+    on a plain socket, the same accept without the Python layers of ``socket.accept`` (its
+    ``family`` and ``type`` properties build enums on every call)."""
+    lsock = getattr(server, "socket", None)
+    if (type(server).get_request is not socketserver.TCPServer.get_request
+            or type(lsock) is not socket.socket):
+        return server.get_request
+    assert lsock is not None
+    raw_accept = lsock._accept  # type: ignore[attr-defined]
+    family, kind, proto = int(lsock.family), int(lsock.type), lsock.proto
+    new_socket, default_timeout, timeout = socket.socket, socket.getdefaulttimeout, lsock.gettimeout
+
+    def accept() -> tuple[socket.socket, Any]:
+        fd, address = raw_accept()
+        sock = new_socket(family, kind, proto, fileno=fd)
+        if default_timeout() is None and timeout():  # as socket.accept does
+            sock.setblocking(True)
+        return sock, address
+
+    return accept
+
+
+def tune_listener(sock: socket.socket, ready: Ready, client_timeout: float) -> None:
+    """TCP_NODELAY (inherited by accepted sockets: keep-alive replies are not held back by
+    Nagle against delayed ACK) and, when the handler waits for the client anyway,
+    TCP_DEFER_ACCEPT (the kernel keeps a connection until its first bytes arrive)."""
+    if sock.family not in (socket.AF_INET, socket.AF_INET6) or sock.type != socket.SOCK_STREAM:
+        return
+    with contextlib.suppress(OSError):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    defer = getattr(socket, "TCP_DEFER_ACCEPT", None)
+    if defer is not None and ready is not Ready.ACCEPTED:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.IPPROTO_TCP, defer, max(1, math.ceil(client_timeout)))

@@ -1,0 +1,110 @@
+"""Server CPU per request: the workers' user+sys CPU time over a load, divided by the requests.
+
+``python scripts/bench_cpu.py --contenders floor,prefork --rounds 3``
+
+Where throughput on a 2-CPU machine mixes the server with the client and the kernel, the CPU the
+server's workers burn per request isolates the server's own cost.  Every contender runs the same
+handler (``workers.raw_echo:Echo`` by default: recv, sendall, close) under the same load
+(``scripts/echo_load.py tcp``: one connection per request), rounds alternate the order, and the
+medians and the ratio of the floor's cost to each contender's are printed (>= 0.90 is issue 10's
+target for prefork: at most 1.11x the floor's CPU).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import socket
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_contenders import WORKLOADS, Server, Workload, contender_argv, running
+from bench_load import drive
+from procs import free_port
+
+
+def workers_cpu(server: Server) -> tuple[float, float]:
+    """User and sys seconds of the server's children (the workers), alive now."""
+    user = system = 0.0
+    for child in server.children():
+        try:
+            times = child.cpu_times()
+        except psutil.Error:
+            continue
+        user += times.user
+        system += times.system
+    return user, system
+
+
+def measure(
+    work: Workload, name: str, args: argparse.Namespace, tmp: Path, rnd: int
+) -> dict[str, Any]:
+    port = free_port(socket.SOCK_DGRAM if work.load == "udp" else socket.SOCK_STREAM)
+    argv = contender_argv(name, work, port, args.workers)
+    server = Server(name, argv, port, work.load, args.workers, tmp / f"{name}-{rnd}.log")
+    with running(server):
+        drive(work.load, port, args.warmup, args)
+        user0, sys0 = workers_cpu(server)
+        res = drive(work.load, port, args.duration, args)
+        user1, sys1 = workers_cpu(server)
+    requests = res["requests"] or 1
+    user, system = user1 - user0, sys1 - sys0
+    return {"contender": name, "round": rnd, "rps": res["rps"], "requests": res["requests"],
+            "errors": res["errors"], "user_s": user, "sys_s": system,
+            "us_per_request": (user + system) / requests * 1e6,
+            "user_us": user / requests * 1e6, "sys_us": system / requests * 1e6}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--workload", default="raw", choices=sorted(WORKLOADS))
+    parser.add_argument("--contenders", default="floor,prefork")
+    parser.add_argument("-w", "--workers", type=int, default=2)
+    parser.add_argument("-d", "--duration", type=float, default=5.0)
+    parser.add_argument("--warmup", type=float, default=1.0)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--clients", type=int, default=2, help="echo client processes")
+    parser.add_argument("-c", "--connections", type=int, default=16, help="wrk connections")
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args()
+    work = WORKLOADS[args.workload]
+    names = [c for c in args.contenders.split(",") if c]
+    samples = []
+    with tempfile.TemporaryDirectory(prefix="prefork-cpu-") as tmpdir:
+        for rnd in range(args.rounds):
+            shift = rnd % len(names)
+            for name in names[shift:] + names[:shift]:
+                s = measure(work, name, args, Path(tmpdir), rnd)
+                samples.append(s)
+                print(f"  {name:10} round {rnd}: {s['rps']:8.0f} req/s  "
+                      f"{s['us_per_request']:6.2f} us CPU/request (user {s['user_us']:5.2f}, "
+                      f"sys {s['sys_us']:5.2f})  errors {s['errors']}",
+                      flush=True)
+    medians = {n: statistics.median(s["us_per_request"] for s in samples if s["contender"] == n)
+               for n in names}
+    # Also the ratio within each round (the floor and the contender ran one after the other),
+    # whose median shrugs off a round that a neighbour on the machine made slow for both.
+    by_round = {(s["contender"], s["round"]): s["us_per_request"] for s in samples}
+    floor = medians.get("floor")
+    paired = {}
+    for n, us in medians.items():
+        ratio = ""
+        if floor:
+            paired[n] = statistics.median(by_round["floor", r] / by_round[n, r]
+                                          for r in range(args.rounds))
+            ratio = f"  floor/this {floor / us:.3f} (median of rounds' ratios {paired[n]:.3f})"
+        print(f"{n:10} median {us:6.2f} us CPU/request{ratio}")
+    if args.json:
+        args.json.write_text(json.dumps(
+            {"command": " ".join(sys.argv), "samples": samples, "medians": medians,
+             "paired_ratios": paired}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
