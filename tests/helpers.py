@@ -275,3 +275,21 @@ def _is_template(proc: psutil.Process) -> bool:
     except psutil.Error:
         return False
     return "prefork: template" in title or "prefork: watcher" in title
+
+
+def pids_tagged(tag: str) -> set[int]:
+    """Pids of live (not zombie) processes whose command line holds ``tag``."""
+    found = set()
+    for proc in psutil.process_iter():
+        try:
+            if tag in " ".join(proc.cmdline()) and proc.status() != psutil.STATUS_ZOMBIE:
+                found.add(proc.pid)
+        except psutil.Error:
+            continue
+    return found
+
+
+def kill_pids(pids: set[int]) -> None:
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)

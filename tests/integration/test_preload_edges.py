@@ -8,7 +8,6 @@ things (pids, log lines, bytes received), never sleeps.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import textwrap
@@ -18,7 +17,17 @@ from pathlib import Path
 import psutil
 import pytest
 
-from helpers import LOCAL, ROOT, http_get, pid_alive, server_process, wait_for, wait_gone
+from helpers import (
+    LOCAL,
+    ROOT,
+    http_get,
+    kill_pids,
+    pid_alive,
+    pids_tagged,
+    server_process,
+    wait_for,
+    wait_gone,
+)
 
 PID_APP = '''
 import os
@@ -44,22 +53,6 @@ def _write(folder: Path, name: str, head: str = "") -> None:
     (folder / f"{name}.py").write_text(textwrap.dedent(head) + PID_APP)
 
 
-def _tagged(tag: str) -> set[int]:
-    """Pids of live processes whose command line holds ``tag``."""
-    found = set()
-    for proc in psutil.process_iter():
-        try:
-            if tag in " ".join(proc.cmdline()) and proc.status() != psutil.STATUS_ZOMBIE:
-                found.add(proc.pid)
-        except psutil.Error:
-            continue
-    return found
-
-
-def _kill(pids: set[int]) -> None:
-    for pid in pids:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
 
 
 def test_a_templates_import_time_subprocess_ends_with_the_template(tmp_path: Path) -> None:
@@ -79,20 +72,20 @@ def test_a_templates_import_time_subprocess_ends_with_the_template(tmp_path: Pat
             # The probe's helper is another matter (tests/integration/test_probe_edges.py):
             # only the template's one is a child of the template.
             template = server.templates()[0].pid
-            first = wait_for(lambda: {p for p in _tagged(tag)
+            first = wait_for(lambda: {p for p in pids_tagged(tag)
                                       if psutil.Process(p).ppid() == template},
                              what="the template's helper")
             server.reload(2)
             wait_gone({template}, "the first template")
             wait_gone(first, "the retired template's helper", timeout=5)
             second = server.templates()[0].pid
-            last = wait_for(lambda: {p for p in _tagged(tag)
+            last = wait_for(lambda: {p for p in pids_tagged(tag)
                                      if psutil.Process(p).ppid() == second},
                             what="the second template's helper")
             server.stop_ok()
             wait_gone(last, "the last template's helper after the stop", timeout=5)
     finally:
-        _kill(_tagged(tag))
+        kill_pids(pids_tagged(tag))
 
 
 def test_a_template_that_answers_a_fork_request_late_leaves_no_unknown_worker(

@@ -8,15 +8,12 @@ things, never sleeps.
 
 from __future__ import annotations
 
-import contextlib
-import os
-import signal
 import textwrap
 from pathlib import Path
 
 import psutil
 
-from helpers import LOCAL, ROOT, server_process, wait_gone
+from helpers import LOCAL, ROOT, kill_pids, pids_tagged, server_process, wait_gone
 
 HANDLER = '''
 import os
@@ -37,21 +34,6 @@ class App(BaseHTTPRequestHandler):
 ENV = {"PYTHONPATH": str(ROOT), "PYTHONDONTWRITEBYTECODE": "1"}
 
 
-def _tagged(tag: str) -> set[int]:
-    found = set()
-    for proc in psutil.process_iter():
-        try:
-            if tag in " ".join(proc.cmdline()) and proc.status() != psutil.STATUS_ZOMBIE:
-                found.add(proc.pid)
-        except psutil.Error:
-            continue
-    return found
-
-
-def _kill(pids: set[int]) -> None:
-    for pid in pids:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
 
 
 def test_a_subprocess_started_at_import_does_not_outlive_the_probe(tmp_path: Path) -> None:
@@ -68,9 +50,9 @@ def test_a_subprocess_started_at_import_does_not_outlive_the_probe(tmp_path: Pat
                             cwd=tmp_path, env=ENV) as server:
             server.ready_workers(1)
             server.stop_ok()
-            wait_gone(_tagged(tag), "every helper (the probe's too) after the stop", timeout=5)
+            wait_gone(pids_tagged(tag), "every helper (the probe's too) after the stop", timeout=5)
     finally:
-        _kill(_tagged(tag))
+        kill_pids(pids_tagged(tag))
 
 
 def test_a_process_forked_at_import_does_not_hold_up_the_start(tmp_path: Path) -> None:
