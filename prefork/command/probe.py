@@ -21,6 +21,8 @@ import time
 
 from prefork.apps.loader import AppError, load_app
 from prefork.apps.wsgi import WSGIRequestHandler
+from prefork.core import privileges
+from prefork.core.privileges import Credentials
 
 PROBE_TIMEOUT = 60.0  # seconds an import may take (a framework that connects somewhere)
 # What the master's servers are built around, per kind (prefork.apps.loader.AppKind): the
@@ -34,8 +36,12 @@ STAND_INS: dict[str, type[socketserver.BaseRequestHandler]] = {
 }
 
 
-def probe(app: str, timeout: float = PROBE_TIMEOUT) -> type[socketserver.BaseRequestHandler]:
-    """Import ``app`` in a child process; its stand-in handler class, or :class:`AppError`."""
+def probe(
+    app: str, credentials: Credentials | None = None, timeout: float = PROBE_TIMEOUT,
+) -> type[socketserver.BaseRequestHandler]:
+    """Import ``app`` in a child process -- as the workers' user and group (``credentials``),
+    since it runs application code -- and return its stand-in handler class, or raise
+    :class:`AppError`."""
     read_fd, write_fd = os.pipe()
     pid = os.fork()
     if pid == 0:  # the probe: import, report one line, leave without running exit handlers
@@ -46,6 +52,7 @@ def probe(app: str, timeout: float = PROBE_TIMEOUT) -> type[socketserver.BaseReq
             os.dup2(devnull, 0)
             os.close(devnull)
             try:
+                privileges.drop(credentials or Credentials())
                 answer = "ok " + load_app(app).kind
             except AppError as exc:
                 answer = f"error {exc}"

@@ -88,7 +88,7 @@ class Runner:
         app = config.app or DEFAULT_APP
         # prefork: the master never imports the APP (a probe child tells what it is; workers or
         # preload templates import it); the stdlib modes serve it in this very process.
-        handler = probe(app) if config.mode == "prefork" else load_handler(app)
+        handler = probe(app, credentials) if config.mode == "prefork" else load_handler(app)
         servers: list[socketserver.BaseServer] = []
         try:
             for index, spec in enumerate(specs):

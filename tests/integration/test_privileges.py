@@ -9,6 +9,7 @@ import pwd
 import signal
 import socket
 import stat
+import tempfile
 from pathlib import Path
 
 import psutil
@@ -75,3 +76,30 @@ def test_unknown_user_is_one_line_and_exit_2() -> None:
     assert proc.stderr.strip().splitlines() == [
         "prefork: user 'no-such-user-here' does not exist"
     ]
+
+
+@pytest.mark.parametrize("preload", [False, True], ids=["per-worker import", "preload"])
+def test_application_code_never_runs_as_root(preload: bool) -> None:
+    """The probe, the workers and a preload template all import the APP as the user."""
+    uid, _ = _ids()
+    # Outside pytest's tmp_path, whose parents only root may enter.
+    with tempfile.TemporaryDirectory(dir="/tmp") as where:
+        os.chmod(where, 0o755)
+        log = Path(where) / "imports.log"
+        log.touch()
+        log.chmod(0o666)
+        _serve_and_ask(log, uid, ("--preload",) if preload else ())
+        importers = [line.split() for line in log.read_text().splitlines()]
+    assert len(importers) == (2 if preload else 3)  # the probe, then a template or 2 workers
+    assert {who for _, who in importers} == {str(uid)}
+
+
+def _serve_and_ask(log: Path, uid: int, extra: tuple[str, ...]) -> None:
+    with server_process("serve", "tests.apps.whoimports:Who", "-b", "127.0.0.1:0", "-w", "2",
+                        "--user", USER, "--group", GROUP, *extra,
+                        env={"WHOIMPORTS": str(log)}) as server:
+        address = server.tcp_address()
+        server.wait_workers(2)
+        assert _ask(socket.AF_INET, address) == [str(uid)]
+        server.signal(signal.SIGTERM)
+        assert server.wait() == 0
