@@ -84,7 +84,7 @@ def test_reload_exits_with_the_outcome(tmp_path: Path) -> None:
         assert re.fullmatch(r"prefork: reload: generation 2 failed to boot \(worker \d+, pid \d+: "
                             r"exit status \d+\); generation 1 keeps serving\n", failed.stderr)
         assert server.live() >= first
-        assert _answer(address) == ("v1", _answer(address)[1])
+        assert {_answer(address)[0] for _ in range(4)} == {"v1"}  # any worker: the old code
 
         _write_app(tmp_path, "v2")
         start = server.mark()
