@@ -27,6 +27,10 @@ def _write(tmp_path: Path, version: str, tail: str = "") -> None:
     (tmp_path / "devapp.py").write_text(APP.format(version=version, tail=tail))
 
 
+def _versions(address: tuple[str, int]) -> set[str]:
+    return {_version(address) for _ in range(5)}
+
+
 def _version(address: tuple[str, int]) -> str:
     status, body = http_get(*address)
     assert status == 200
@@ -49,6 +53,9 @@ def test_an_edit_is_served_without_a_signal(tmp_path: Path, preload: bool) -> No
         _write(tmp_path, "v2")
         wait_for(lambda: _version(address) == "v2", timeout=5, what="the edit to be served")
         took = time.monotonic() - started
+        # Workers of the old generation may still answer a connection they were woken for
+        # while they drain: wait until every answer is the new one.
+        wait_for(lambda: _versions(address) == {"v2"}, timeout=5, what="the old workers to go")
         assert took < 3, f"--reload took {took:.2f} s"
 
         mark = server.mark()
@@ -58,7 +65,7 @@ def test_an_edit_is_served_without_a_signal(tmp_path: Path, preload: bool) -> No
         assert {_version(address) for _ in range(5)} == {"v2"}
 
         _write(tmp_path, "v4")
-        wait_for(lambda: _version(address) == "v4", timeout=5, what="the fixed edit")
+        wait_for(lambda: _versions(address) == {"v4"}, timeout=5, what="the fixed edit")
         server.stop_ok()
     pid = int(watcher.group(1))
     wait_for(lambda: not psutil.pid_exists(pid) or psutil.Process(pid).status() == "zombie",
