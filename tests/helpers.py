@@ -17,6 +17,7 @@ import select
 import signal
 import socket
 import sys
+import textwrap
 import time
 import traceback
 from collections.abc import Callable, Iterator, Sequence
@@ -293,3 +294,30 @@ def kill_pids(pids: set[int]) -> None:
     for pid in pids:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
+
+
+# An HTTP handler that answers with its worker's pid, for tests that write their own APP module.
+PID_APP = '''
+import os
+from http.server import BaseHTTPRequestHandler
+
+
+class App(BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = b"%d\\n" % os.getpid()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+'''
+# The environment for an APP module written into a test's folder: this checkout importable, and
+# no bytecode cache (a rewrite within the same second would otherwise be served from it).
+APP_ENV = {"PYTHONPATH": str(ROOT), "PYTHONDONTWRITEBYTECODE": "1"}
+
+
+def write_pid_app(folder: Path, name: str, head: str = "") -> None:
+    """``folder/name.py``: ``head`` (dedented: what runs at import), then :data:`PID_APP`."""
+    (folder / f"{name}.py").write_text(textwrap.dedent(head) + PID_APP)

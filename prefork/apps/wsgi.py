@@ -8,9 +8,10 @@ serves one connection, request after request while the client keeps it alive:
   read by Content-Length or chunked (:mod:`prefork.apps.body`), the response is streamed as
   the application yields it (:mod:`prefork.apps.response`);
 * HTTP/1.1 connections stay open after a response unless the client, the application or an
-  error says otherwise; HTTP/1.0 ones close after it.  A connection waits at most
-  ``idle_timeout`` seconds for its next request -- a worker serves one connection at a time, so
-  an idle client must not hold it long -- and serves at most ``max_keepalive_requests``.
+  error says otherwise; HTTP/1.0 ones close after it.  Between requests a prefork worker's
+  multiplexer holds the connection (``hold()``, prefork.core.keepalive); where nobody can take
+  it (the stdlib modes) the handler waits at most ``idle_timeout`` seconds itself.  A connection
+  serves at most ``max_keepalive_requests``.
   Under a sync server (one connection at a time for the whole server) every response closes.
 * An exception from the application is logged once with its traceback and answered with 500
   when no header was sent yet; otherwise the connection is closed, which is all HTTP/1.1 lets a

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import signal
-import textwrap
 import time
 from pathlib import Path
 
@@ -18,8 +17,8 @@ import psutil
 import pytest
 
 from helpers import (
+    APP_ENV,
     LOCAL,
-    ROOT,
     http_get,
     kill_pids,
     pid_alive,
@@ -27,32 +26,8 @@ from helpers import (
     server_process,
     wait_for,
     wait_gone,
+    write_pid_app,
 )
-
-PID_APP = '''
-import os
-from http.server import BaseHTTPRequestHandler
-
-
-class App(BaseHTTPRequestHandler):
-    def do_GET(self):
-        body = b"%d\\n" % os.getpid()
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args):
-        pass
-'''
-
-ENV = {"PYTHONPATH": str(ROOT), "PYTHONDONTWRITEBYTECODE": "1"}
-
-
-def _write(folder: Path, name: str, head: str = "") -> None:
-    (folder / f"{name}.py").write_text(textwrap.dedent(head) + PID_APP)
-
-
 
 
 def test_a_templates_import_time_subprocess_ends_with_the_template(tmp_path: Path) -> None:
@@ -60,14 +35,14 @@ def test_a_templates_import_time_subprocess_ends_with_the_template(tmp_path: Pat
     when a reload retires that template (or the master stops), the subprocess goes too, as a
     worker's subprocesses go with the worker's process group."""
     tag = f"helper-of-{tmp_path.name}"
-    _write(tmp_path, "helperapp", f'''
+    write_pid_app(tmp_path, "helperapp", f'''
         import subprocess, sys
         _helper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)",
                                     "{tag}"])
     ''')
     try:
         with server_process("serve", "helperapp:App", "-b", LOCAL, "-w", "1", "--preload",
-                            cwd=tmp_path, env=ENV) as server:
+                            cwd=tmp_path, env=APP_ENV) as server:
             server.ready_workers(1)
             # The probe's helper is another matter (tests/integration/test_probe_edges.py):
             # only the template's one is a child of the template.
@@ -94,9 +69,9 @@ def test_a_template_that_answers_a_fork_request_late_leaves_no_unknown_worker(
     """A template stopped past FORK_TIMEOUT answers the master's request late.  The master
     must not take that late answer for the reply to its next request: a worker it does not
     know would ignore HUP and serve the old generation's code until the master exits."""
-    _write(tmp_path, "pidapp")
+    write_pid_app(tmp_path, "pidapp")
     with server_process("serve", "pidapp:App", "-b", LOCAL, "-w", "2", "--preload",
-                        cwd=tmp_path, env=ENV) as server:
+                        cwd=tmp_path, env=APP_ENV) as server:
         address = server.tcp_address()
         first = server.ready_workers(2)
         template = server.templates()[0].pid
@@ -127,9 +102,9 @@ def test_after_a_winch_mid_reload_the_old_template_goes(tmp_path: Path) -> None:
     """WINCH cancels a reload in progress; the pool resumes (TTIN) on the newest generation,
     so the older generation's template, which no worker will ever be forked from again, must
     not keep its copy of the application in memory."""
-    _write(tmp_path, "pidapp")
+    write_pid_app(tmp_path, "pidapp")
     with server_process("serve", "pidapp:App", "-b", LOCAL, "-w", "2", "--preload",
-                        cwd=tmp_path, env=ENV) as server:
+                        cwd=tmp_path, env=APP_ENV) as server:
         server.ready_workers(2)
         old_template = server.templates()[0].pid
         start = server.mark()
@@ -150,7 +125,7 @@ def test_a_hup_after_a_reload_whose_import_hangs_serves_the_fixed_code(
     tmp_path: Path, preload: bool,
 ) -> None:
     marker, hanging = tmp_path / "HANG", tmp_path / "hanging"
-    _write(tmp_path, "hangapp", f'''
+    write_pid_app(tmp_path, "hangapp", f'''
         import os, time
         if os.path.exists({str(marker)!r}):
             open({str(hanging)!r}, "w").close()
@@ -158,7 +133,7 @@ def test_a_hup_after_a_reload_whose_import_hangs_serves_the_fixed_code(
     ''')
     extra = ("--preload",) if preload else ()
     with server_process("serve", "hangapp:App", "-b", LOCAL, "-w", "1", "--boot-timeout", "2",
-                        *extra, cwd=tmp_path, env=ENV) as server:
+                        *extra, cwd=tmp_path, env=APP_ENV) as server:
         server.ready_workers(1)
         start = server.mark()
         marker.touch()

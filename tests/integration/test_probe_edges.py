@@ -8,46 +8,25 @@ things, never sleeps.
 
 from __future__ import annotations
 
-import textwrap
 from pathlib import Path
 
 import psutil
 
-from helpers import LOCAL, ROOT, kill_pids, pids_tagged, server_process, wait_gone
-
-HANDLER = '''
-import os
-from http.server import BaseHTTPRequestHandler
-
-
-class App(BaseHTTPRequestHandler):
-    def do_GET(self):
-        body = b"%d\\n" % os.getpid()
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args):
-        pass
-'''
-ENV = {"PYTHONPATH": str(ROOT), "PYTHONDONTWRITEBYTECODE": "1"}
-
-
+from helpers import APP_ENV, LOCAL, kill_pids, pids_tagged, server_process, wait_gone, write_pid_app
 
 
 def test_a_subprocess_started_at_import_does_not_outlive_the_probe(tmp_path: Path) -> None:
     """Each worker's helper goes with the worker's group; the probe's must go with the probe,
     not stay behind, re-parented to init, after the server stopped."""
     tag = f"probe-helper-{tmp_path.name}"
-    (tmp_path / "helperapp.py").write_text(textwrap.dedent(f'''
+    write_pid_app(tmp_path, "helperapp", f'''
         import subprocess, sys
         _helper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)",
                                     "{tag}"])
-    ''') + HANDLER)
+    ''')
     try:
         with server_process("serve", "helperapp:App", "-b", LOCAL, "-w", "1",
-                            cwd=tmp_path, env=ENV) as server:
+                            cwd=tmp_path, env=APP_ENV) as server:
             server.ready_workers(1)
             server.stop_ok()
             wait_gone(pids_tagged(tag), "every helper (the probe's too) after the stop", timeout=5)
@@ -60,7 +39,7 @@ def test_a_process_forked_at_import_does_not_hold_up_the_start(tmp_path: Path) -
     master must take the probe's answer when the probe exits, not wait for the pipe's EOF
     (which came only after PROBE_TIMEOUT, 60 s, and then refused the APP)."""
     tag = f"probe-fork-{tmp_path.name}"
-    (tmp_path / "forkapp.py").write_text(textwrap.dedent(f'''
+    write_pid_app(tmp_path, "forkapp", f'''
         import multiprocessing, sys, time
 
         def _background():
@@ -69,10 +48,10 @@ def test_a_process_forked_at_import_does_not_hold_up_the_start(tmp_path: Path) -
 
         _child = multiprocessing.get_context("fork").Process(target=_background, daemon=True)
         _child.start()
-    ''') + HANDLER)
+    ''')
     try:
         with server_process("serve", "forkapp:App", "-b", LOCAL, "-w", "1",
-                            cwd=tmp_path, env=ENV) as server:
+                            cwd=tmp_path, env=APP_ENV) as server:
             server.tcp_address(timeout=15)
             server.ready_workers(1, timeout=15)
             server.stop_ok()
