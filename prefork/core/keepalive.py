@@ -75,11 +75,12 @@ class Resumable(Protocol):
 
 
 class Offer:
-    """The worker's offer, for one dispatch, to take ``request`` back after the handler."""
+    """The worker's offer, for one dispatch, to take ``request`` back after the handler (one
+    object per thread, refilled for each connection: see ``dispatch.py``)."""
 
     __slots__ = ("allowed", "request", "resumable")
 
-    def __init__(self, request: Any, allowed: bool) -> None:
+    def __init__(self, request: Any = None, allowed: bool = False) -> None:
         self.request = request
         self.allowed = allowed
         self.resumable: Resumable | None = None
@@ -95,9 +96,8 @@ class Offer:
         self.resumable = None
 
 
-# The offer of the dispatch under way (a ContextVar: with handler threads each has its own).
-# The worker sets and resets it directly around process_request: a context manager would
-# cost three Python calls per connection on the raw path.
+# This thread's offer (a ContextVar: with handler threads each has its own); between
+# dispatches its ``request`` is None, so nothing can be held.
 OFFER: ContextVar[Offer | None] = ContextVar("prefork_keepalive_offer", default=None)
 
 

@@ -94,15 +94,16 @@ class Multiplexer:
     expire(now) when :attr:`deadlines` is not empty or not :attr:`accepting`, timeout(default)
     (just ``default`` when neither is pending), drain() on a graceful stop, close() at the end.
     ``serve(conn)`` runs the handler for one request and returns True if the handler held the
-    connection (keep-alive); ``serve_new(server, request, address)`` does the same for a new
-    connection that has no Conn yet and returns the handler holding it, or None;
+    connection (keep-alive); ``serve_new(server)`` gives the function that does the same for a
+    new connection on ``server`` that has no Conn yet (``(request, address)`` -> the handler
+    holding it, or None);
     ``interrupted()`` says a quick stop is pending; ``empty_accept()`` counts a wake-up for
     nothing."""
 
     def __init__(
         self, ep: select.epoll, servers: dict[int, socketserver.BaseServer],
         serve: Callable[[Conn], bool],
-        serve_new: Callable[[socketserver.BaseServer, Any, Any], Resumable | None],
+        serve_new: Callable[[socketserver.BaseServer], Callable[[Any, Any], Resumable | None]],
         interrupted: Callable[[], bool], empty_accept: Callable[[], None], limits: Limits,
     ) -> None:
         self.ep = ep
@@ -113,7 +114,7 @@ class Multiplexer:
                        for fd, s in servers.items()}
         self.accepts = {fd: accept_function(s) for fd, s in servers.items()}
         self.serve = serve
-        self.serve_new = serve_new
+        self.serve_new = {fd: serve_new(s) for fd, s in servers.items()}
         self.interrupted = interrupted
         self.empty_accept = empty_accept
         self.limits = limits
@@ -204,7 +205,7 @@ class Multiplexer:
         if ready is Ready.ACCEPTED or (
             not isinstance(request, ssl.SSLSocket) and has_work(request, ready, self.buf)
         ):
-            self._dispatch_new(server, request, address, ready)  # the common path
+            self._dispatch_new(fd, request, address)  # the common path
         elif isinstance(request, ssl.SSLSocket):
             conn = Conn(request, address, server, ready)
             conn.phase = Phase.HANDSHAKE
@@ -218,7 +219,6 @@ class Multiplexer:
 
     def _take_datagrams(self, fd: int, server: socketserver.BaseServer) -> None:
         accept = self.accepts[fd]
-        ready = self.ready_modes[fd]
         for taken in range(ACCEPT_BURST):
             try:
                 request, address = accept()
@@ -228,7 +228,7 @@ class Multiplexer:
                 return
             except OSError:
                 return
-            self._dispatch_new(server, request, address, ready)
+            self._dispatch_new(fd, request, address)
             if self.interrupted() or self.draining or not self.accepting:
                 return
 
@@ -336,18 +336,13 @@ class Multiplexer:
             return
         self._held(conn)
 
-    def _dispatch_new(self, server: socketserver.BaseServer, request: Any, address: Any,
-                      ready: Ready) -> None:
-        """A new connection that has work, to its handler without a Conn."""
-        resumable = self.serve_new(server, request, address)
+    def _dispatch_new(self, fd: int, request: Any, address: Any) -> None:
+        """A new connection on listener ``fd`` that has work, to its handler without a Conn."""
+        resumable = self.serve_new[fd](request, address)
         if resumable is not None:
-            self._held_new(server, request, address, ready, resumable)
-
-    def _held_new(self, server: socketserver.BaseServer, request: Any, address: Any,
-                  ready: Ready, resumable: Resumable) -> None:
-        conn = Conn(request, address, server, ready)
-        conn.resumable = resumable
-        self._held(conn)
+            conn = Conn(request, address, self.listeners[fd], self.ready_modes[fd])
+            conn.resumable = resumable
+            self._held(conn)
 
     def _held(self, conn: Conn) -> None:
         """``conn``'s handler held it for keep-alive.  A pipelined request already buffered

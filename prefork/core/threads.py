@@ -46,7 +46,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from prefork.core.conn import Conn, Phase
-from prefork.core.keepalive import Ready, Resumable
+from prefork.core.keepalive import Resumable
 from prefork.core.mux import Limits, Multiplexer
 from prefork.core.scoreboard import SlotWriter
 
@@ -159,8 +159,11 @@ def _not_here(conn: Conn) -> bool:
     raise AssertionError("with handler threads, requests are served in the threads")
 
 
-def _not_here_new(server: socketserver.BaseServer, request: Any, address: Any) -> None:
-    raise AssertionError("a threaded worker serves new connections in its handler threads")
+def _not_here_new(server: socketserver.BaseServer) -> Callable[[Any, Any], None]:
+    def serve(request: Any, address: Any) -> None:
+        raise AssertionError("a threaded worker serves new connections in its handler threads")
+
+    return serve
 
 
 class ThreadedMultiplexer(Multiplexer):
@@ -201,9 +204,9 @@ class ThreadedMultiplexer(Multiplexer):
             self._pause_accepting()
         self.changed(self.threads.busy)
 
-    def _dispatch_new(self, server: socketserver.BaseServer, request: Any, address: Any,
-                      ready: Ready) -> None:
-        self._dispatch(Conn(request, address, server, ready))  # a thread needs the Conn
+    def _dispatch_new(self, fd: int, request: Any, address: Any) -> None:
+        self._dispatch(Conn(request, address, self.listeners[fd],  # a thread needs the Conn
+                            self.ready_modes[fd]))
 
     def _take_back(self) -> None:
         back = self.threads.completed()

@@ -46,6 +46,7 @@ from prefork.core.contract import (
     PoolServer,
     WorkerInfo,
 )
+from prefork.core.dispatch import Bookkeeping, Serve, request_path
 from prefork.core.mux import Limits, Multiplexer
 from prefork.core.parent import set_parent_death_signal, wait_for_parent
 from prefork.core.scoreboard import SlotWriter, State
@@ -108,7 +109,8 @@ class Worker:
         self.ctx = ctx
         self.pid = os.getpid()
         self.signals = SignalQueue(WORKER_SIGNALS | {REOPEN_SIGNAL})
-        self.busy = False
+        self.book: Bookkeeping | None = None  # the request's begin and end (one thread)
+        self.serving: dict[socketserver.BaseServer, Serve] = {}  # listener -> its request
         self.stop: str | None = None
         self.slot: SlotWriter | None = None
         self.recycle_after = 0  # requests; 0 = never
@@ -150,7 +152,7 @@ class Worker:
         return True
 
     def _on_signal_recorded(self, signum: int) -> None:
-        if signum in QUICK_SIGNALS and self.busy:
+        if signum in QUICK_SIGNALS and self.book is not None and self.book.busy:
             raise QuickExit
 
     def _report(self, event: int) -> None:
@@ -219,9 +221,16 @@ class Worker:
         limits = Limits(self.server.client_timeout, self.server.keep_alive,
                         self.server.worker_connections)
         assert self.slot is not None
-        mux = self._threaded(ep, listeners, limits) if self.ctx.board.threads > 1 else (
-            Multiplexer(ep, listeners, self._serve, self._serve_new, self._interrupted,
-                        self.slot.empty_accept, limits))
+        if self.ctx.board.threads > 1:
+            mux = self._threaded(ep, listeners, limits)
+        else:
+            self.book = book = Bookkeeping(
+                self.slot, self.title, self.signals.pending, QUICK_SIGNALS,
+                lambda: self.stop is not None, lambda: self._report(REPORT_RECYCLE),
+                self.recycle_after)
+            self.serving = {s: book.serving(s) for s in listeners.values()}
+            mux = Multiplexer(ep, listeners, self._serve, self.serving.__getitem__,
+                              self._interrupted, self.slot.empty_accept, limits)
         # The loop is on every connection's path: what has nothing to do is not called.
         poll, monotonic, pending, accept = ep.poll, time.monotonic, self.signals.pending, mux.accept
         ready, deadlines = mux.ready, mux.deadlines.heap
@@ -272,7 +281,12 @@ class Worker:
         that the worker is set up; one scoreboard slot each."""
         board, index = self.ctx.board, self.info.slot
         slots = [board.thread_writer(index, t) for t in range(1, board.threads + 1)]
-        self.threads = HandlerThreads(slots, self._process, self._resume)
+        paths = {s: request_path(s) for s in listeners.values()}
+
+        def process(server: socketserver.BaseServer, request: Any, address: Any) -> Any:
+            return paths[server](request, address)
+
+        self.threads = HandlerThreads(slots, process, self._resume)
         assert self.slot is not None
         return ThreadedMultiplexer(ep, listeners, self.threads, self._interrupted,
                                    self.slot.empty_accept, limits, self._threads_changed)
@@ -308,85 +322,19 @@ class Worker:
         """One request on ``conn`` (a connection that waited, or one a handler holds); True if
         a handler holds it now (keep-alive)."""
         if conn.resumable is None:
-            conn.resumable = self._serve_new(conn.server, conn.sock, conn.address)
+            conn.resumable = self.serving[conn.server](conn.sock, conn.address)
             return conn.resumable is not None
-        if not self._begin():
+        book = self.book
+        assert book is not None
+        if not book.begin():
             conn.release()
             return False
         try:
             if not self._resume(conn):
                 conn.release()
         finally:
-            self._end()
+            book.end()
         return conn.resumable is not None
-
-    def _serve_new(
-        self, server: socketserver.BaseServer, request: Any, address: Any
-    ) -> keepalive.Resumable | None:
-        """The first request of a new connection through the server's request methods; the
-        handler that holds the connection now (keep-alive), or None."""
-        if not self._begin():
-            try:
-                server.shutdown_request(request)
-            except Exception:
-                log.exception("worker (pid %d) shutdown_request failed", self.pid)
-            return None
-        try:
-            return self._process(server, request, address)
-        finally:
-            self._end()
-
-    @staticmethod
-    def _process(
-        server: socketserver.BaseServer, request: Any, address: Any
-    ) -> keepalive.Resumable | None:
-        """socketserver's request path for one new connection (in this thread or a handler
-        thread); the handler that holds the connection now (keep-alive), or None."""
-        offer = keepalive.Offer(request, isinstance(server, keepalive.HoldsConnections))
-        token = keepalive.OFFER.set(offer)
-        try:
-            if server.verify_request(request, address):
-                try:
-                    server.process_request(request, address)
-                except Exception:
-                    offer.drop()
-                    server.handle_error(request, address)
-                    server.shutdown_request(request)
-                except BaseException:
-                    offer.drop()
-                    server.shutdown_request(request)
-                    raise
-            else:
-                server.shutdown_request(request)
-        finally:
-            keepalive.OFFER.reset(token)
-        return offer.resumable
-
-    def _begin(self) -> bool:
-        """A request begins: the scoreboard, the title; False if a quick stop is pending."""
-        slot = self.slot
-        assert slot is not None
-        now = time.monotonic()
-        slot.begin_request(now)  # before busy: a quick stop must not cut a slot update short
-        self.busy = True
-        pending = self.signals.pending
-        if pending and QUICK_SIGNALS.intersection(pending):
-            self.busy = False
-            slot.end_request(time.monotonic())
-            return False
-        self.title.request("busy", now)
-        return True
-
-    def _end(self) -> None:
-        slot = self.slot
-        assert slot is not None
-        self.busy = False
-        now = time.monotonic()
-        slot.end_request(now)
-        if self.stop is None:
-            self.title.request("idle", now)
-        if self.recycle_after and slot.requests == self.recycle_after:
-            self._report(REPORT_RECYCLE)  # keep serving until the replacement is ready
 
     @staticmethod
     def _resume(conn: Conn) -> bool:

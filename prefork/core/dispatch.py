@@ -1,0 +1,225 @@
+"""socketserver's request path for a new connection, as a worker runs it, and the worker's
+per-request bookkeeping around it.
+
+The path is socketserver's own: ``verify_request``, ``process_request`` (which calls
+``finish_request``, which builds the handler), ``shutdown_request`` (``close_request``), and
+``handle_error`` when the handler raises.  Around it the worker offers to take the connection
+back for keep-alive (:mod:`keepalive`): one :class:`~prefork.core.keepalive.Offer` per thread,
+set in :data:`~prefork.core.keepalive.OFFER` once and refilled for each connection.
+
+Why two versions.  This runs on every connection, and on the raw path (a minimal handler, one
+connection per request) each Python call of the server's costs a measurable share of the
+request (``docs/benchmarks.md``, "The raw path").  Where the server class keeps socketserver's
+own request methods -- the usual case -- :func:`request_path` runs the same steps inline,
+without their six layers of calls; a server that overrides any of them gets the general path,
+which calls each one.  Both give the same result for every outcome of the handler.
+
+:class:`Bookkeeping` is the single-threaded worker's begin/end of a request (the scoreboard,
+the rate-limited title, recycling, the quick-stop check), made into one function with the path
+by :meth:`Bookkeeping.serving` so the multiplexer makes one call per connection.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import socket
+import socketserver
+import time
+from collections.abc import Callable, Collection
+from typing import Any
+
+from prefork.core.keepalive import OFFER, HoldsConnections, Offer, Resumable
+from prefork.core.scoreboard import SlotWriter
+from prefork.ops.titles import TITLE_INTERVAL, WorkerTitle
+
+log = logging.getLogger("prefork.worker")
+
+RequestPath = Callable[[Any, Any], "Resumable | None"]
+Serve = Callable[[Any, Any], "Resumable | None"]
+
+_Base = socketserver.BaseServer
+_TCP = socketserver.TCPServer
+_UDP = socketserver.UDPServer
+
+
+def thread_offer() -> Offer:
+    """This thread's offer (made and set on first use)."""
+    offer = OFFER.get()
+    if offer is None:
+        offer = Offer()
+        OFFER.set(offer)
+    return offer
+
+
+def _after_holds(server: Any, name: str) -> Any:
+    """The ``name`` method that ``HoldsConnections.shutdown_request``'s ``super()`` reaches."""
+    mro = type(server).__mro__
+    for klass in mro[mro.index(HoldsConnections) + 1:]:
+        if name in vars(klass):
+            return vars(klass)[name]
+    return None
+
+
+def _closing(server: Any) -> str | None:
+    """How a connection ends when ``server`` keeps socketserver's own methods: "tcp"
+    (shutdown(SHUT_WR), then close), "udp" (nothing to do), or None (call the methods)."""
+    kind = type(server)
+    if (kind.verify_request is not _Base.verify_request
+            or kind.process_request is not _Base.process_request
+            or kind.finish_request is not _Base.finish_request):
+        return None
+    if isinstance(server, HoldsConnections):
+        if kind.shutdown_request is not HoldsConnections.shutdown_request:
+            return None
+        shutdown = _after_holds(server, "shutdown_request")
+    else:
+        shutdown = kind.shutdown_request
+    if shutdown is _TCP.shutdown_request and kind.close_request is _TCP.close_request:
+        return "tcp"
+    if shutdown is _UDP.shutdown_request and kind.close_request is _UDP.close_request:
+        return "udp"
+    return None
+
+
+def request_path(server: socketserver.BaseServer) -> RequestPath:
+    """``path(request, address)``: socketserver's path for one new connection on ``server``,
+    in the calling thread; returns the handler that holds the connection now (keep-alive), or
+    None (the connection was shut down)."""
+    closing = _closing(server)
+    allowed = isinstance(server, HoldsConnections)
+    if closing is None:
+        return lambda request, address: _general(server, request, address, allowed)
+    tcp = closing == "tcp"
+    shut_wr = socket.SHUT_WR
+
+    def direct(request: Any, address: Any) -> Resumable | None:
+        offer = OFFER.get() or thread_offer()
+        offer.request, offer.allowed, offer.resumable = request, allowed, None
+        try:
+            server.RequestHandlerClass(request, address, server)
+        except Exception:
+            offer.request = offer.resumable = None
+            server.handle_error(request, address)
+            if tcp:
+                _shut(request)
+            return None
+        except BaseException:
+            offer.request = offer.resumable = None
+            if tcp:
+                _shut(request)
+            raise
+        resumable = offer.resumable
+        offer.request = offer.resumable = None
+        if resumable is None and tcp:
+            try:  # noqa: SIM105 (contextlib.suppress costs two calls on every connection)
+                request.shutdown(shut_wr)
+            except OSError:
+                pass  # the client closed first
+            request.close()
+        return resumable
+
+    return direct
+
+
+def _shut(request: Any) -> None:
+    with contextlib.suppress(OSError):
+        request.shutdown(socket.SHUT_WR)
+    request.close()
+
+
+def _general(server: socketserver.BaseServer, request: Any, address: Any,
+             allowed: bool) -> Resumable | None:
+    """socketserver's ``_handle_request_noblock`` after the accept, one method at a time."""
+    offer = thread_offer()
+    offer.request, offer.allowed, offer.resumable = request, allowed, None
+    try:
+        if server.verify_request(request, address):
+            try:
+                server.process_request(request, address)
+            except Exception:
+                offer.resumable = None
+                server.handle_error(request, address)
+                server.shutdown_request(request)
+            except BaseException:
+                offer.resumable = None
+                server.shutdown_request(request)
+                raise
+        else:
+            server.shutdown_request(request)
+        return offer.resumable
+    finally:
+        offer.request = offer.resumable = None
+
+
+class Bookkeeping:
+    """A single-threaded worker's begin and end of each request: the scoreboard slot (always
+    exact), the title (rate-limited, see :class:`~prefork.ops.titles.WorkerTitle`), the
+    recycling report, and the check for a quick stop that arrived before the request began.
+    ``busy`` is True while a handler runs (the worker's signal handler reads it).
+
+    Methods: begin() -> bool (False: a quick stop is pending, do not serve), end(),
+    serving(server) -> ``serve(request, address)`` (begin, the request path, end)."""
+
+    def __init__(self, slot: SlotWriter, title: WorkerTitle, pending: Collection[int],
+                 quick: frozenset[int], stopping: Callable[[], bool],
+                 recycle: Callable[[], None], recycle_after: int) -> None:
+        self.slot, self.title, self.pending, self.quick = slot, title, pending, quick
+        self.stopping, self.recycle, self.recycle_after = stopping, recycle, recycle_after
+        self.busy = False
+
+    def begin(self) -> bool:
+        now = time.monotonic()
+        self.slot.begin_request(now)  # before busy: a quick stop must not cut it short
+        self.busy = True
+        if self.pending and self.quick.intersection(self.pending):
+            self.busy = False
+            self.slot.end_request(time.monotonic())
+            return False
+        title = self.title  # title.request("busy", now), inline: on every request's path
+        if now - title.idle_since >= TITLE_INTERVAL or now - title.at >= TITLE_INTERVAL:
+            title.show("busy")
+        else:
+            title.due = title.at + TITLE_INTERVAL
+        return True
+
+    def end(self) -> None:
+        self.busy = False
+        now = time.monotonic()
+        slot = self.slot
+        slot.end_request(now)
+        title = self.title  # title.request("idle", now), inline
+        title.idle_since = now
+        if title.state == "busy" or now - title.at >= TITLE_INTERVAL:
+            if not self.stopping():
+                title.show("idle")
+        else:
+            title.due = title.at + TITLE_INTERVAL
+        if self.recycle_after and slot.requests == self.recycle_after:
+            self.recycle()  # keep serving until the replacement is ready
+
+    def serving(self, server: socketserver.BaseServer) -> Serve:
+        """One function for the multiplexer: a new connection's request with its bookkeeping;
+        the handler that holds the connection now, or None."""
+        path = request_path(server)
+        begin, end = self.begin, self.end
+
+        def serve(request: Any, address: Any) -> Resumable | None:
+            if not begin():
+                _refuse(server, request)
+                return None
+            try:
+                return path(request, address)
+            finally:
+                end()
+
+        return serve
+
+
+def _refuse(server: socketserver.BaseServer, request: Any) -> None:
+    """A connection accepted as a quick stop began: closed unserved."""
+    try:
+        server.shutdown_request(request)
+    except Exception:
+        log.exception("worker (pid %d) shutdown_request failed", os.getpid())
