@@ -17,19 +17,12 @@ MAX_HEAD = 64 * 1024  # bytes of request head; more is answered 431
 PEEK = socket.MSG_PEEK | socket.MSG_DONTWAIT
 
 
-def has_work(request: socket.socket, ready: Ready, buf: bytearray) -> bool:
-    """The first look at a new plain (not TLS) connection whose handler waits for the client
-    (``ready`` DATA or HEAD): True if it goes to the handler now.  False means "not sure": the
+def head_arrived(request: socket.socket, buf: bytearray) -> bool:
+    """The first look at a new plain (not TLS) connection whose handler waits for a complete
+    HTTP request head: True if it goes to the handler now.  False means "not sure": the
     multiplexer then checks it as any waiting connection (the rare path: one more peek).
-    ``buf`` holds at least MAX_HEAD bytes."""
-    if ready is Ready.DATA:
-        try:
-            request.recv_into(buf, 1, PEEK)
-        except (BlockingIOError, InterruptedError):
-            return False
-        except OSError:
-            return True  # the handler sees the error, as with socketserver
-        return True  # bytes, or EOF at once (the handler sees it)
+    ``buf`` holds at least MAX_HEAD bytes.  (For a handler that waits for any data the
+    multiplexer peeks one byte itself: that is every raw connection's path.)"""
     try:
         size = request.recv_into(buf, MAX_HEAD, PEEK)
     except OSError:

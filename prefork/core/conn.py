@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import heapq
 import itertools
@@ -96,3 +97,23 @@ class Deadlines:
             else:
                 out.append(conn)
         return out
+
+
+DRAIN_LIMIT = 256 * 1024  # bytes discarded before closing after an error reply
+NOSIGNAL = socket.MSG_DONTWAIT | socket.MSG_NOSIGNAL
+
+
+def reply_before_close(sock: socket.socket, reply: bytes) -> None:
+    """Send ``reply`` if the socket takes it at once, and shut the sending side, without a
+    reset: bytes left unread would make the kernel answer the close with RST and lose the
+    reply, so up to DRAIN_LIMIT bytes the client sent are read and discarded first.  The
+    caller then closes."""
+    with contextlib.suppress(OSError):
+        sock.send(reply, NOSIGNAL)
+        sock.shutdown(socket.SHUT_WR)
+        drained = 0
+        while drained < DRAIN_LIMIT:
+            chunk = sock.recv(65536, socket.MSG_DONTWAIT)
+            if not chunk:
+                break
+            drained += len(chunk)

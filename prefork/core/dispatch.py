@@ -16,7 +16,7 @@ which calls each one.  Both give the same result for every outcome of the handle
 
 :class:`Bookkeeping` is the single-threaded worker's begin/end of a request (the scoreboard,
 the rate-limited title, recycling, the quick-stop check), made into one function with the path
-by :meth:`Bookkeeping.serving` so the multiplexer makes one call per connection.
+by :meth:`Bookkeeping.counted` so the multiplexer makes one call per connection.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ import socket
 import socketserver
 import time
 from collections.abc import Callable, Collection
-from typing import Any
+from typing import Any, TypeVar
 
 from prefork.core.keepalive import OFFER, HoldsConnections, Offer, Resumable
 from prefork.core.scoreboard import SlotWriter
@@ -36,6 +36,7 @@ from prefork.ops.titles import TITLE_INTERVAL, WorkerTitle
 
 log = logging.getLogger("prefork.worker")
 
+_T = TypeVar("_T")
 RequestPath = Callable[[Any, Any], "Resumable | None"]
 Serve = Callable[[Any, Any], "Resumable | None"]
 
@@ -159,8 +160,9 @@ class Bookkeeping:
     recycling report, and the check for a quick stop that arrived before the request began.
     ``busy`` is True while a handler runs (the worker's signal handler reads it).
 
-    Methods: begin() -> bool (False: a quick stop is pending, do not serve), end(),
-    serving(server) -> ``serve(request, address)`` (begin, the request path, end)."""
+    Methods: counted(serve, refuse) -> the same function with the bookkeeping around it (one
+    frame for both, for the multiplexer's one call per connection); serving(server) -> a new
+    connection's request on ``server``, counted."""
 
     def __init__(self, slot: SlotWriter, title: WorkerTitle, pending: Collection[int],
                  quick: frozenset[int], stopping: Callable[[], bool],
@@ -169,52 +171,48 @@ class Bookkeeping:
         self.stopping, self.recycle, self.recycle_after = stopping, recycle, recycle_after
         self.busy = False
 
-    def begin(self) -> bool:
-        now = time.monotonic()
-        self.slot.begin_request(now)  # before busy: a quick stop must not cut it short
-        self.busy = True
-        if self.pending and self.quick.intersection(self.pending):
-            self.busy = False
-            self.slot.end_request(time.monotonic())
-            return False
-        title = self.title  # title.request("busy", now), inline: on every request's path
-        if now - title.idle_since >= TITLE_INTERVAL or now - title.at >= TITLE_INTERVAL:
-            title.show("busy")
-        else:
-            title.due = title.at + TITLE_INTERVAL
-        return True
-
-    def end(self) -> None:
-        self.busy = False
-        now = time.monotonic()
-        slot = self.slot
-        slot.end_request(now)
-        title = self.title  # title.request("idle", now), inline
-        title.idle_since = now
-        if title.state == "busy" or now - title.at >= TITLE_INTERVAL:
-            if not self.stopping():
-                title.show("idle")
-        else:
-            title.due = title.at + TITLE_INTERVAL
-        if self.recycle_after and slot.requests == self.recycle_after:
-            self.recycle()  # keep serving until the replacement is ready
-
     def serving(self, server: socketserver.BaseServer) -> Serve:
-        """One function for the multiplexer: a new connection's request with its bookkeeping;
-        the handler that holds the connection now, or None."""
-        path = request_path(server)
-        begin, end = self.begin, self.end
+        """``serve(request, address)``: a new connection's request on ``server``; the handler
+        that holds the connection now, or None."""
+        return self.counted(request_path(server), lambda request, address: _refuse(server,
+                                                                                   request))
 
-        def serve(request: Any, address: Any) -> Resumable | None:
-            if not begin():
-                _refuse(server, request)
-                return None
+    def counted(self, serve: Callable[[Any, Any], _T],
+                refuse: Callable[[Any, Any], _T]) -> Callable[[Any, Any], _T]:
+        """``serve(a, b)`` as one request: begun and ended on the scoreboard and the title;
+        ``refuse(a, b)`` instead when a quick stop is pending."""
+        slot, title, pending, quick = self.slot, self.title, self.pending, self.quick
+        monotonic, interval = time.monotonic, TITLE_INTERVAL
+
+        def request(a: Any, b: Any) -> _T:
+            now = monotonic()
+            slot.begin_request(now)  # before busy: a quick stop must not cut it short
+            self.busy = True
+            if pending and quick.intersection(pending):
+                self.busy = False
+                slot.end_request(monotonic())
+                return refuse(a, b)
+            # title.request("busy", now) and ("idle", now), inline: on every request's path.
+            if now - title.idle_since >= interval or now - title.at >= interval:
+                title.show("busy")
+            else:
+                title.due = title.at + interval
             try:
-                return path(request, address)
+                return serve(a, b)
             finally:
-                end()
+                self.busy = False
+                now = monotonic()
+                slot.end_request(now)
+                title.idle_since = now
+                if title.state == "busy" or now - title.at >= interval:
+                    if not self.stopping():
+                        title.show("idle")
+                else:
+                    title.due = title.at + interval
+                if self.recycle_after and slot.requests == self.recycle_after:
+                    self.recycle()  # keep serving until the replacement is ready
 
-        return serve
+        return request
 
 
 def _refuse(server: socketserver.BaseServer, request: Any) -> None:

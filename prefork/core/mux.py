@@ -26,7 +26,8 @@ left in the socket would wake the loop again at once, forever.
   after accept the connection is checked once, without waiting: a client that sent its request
   with the connect (and ``TCP_DEFER_ACCEPT`` makes that the rule) goes straight to the handler,
   with one ``recv(MSG_PEEK)`` more than a bare accept loop, no epoll call and no :class:`Conn`
-  (one is made only for a connection that must wait, or that a handler holds).  A stream
+  (one is made only for a connection that must wait, or that a handler holds), in one call
+  to the function ``serve_new`` made for its listener (``core/dispatch.py``).  A stream
   listener's event accepts *one* connection: the listener is level-triggered, so a second one
   waiting wakes the loop again at once, whereas a second ``accept`` finding nothing (the usual
   case) costs a system call and an exception.  Datagram listeners take a burst.  A listener
@@ -55,15 +56,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, cast
 
-from prefork.core.accepting import MAX_HEAD, PEEK, accept_function, has_work, tune_listener
-from prefork.core.conn import Conn, Deadlines, Phase
+from prefork.core.accepting import MAX_HEAD, PEEK, accept_function, head_arrived, tune_listener
+from prefork.core.conn import Conn, Deadlines, Phase, reply_before_close
 from prefork.core.keepalive import Ready, Resumable, ready_when
 
 log = logging.getLogger("prefork.worker")
 
 ACCEPT_BURST = 16  # datagrams taken per wake-up before looking at the rest of the loop
-DRAIN_LIMIT = 256 * 1024  # bytes discarded before closing after an error reply
-NOSIGNAL = socket.MSG_DONTWAIT | socket.MSG_NOSIGNAL
 PLAIN_EVENTS = select.EPOLLIN | select.EPOLLRDHUP | select.EPOLLET
 TLS_EVENTS = PLAIN_EVENTS | select.EPOLLOUT  # a handshake may wait to write
 LISTEN_EVENTS = select.EPOLLIN | getattr(select, "EPOLLEXCLUSIVE", 0)
@@ -115,6 +114,9 @@ class Multiplexer:
         self.accepts = {fd: accept_function(s) for fd, s in servers.items()}
         self.serve = serve
         self.serve_new = {fd: serve_new(s) for fd, s in servers.items()}
+        # What accept() needs of a listener, in one lookup.
+        self.entries = {fd: (self.accepts[fd], self.ready_modes[fd], self.serve_new[fd])
+                        for fd, stream in self.stream.items() if stream}
         self.interrupted = interrupted
         self.empty_accept = empty_accept
         self.limits = limits
@@ -187,37 +189,51 @@ class Multiplexer:
 
     def accept(self, fd: int) -> None:
         """An event on the listener ``fd`` (what on_event does for a listener)."""
-        server = self.listeners[fd]
-        if not self.stream[fd]:
-            self._take_datagrams(fd, server)
+        entry = self.entries.get(fd)
+        if entry is None:
+            self._take_datagrams(fd)
             return
         if len(self.conns) >= self.limits.worker_connections:
             self._pause_accepting()
             return
+        accept, ready, serve = entry
         try:
-            request, address = self.accepts[fd]()
+            request, address = accept()
         except BlockingIOError:
             self.empty_accept()
             return
         except OSError:  # the client gave up already, or out of fds: next wake-up
             return
-        ready = self.ready_modes[fd]
-        if ready is Ready.ACCEPTED or (
-            not isinstance(request, ssl.SSLSocket) and has_work(request, ready, self.buf)
-        ):
-            self._dispatch_new(fd, request, address)  # the common path
-        elif isinstance(request, ssl.SSLSocket):
-            conn = Conn(request, address, server, ready)
+        if isinstance(request, ssl.SSLSocket):
+            conn = Conn(request, address, self.listeners[fd], ready)
+            if ready is Ready.ACCEPTED:
+                self._dispatch(conn)
+                return
             conn.phase = Phase.HANDSHAKE
             self.deadlines.arm(conn, time.monotonic() + self.limits.client_timeout)
             request.setblocking(False)
             self._handshake(conn)
+            return
+        if ready is Ready.DATA:  # the common path: bytes, or EOF (the handler sees it)
+            try:
+                request.recv_into(self.buf, 1, PEEK)
+                go = True
+            except (BlockingIOError, InterruptedError):
+                go = False
+            except OSError:
+                go = True  # the handler sees the error, as with socketserver
         else:
-            conn = Conn(request, address, server, ready)
-            conn.deadline = time.monotonic() + self.limits.client_timeout
-            self._check(conn, defer=False)
+            go = ready is Ready.ACCEPTED or head_arrived(request, self.buf)
+        if go:
+            resumable = serve(request, address)
+            if resumable is not None:
+                self._held_new(fd, request, address, resumable)
+            return
+        conn = Conn(request, address, self.listeners[fd], ready)
+        conn.deadline = time.monotonic() + self.limits.client_timeout
+        self._check(conn, defer=False)
 
-    def _take_datagrams(self, fd: int, server: socketserver.BaseServer) -> None:
+    def _take_datagrams(self, fd: int) -> None:
         accept = self.accepts[fd]
         for taken in range(ACCEPT_BURST):
             try:
@@ -340,9 +356,12 @@ class Multiplexer:
         """A new connection on listener ``fd`` that has work, to its handler without a Conn."""
         resumable = self.serve_new[fd](request, address)
         if resumable is not None:
-            conn = Conn(request, address, self.listeners[fd], self.ready_modes[fd])
-            conn.resumable = resumable
-            self._held(conn)
+            self._held_new(fd, request, address, resumable)
+
+    def _held_new(self, fd: int, request: Any, address: Any, resumable: Resumable) -> None:
+        conn = Conn(request, address, self.listeners[fd], self.ready_modes[fd])
+        conn.resumable = resumable
+        self._held(conn)
 
     def _held(self, conn: Conn) -> None:
         """``conn``'s handler held it for keep-alive.  A pipelined request already buffered
@@ -361,18 +380,7 @@ class Multiplexer:
             self.deadlines.arm(conn, conn.deadline)
 
     def _reply_close(self, conn: Conn, reply: bytes) -> None:
-        """Send ``reply`` if the socket takes it at once, then close without a reset: bytes
-        left unread would make the kernel answer the close with RST and lose the reply."""
-        sock = conn.sock
-        with contextlib.suppress(OSError):
-            sock.send(reply, NOSIGNAL)
-            sock.shutdown(socket.SHUT_WR)
-            drained = 0
-            while drained < DRAIN_LIMIT:
-                chunk = sock.recv(65536, socket.MSG_DONTWAIT)
-                if not chunk:
-                    break
-                drained += len(chunk)
+        reply_before_close(conn.sock, reply)
         self._close(conn)
 
     def _close(self, conn: Conn) -> None:

@@ -159,11 +159,6 @@ def _not_here(conn: Conn) -> bool:
     raise AssertionError("with handler threads, requests are served in the threads")
 
 
-def _not_here_new(server: socketserver.BaseServer) -> Callable[[Any, Any], None]:
-    def serve(request: Any, address: Any) -> None:
-        raise AssertionError("a threaded worker serves new connections in its handler threads")
-
-    return serve
 
 
 class ThreadedMultiplexer(Multiplexer):
@@ -176,7 +171,7 @@ class ThreadedMultiplexer(Multiplexer):
         threads: HandlerThreads, interrupted: Callable[[], bool],
         empty_accept: Callable[[], None], limits: Limits, changed: Callable[[int], None],
     ) -> None:
-        super().__init__(ep, servers, _not_here, _not_here_new, interrupted, empty_accept,
+        super().__init__(ep, servers, _not_here, self._to_threads, interrupted, empty_accept,
                          limits)
         self.threads = threads
         self.changed = changed
@@ -204,9 +199,14 @@ class ThreadedMultiplexer(Multiplexer):
             self._pause_accepting()
         self.changed(self.threads.busy)
 
-    def _dispatch_new(self, fd: int, request: Any, address: Any) -> None:
-        self._dispatch(Conn(request, address, self.listeners[fd],  # a thread needs the Conn
-                            self.ready_modes[fd]))
+    def _to_threads(self, server: socketserver.BaseServer) -> Callable[[Any, Any], None]:
+        """What serves a new connection on ``server``: handing it to a thread, in a Conn."""
+        fd = server.socket.fileno()  # type: ignore[attr-defined]
+
+        def serve(request: Any, address: Any) -> None:
+            self._dispatch(Conn(request, address, server, self.ready_modes[fd]))
+
+        return serve
 
     def _take_back(self) -> None:
         back = self.threads.completed()

@@ -33,6 +33,7 @@ import signal
 import socketserver
 import sys
 import time
+from collections.abc import Callable
 from typing import Any, NoReturn, cast
 
 from prefork.core import keepalive, privileges
@@ -111,6 +112,7 @@ class Worker:
         self.signals = SignalQueue(WORKER_SIGNALS | {REOPEN_SIGNAL})
         self.book: Bookkeeping | None = None  # the request's begin and end (one thread)
         self.serving: dict[socketserver.BaseServer, Serve] = {}  # listener -> its request
+        self._serve_held: Callable[[Conn, None], bool] = self._refuse_held
         self.stop: str | None = None
         self.slot: SlotWriter | None = None
         self.recycle_after = 0  # requests; 0 = never
@@ -229,35 +231,36 @@ class Worker:
                 lambda: self.stop is not None, lambda: self._report(REPORT_RECYCLE),
                 self.recycle_after)
             self.serving = {s: book.serving(s) for s in listeners.values()}
+            self._serve_held = book.counted(self._next_request, self._refuse_held)
             mux = Multiplexer(ep, listeners, self._serve, self.serving.__getitem__,
                               self._interrupted, self.slot.empty_accept, limits)
         # The loop is on every connection's path: what has nothing to do is not called.
         poll, monotonic, pending, accept = ep.poll, time.monotonic, self.signals.pending, mux.accept
-        ready, deadlines = mux.ready, mux.deadlines.heap
+        ready, deadlines, title = mux.ready, mux.deadlines.heap, self.title
+        # While a title change is due the wait is bounded, and a wait that times out shows it.
+        due_wait = titles.TITLE_INTERVAL if timeout < 0 else min(timeout, titles.TITLE_INTERVAL)
         try:
             while True:
-                wait = self.title.poll_timeout(timeout, self.stop is None) if self.title.due \
-                    else timeout
+                wait = due_wait if title.due else timeout
                 events = poll(mux.timeout(wait, monotonic()) if ready or deadlines else wait)
-                for fd, _ in events:
-                    if fd == sig_fd:
+                if not events and title.due:
+                    title.lapsed(self.stop is None)
+                for fd, fd_events in events:
+                    # A signal's handler has run (``pending``) before the poll returned: a
+                    # quick stop is seen before the next connection is taken.
+                    if (pending or self.stop is not None) and self._interrupted():
+                        return
+                    if fd in listeners:
+                        # Even when stopping gracefully: with EPOLLEXCLUSIVE this worker may
+                        # be the only one the kernel woke for a connection, and leaving it
+                        # would strand it in the backlog until the next arrival wakes someone.
+                        accept(fd)
+                    elif fd == sig_fd:
                         self._handle_signals()
                     elif fd == alive_fd:
                         self.stop = "master gone"
-                if (pending or self.stop is not None) and self._interrupted():
-                    break
-                # Even when stopping gracefully: with EPOLLEXCLUSIVE this worker may be the
-                # only one the kernel woke for a connection, and leaving it would strand it in
-                # the backlog until the next arrival wakes someone.
-                for fd, fd_events in events:
-                    if fd in listeners:
-                        accept(fd)
-                    elif fd != sig_fd and fd != alive_fd:
-                        mux.on_event(fd, fd_events)
                     else:
-                        continue
-                    if (pending or self.stop is not None) and self._interrupted():
-                        return
+                        mux.on_event(fd, fd_events)
                 if ready:
                     mux.run_ready()
                 if deadlines or not mux.accepting:
@@ -324,17 +327,17 @@ class Worker:
         if conn.resumable is None:
             conn.resumable = self.serving[conn.server](conn.sock, conn.address)
             return conn.resumable is not None
-        book = self.book
-        assert book is not None
-        if not book.begin():
+        return self._serve_held(conn, None)
+
+    def _next_request(self, conn: Conn, _: None) -> bool:
+        if not self._resume(conn):
             conn.release()
-            return False
-        try:
-            if not self._resume(conn):
-                conn.release()
-        finally:
-            book.end()
         return conn.resumable is not None
+
+    @staticmethod
+    def _refuse_held(conn: Conn, _: None) -> bool:
+        conn.release()
+        return False
 
     @staticmethod
     def _resume(conn: Conn) -> bool:

@@ -111,7 +111,7 @@ class WorkerTitle:
     system call, and twice a request would be 2 of ~5 system calls of a small UDP request.  A
     request after a quiet spell shows ``busy``; under load the title changes at most every
     TITLE_INTERVAL; a skipped change is ``due`` at the end of the interval, and the worker's
-    wait for work wakes for it (``poll_timeout``), so an idle title is never left stale.  The
+    wait for work wakes for it (``lapsed``), so an idle title is never left stale.  The
     scoreboard (``prefork status``) is always exact.
 
     ``label(state)`` gives what the title shows: (state text, requests served)."""
@@ -139,14 +139,11 @@ class WorkerTitle:
         else:
             self.due = self.at + TITLE_INTERVAL
 
-    def poll_timeout(self, timeout: float, waiting: bool) -> float:
-        """``timeout`` for the wait for work, shortened while a change is due; the due change
-        (an idle worker's last count) is shown here once its time has come."""
-        now = time.monotonic()
-        if now >= self.due:
+    def lapsed(self, waiting: bool) -> None:
+        """The worker's wait for work timed out while a change was ``due`` (it waits at most
+        TITLE_INTERVAL then, so the change is late by less than that): show it now if its time
+        has come (``idle``, with the last count, if ``waiting``)."""
+        if time.monotonic() >= self.due:
             if waiting:
                 self.show("idle")
             self.due = 0.0
-            return timeout
-        wait = self.due - now
-        return wait if timeout < 0 else min(timeout, wait)
