@@ -172,12 +172,15 @@ class Multiplexer:
             self._resume_accepting()
 
     def drain(self) -> None:
-        """Graceful stop: accept no more; close what has not started a request."""
+        """Graceful stop: accept no more; close what has not started a request.  A request
+        received in full (pipelined behind one served) is still answered: the client sent it
+        before the stop, and a close would leave it unanswered after a keep-alive response."""
         if not self.draining:
             self.draining = True
             self._pause_accepting()
+        queued = set(map(id, self.ready))
         for conn in list(self.conns.values()):
-            if conn.phase is not Phase.PARTIAL:
+            if conn.phase is not Phase.PARTIAL and id(conn) not in queued:
                 self._close(conn)
 
     def close(self) -> None:
@@ -367,14 +370,15 @@ class Multiplexer:
         """``conn``'s handler held it for keep-alive.  A pipelined request already buffered
         goes behind the others (self.ready), so one client cannot keep the worker to itself."""
         conn.phase = Phase.IDLE
-        if self.draining:
-            self._close(conn)
-            return
         # Blocking mode, whatever timeout the handler left: with a timeout set, Python polls
         # before every recv (MSG_DONTWAIT or not), and a peek would wait for the client.
         conn.sock.settimeout(None)
         conn.deadline = time.monotonic() + self.limits.keep_alive
         self._check(conn, defer=True)
+        if self.draining and conn.phase is Phase.IDLE and not (self.ready
+                                                              and self.ready[-1] is conn):
+            self._close(conn)  # nothing more to answer (see drain)
+            return
         if conn.phase is Phase.IDLE and conn.fd not in self.conns:
             self.conns[conn.fd] = conn  # queued in self.ready: waiting all the same
             self.deadlines.arm(conn, conn.deadline)

@@ -10,8 +10,6 @@ import signal
 import socket
 from pathlib import Path
 
-import pytest
-
 from helpers import LOCAL, ROOT, server_process, wait_for
 
 SLOW_APP = '''
@@ -36,8 +34,6 @@ class Slow(BaseHTTPRequestHandler):
 PIPELINED = 4
 
 
-@pytest.mark.xfail(strict=True, reason="the drain closes a held connection whose next request "
-                   "is already buffered, after a response without Connection: close")
 def test_a_graceful_stop_answers_or_refuses_pipelined_requests(tmp_path: Path) -> None:
     (tmp_path / "slowapp.py").write_text(SLOW_APP)
     with server_process("serve", "slowapp:Slow", "-b", LOCAL, "-w", "1", cwd=tmp_path,
