@@ -5,12 +5,14 @@ multiplexer (``mux.py``, where the reasons are)."""
 from __future__ import annotations
 
 import contextlib
+import enum
 import math
 import socket
 import socketserver
 from collections.abc import Callable
 from typing import Any
 
+from prefork.core.conn import Conn
 from prefork.core.keepalive import Ready
 
 MAX_HEAD = 64 * 1024  # bytes of request head; more is answered 431
@@ -65,3 +67,47 @@ def tune_listener(sock: socket.socket, ready: Ready, client_timeout: float) -> N
     if defer is not None and ready is not Ready.ACCEPTED:
         with contextlib.suppress(OSError):
             sock.setsockopt(socket.IPPROTO_TCP, defer, max(1, math.ceil(client_timeout)))
+
+
+class Check(enum.Enum):
+    """What a look at a waiting connection found."""
+
+    READY = "ready"
+    MORE = "more"  # wait for more
+    EOF = "eof"
+    TOO_LARGE = "too large"
+
+
+_raw_recv_into = socket.socket.recv_into  # on an SSLSocket: the ciphertext, which may be peeked
+
+
+def look(conn: Conn, buf: bytearray) -> tuple[Check, bool]:
+    """Whether the waiting ``conn`` has work for its handler (peeked, nothing consumed), and
+    whether part of a request head arrived (it is then PARTIAL).  ``buf`` holds at least
+    MAX_HEAD bytes."""
+    buffered = conn.resumable.buffered() if conn.resumable is not None else b""
+    if conn.tls and (buffered or conn.sock.pending()):
+        return Check.READY, False
+    head = conn.ready is Ready.HEAD and not conn.tls
+    try:
+        size = _raw_recv_into(conn.sock, buf, MAX_HEAD if head else 1, PEEK)
+    except (BlockingIOError, InterruptedError):
+        size = -1
+    except OSError:
+        return Check.EOF, False
+    if not head:
+        if buffered or size > 0:
+            return Check.READY, False
+        return (Check.EOF if size == 0 else Check.MORE), False
+    if buffered:
+        data: bytes | bytearray = buffered + buf[:max(0, size)]
+        end = len(data)
+    else:
+        data, end = buf, max(0, size)
+    if data.find(b"\r\n\r\n", 0, end) >= 0 or data.find(b"\n\n", 0, end) >= 0:
+        return Check.READY, False
+    if end >= MAX_HEAD:
+        return Check.TOO_LARGE, False
+    if size == 0:
+        return Check.EOF, False
+    return Check.MORE, end > 0

@@ -43,7 +43,6 @@ nothing here touches it.
 from __future__ import annotations
 
 import contextlib
-import enum
 import logging
 import os
 import select
@@ -56,7 +55,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, cast
 
-from prefork.core.accepting import MAX_HEAD, PEEK, accept_function, head_arrived, tune_listener
+from prefork.core.accepting import (
+    MAX_HEAD,
+    PEEK,
+    Check,
+    accept_function,
+    head_arrived,
+    look,
+    tune_listener,
+)
 from prefork.core.conn import Conn, Deadlines, Phase, reply_before_close
 from prefork.core.keepalive import Ready, Resumable, ready_when
 
@@ -70,14 +77,6 @@ TIMEOUT_REPLY = (b"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\n"
                  b"Content-Length: 0\r\n\r\n")
 TOO_LARGE_REPLY = (b"HTTP/1.1 431 Request Header Fields Too Large\r\nConnection: close\r\n"
                    b"Content-Length: 0\r\n\r\n")
-_raw_recv_into = socket.socket.recv_into  # on an SSLSocket: the ciphertext, which may be peeked
-
-
-class Check(enum.Enum):
-    READY = "ready"
-    MORE = "more"  # wait for more
-    EOF = "eof"
-    TOO_LARGE = "too large"
 
 
 @dataclass(frozen=True)
@@ -305,37 +304,12 @@ class Multiplexer:
             self._close(conn)
 
     def _peek(self, conn: Conn) -> Check:
-        buffered = conn.resumable.buffered() if conn.resumable is not None else b""
-        if conn.tls and (buffered or conn.sock.pending()):
-            return Check.READY
-        buf = self.buf
-        head = conn.ready is Ready.HEAD and not conn.tls
-        try:
-            size = _raw_recv_into(conn.sock, buf, MAX_HEAD if head else 1, PEEK)
-        except (BlockingIOError, InterruptedError):
-            size = -1
-        except OSError:
-            return Check.EOF
-        if not head:
-            if buffered or size > 0:
-                return Check.READY
-            return Check.EOF if size == 0 else Check.MORE
-        if buffered:
-            data: bytes | bytearray = buffered + buf[:max(0, size)]
-            end = len(data)
-        else:
-            data, end = buf, max(0, size)
-        if data.find(b"\r\n\r\n", 0, end) >= 0 or data.find(b"\n\n", 0, end) >= 0:
-            return Check.READY
-        if end >= MAX_HEAD:
-            return Check.TOO_LARGE
-        if size == 0:
-            return Check.EOF
-        if end and conn.phase is not Phase.PARTIAL:
+        check, started = look(conn, self.buf)
+        if started and conn.phase is not Phase.PARTIAL:
             if conn.phase is Phase.IDLE:  # a new request began: its head has client_timeout
                 self.deadlines.arm(conn, time.monotonic() + self.limits.client_timeout)
             conn.phase = Phase.PARTIAL
-        return Check.MORE
+        return check
 
     def _wait(self, conn: Conn) -> None:
         if not conn.registered:
