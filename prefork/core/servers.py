@@ -26,6 +26,7 @@ from typing import Any
 
 from prefork.core import privileges, sockets
 from prefork.core.contract import PoolServer
+from prefork.core.cpus import usable_cpus
 from prefork.core.keepalive import HoldsConnections
 from prefork.master.supervisor import Master
 
@@ -48,11 +49,9 @@ def is_client_gone(exc: BaseException | None) -> bool:
 
 
 def default_workers() -> int:
-    """The number of CPUs this process may run on."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
+    """The number of CPUs this process may use: the CPUs it may run on, bounded by its
+    cgroup's CPU quota (a container's CPU limit), rounded up (``core/cpus.py``)."""
+    return usable_cpus()
 
 
 class PreforkMixIn(HoldsConnections, PoolServer):
