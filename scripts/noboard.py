@@ -3,7 +3,7 @@ what the scoreboard costs the request path (docs/benchmarks.md, "Scoreboard over
 
     PYTHONPATH=scripts:. python -m prefork serve noboard:Hello -b 127.0.0.1:8150 -w 2
 
-The APP is imported in the master before the fork, so the patch reaches every worker.
+The APP is imported in each worker (and in the import probe), so the patch is applied in each.
 """
 
 from __future__ import annotations
