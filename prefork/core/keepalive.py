@@ -108,17 +108,11 @@ def hold(request: Any, resumable: Resumable) -> bool:
     return offer is not None and offer.take(request, resumable)
 
 
-def is_held(request: Any) -> bool:
-    """Whether ``request`` was held during the current dispatch."""
-    offer = OFFER.get()
-    return offer is not None and offer.request is request and offer.resumable is not None
-
-
 class HoldsConnections:
     """Server mix-in: ``shutdown_request`` leaves a held connection open."""
 
     def shutdown_request(self, request: Any) -> None:
-        offer = OFFER.get()  # is_held(request), inline: on every connection's path
+        offer = OFFER.get()  # held during this dispatch?
         if offer is not None and offer.request is request and offer.resumable is not None:
             return
         super().shutdown_request(request)  # type: ignore[misc]
