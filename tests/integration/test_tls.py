@@ -23,6 +23,8 @@ import pytest
 
 import prefork
 from helpers import ServerProcess, server_process, wait_for
+from prefork.core.accepting import MAX_HEAD, Check, read_head
+from prefork.core.tls import ReadAheadSSLSocket, read_ahead_context, server_context
 
 pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="no openssl command")
 
@@ -239,6 +241,53 @@ def test_https_in_the_stdlib_modes(pki: Path, mode: str) -> None:
             sock.sendall(GET * 2)
             reader = sock.makefile("rb")
             assert [read_response(reader) for _ in range(2)] == [(200, HELLO)] * 2
+
+
+class _OwnSocket(ssl.SSLSocket):
+    """A context's own socket class (tls_context() may set one): kept under the read-ahead."""
+
+
+@contextlib.contextmanager
+def tls_pair(pki: Path) -> Iterator[tuple[ssl.SSLSocket, ssl.SSLSocket]]:
+    """(server side, client side) of a socketpair, the handshake done; the server's context
+    is one TLSMixIn would use, with a socket class of its own."""
+    context = server_context(str(pki / "server.pem"), str(pki / "server.key"))
+    context.sslsocket_class = _OwnSocket
+    a, b = socket.socketpair()
+    with a, b:
+        a.settimeout(10)
+        b.settimeout(10)
+        server = read_ahead_context(context).wrap_socket(a, server_side=True,
+                                                         do_handshake_on_connect=False)
+        clients: list[ssl.SSLSocket] = []
+        thread = threading.Thread(target=lambda: clients.append(
+            client_context(pki).wrap_socket(b, server_hostname="127.0.0.1")))
+        thread.start()
+        server.do_handshake()
+        thread.join(10)
+        yield server, clients[0]
+
+
+def test_the_head_read_ahead_is_read_first(pki: Path) -> None:
+    with tls_pair(pki) as (server, client):
+        assert isinstance(server, ReadAheadSSLSocket) and isinstance(server, _OwnSocket)
+        client.sendall(b"GET / HTTP/1.1\r\n")
+        assert wait_for(lambda: read_head(server, b"") == (Check.MORE, True))
+        client.sendall(b"Host: x\r\n\r\nbody")
+        assert wait_for(lambda: read_head(server, b"")[0] is Check.READY)
+        assert server.ahead is not None and server.ahead.startswith(b"GET / HTTP/1.1\r\nHost")
+        client.sendall(b" and more")
+        small = bytearray(4)
+        assert server.recv_into(small) == 4 and small == b"GET "
+        assert server.recv(12) == b"/ HTTP/1.1\r\n"
+        rest = b"Host: x\r\n\r\nbody and more"
+        assert server.makefile("rb").read(len(rest)) == rest
+        # A head that ends across what the handler holds and what is read ahead; too large.
+        client.sendall(b"\nX")
+        assert wait_for(lambda: read_head(server, b"GET / HTTP/1.1\r\n\r")[0] is Check.READY)
+        assert read_head(server, b"x" * MAX_HEAD) == (Check.TOO_LARGE, False)
+        client.close()
+        assert wait_for(lambda: read_head(server, b"")[0] is Check.EOF)
 
 
 def test_client_certificates_required_with_ca_certs(pki: Path) -> None:
