@@ -48,7 +48,7 @@ class ReadAheadSSLSocket(ssl.SSLSocket):
 
     def read(self, len: int = 1024, buffer: Any = None) -> Any:
         ahead = self.ahead
-        if not ahead or len <= 0:
+        if not ahead or (len <= 0 and buffer is None):
             return super().read(len, buffer)
         return _take(ahead, len, buffer)
 
@@ -62,13 +62,14 @@ class ReadAheadSSLSocket(ssl.SSLSocket):
 
 def _take(ahead: bytearray, size: int, buffer: Any) -> Any:
     """The first ``size`` bytes of ``ahead`` (at most), removed from it: bytes, or into
-    ``buffer`` (then their count)."""
+    ``buffer`` (then their count; ``size`` <= 0: as many as it holds, as ``SSLSocket.read``)."""
     if buffer is None:
         data = bytes(ahead[:size])
         del ahead[:size]
         return data
     with memoryview(buffer) as view, view.cast("B") as out:
-        size = min(size, len(out), len(ahead))
+        room = len(out)
+        size = min(size if 0 < size < room else room, len(ahead))
         out[:size] = ahead[:size]
     del ahead[:size]
     return size
