@@ -9,11 +9,13 @@ import enum
 import math
 import socket
 import socketserver
+import ssl
 from collections.abc import Callable
 from typing import Any
 
 from prefork.core.conn import Conn
 from prefork.core.keepalive import Ready
+from prefork.core.tls import ReadAheadSSLSocket
 
 MAX_HEAD = 64 * 1024  # bytes of request head; more is answered 431
 PEEK = socket.MSG_PEEK | socket.MSG_DONTWAIT
@@ -86,8 +88,11 @@ def look(conn: Conn, buf: bytearray) -> tuple[Check, bool]:
     whether part of a request head arrived (it is then PARTIAL).  ``buf`` holds at least
     MAX_HEAD bytes."""
     buffered = conn.resumable.buffered() if conn.resumable is not None else b""
-    if conn.tls and (buffered or conn.sock.pending()):
-        return Check.READY, False
+    if conn.tls:
+        if conn.ready is Ready.HEAD and isinstance(conn.sock, ReadAheadSSLSocket):
+            return read_head(conn.sock, buffered)
+        if buffered or conn.sock.pending():
+            return Check.READY, False
     head = conn.ready is Ready.HEAD and not conn.tls
     try:
         size = _raw_recv_into(conn.sock, buf, MAX_HEAD if head else 1, PEEK)
@@ -111,3 +116,47 @@ def look(conn: Conn, buf: bytearray) -> tuple[Check, bool]:
     if size == 0:
         return Check.EOF, False
     return Check.MORE, end > 0
+
+
+def read_head(sock: ReadAheadSSLSocket, buffered: bytes) -> tuple[Check, bool]:
+    """:func:`look` for a TLS connection whose handler waits for a complete request head.
+    Encrypted bytes cannot be peeked at, so the decrypted ones are read here, without blocking,
+    into ``sock.ahead`` (which the socket's reads serve first) until the head is complete (after
+    ``buffered``, which the handler holds), MAX_HEAD bytes, EOF or nothing more to read yet --
+    all that: the connection is edge-triggered, and OpenSSL may hold a record read whole."""
+    ahead = sock.ahead
+    if ahead is None:
+        ahead = sock.ahead = bytearray()
+    done = _complete(buffered, ahead)
+    eof = False
+    if not done:
+        sock.settimeout(0.0)
+        try:
+            while (room := MAX_HEAD - len(buffered) - len(ahead)) > 0:
+                try:
+                    chunk = sock.read_more(room)
+                except (ssl.SSLWantReadError, ssl.SSLWantWriteError):  # an event comes
+                    break
+                except OSError:  # the TLS stream failed: nothing to answer
+                    return Check.EOF, False
+                if not chunk:
+                    eof = True
+                    break
+                ahead += chunk
+                if b"\n" in chunk and _complete(buffered, ahead):
+                    done = True
+                    break
+        finally:
+            sock.settimeout(None)  # blocking, as the handler gets it
+    if done:
+        return Check.READY, False
+    size = len(buffered) + len(ahead)
+    if size >= MAX_HEAD:
+        return Check.TOO_LARGE, False
+    return (Check.EOF if eof else Check.MORE), size > 0
+
+
+def _complete(buffered: bytes, ahead: bytearray) -> bool:
+    """Whether a request head ends within the first MAX_HEAD bytes of ``buffered + ahead``."""
+    data = buffered + ahead if buffered else ahead
+    return data.find(b"\r\n\r\n", 0, MAX_HEAD) >= 0 or data.find(b"\n\n", 0, MAX_HEAD) >= 0

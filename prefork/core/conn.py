@@ -107,9 +107,13 @@ def reply_before_close(sock: socket.socket, reply: bytes) -> None:
     """Send ``reply`` if the socket takes it at once, and shut the sending side, without a
     reset: bytes left unread would make the kernel answer the close with RST and lose the
     reply, so up to DRAIN_LIMIT bytes the client sent are read and discarded first.  The
-    caller then closes."""
+    caller then closes.  On TLS the reply is one record, and the drain reads ciphertext."""
     with contextlib.suppress(OSError):
-        sock.send(reply, NOSIGNAL)
+        if isinstance(sock, ssl.SSLSocket):
+            sock.setblocking(False)
+            sock.send(reply)  # takes no flags; SIGPIPE is ignored (Python's default)
+        else:
+            sock.send(reply, NOSIGNAL)
         sock.shutdown(socket.SHUT_WR)
         drained = 0
         while drained < DRAIN_LIMIT:

@@ -13,7 +13,9 @@ How.  The same epoll set holds the listening sockets (``EPOLLEXCLUSIVE``, regist
 worker), the worker's own fds, and every waiting connection, edge-triggered: readiness is
 checked by *peeking* (``MSG_PEEK``) so that the handler still reads the whole request from the
 socket itself and the socketserver contract is unchanged; with level-triggering, a partial head
-left in the socket would wake the loop again at once, forever.
+left in the socket would wake the loop again at once, forever.  TLS bytes are encrypted and
+cannot be peeked at: for an HTTP handler the head is read, decrypted and without blocking, into
+the socket's read-ahead, which its reads serve first (``accepting.read_head``, ``tls.py``).
 
 * **One deadline per wait, fixed when the wait begins** (``client_timeout`` from accept for the
   handshake and the head together; ``keep_alive`` for an idle keep-alive connection, then

@@ -5,7 +5,10 @@
 without blocking and under ``client_timeout``, so clients that never finish it hold no worker;
 in the stdlib's sync, threading and forking servers OpenSSL runs it on the handler's first read.
 The ``ssl.SSLContext`` is built on first use in each process that accepts -- each worker -- so
-a new generation (HUP) reads renewed certificate files.
+a new generation (HUP) reads renewed certificate files.  Its sockets are
+:class:`ReadAheadSSLSocket`: an HTTP client's request head is encrypted, so it cannot be
+peeked at; the multiplexer reads it (decrypted) ahead of the handler, and the socket's reads
+serve those bytes first, so the handler still reads the whole request from its socket.
 
 :class:`PeerCredMixIn` admits a unix-socket client only if the kernel says (``SO_PEERCRED``) its
 process runs as an allowed uid or gid.
@@ -13,6 +16,7 @@ process runs as an allowed uid or gid.
 
 from __future__ import annotations
 
+import builtins
 import os
 import socket
 import ssl
@@ -34,11 +38,58 @@ def server_context(certfile: str, keyfile: str | None = None,
     return context
 
 
+class ReadAheadSSLSocket(ssl.SSLSocket):
+    """An ``SSLSocket`` whose reads (``recv``, ``recv_into``, ``read``, hence ``makefile``)
+    serve :attr:`ahead` first: decrypted bytes read by :meth:`read_more` (the multiplexer, while
+    a request head arrives), then the TLS stream.  With ``ahead`` empty (always, in the stdlib's
+    servers) it is an ``SSLSocket``."""
+
+    ahead: bytearray | None = None
+
+    def read(self, len: int = 1024, buffer: Any = None) -> Any:
+        ahead = self.ahead
+        if not ahead or (len <= 0 and buffer is None):
+            return super().read(len, buffer)
+        return _take(ahead, len, buffer)
+
+    def pending(self) -> int:
+        return super().pending() + (builtins.len(self.ahead) if self.ahead else 0)
+
+    def read_more(self, size: int) -> bytes:
+        """Up to ``size`` bytes from the TLS stream (one record at most), not from ``ahead``."""
+        return super().read(size)
+
+
+def _take(ahead: bytearray, size: int, buffer: Any) -> Any:
+    """The first ``size`` bytes of ``ahead`` (at most), removed from it: bytes, or into
+    ``buffer`` (then their count; ``size`` <= 0: as many as it holds, as ``SSLSocket.read``)."""
+    if buffer is None:
+        data = bytes(ahead[:size])
+        del ahead[:size]
+        return data
+    with memoryview(buffer) as view, view.cast("B") as out:
+        room = len(out)
+        size = min(size if 0 < size < room else room, len(ahead))
+        out[:size] = ahead[:size]
+    del ahead[:size]
+    return size
+
+
+def read_ahead_context(context: ssl.SSLContext) -> ssl.SSLContext:
+    """``context``, its sockets made :class:`ReadAheadSSLSocket` (one of their own class's
+    subclasses, if it sets a class of its own)."""
+    kind = context.sslsocket_class
+    if not issubclass(kind, ReadAheadSSLSocket):
+        context.sslsocket_class = (ReadAheadSSLSocket if kind is ssl.SSLSocket else
+                                   type(kind.__name__, (ReadAheadSSLSocket, kind), {}))
+    return context
+
+
 class TLSMixIn:
     """Server mix-in (before the socketserver class): serve TLS.  Attributes: ``certfile``
     (the certificate chain, PEM), ``keyfile`` (its key; None: in certfile), ``ca_certs`` (None,
     or the CAs whose client certificates are then required).  May be overridden:
-    tls_context()."""
+    tls_context() (the context it returns gets :func:`read_ahead_context`)."""
 
     certfile: str | None = None
     keyfile: str | None = None
@@ -55,7 +106,7 @@ class TLSMixIn:
         sock, address = super().get_request()  # type: ignore[misc]
         pid = os.getpid()
         if self._tls is None or self._tls[0] != pid:
-            self._tls = (pid, self.tls_context())
+            self._tls = (pid, read_ahead_context(self.tls_context()))
         try:
             wrapped = self._tls[1].wrap_socket(sock, server_side=True,
                                                do_handshake_on_connect=False)
