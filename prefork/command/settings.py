@@ -297,7 +297,8 @@ class Config:
     certfile = Setting(
         optional_string, None, section=TLS, flags=("--certfile",), metavar="PATH",
         help="serve TLS with this certificate chain (PEM); each new generation (HUP) reads the "
-        "files again; the handshake runs in the worker's multiplexer under client_timeout")
+        "files again; the handshake (and, for an HTTP handler, the request head) is waited for "
+        "in the worker's multiplexer under client_timeout")
     keyfile = Setting(
         optional_string, None, section=TLS, flags=("--keyfile",), metavar="PATH",
         help="the certificate's private key (PEM)", unset="in the certfile")
