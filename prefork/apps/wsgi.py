@@ -4,7 +4,8 @@
 runs it (prefork, fork, thread, sync), on TCP or on a unix stream socket.  One handler call
 serves one connection, request after request while the client keeps it alive:
 
-* the request head is parsed strictly and bounded (:mod:`prefork.apps.request`), the body is
+* the request head is parsed strictly and bounded (:mod:`prefork.apps.request`; with httptools
+  installed, llhttp reads the common heads first, :mod:`prefork.apps.fasthead`), the body is
   read by Content-Length or chunked (:mod:`prefork.apps.body`), the response is streamed as
   the application yields it (:mod:`prefork.apps.response`);
 * HTTP/1.1 connections stay open after a response unless the client, the application or an
@@ -32,7 +33,8 @@ from typing import Any, ClassVar, cast
 from urllib.parse import unquote_to_bytes
 
 from prefork.apps.body import Body, ChunkedBody, IncompleteBody, LengthBody, spool
-from prefork.apps.request import RequestError, RequestHead, framing, read_head
+from prefork.apps.fasthead import read_head
+from prefork.apps.request import RequestError, RequestHead, framing
 from prefork.apps.response import ClientGone, Response
 from prefork.core.keepalive import Ready, hold, read_ahead
 from prefork.core.servers import PreforkMixIn

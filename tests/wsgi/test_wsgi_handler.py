@@ -25,6 +25,8 @@ from tests.apps.wsgi_plain import application, digest
 
 Environ = dict[str, Any]
 
+pytestmark = pytest.mark.usefixtures("head_parser")  # every test with both parsers (conftest.py)
+
 
 @contextlib.contextmanager
 def serving(app: Any, base: type[socketserver.BaseServer] = socketserver.ThreadingTCPServer,

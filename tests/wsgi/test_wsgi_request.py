@@ -6,12 +6,16 @@ import io
 
 import pytest
 
+from prefork.apps import fasthead
 from prefork.apps.body import ChunkedBody, IncompleteBody, LengthBody, spool
-from prefork.apps.request import MAX_REQUEST_LINE, RequestError, framing, read_head
+from prefork.apps.request import MAX_REQUEST_LINE, RequestError, framing
+
+# The head tests run with both parsers (conftest.py), the body tests need neither.
+heads = pytest.mark.usefixtures("head_parser")
 
 
 def head_of(raw: bytes):  # type: ignore[no-untyped-def]
-    return read_head(io.BufferedReader(io.BytesIO(raw)))  # type: ignore[arg-type]
+    return fasthead.read_head(io.BufferedReader(io.BytesIO(raw)))  # type: ignore[arg-type]
 
 
 def status_of(raw: bytes) -> int:
@@ -22,6 +26,7 @@ def status_of(raw: bytes) -> int:
     return info.value.status
 
 
+@heads
 def test_head_is_parsed_with_duplicates_in_order() -> None:
     head = head_of(b"\r\nGET /a?b=1 HTTP/1.1\r\nHost: x\r\nX-A: 1\r\nx-a:  2 \r\n\r\nrest")
     assert head is not None
@@ -31,10 +36,12 @@ def test_head_is_parsed_with_duplicates_in_order() -> None:
     assert framing(head) == ("none", 0)
 
 
+@heads
 def test_end_of_connection_before_a_request_is_none() -> None:
     assert head_of(b"") is None
 
 
+@heads
 @pytest.mark.parametrize(
     ("raw", "status"),
     [
@@ -60,6 +67,7 @@ def test_refused_heads(raw: bytes, status: int) -> None:
     assert status_of(raw) == status
 
 
+@heads
 def test_repeated_equal_content_lengths_are_one() -> None:
     head = head_of(b"POST / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n")
     assert head is not None and framing(head) == ("length", 5)

@@ -1,0 +1,104 @@
+"""The request head parsed by httptools (llhttp, in C) when it is installed.
+
+Why the strict parser stays the judge.  llhttp is a good parser, but it is not this server's
+parser: it accepts heads that :mod:`prefork.apps.request` refuses (two spaces in the request
+line, ``HTTP/2.0`` and ``HTTP/0.9``, any number of empty lines before a request, trailing
+blanks it keeps in a value) and refuses heads that it accepts (a method llhttp does not know, a
+bare LF, two equal Content-Lengths, a byte above 0x7F in the target).  Where two parsers
+disagree on a request, a request can be smuggled; so llhttp only gets a fast path, for the
+common shape, and every head outside it goes to :func:`prefork.apps.request.read_head`:
+
+* the whole head must already be buffered (``peek``), end in its first CRLF CRLF, be at most
+  ``MAX_HEADER_LINE`` bytes (so no line or total bound can be crossed) and not begin with an
+  empty line;
+* llhttp must accept it without an upgrade, and its request line must read back exactly as
+  ``METHOD SP target SP HTTP/1.x CRLF``; at most ``MAX_HEADERS`` fields.
+
+Anything else (every refusal included) is read again by the strict parser, from the same bytes,
+so the answers and their statuses are the strict parser's.  The body's framing is judged by
+:func:`prefork.apps.request.framing` on either path.  tests/wsgi/test_wsgi_fasthead.py checks,
+byte by byte and by mutation, that the fast path never accepts what the strict parser refuses.
+
+``PF_HTTP_PARSER`` picks the parser: ``auto`` (the default: httptools if it imports),
+``httptools`` (fail if it does not) or ``python``.  (Not ``PREFORK_...``: that prefix belongs to
+the settings table, which refuses names it does not know.)
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Callable
+
+from prefork.apps import request
+from prefork.apps.request import MAX_HEADER_LINE, MAX_HEADERS, RequestHead
+
+try:
+    import httptools  # type: ignore[import-not-found, unused-ignore]
+except ImportError:  # the python parser serves alone
+    HTTPTOOLS = False
+else:
+    HTTPTOOLS = True
+
+HeadReader = Callable[[io.BufferedIOBase], "RequestHead | None"]
+
+_VERSIONS = {b"HTTP/1.1\r\n": "HTTP/1.1", b"HTTP/1.0\r\n": "HTTP/1.0"}
+
+
+class _Fields:
+    """llhttp's callbacks: the target and the header fields, as the strict parser keeps them."""
+
+    __slots__ = ("headers", "target")
+
+    def __init__(self) -> None:
+        self.headers: list[tuple[str, str]] = []
+        self.target = b""
+
+    def on_url(self, url: bytes) -> None:
+        self.target += url
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.headers.append((name.decode("ascii").lower(), value.strip(b" \t").decode("latin-1")))
+
+
+def read_head_httptools(rfile: io.BufferedIOBase) -> RequestHead | None:
+    """:func:`prefork.apps.request.read_head`, with llhttp on the common shape of head."""
+    if not HTTPTOOLS:
+        raise RuntimeError("httptools is not installed")
+    peek = getattr(rfile, "peek", None)
+    buffered: bytes = peek() if peek is not None else b""
+    end = buffered.find(b"\r\n\r\n") + 4
+    if end < 4 or end > MAX_HEADER_LINE or buffered[0] in b"\r\n":
+        return request.read_head(rfile)
+    head = buffered[:end]
+    fields = _Fields()
+    parser = httptools.HttpRequestParser(fields)
+    try:
+        parser.feed_data(head)
+    except (httptools.HttpParserError, httptools.HttpParserUpgrade):
+        return request.read_head(rfile)
+    # The request line must read back as exactly METHOD SP target SP HTTP/1.x CRLF.
+    method, target = parser.get_method(), fields.target
+    start = len(method) + len(target) + 2
+    version = _VERSIONS.get(head[start:start + 10])
+    if (version is None or head[:start] != b" ".join((method, target, b""))
+            or len(fields.headers) > MAX_HEADERS):
+        return request.read_head(rfile)
+    rfile.read(end)
+    return RequestHead(method.decode("ascii"), target.decode("latin-1"), version, fields.headers)
+
+
+def choose(name: str | None = None) -> HeadReader:
+    """The head reader ``name`` (default ``$PF_HTTP_PARSER``, else ``auto``) names."""
+    name = (name or os.environ.get("PF_HTTP_PARSER") or "auto").lower()
+    if name == "python" or (name == "auto" and not HTTPTOOLS):
+        return request.read_head
+    if name in ("httptools", "auto"):
+        if not HTTPTOOLS:
+            raise RuntimeError("PF_HTTP_PARSER=httptools, but httptools is not installed "
+                               "(pip install 'prefork[http]')")
+        return read_head_httptools
+    raise ValueError(f"PF_HTTP_PARSER must be auto, httptools or python, not {name!r}")
+
+
+read_head: HeadReader = choose()

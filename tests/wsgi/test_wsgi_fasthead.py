@@ -1,0 +1,118 @@
+"""prefork/apps/fasthead.py: the httptools head parser never accepts what the strict parser
+refuses, reads the same head where it accepts, and takes the fast path on common heads."""
+
+from __future__ import annotations
+
+import io
+import random
+
+import pytest
+
+from prefork.apps import fasthead, request
+from prefork.apps.request import RequestError, RequestHead
+
+pytest.importorskip("httptools")
+
+BASES = [
+    b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+    b"POST /a?b=c HTTP/1.0\r\nHost: h\r\nContent-Length: 3\r\nX-A: 1\r\n\r\nabc",
+    b"PUT http://h/p HTTP/1.1\r\nTransfer-Encoding: chunked\r\nCookie: a=b\r\n\r\n0\r\n\r\n",
+    b"OPTIONS * HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n\r\nGET / HTTP/1.1\r\n\r\n",
+]
+Outcome = tuple[str, object, object]
+
+
+def outcome(reader: fasthead.HeadReader, raw: bytes) -> Outcome:
+    """What a reader makes of ``raw``: the head and the bytes left, or the refusal."""
+    rfile = io.BufferedReader(io.BytesIO(raw))
+    try:
+        head = reader(rfile)  # type: ignore[arg-type]
+    except RequestError as exc:
+        return ("refused", exc.status, str(exc))
+    return ("read", head, rfile.read())
+
+
+def assert_same(raw: bytes) -> None:
+    assert outcome(fasthead.read_head_httptools, raw) == outcome(request.read_head, raw), raw
+
+
+@pytest.mark.parametrize("base", BASES)
+def test_every_byte_in_every_place_reads_as_the_strict_parser_reads_it(base: bytes) -> None:
+    for i in range(len(base)):
+        for byte in range(256):
+            assert_same(base[:i] + bytes([byte]) + base[i + 1:])  # replaced
+            assert_same(base[:i] + bytes([byte]) + base[i:])  # inserted
+
+
+def test_mutated_heads_read_as_the_strict_parser_reads_them() -> None:
+    rnd = random.Random(10)
+    special = b" \t\r\n:\x00\x7f\x80\xff,;/?#%HTTP1.0"
+    for _ in range(30000):
+        raw = bytearray(rnd.choice(BASES))
+        for _ in range(rnd.randint(1, 4)):
+            i = rnd.randrange(len(raw) + 1)
+            byte = rnd.choice(special) if rnd.random() < 0.7 else rnd.randrange(256)
+            op = rnd.random()
+            if op < 0.4:
+                raw[i:i + 1] = bytes([byte])
+            elif op < 0.8:
+                raw[i:i] = bytes([byte])
+            else:
+                del raw[i:i + rnd.randint(1, 3)]
+        assert_same(bytes(raw))
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"GET  / HTTP/1.1\r\n\r\n",  # llhttp takes two spaces as one
+        b"GET / HTTP/2.0\r\n\r\n",  # llhttp takes these versions: 505 here
+        b"GET / HTTP/0.9\r\n\r\n",
+        b"\r\n" * 6 + b"GET / HTTP/1.1\r\n\r\n",  # llhttp skips any number of empty lines
+        b"GET / HTTP/1.1\r\nX: a \t\r\n\r\n",  # llhttp keeps the trailing blanks
+        b"GET / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n",  # llhttp refuses
+        b"PROPFIND2 / HTTP/1.1\r\n\r\n",  # a token llhttp does not know as a method
+        b"GET /\xe9 HTTP/1.1\r\n\r\n",
+        b"GET / HTTP/1.1\nHost: x\n\n",  # bare LF
+        b"GET / HTTP/1.1\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n",
+        b"CONNECT h:443 HTTP/1.1\r\n\r\n",
+        b"GET / HTTP/1.1\r\n" + b"X: a\r\n" * 101 + b"\r\n",  # 431, though short
+        b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\n\r\n",  # past the fast path's size: 414
+    ],
+)
+def test_where_the_parsers_differ_the_strict_one_answers(raw: bytes) -> None:
+    assert_same(raw)
+
+
+def test_common_heads_take_the_fast_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_fallback(rfile: io.BufferedIOBase) -> RequestHead | None:
+        raise AssertionError("fell back to the strict parser")
+
+    monkeypatch.setattr(request, "read_head", no_fallback)
+    rfile = io.BufferedReader(io.BytesIO(BASES[3]))
+    head = fasthead.read_head_httptools(rfile)  # type: ignore[arg-type]
+    assert head == RequestHead("OPTIONS", "*", "HTTP/1.1",
+                               [("host", "x"), ("expect", "100-continue")])
+    assert rfile.read() == b"GET / HTTP/1.1\r\n\r\n"  # the pipelined request is left alone
+    browser = (b"GET /s/app.js?v=3 HTTP/1.1\r\nHost: example.com\r\nUser-Agent: Mozilla/5.0\r\n"
+               b"Accept: */*\r\nAccept-Encoding: gzip, br\r\nCookie: a=1; b=2\r\n\r\n")
+    head = fasthead.read_head_httptools(io.BufferedReader(io.BytesIO(browser)))  # type: ignore[arg-type]
+    assert head is not None and head.get("cookie") == "a=1; b=2"
+
+
+def test_a_head_not_yet_buffered_is_read_by_the_strict_parser() -> None:
+    rfile = io.BufferedReader(io.BytesIO(b"GET / HTTP/1.1\r\nHost: x\r\n\r\nrest"), 8)
+    head = fasthead.read_head_httptools(rfile)  # type: ignore[arg-type]
+    assert head == RequestHead("GET", "/", "HTTP/1.1", [("host", "x")])
+    assert rfile.read() == b"rest"
+
+
+def test_choose_follows_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PF_HTTP_PARSER", "python")
+    assert fasthead.choose() is request.read_head
+    monkeypatch.setenv("PF_HTTP_PARSER", "httptools")
+    assert fasthead.choose() is fasthead.read_head_httptools
+    monkeypatch.delenv("PF_HTTP_PARSER")
+    assert fasthead.choose() is fasthead.read_head_httptools  # auto, and httptools is here
+    with pytest.raises(ValueError, match="PF_HTTP_PARSER"):
+        fasthead.choose("llhttp")
