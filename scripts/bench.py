@@ -18,7 +18,8 @@ Contenders (same worker count): ``prefork``; ``floor``, the bare fork-and-accept
 equivalent WSGI app; ``uwsgi`` (the ``pyuwsgi`` package, compiled C: the reference for the WSGI
 workloads); the stdlib ``sync``, ``thread`` and ``fork`` servers (``prefork serve --mode``) with
 the same handler.  Workloads ``wsgi`` and ``wsgi-close`` are issue 10's WSGI comparison (``wrk
--t2 -c32``, keep-alive, and ``Connection: close``); ``raw`` is the minimal raw handler, whose
+-t2 -c32``, keep-alive, and ``Connection: close``), ``wsgi-tls`` and ``wsgi-tls-close`` the
+same over HTTPS (a self-signed certificate made with openssl); ``raw`` is the minimal raw handler, whose
 server CPU per request ``scripts/bench_cpu.py`` measures.
 
 Operations measured on prefork (gunicorn alongside for context): respawn-to-accepting after

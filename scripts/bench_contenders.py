@@ -5,8 +5,12 @@ that is ready once its workers exist and it answers a probe.
 from __future__ import annotations
 
 import contextlib
+import shutil
 import socket
+import ssl
+import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +31,9 @@ class Workload:
     title: str
     app: str
     wsgi: str | None
-    load: str  # "wrk", "wrk-ka" (-t2 -c32), "wrk-close" (the same, Connection: close), "tcp", "udp"
+    # "wrk", "wrk-ka" (-t2 -c32), "wrk-close" (the same, Connection: close), "wrk-tls" and
+    # "wrk-tls-close" (the same two over HTTPS), "tcp", "udp"
+    load: str
     contenders: tuple[str, ...]
 
 
@@ -65,6 +71,22 @@ WORKLOADS: dict[str, Workload] = {
             "workers.wsgi_hello:app",
             "wrk-close",
             ("prefork", "gunicorn", "uwsgi"),
+        ),
+        Workload(
+            "wsgi-tls",
+            "WSGI hello over TLS, keep-alive clients (wrk -t2 -c32, https)",
+            "workers.wsgi_hello:app",
+            "workers.wsgi_hello:app",
+            "wrk-tls",
+            ("prefork", "gunicorn"),  # pyuwsgi is built without SSL
+        ),
+        Workload(
+            "wsgi-tls-close",
+            "WSGI hello over TLS, a new connection (and handshake) per request",
+            "workers.wsgi_hello:app",
+            "workers.wsgi_hello:app",
+            "wrk-tls-close",
+            ("prefork", "gunicorn"),
         ),
         Workload(
             "raw",
@@ -138,9 +160,10 @@ def contender_argv(
             "--disable-logging",
             "--die-on-term",
         ]
+    tls = tls_flags() if work.load.startswith("wrk-tls") else []
     if name.startswith("gunicorn"):
         assert work.wsgi is not None, work
-        preload = ["--preload"] if name == "gunicorn-preload" else []
+        preload = ["--preload", *tls] if name == "gunicorn-preload" else tls
         return [
             PY,
             "-m",
@@ -157,7 +180,7 @@ def contender_argv(
             work.wsgi,
         ]
     bind = f"udp://{hostport}" if udp else hostport
-    argv = [PY, "-m", "prefork", "serve", work.app, "-b", bind]
+    argv = [PY, "-m", "prefork", "serve", work.app, "-b", bind, *tls]
     if name == "prefork":
         argv += ["-w", str(workers), "--mode", "prefork"]
     else:
@@ -170,9 +193,31 @@ def contender_argv(
 # -- running a server ---------------------------------------------------------------------------
 
 
-def http_get(port: int, timeout: float = 5.0, path: str = "/") -> bytes:
+def tls_flags() -> list[str]:
+    """``--certfile C --keyfile K`` for a self-signed certificate made once per run (openssl)."""
+    global _TLS_DIR
+    if _TLS_DIR is None:
+        if shutil.which("openssl") is None:
+            raise SystemExit("bench: the TLS workloads need the openssl command "
+                             "(apt-get install openssl)")
+        _TLS_DIR = tempfile.mkdtemp(prefix="prefork-bench-tls-")
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days",
+                        "1", "-subj", f"/CN={HOST}", "-keyout", f"{_TLS_DIR}/key.pem", "-out",
+                        f"{_TLS_DIR}/cert.pem"], check=True, capture_output=True)
+    return ["--certfile", f"{_TLS_DIR}/cert.pem", "--keyfile", f"{_TLS_DIR}/key.pem"]
+
+
+_TLS_DIR: str | None = None
+
+
+def http_get(port: int, timeout: float = 5.0, path: str = "/", tls: bool = False) -> bytes:
     """One HTTP/1.0 GET; returns the whole response (raises OSError on failure)."""
-    with socket.create_connection((HOST, port), timeout=timeout) as sock:
+    with socket.create_connection((HOST, port), timeout=timeout) as plain:
+        sock = plain
+        if tls:
+            context = ssl.create_default_context()
+            context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+            sock = context.wrap_socket(plain, server_hostname=HOST)
         sock.sendall(f"GET {path} HTTP/1.0\r\nHost: {HOST}\r\n\r\n".encode())
         chunks = []
         while chunk := sock.recv(65536):
@@ -194,7 +239,7 @@ def probe(load: str, port: int) -> bool:
             with socket.create_connection((HOST, port), timeout=1) as sock:
                 sock.sendall(b"ping\n")
                 return sock.recv(64) == b"ping\n"
-        http_get(port, timeout=2)
+        http_get(port, timeout=2, tls=load.startswith("wrk-tls"))
         return True
     except OSError:
         return False

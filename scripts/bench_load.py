@@ -25,7 +25,8 @@ def _ms(text: str) -> float:
 
 
 def run_wrk(
-    port: int, duration: float, connections: int, threads: int = 1, close: bool = False
+    port: int, duration: float, connections: int, threads: int = 1, close: bool = False,
+    scheme: str = "http",
 ) -> dict[str, Any]:
     if shutil.which("wrk") is None:
         raise SystemExit(
@@ -42,7 +43,7 @@ def run_wrk(
             "--timeout",
             "5s",
             *(["-H", "Connection: close"] if close else []),
-            f"http://{HOST}:{port}/",
+            f"{scheme}://{HOST}:{port}/",
         ],
         capture_output=True,
         text=True,
@@ -68,8 +69,9 @@ def run_wrk(
 def drive(load: str, port: int, duration: float, args: argparse.Namespace) -> dict[str, Any]:
     if load == "wrk":
         return run_wrk(port, duration, args.connections)
-    if load in ("wrk-ka", "wrk-close"):  # issue 10's WSGI comparison: wrk -t2 -c32
-        return run_wrk(port, duration, 32, threads=2, close=load == "wrk-close")
+    if load in ("wrk-ka", "wrk-close", "wrk-tls", "wrk-tls-close"):  # issue 10: wrk -t2 -c32
+        return run_wrk(port, duration, 32, threads=2, close=load.endswith("close"),
+                       scheme="https" if load.startswith("wrk-tls") else "http")
     res = run_load(load, f"{HOST}:{port}", processes=args.clients, duration=duration)
     return asdict(res)
 
