@@ -156,6 +156,22 @@ def read_head(sock: ReadAheadSSLSocket, buffered: bytes) -> tuple[Check, bool]:
     return (Check.EOF if eof else Check.MORE), size > 0
 
 
+def requests_here(conn: Conn, buf: bytearray) -> int:
+    """How many request heads ``conn`` has received and its handler not yet read (in the
+    handler's buffer, the TLS read-ahead, the socket): a graceful stop serves those and no
+    more.  (A head-like run inside a body counts too: this is a bound, not a parse.)"""
+    data = bytes(conn.resumable.buffered()) if conn.resumable is not None else b""
+    if conn.tls:
+        data += bytes(getattr(conn.sock, "ahead", None) or b"")
+    else:
+        try:
+            size = _raw_recv_into(conn.sock, buf, MAX_HEAD, PEEK)
+        except OSError:
+            size = 0
+        data += bytes(buf[:size])
+    return data.count(b"\r\n\r\n") or data.count(b"\n\n")
+
+
 def _complete(buffered: bytes, ahead: bytearray) -> bool:
     """Whether a request head ends within the first MAX_HEAD bytes of ``buffered + ahead``."""
     data = buffered + ahead if buffered else ahead

@@ -33,7 +33,7 @@ WAITING = frozenset({Phase.HANDSHAKE, Phase.WAITING, Phase.PARTIAL, Phase.IDLE})
 class Conn:
     """One connection the worker accepted (``sock`` is socketserver's ``request``)."""
 
-    __slots__ = ("address", "deadline", "fd", "phase", "queued_at", "ready", "registered",
+    __slots__ = ("address", "budget", "deadline", "fd", "phase", "queued_at", "ready", "registered",
                  "resumable", "server", "sock", "tls")
 
     def __init__(self, sock: Any, address: Any, server: socketserver.BaseServer, ready: Ready):
@@ -48,6 +48,7 @@ class Conn:
         self.queued_at: float | None = None  # the deadline queued in Deadlines, if any
         self.registered = False  # in the epoll set (stays so while BUSY: closing removes it)
         self.resumable: Resumable | None = None  # the handler holding it (keep-alive)
+        self.budget: int | None = None  # in a graceful stop: requests it may still have served
 
     def release(self) -> None:
         """Close the connection through its server (and the handler holding it, if any)."""

@@ -50,6 +50,7 @@ class WorkerInfo:
     pidfd: int | None = None
     kill_at: float = 0.0  # monotonic time of a pending SIGKILL (after a stack dump); inf: sent
     recycle_at: float = 0.0  # monotonic time max_age is reached
+    retire_by: float = 0.0  # monotonic time a retired worker still there is killed
 
 
 @dataclass

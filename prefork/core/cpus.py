@@ -27,13 +27,16 @@ def quota_cpus(proc: Path = Path("/proc/self/cgroup"),
                root: Path = Path("/sys/fs/cgroup")) -> float | None:
     """The CPU quota of this process's cgroups, in CPUs (the smallest along the way up), or
     None when there is none (or no cgroup file system to read)."""
-    try:
-        lines = proc.read_text().splitlines()
+    try:  # the kernel prints cgroup names as raw bytes: decoded as file names are
+        lines = os.fsdecode(proc.read_bytes()).splitlines()
     except OSError:
         return None
     limits = []
     for line in lines:
-        _, controllers, path = line.split(":", 2)
+        fields = line.split(":", 2)
+        if len(fields) != 3:
+            continue
+        _, controllers, path = fields
         if controllers == "":  # v2: one unified hierarchy
             limits += _walk(root, path, _v2_quota)
         elif "cpu" in controllers.split(","):  # v1: the cpu controller's own hierarchy
@@ -70,7 +73,7 @@ def _v1_quota(directory: Path) -> float | None:
     try:
         quota = (directory / "cpu.cfs_quota_us").read_text().strip()
         period = (directory / "cpu.cfs_period_us").read_text().strip()
-    except OSError:
+    except (OSError, ValueError):
         return None
     return _ratio(quota, period)
 

@@ -54,6 +54,10 @@ def thread_offer() -> Offer:
     return offer
 
 
+_REQUEST_METHODS = ("verify_request", "process_request", "finish_request", "shutdown_request",
+                    "close_request")
+
+
 def _after_holds(server: Any, name: str) -> Any:
     """The ``name`` method that ``HoldsConnections.shutdown_request``'s ``super()`` reaches."""
     mro = type(server).__mro__
@@ -67,6 +71,8 @@ def _closing(server: Any) -> str | None:
     """How a connection ends when ``server`` keeps socketserver's own methods: "tcp"
     (shutdown(SHUT_WR), then close), "udp" (nothing to do), or None (call the methods)."""
     kind = type(server)
+    if any(name in vars(server) for name in _REQUEST_METHODS):
+        return None  # set on the instance, which socketserver calls through
     if (kind.verify_request is not _Base.verify_request
             or kind.process_request is not _Base.process_request
             or kind.finish_request is not _Base.finish_request):

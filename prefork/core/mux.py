@@ -64,6 +64,7 @@ from prefork.core.accepting import (
     accept_function,
     head_arrived,
     look,
+    requests_here,
     tune_listener,
 )
 from prefork.core.conn import Conn, Deadlines, Phase, reply_before_close
@@ -350,6 +351,13 @@ class Multiplexer:
         # before every recv (MSG_DONTWAIT or not), and a peek would wait for the client.
         conn.sock.settimeout(None)
         conn.deadline = time.monotonic() + self.limits.keep_alive
+        if self.draining:  # answer what was received, not what a client goes on sending
+            if conn.budget is None:
+                conn.budget = requests_here(conn, self.buf)
+            if conn.budget <= 0:
+                self._close(conn)
+                return
+            conn.budget -= 1
         self._check(conn, defer=True)
         if self.draining and conn.phase is Phase.IDLE and not (self.ready
                                                               and self.ready[-1] is conn):

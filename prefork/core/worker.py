@@ -245,6 +245,7 @@ class Worker:
                 events = poll(mux.timeout(wait, monotonic()) if ready or deadlines else wait)
                 if not events and title.due:
                     title.lapsed(self.stop is None)
+                other = False  # an event for a waiting connection (not the raw path's)
                 for fd, fd_events in events:
                     # A signal's handler has run (``pending``) before the poll returned: a
                     # quick stop is seen before the next connection is taken.
@@ -261,6 +262,9 @@ class Worker:
                         self.stop = "master gone"
                     else:
                         mux.on_event(fd, fd_events)
+                        other = True
+                if other and title.due:  # such events may never let the wait lapse
+                    title.lapsed(self.stop is None)
                 if ready:
                     mux.run_ready()
                 if deadlines or not mux.accepting:

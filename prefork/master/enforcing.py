@@ -46,6 +46,10 @@ class Enforcer:
             if action.boot_waited:
                 log.error("worker %d (pid %d) not ready after %.1f s (boot_timeout): killing "
                           "it", action.worker.age, action.worker.pid, action.boot_waited)
+            if action.retired:
+                log.warning("worker %d (pid %d) still serving %.1f s after it was retired "
+                            "(graceful_timeout): killing it", action.worker.age,
+                            action.worker.pid, self.server.graceful_timeout)
             action.worker.kill_at = KILLED
             self.pool.kill_group(action.worker)
         elif isinstance(action, Recycle):

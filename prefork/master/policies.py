@@ -108,6 +108,7 @@ class Kill:
 
     worker: WorkerInfo
     boot_waited: float = 0.0
+    retired: bool = False  # a retired worker still there graceful_timeout later
 
 
 @dataclass(frozen=True)
@@ -140,6 +141,8 @@ class Policies:
         """The next time check() has something to do (None: only when the pool changes)."""
         deadlines = [w.kill_at for w in view.live() if w.kill_at and w.kill_at != KILLED]
         deadlines.extend(w.recycle_at for w in view.live() if w.recycle_at)
+        deadlines.extend(w.retire_by for w in view.live()
+                         if w.retire_by and w.kill_at != KILLED)
         if self.server.boot_timeout:
             deadlines.extend(w.started + self.server.boot_timeout for w in view.live()
                              if not w.ready and not w.kill_at)
@@ -160,6 +163,8 @@ class Policies:
         for info in view.live():
             if info.kill_at and now >= info.kill_at:
                 actions.append(Kill(info))
+            elif info.retire_by and now >= info.retire_by and info.kill_at != KILLED:
+                actions.append(Kill(info, retired=True))
             elif info.recycle_at and now >= info.recycle_at:
                 actions.append(Recycle(info, "max_age"))
             elif not info.ready and not info.kill_at and self.server.boot_timeout and (
