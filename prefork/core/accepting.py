@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import enum
 import math
+import re
 import socket
 import socketserver
 import ssl
@@ -19,6 +20,35 @@ from prefork.core.tls import ReadAheadSSLSocket
 
 MAX_HEAD = 64 * 1024  # bytes of request head; more is answered 431
 PEEK = socket.MSG_PEEK | socket.MSG_DONTWAIT
+# A request body of up to this many bytes (Content-Length) is waited for here too, so a client
+# that sends its head and then drips its body (a slow POST) holds no handler either; a larger
+# one, a chunked one, or one whose client waits for "100 Continue" goes to the handler with the
+# head.  Small enough to arrive within client_timeout on a slow link (16 KiB in 5 s: 3.2 KB/s).
+BODY_WAIT = 16 * 1024
+_LENGTH = re.compile(rb"\ncontent-length[ \t]*:[ \t]*([0-9]{1,9})[ \t]*\r?\n", re.IGNORECASE)
+_EXPECT = re.compile(rb"\nexpect[ \t]*:", re.IGNORECASE)
+
+
+def request_end(data: bytes | bytearray, end: int) -> int:
+    """Where the request at the start of ``data[:end]`` ends -- its head, and a body of at most
+    BODY_WAIT bytes announced by Content-Length -- or -1 while its head has not ended.  The
+    result may lie beyond ``end``: the body is still coming.  (A peek, not a parse: the
+    handler's own parser judges the request.)"""
+    head = data.find(b"\r\n\r\n", 0, end)
+    if head >= 0:
+        head += 4
+    else:
+        head = data.find(b"\n\n", 0, end)
+        if head < 0:
+            return -1
+        head += 2
+    length = _LENGTH.search(data, 0, head)
+    if length is None:
+        return head
+    size = int(length.group(1))
+    if size > BODY_WAIT or head + size > MAX_HEAD or _EXPECT.search(data, 0, head):
+        return head
+    return head + size
 
 
 def head_arrived(request: socket.socket, buf: bytearray) -> bool:
@@ -31,7 +61,7 @@ def head_arrived(request: socket.socket, buf: bytearray) -> bool:
         size = request.recv_into(buf, MAX_HEAD, PEEK)
     except OSError:
         return False
-    return buf.find(b"\r\n\r\n", 0, size) >= 0 or buf.find(b"\n\n", 0, size) >= 0
+    return 0 <= request_end(buf, size) <= size
 
 
 def accept_function(server: socketserver.BaseServer) -> Callable[[], tuple[Any, Any]]:
@@ -109,9 +139,10 @@ def look(conn: Conn, buf: bytearray) -> tuple[Check, bool]:
         end = len(data)
     else:
         data, end = buf, max(0, size)
-    if data.find(b"\r\n\r\n", 0, end) >= 0 or data.find(b"\n\n", 0, end) >= 0:
+    stop = request_end(data, end)
+    if 0 <= stop <= end:
         return Check.READY, False
-    if end >= MAX_HEAD:
+    if stop < 0 and end >= MAX_HEAD:
         return Check.TOO_LARGE, False
     if size == 0:
         return Check.EOF, False
@@ -143,7 +174,7 @@ def read_head(sock: ReadAheadSSLSocket, buffered: bytes) -> tuple[Check, bool]:
                     eof = True
                     break
                 ahead += chunk
-                if b"\n" in chunk and _complete(buffered, ahead):
+                if _complete(buffered, ahead):
                     done = True
                     break
         finally:
@@ -173,6 +204,7 @@ def requests_here(conn: Conn, buf: bytearray) -> int:
 
 
 def _complete(buffered: bytes, ahead: bytearray) -> bool:
-    """Whether a request head ends within the first MAX_HEAD bytes of ``buffered + ahead``."""
+    """Whether a request (see :func:`request_end`) is complete within ``buffered + ahead``."""
     data = buffered + ahead if buffered else ahead
-    return data.find(b"\r\n\r\n", 0, MAX_HEAD) >= 0 or data.find(b"\n\n", 0, MAX_HEAD) >= 0
+    end = min(len(data), MAX_HEAD)
+    return 0 <= request_end(data, end) <= end

@@ -5,7 +5,8 @@ calls.  A worker that hands a connection to its handler at accept therefore belo
 client until the client speaks: two idle connections stop a two-worker pool, and sixteen clients
 dripping a request head one byte at a time stop it for as long as they like.  So a connection
 goes to the handler only once it has work -- the first bytes arrived (a plain stream handler),
-a complete HTTP request head arrived (an ``http.server`` handler), the TLS handshake is done --
+a complete HTTP request head arrived (an ``http.server`` handler; with a body of up to
+``BODY_WAIT`` bytes, that too: ``accepting.request_end``), the TLS handshake is done --
 and until then it waits here, registered in the worker's epoll, costing a registration and not
 a worker.  Between keep-alive requests it comes back here too (see ``keepalive.py``).
 

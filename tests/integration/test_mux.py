@@ -5,6 +5,7 @@ keep-alive, pipelining and the head limits hold on the wire."""
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import socket
 import threading
 import time
@@ -209,3 +210,69 @@ def test_graceful_stop_closes_idle_connections(app: str) -> None:
         finally:
             for sock in idle:
                 sock.close()
+
+
+ECHO_APP = "tests.apps.wsgi_plain:application"  # POST /echo answers "<length> <sha256>"
+
+
+def test_slow_bodies_do_not_stop_wsgi() -> None:
+    """16 clients send a POST head with a small Content-Length body, then drip the body (a slow
+    POST): the body is waited for in the multiplexer too, so no handler is held."""
+    with hello(app=ECHO_APP) as address:
+        slow = connections(address, 16)
+        for sock in slow:
+            sock.sendall(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n")
+        sent = [0]
+
+        def drip(index: int) -> None:
+            for sock in slow:
+                sock.send(b"x")
+            sent[0] += 1
+            time.sleep(0.5)  # the attack's own pace
+
+        try:
+            with Background(drip, 1) as attack:
+                wait_for(lambda: sent[0] >= 2, what="the drip under way")
+                for _ in range(FRESH):
+                    started = time.monotonic()
+                    status, _ = http_get(*address, path="/hello", timeout=WITHIN)
+                    assert status == 200
+                    assert time.monotonic() - started < WITHIN
+                assert not attack.errors, attack.errors
+        finally:
+            for sock in slow:
+                sock.close()
+
+
+def echo_post(sock: socket.socket, reader: object, body: bytes, expect: bool = False) -> bytes:
+    head = b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n" % len(body)
+    if expect:
+        sock.sendall(head + b"Expect: 100-continue\r\n\r\n")
+        started = time.monotonic()
+        assert reader.readline().split()[1] == b"100"  # type: ignore[attr-defined]
+        assert reader.readline() == b"\r\n"  # type: ignore[attr-defined]
+        assert time.monotonic() - started < WITHIN  # not held back waiting for the body
+        sock.sendall(body)
+    else:
+        sock.sendall(head + b"\r\n" + body)
+    status, answer = read_response(reader)
+    assert status == 200
+    return answer
+
+
+@pytest.mark.parametrize("size", [0, 1000, 16 * 1024, 16 * 1024 + 1, 200 * 1024])
+def test_request_bodies_of_every_size_on_the_wire(size: int) -> None:
+    """Bodies waited for in the multiplexer (up to 16 KiB) and not (larger), whole, split, and
+    behind ``Expect: 100-continue`` (which is answered at once, not after the body)."""
+    body = bytes(range(256)) * (size // 256) + b"z" * (size % 256)
+    expected = b"%d %s" % (size, hashlib.sha256(body).hexdigest().encode())
+    with hello(app=ECHO_APP) as address, socket.create_connection(address, 5) as sock:
+        reader = sock.makefile("rb")
+        assert echo_post(sock, reader, body) == expected
+        if size:  # (no body: no 100 Continue, the answer comes at once)
+            assert echo_post(sock, reader, body, expect=True) == expected
+        sock.sendall(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % size)
+        sock.sendall(body[: size // 2])  # the rest a moment later, as a slow link sends it
+        time.sleep(0.2)  # the client's own pace
+        sock.sendall(body[size // 2:])
+        assert read_response(reader) == (200, expected)
