@@ -19,8 +19,8 @@ equivalent WSGI app; ``uwsgi`` (the ``pyuwsgi`` package, compiled C: the referen
 workloads); the stdlib ``sync``, ``thread`` and ``fork`` servers (``prefork serve --mode``) with
 the same handler.  Workloads ``wsgi`` and ``wsgi-close`` are issue 10's WSGI comparison (``wrk
 -t2 -c32``, keep-alive, and ``Connection: close``), ``wsgi-tls`` and ``wsgi-tls-close`` the
-same over HTTPS (a self-signed certificate made with openssl); ``raw`` is the minimal raw handler, whose
-server CPU per request ``scripts/bench_cpu.py`` measures.
+same over HTTPS (a self-signed certificate made with openssl); ``raw`` is the minimal raw
+handler, whose server CPU per request ``scripts/bench_cpu.py`` measures.
 
 Operations measured on prefork (gunicorn alongside for context): respawn-to-accepting after
 SIGKILL of a worker, SIGTERM-to-exit of an idle server, wake-ups per second of an idle master,
