@@ -19,16 +19,16 @@ so the answers and their statuses are the strict parser's.  The body's framing i
 :func:`prefork.apps.request.framing` on either path.  tests/wsgi/test_wsgi_fasthead.py checks,
 byte by byte and by mutation, that the fast path never accepts what the strict parser refuses.
 
-``PF_HTTP_PARSER`` picks the parser: ``auto`` (the default: httptools if it imports),
-``httptools`` (fail if it does not) or ``python``.  (Not ``PREFORK_...``: that prefix belongs to
-the settings table, which refuses names it does not know.)
+The server's ``http_parser`` (the setting ``--http-parser``) picks the parser: ``auto`` (the
+default: httptools if it imports), ``httptools`` (refused at start where it does not) or
+``python``; a server without the attribute (the stdlib's servers) gets ``auto``.
 """
 
 from __future__ import annotations
 
 import io
-import os
 from collections.abc import Callable
+from typing import Any
 
 from prefork.apps import request
 from prefork.apps.request import MAX_HEADER_LINE, MAX_HEADERS, RequestHead
@@ -88,17 +88,19 @@ def read_head_httptools(rfile: io.BufferedIOBase) -> RequestHead | None:
     return RequestHead(method.decode("ascii"), target.decode("latin-1"), version, fields.headers)
 
 
-def choose(name: str | None = None) -> HeadReader:
-    """The head reader ``name`` (default ``$PF_HTTP_PARSER``, else ``auto``) names."""
-    name = (name or os.environ.get("PF_HTTP_PARSER") or "auto").lower()
+def choose(name: str = "auto") -> HeadReader:
+    """The head reader ``name`` (auto, httptools or python) names."""
+    name = name.lower()
     if name == "python" or (name == "auto" and not HTTPTOOLS):
         return request.read_head
     if name in ("httptools", "auto"):
         if not HTTPTOOLS:
-            raise RuntimeError("PF_HTTP_PARSER=httptools, but httptools is not installed "
+            raise RuntimeError("http_parser is httptools, but httptools is not installed "
                                "(pip install 'prefork[http]')")
         return read_head_httptools
-    raise ValueError(f"PF_HTTP_PARSER must be auto, httptools or python, not {name!r}")
+    raise ValueError(f"http_parser must be auto, httptools or python, not {name!r}")
 
 
-read_head: HeadReader = choose()
+def for_server(server: Any) -> HeadReader:
+    """The head reader ``server.http_parser`` names (``auto`` without the attribute)."""
+    return choose(getattr(server, "http_parser", "auto"))

@@ -32,8 +32,8 @@ from collections.abc import Callable, Iterable
 from typing import Any, ClassVar, cast
 from urllib.parse import unquote_to_bytes
 
+from prefork.apps import fasthead
 from prefork.apps.body import Body, ChunkedBody, IncompleteBody, LengthBody, spool
-from prefork.apps.fasthead import read_head
 from prefork.apps.request import RequestError, RequestHead, framing
 from prefork.apps.response import ClientGone, Response
 from prefork.core.keepalive import Ready, hold, read_ahead
@@ -93,6 +93,7 @@ class WSGIRequestHandler(socketserver.StreamRequestHandler):
         if app is None:
             app = self.server.get_app()  # type: ignore[attr-defined]
         self._app, self._base, self._count = app, self.base_environ(), 0
+        self._read_head = fasthead.for_server(self.server)
         # A sync server serves one connection at a time: an idle client would stall it.
         self._keep_alive = bool(self._base["wsgi.multithread"] or self._base["wsgi.multiprocess"])
         while self._wait_for_request() and self.resume():
@@ -105,7 +106,7 @@ class WSGIRequestHandler(socketserver.StreamRequestHandler):
         self._count += 1
         self.connection.settimeout(self.timeout)  # the multiplexer left it blocking
         try:
-            head = read_head(self.rfile)
+            head = self._read_head(self.rfile)
         except RequestError as exc:
             self._refuse(exc)
             return False

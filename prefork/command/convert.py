@@ -13,6 +13,7 @@ Nothing here imports application code: an import spec is checked for its shape o
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 from collections.abc import Callable
@@ -91,6 +92,18 @@ def choice(choices: tuple[str, ...]) -> Converter[str]:
         raise Invalid(problem, value)
 
     return convert
+
+
+HTTP_PARSERS = ("auto", "httptools", "python")
+
+
+def http_parser_choice(value: object, layer: Layer) -> str:
+    """One of HTTP_PARSERS; ``httptools`` only where it can be imported."""
+    name = choice(HTTP_PARSERS)(value, layer)
+    if name == "httptools" and importlib.util.find_spec("httptools") is None:
+        raise Invalid("needs httptools, which is not installed (pip install 'prefork[http]')",
+                      value)
+    return name
 
 
 def optional_string(value: object, layer: Layer) -> str | None:

@@ -37,6 +37,7 @@ from prefork.command.convert import (
     choice,
     file_mode,
     host_port,
+    http_parser_choice,
     import_spec,
     integer,
     number,
@@ -296,6 +297,12 @@ class Config:
     metrics = Setting(
         host_port, FROM_SERVER, section=PROCESS, flags=("--metrics",), metavar="HOST:PORT",
         help="serve Prometheus metrics from the master")
+    http_parser = Setting(
+        http_parser_choice, FROM_SERVER, section=SERVE, flags=("--http-parser",),
+        metavar="auto|httptools|python", live=True,
+        help="who parses a WSGI application's request heads: httptools (llhttp, the extra "
+        "prefork[http]) for the common ones and the strict parser for every other, or the "
+        "strict parser alone; auto is httptools when it is installed")
     certfile = Setting(
         optional_string, None, section=TLS, flags=("--certfile",), metavar="PATH",
         help="serve TLS with this certificate chain (PEM); each new generation (HUP) reads the "

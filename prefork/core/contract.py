@@ -113,6 +113,9 @@ class PoolServer:
     keep_alive: float = 5.0
     worker_connections: int = 1000
     threads: int = 1  # handler threads per worker (core/threads.py); 1: the worker's loop serves
+    # Who parses the WSGI handler's request heads (apps/fasthead.py): "auto" (httptools when
+    # it is installed, with the strict parser for the rest), "httptools", or "python" alone.
+    http_parser: str = "auto"
     credentials: Credentials = Credentials()  # resolved from user and group by the server
 
     def pre_fork(self, worker: WorkerInfo) -> None:

@@ -199,3 +199,17 @@ def test_socket_mode_prints_as_toml_octal_and_reads_back(tmp_path: Path) -> None
     (tmp_path / "printed.toml").write_text(text)
     again = load_config({}, env={}, cwd=tmp_path, config_file="printed.toml")
     assert again.socket_mode == 0o660 and again.user == "nobody"
+
+
+def test_http_parser_refuses_httptools_where_it_is_not_installed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from prefork.command import convert
+
+    assert convert.http_parser_choice(" Python ", "file") == "python"
+    with pytest.raises(convert.Invalid, match="one of"):
+        convert.http_parser_choice("llhttp", "file")
+    monkeypatch.setattr(convert.importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(convert.Invalid, match="not installed"):
+        convert.http_parser_choice("httptools", "file")
+    assert convert.http_parser_choice("auto", "file") == "auto"  # auto falls back

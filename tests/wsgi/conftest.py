@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from prefork.apps import fasthead, wsgi
+from prefork.apps import fasthead
 
 PARSERS = ["python", "httptools"]
 
@@ -20,6 +20,5 @@ def head_parser(request: pytest.FixtureRequest,
     if request.param == "httptools" and importlib.util.find_spec("httptools") is None:
         pytest.skip("httptools is not installed")
     reader = fasthead.choose(request.param)
-    monkeypatch.setattr(fasthead, "read_head", reader)
-    monkeypatch.setattr(wsgi, "read_head", reader)
+    monkeypatch.setattr(fasthead, "for_server", lambda server: reader)
     yield reader

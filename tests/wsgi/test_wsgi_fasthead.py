@@ -107,12 +107,13 @@ def test_a_head_not_yet_buffered_is_read_by_the_strict_parser() -> None:
     assert rfile.read() == b"rest"
 
 
-def test_choose_follows_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("PF_HTTP_PARSER", "python")
-    assert fasthead.choose() is request.read_head
-    monkeypatch.setenv("PF_HTTP_PARSER", "httptools")
-    assert fasthead.choose() is fasthead.read_head_httptools
-    monkeypatch.delenv("PF_HTTP_PARSER")
-    assert fasthead.choose() is fasthead.read_head_httptools  # auto, and httptools is here
-    with pytest.raises(ValueError, match="PF_HTTP_PARSER"):
+def test_the_server_chooses_the_parser() -> None:
+    class Server:
+        http_parser = "python"
+
+    assert fasthead.for_server(Server()) is request.read_head
+    Server.http_parser = "httptools"
+    assert fasthead.for_server(Server()) is fasthead.read_head_httptools
+    assert fasthead.for_server(object()) is fasthead.read_head_httptools  # auto, installed
+    with pytest.raises(ValueError, match="http_parser"):
         fasthead.choose("llhttp")

@@ -15,7 +15,7 @@ heads = pytest.mark.usefixtures("head_parser")
 
 
 def head_of(raw: bytes):  # type: ignore[no-untyped-def]
-    return fasthead.read_head(io.BufferedReader(io.BytesIO(raw)))  # type: ignore[arg-type]
+    return fasthead.for_server(None)(io.BufferedReader(io.BytesIO(raw)))  # type: ignore[arg-type]
 
 
 def status_of(raw: bytes) -> int:
