@@ -4,11 +4,9 @@ Why the table is a class body.  A setting has a name, a converter (conversion an
 default, flags, a help line, a section, whether a reload applies it and whether it is a server
 tunable; everything else -- the loader's converter table, the ``PREFORK_*`` names, the flags of
 ``prefork serve``, ``--print-config``, what a reload re-applies, the attributes of the server
-class, docs/settings.md -- is derived from these declarations.  Declaring each one as a typed
-descriptor on :class:`Config` keeps that single spelling *and* gives mypy the type of
-``config.workers`` (``int``, from the converter), which a class built at run time by
-``dataclasses.make_dataclass`` would lose, and which a hand-written dataclass would only keep by
-spelling every setting a second time.
+class, docs/settings.md -- is derived from these declarations.  Typed descriptors on
+:class:`Config` keep that single spelling *and* give mypy the type of ``config.workers``,
+which ``dataclasses.make_dataclass`` would lose and a hand-written dataclass would spell twice.
 
 A *server tunable* (``default=FROM_SERVER``) is an attribute of the same name on
 :class:`~prefork.core.servers.PreforkMixIn`, which library users set directly; its default is
@@ -298,11 +296,9 @@ class Config:
         host_port, FROM_SERVER, section=PROCESS, flags=("--metrics",), metavar="HOST:PORT",
         help="serve Prometheus metrics from the master")
     http_parser = Setting(
-        http_parser_choice, FROM_SERVER, section=SERVE, flags=("--http-parser",),
-        metavar="auto|httptools|python", live=True,
-        help="who parses a WSGI application's request heads: httptools (llhttp, the extra "
-        "prefork[http]) for the common ones and the strict parser for every other, or the "
-        "strict parser alone; auto is httptools when it is installed")
+        http_parser_choice, FROM_SERVER, section=SERVE, flags=("--http-parser",), live=True,
+        metavar="auto|httptools|python", help="WSGI request heads: httptools (prefork[http]) "
+        "for the common ones, else the strict parser; auto: httptools if installed")
     certfile = Setting(
         optional_string, None, section=TLS, flags=("--certfile",), metavar="PATH",
         help="serve TLS with this certificate chain (PEM); each new generation (HUP) reads the "
