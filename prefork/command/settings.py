@@ -219,9 +219,8 @@ class Config:
     client_timeout = Setting(
         number(0.001), FROM_SERVER, section=LIMITS, flags=("--client-timeout",), metavar="S",
         live=True, help="close a new connection that has not sent its first bytes (an HTTP "
-        "handler: its whole request head, and a body of up to 16 KiB; TLS: the handshake too) "
-        "within this many seconds of "
-        "the accept, while it waits in the worker's multiplexer, not in a handler")
+        "handler: its request head, and a body of up to 16 KiB; TLS: the handshake too) within "
+        "this many seconds of the accept, while it waits in the worker's multiplexer")
     keep_alive = Setting(
         number(0), FROM_SERVER, section=LIMITS, flags=("--keep-alive",), metavar="S",
         live=True, help="close a keep-alive connection idle for this long between requests "
