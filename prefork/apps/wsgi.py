@@ -80,7 +80,9 @@ class WSGIRequestHandler(socketserver.StreamRequestHandler):
 
     def setup(self) -> None:
         super().setup()
-        if self.connection.family in (socket.AF_INET, socket.AF_INET6):
+        # A prefork listener has TCP_NODELAY already, and accepted sockets inherit it.
+        if (not isinstance(self.server, PreforkMixIn)
+                and self.connection.family in (socket.AF_INET, socket.AF_INET6)):
             self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     # In a prefork worker the connection reaches the handler once a request head is complete,
