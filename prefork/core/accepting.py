@@ -7,7 +7,6 @@ from __future__ import annotations
 import contextlib
 import enum
 import math
-import re
 import socket
 import socketserver
 import ssl
@@ -15,40 +14,11 @@ from collections.abc import Callable
 from typing import Any
 
 from prefork.core.conn import Conn
+from prefork.core.httppeek import MAX_HEAD, heads_in, request_end
 from prefork.core.keepalive import Ready
 from prefork.core.tls import ReadAheadSSLSocket
 
-MAX_HEAD = 64 * 1024  # bytes of request head; more is answered 431
 PEEK = socket.MSG_PEEK | socket.MSG_DONTWAIT
-# A request body of up to this many bytes (Content-Length) is waited for here too, so a client
-# that sends its head and then drips its body (a slow POST) holds no handler either; a larger
-# one, a chunked one, or one whose client waits for "100 Continue" goes to the handler with the
-# head.  Small enough to arrive within client_timeout on a slow link (16 KiB in 5 s: 3.2 KB/s).
-BODY_WAIT = 16 * 1024
-_LENGTH = re.compile(rb"\ncontent-length[ \t]*:[ \t]*([0-9]{1,9})[ \t]*\r?\n", re.IGNORECASE)
-_EXPECT = re.compile(rb"\nexpect[ \t]*:", re.IGNORECASE)
-
-
-def request_end(data: bytes | bytearray, end: int) -> int:
-    """Where the request at the start of ``data[:end]`` ends -- its head, and a body of at most
-    BODY_WAIT bytes announced by Content-Length -- or -1 while its head has not ended.  The
-    result may lie beyond ``end``: the body is still coming.  (A peek, not a parse: the
-    handler's own parser judges the request.)"""
-    head = data.find(b"\r\n\r\n", 0, end)
-    if head >= 0:
-        head += 4
-    else:
-        head = data.find(b"\n\n", 0, end)
-        if head < 0:
-            return -1
-        head += 2
-    length = _LENGTH.search(data, 0, head)
-    if length is None:
-        return head
-    size = int(length.group(1))
-    if size > BODY_WAIT or head + size > MAX_HEAD or _EXPECT.search(data, 0, head):
-        return head
-    return head + size
 
 
 def head_arrived(request: socket.socket, buf: bytearray) -> bool:
@@ -155,36 +125,43 @@ def read_head(sock: ReadAheadSSLSocket, buffered: bytes) -> tuple[Check, bool]:
     into ``sock.ahead`` (which the socket's reads serve first) until the head is complete (after
     ``buffered``, which the handler holds), MAX_HEAD bytes, EOF or nothing more to read yet --
     all that: the connection is edge-triggered, and OpenSSL may hold a record read whole."""
+    ended = _read_ahead(sock, buffered, until_complete=True)
+    if ended == "complete":
+        return Check.READY, False
+    if ended == "failed":  # the TLS stream failed: nothing to answer
+        return Check.EOF, False
+    size = len(buffered) + len(sock.ahead or b"")
+    if size >= MAX_HEAD:
+        return Check.TOO_LARGE, False
+    return (Check.EOF if ended == "eof" else Check.MORE), size > 0
+
+
+def _read_ahead(sock: ReadAheadSSLSocket, buffered: bytes, until_complete: bool) -> str:
+    """Read what the TLS stream has, decrypted, into ``sock.ahead`` without blocking, up to
+    MAX_HEAD bytes after ``buffered``; how it ended: "complete" (a request is there, if
+    ``until_complete``), "eof", "failed", or "wait" (nothing more yet, or no room)."""
     ahead = sock.ahead
     if ahead is None:
         ahead = sock.ahead = bytearray()
-    done = _complete(buffered, ahead)
-    eof = False
-    if not done:
-        sock.settimeout(0.0)
-        try:
-            while (room := MAX_HEAD - len(buffered) - len(ahead)) > 0:
-                try:
-                    chunk = sock.read_more(room)
-                except (ssl.SSLWantReadError, ssl.SSLWantWriteError):  # an event comes
-                    break
-                except OSError:  # the TLS stream failed: nothing to answer
-                    return Check.EOF, False
-                if not chunk:
-                    eof = True
-                    break
-                ahead += chunk
-                if _complete(buffered, ahead):
-                    done = True
-                    break
-        finally:
-            sock.settimeout(None)  # blocking, as the handler gets it
-    if done:
-        return Check.READY, False
-    size = len(buffered) + len(ahead)
-    if size >= MAX_HEAD:
-        return Check.TOO_LARGE, False
-    return (Check.EOF if eof else Check.MORE), size > 0
+    if until_complete and _complete(buffered, ahead):
+        return "complete"
+    sock.settimeout(0.0)
+    try:
+        while (room := MAX_HEAD - len(buffered) - len(ahead)) > 0:
+            try:
+                chunk = sock.read_more(room)
+            except (ssl.SSLWantReadError, ssl.SSLWantWriteError):  # an event comes
+                return "wait"
+            except OSError:
+                return "failed"
+            if not chunk:
+                return "eof"
+            ahead += chunk
+            if until_complete and _complete(buffered, ahead):
+                return "complete"
+        return "wait"
+    finally:
+        sock.settimeout(None)  # blocking, as the handler gets it
 
 
 def requests_here(conn: Conn, buf: bytearray) -> int:
@@ -192,15 +169,16 @@ def requests_here(conn: Conn, buf: bytearray) -> int:
     handler's buffer, the TLS read-ahead, the socket): a graceful stop serves those and no
     more.  (A head-like run inside a body counts too: this is a bound, not a parse.)"""
     data = bytes(conn.resumable.buffered()) if conn.resumable is not None else b""
-    if conn.tls:
-        data += bytes(getattr(conn.sock, "ahead", None) or b"")
-    else:
+    if isinstance(conn.sock, ReadAheadSSLSocket):  # what OpenSSL and the kernel hold, too
+        _read_ahead(conn.sock, data, until_complete=False)
+        data += bytes(conn.sock.ahead or b"")
+    elif not conn.tls:  # (another TLS socket: what the handler has buffered is all we know)
         try:
             size = _raw_recv_into(conn.sock, buf, MAX_HEAD, PEEK)
         except OSError:
             size = 0
         data += bytes(buf[:size])
-    return data.count(b"\r\n\r\n") or data.count(b"\n\n")
+    return heads_in(data)
 
 
 def _complete(buffered: bytes, ahead: bytearray) -> bool:

@@ -6,7 +6,7 @@ client until the client speaks: two idle connections stop a two-worker pool, and
 dripping a request head one byte at a time stop it for as long as they like.  So a connection
 goes to the handler only once it has work -- the first bytes arrived (a plain stream handler),
 a complete HTTP request head arrived (an ``http.server`` handler; with a body of up to
-``BODY_WAIT`` bytes, that too: ``accepting.request_end``), the TLS handshake is done --
+``BODY_WAIT`` bytes, that too: ``httppeek.py``), the TLS handshake is done --
 and until then it waits here, registered in the worker's epoll, costing a registration and not
 a worker.  Between keep-alive requests it comes back here too (see ``keepalive.py``).
 
@@ -59,7 +59,6 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from prefork.core.accepting import (
-    MAX_HEAD,
     PEEK,
     Check,
     accept_function,
@@ -69,6 +68,7 @@ from prefork.core.accepting import (
     tune_listener,
 )
 from prefork.core.conn import Conn, Deadlines, Phase, reply_before_close
+from prefork.core.httppeek import MAX_HEAD
 from prefork.core.keepalive import Ready, Resumable, ready_when
 
 log = logging.getLogger("prefork.worker")

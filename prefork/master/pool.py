@@ -264,13 +264,14 @@ class Pool:
 
     # -- signals ------------------------------------------------------------------------------
 
-    def retire(self, info: WorkerInfo, sig: int = signal.SIGTERM, bounded: bool = True) -> None:
-        """Ask a worker to leave (TERM: after its request in flight); its exit is no crash.
-        ``bounded``: one still there graceful_timeout later is killed (the policies' check) --
-        a reload, a recycle or a scale-down must end even if a client keeps the old worker
-        busy (a stream, a pipeline); the pool's stop has its own deadline."""
+    def retire(self, info: WorkerInfo, sig: int = signal.SIGTERM) -> None:
+        """Ask a worker to leave (TERM: after its request in flight); its exit is no crash.  One
+        still there graceful_timeout later is killed (the policies' check): a reload, a
+        recycle, a scale-down or a pause must end even if a client keeps the old worker busy
+        (a stream, a pipeline).  (The pool's stop signals its workers itself, with its own
+        deadline.)"""
         info.stopping = True
-        if bounded and self.server.graceful_timeout and not info.retire_by:
+        if self.server.graceful_timeout and not info.retire_by:
             info.retire_by = time.monotonic() + self.server.graceful_timeout
         self.signal(info, sig)
 
@@ -285,7 +286,7 @@ class Pool:
     def retire_all(self) -> None:
         for info in list(self.workers.values()):
             if not info.stopping:
-                self.retire(info, bounded=False)
+                self.retire(info)
 
     def signal(self, info: WorkerInfo, sig: int) -> None:
         with contextlib.suppress(ProcessLookupError):

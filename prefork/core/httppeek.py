@@ -1,0 +1,70 @@
+"""Where an HTTP request ends, seen from bytes peeked at (or read ahead over TLS) before the
+handler runs: the multiplexer hands an HTTP connection over once this says the request is
+there (``accepting.py``, ``mux.py``).
+
+A look, not a parse: the handler's own parser (http.server's, or ``prefork.apps.request``)
+reads and judges the request.  So every rule here errs towards handing over early -- a request
+this cannot frame goes to the handler with its head, and the handler answers it (a 400, say) --
+and never towards waiting for bytes the parser would not wait for, which would turn a request
+the parser answers at once into a 408.
+
+* **The head** ends at its first empty line: LF LF or LF CR LF, whichever comes first (CRLF
+  heads, bare-LF heads and mixtures, as the strict parser accepts them), after any empty lines
+  before the request line (which the parsers skip).
+* **A body of up to BODY_WAIT bytes** announced by Content-Length is waited for too, so a
+  client that sends its head and then drips its body (a slow POST) holds no handler either.
+  Handed over with the head instead: a larger body, one with Transfer-Encoding (chunked, or
+  CL and TE together, which the parser refuses), one whose client waits for ``100 Continue``
+  (``Expect``), a Content-Length the parser would refuse or that differs between its values.
+  16 KiB arrives within client_timeout on a slow link (16 KiB in 5 s: 3.2 KB/s).
+"""
+
+from __future__ import annotations
+
+import re
+
+MAX_HEAD = 64 * 1024  # bytes of request head; more is answered 431
+BODY_WAIT = 16 * 1024
+_LENGTH = re.compile(rb"\ncontent-length[ \t]*:([^\r\n]*)", re.IGNORECASE)
+_OTHER_FRAMING = re.compile(rb"\n(?:expect|transfer-encoding)[ \t]*:", re.IGNORECASE)
+_EMPTY = (10, 13)  # LF, CR
+
+
+def head_end(data: bytes | bytearray, end: int) -> int:
+    """The index just past the empty line that ends the request head in ``data[:end]``, or -1
+    while there is none."""
+    start = 0
+    while start < end and data[start] in _EMPTY:  # empty lines before the request line
+        start += 1
+    lf = data.find(b"\n\n", start, end)
+    crlf = data.find(b"\n\r\n", start, end)
+    if crlf >= 0 and (lf < 0 or crlf < lf):
+        return crlf + 3
+    return lf + 2 if lf >= 0 else -1
+
+
+def request_end(data: bytes | bytearray, end: int) -> int:
+    """Where the request at the start of ``data[:end]`` ends -- its head, and a body waited
+    for (see the module's docstring) -- or -1 while its head has not ended.  The result may lie
+    beyond ``end``: the body is still coming."""
+    head = head_end(data, end)
+    if head < 0:
+        return -1
+    lengths = _LENGTH.findall(data, 0, head)
+    if not lengths or _OTHER_FRAMING.search(data, 0, head):
+        return head
+    values = {value.strip(b" \t") for field in lengths for value in field.split(b",")}
+    if len(values) != 1:
+        return head
+    (value,) = values
+    if not value.isdigit() or len(value) > 18:
+        return head
+    size = int(value)
+    if size > BODY_WAIT or head + size > MAX_HEAD:
+        return head
+    return head + size
+
+
+def heads_in(data: bytes) -> int:
+    """An upper bound on the request heads in ``data`` (empty lines counted)."""
+    return data.count(b"\n\n") + data.count(b"\n\r\n")
