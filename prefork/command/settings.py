@@ -215,7 +215,7 @@ class Config:
     graceful_timeout = Setting(
         number(0), FROM_SERVER, section=LIMITS, flags=("--graceful-timeout",), metavar="S",
         live=True, help="how long a graceful stop (TERM) waits for requests in flight; a worker "
-        "retired by a reload, a recycle or a scale-down is killed after as long")
+        "retired by a reload, a recycle, a scale-down or WINCH is killed after as long")
     client_timeout = Setting(
         number(0.001), FROM_SERVER, section=LIMITS, flags=("--client-timeout",), metavar="S",
         live=True, help="close a new connection that has not sent its first bytes (an HTTP "
