@@ -32,27 +32,6 @@ from helpers import LOCAL, ROOT, server_process, wait_for
 
 WITHIN = 1.0  # seconds an answer may take; the client timeout below is 3 s
 APP = "tests.apps.wsgi_plain:application"
-SLOW_APP = '''
-import time
-from http.server import BaseHTTPRequestHandler
-
-
-class Slow(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-
-    def do_GET(self):
-        time.sleep(0.5)
-        body = self.path.encode()
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args):
-        pass
-'''
-
-
 @pytest.fixture(scope="module")
 def cert(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
     folder = tmp_path_factory.mktemp("review2-pki")
@@ -108,7 +87,7 @@ def test_a_bare_lf_head_whose_body_holds_crlf_crlf_is_answered(
     extra = ("--certfile", cert[0], "--keyfile", cert[1]) if tls else ()
     with wsgi(*extra) as address:
         took, data = exchange(address, request, tls)
-    # Seen: "HTTP/1.1 408 Request Timeout" after the 3 s client timeout (request_end took the
+    # Before the fix: "HTTP/1.1 408 Request Timeout" after the 3 s client timeout (request_end took the
     # CRLF CRLF inside the body for the head's end and waited for 9 more bytes).
     assert data.startswith(b"HTTP/1.1 200 "), data
     assert data.endswith(digest(body)), data
@@ -120,7 +99,7 @@ def test_content_length_beside_transfer_encoding_is_refused_at_once() -> None:
                b"Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n0\r\n\r\n")
     with wsgi() as address:
         took, data = exchange(address, request)
-    # Seen: 408 after the 3 s client timeout (waiting for 100 body bytes that never come);
+    # Before the fix: 408 after the 3 s client timeout (waiting for 100 body bytes that never come);
     # before the body wait: "400 Bad Request ... both Content-Length and Transfer-Encoding".
     assert data.startswith(b"HTTP/1.1 400 "), data
     assert took < WITHIN, took
@@ -135,7 +114,7 @@ def test_a_slow_small_body_holds_no_worker_whatever_the_length_spelling(length: 
                      + b"\r\n\r\nab")  # 2 of 5 bytes, then silence
         took, data = exchange(address, b"GET /hello HTTP/1.1\r\nHost: x\r\n"
                               b"Connection: close\r\n\r\n", timeout=3)
-        # Seen: nothing within 3 s (the only worker blocks in the body read, 30 s).
+        # Before the fix: nothing within 3 s (the only worker blocks in the body read, 30 s).
         assert data.startswith(b"HTTP/1.1 200 "), (took, data)
         assert took < WITHIN, took
 
@@ -144,10 +123,9 @@ def test_a_tls_graceful_stop_answers_or_refuses_pipelined_requests(
     tmp_path: Path, cert: tuple[str, str]
 ) -> None:
     """test_mux_drain.py's promise over TLS, each request in its own TLS record."""
-    (tmp_path / "slowapp.py").write_text(SLOW_APP)
     pipelined = 8
-    with server_process("serve", "slowapp:Slow", "-b", LOCAL, "-w", "1", "--certfile", cert[0],
-                        "--keyfile", cert[1], cwd=tmp_path,
+    with server_process("serve", "tests.apps.slow_http:Slow", "-b", LOCAL, "-w", "1",
+                        "--certfile", cert[0], "--keyfile", cert[1], cwd=tmp_path,
                         env={"PYTHONPATH": str(ROOT)}) as server:
         address = server.tcp_address()
         server.ready_workers(1)
@@ -166,7 +144,7 @@ def test_a_tls_graceful_stop_answers_or_refuses_pipelined_requests(
         assert responses, data
         answered_all = len(responses) == pipelined
         said_close = b"connection: close" in responses[-1].lower()
-        # Seen: 4 of 8 answered (the plain variant, and this one before a354e6b..main: 8), the
+        # Before the fix: 4 of 8 answered (the plain variant, and this one before a354e6b..main: 8), the
         # last an ordinary keep-alive response, then the connection closed.
         assert answered_all or said_close, (
             f"{len(responses)} of {pipelined} pipelined requests answered, and the last "
@@ -184,7 +162,7 @@ def test_empty_lines_before_a_dripped_head_hold_no_worker() -> None:
                 sock.sendall(b"\r\n\r\nGET /hello HTTP/1.1\r\n")  # and the rest never
             took, data = exchange(address, b"GET /hello HTTP/1.1\r\nHost: x\r\n"
                                   b"Connection: close\r\n\r\n", timeout=3)
-            # Seen: nothing within 3 s: both workers block in their handlers (30 s reads).
+            # Before the fix: nothing within 3 s: both workers block in their handlers (30 s reads).
             assert data.startswith(b"HTTP/1.1 200 "), (took, data)
             assert took < WITHIN, took
         finally:
@@ -196,17 +174,15 @@ def test_a_head_of_lf_lines_ended_by_a_crlf_blank_line_is_answered() -> None:
     """(Older than the diff.)  The strict parser reads "...\\n\\r\\n" as a complete head."""
     with wsgi() as address:
         took, data = exchange(address, b"GET /hello HTTP/1.1\nHost: x\nConnection: close\n\r\n")
-    # Seen: 408 after the 3 s client timeout.
+    # Before the fix: 408 after the 3 s client timeout.
     assert data.startswith(b"HTTP/1.1 200 "), data
     assert took < WITHIN, took
 
 
 
 def test_a_worker_stopped_by_winch_is_bounded_like_any_retired_one() -> None:
-    """Pool.retire_all() passes bounded=False because "the pool's stop has its own deadline",
-    but its only caller is pause() (WINCH), which has none: a worker paused in a long request
-    lives on, and after TTIN the pool holds one worker more than its size for as long as that
-    request runs (60 s here)."""
+    """A worker paused by WINCH in a long request must not live on beside the pool TTIN starts
+    again (one worker more than its size for as long as that request runs, 60 s here)."""
     with server_process("serve", "tests.apps.slow:Slow", "-b", LOCAL, "-w", "1",
                         "--graceful-timeout", "1", "--timeout", "0") as server:
         (old,) = server.ready_workers(1)
@@ -217,7 +193,6 @@ def test_a_worker_stopped_by_winch_is_bounded_like_any_retired_one() -> None:
             server.wait_line(r"stopping all workers", 5)
             server.signal(signal.SIGTTIN)
             server.wait_line(r"pool size 1 -> 2", 5)
-            # Seen: the paused worker still alive beside the 2 new ones 6 s later.
             wait_for(lambda: old not in server.live(), timeout=6,
                      what="the worker stopped by WINCH gone graceful_timeout later")
             assert len(server.ready_workers(2)) == 2

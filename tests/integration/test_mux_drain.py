@@ -12,31 +12,11 @@ from pathlib import Path
 
 from helpers import LOCAL, ROOT, server_process, wait_for
 
-SLOW_APP = '''
-import time
-from http.server import BaseHTTPRequestHandler
-
-
-class Slow(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-
-    def do_GET(self):
-        time.sleep(0.5)
-        body = self.path.encode()
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args):
-        pass
-'''
 PIPELINED = 4
 
 
 def test_a_graceful_stop_answers_or_refuses_pipelined_requests(tmp_path: Path) -> None:
-    (tmp_path / "slowapp.py").write_text(SLOW_APP)
-    with server_process("serve", "slowapp:Slow", "-b", LOCAL, "-w", "1", cwd=tmp_path,
+    with server_process("serve", "tests.apps.slow_http:Slow", "-b", LOCAL, "-w", "1", cwd=tmp_path,
                         env={"PYTHONPATH": str(ROOT)}) as server:
         address = server.tcp_address()
         server.ready_workers(1)
