@@ -87,8 +87,8 @@ def test_a_bare_lf_head_whose_body_holds_crlf_crlf_is_answered(
     extra = ("--certfile", cert[0], "--keyfile", cert[1]) if tls else ()
     with wsgi(*extra) as address:
         took, data = exchange(address, request, tls)
-    # Before the fix: "HTTP/1.1 408 Request Timeout" after the 3 s client timeout (request_end took the
-    # CRLF CRLF inside the body for the head's end and waited for 9 more bytes).
+    # Before the fix: a 408 after the 3 s client timeout (request_end took the CRLF CRLF inside
+    # the body for the head's end and waited for 9 more bytes).
     assert data.startswith(b"HTTP/1.1 200 "), data
     assert data.endswith(digest(body)), data
     assert took < WITHIN, took
@@ -144,8 +144,8 @@ def test_a_tls_graceful_stop_answers_or_refuses_pipelined_requests(
         assert responses, data
         answered_all = len(responses) == pipelined
         said_close = b"connection: close" in responses[-1].lower()
-        # Before the fix: 4 of 8 answered (the plain variant, and this one before a354e6b..main: 8), the
-        # last an ordinary keep-alive response, then the connection closed.
+        # Before the fix: 4 of 8 answered (plain TCP: 8), the last an ordinary keep-alive
+        # response, then the connection closed.
         assert answered_all or said_close, (
             f"{len(responses)} of {pipelined} pipelined requests answered, and the last "
             f"response did not say close: {responses[-1]!r}")
