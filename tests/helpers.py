@@ -105,7 +105,10 @@ class ServerProcess(procs.Proc):
         return self.wait_line(LISTEN_RE.pattern, timeout).group(1)
 
     def tcp_address(self, timeout: float = 15.0) -> tuple[str, int]:
-        where = self.address(timeout).removeprefix("http://").removeprefix("udp://").rstrip("/")
+        where = self.address(timeout)
+        for scheme in ("http://", "https://", "udp://"):
+            where = where.removeprefix(scheme)
+        where = where.rstrip("/")
         host, _, port = where.rpartition(":")
         return host.strip("[]"), int(port)
 

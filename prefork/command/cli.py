@@ -42,6 +42,7 @@ from prefork.command.watch import WatchError, start_watcher, stop_watcher
 from prefork.core.servers import PreforkMixIn
 from prefork.core.signals import SignalQueue
 from prefork.core.sockets import BindSpec, BindSpecError, format_address
+from prefork.core.tls import TLSMixIn
 from prefork.master.supervisor import BootError
 from prefork.master.upgrade import ENV_OLD_MASTER
 from prefork.ops.control import ControlError
@@ -203,7 +204,7 @@ def announce(server: socketserver.BaseServer, specs: list[BindSpec], mode: str, 
         where = format_address(spec.kind, spec.family, one.server_address)
         handler = one.RequestHandlerClass
         if isinstance(handler, type) and is_http_handler(handler) and spec.kind == "tcp":
-            where = f"http://{where}/"
+            where = f"{'https' if isinstance(one, TLSMixIn) else 'http'}://{where}/"
         places.append(where)
     workers = f", {counted(server.workers, 'worker')}" if isinstance(server, PreforkMixIn) else ""
     log.info("prefork %s: serving %s on %s (mode %s%s, pid %d)",

@@ -19,7 +19,7 @@ import os
 import socket
 import socketserver
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from prefork.apps.loader import handler_kind, load_app
@@ -31,7 +31,7 @@ from prefork.core import privileges
 from prefork.core.contract import ReloadRefused, WorkerInfo
 from prefork.core.servers import PreforkMixIn
 from prefork.core.sockets import BindSpec, Kind
-from prefork.core.tls import TLSMixIn, server_context
+from prefork.core.tls import TLSMixIn
 from prefork.ops.sdnotify import listen_fds
 
 log = logging.getLogger("prefork.master")
@@ -94,6 +94,7 @@ class Runner:
             for index, spec in enumerate(specs):
                 sock = inherited[index] if inherited else None
                 servers.append(self._one_server(spec, handler, app, sock))
+            load_tls(servers, StartError)
         except BaseException:
             for server in servers:
                 server.server_close()
@@ -132,10 +133,6 @@ class Runner:
     def _tls_class(self, base: type) -> type:
         config = self.config
         assert config.certfile
-        try:  # here, once, for one clear line; each worker builds its own (core/tls.py)
-            server_context(config.certfile, config.keyfile, config.ca_certs)
-        except (OSError, ValueError) as exc:
-            raise StartError(f"TLS: cannot load the certificate files: {exc}") from None
         attrs = {"certfile": config.certfile, "keyfile": config.keyfile,
                  "ca_certs": config.ca_certs}
         return type(base.__name__, (TLSMixIn, base), attrs)
@@ -199,6 +196,8 @@ class Runner:
         saved = {name: getattr(base, name) for name in LIVE_SETTINGS}
         if "on_reload" in self.hooks:
             self.hooks["on_reload"](server)
+        # The new generation's TLS context, from the files as they are now (renewed ones).
+        undo_tls = load_tls(server.listening_servers(), ReloadRefused)
         if fresh.bind != self.config.bind:
             log.warning("master (pid %d) reload: bind changes need a restart", os.getpid())
         for name in LIVE_SETTINGS:
@@ -210,6 +209,7 @@ class Runner:
         def rollback() -> None:
             for attr, value in saved.items():
                 setattr(base, attr, value)
+            undo_tls()
 
         return rollback
 
@@ -220,6 +220,25 @@ class Runner:
                 hook(*args)
             except Exception:
                 log.exception("master (pid %d) %s hook failed", os.getpid(), key)
+
+
+def load_tls(servers: Iterable[Any], error: type[Exception]) -> Callable[[], None]:
+    """Build each TLS listener's context here, in the master, for the workers forked next
+    (core/tls.py); returns the undo.  A file that does not load raises ``error``, one line."""
+    undos: list[Callable[[], None]] = []
+
+    def undo() -> None:
+        for one in reversed(undos):
+            one()
+
+    for server in servers:
+        if isinstance(server, TLSMixIn):
+            try:
+                undos.append(server.tls_load())
+            except (OSError, ValueError) as exc:
+                undo()
+                raise error(f"TLS: cannot load the certificate files: {exc}") from None
+    return undo
 
 
 def configure(cli: Mapping[str, Any], config_file: str | None) -> Runner:

@@ -4,8 +4,9 @@
 (``do_handshake_on_connect=False``): in a prefork worker the multiplexer drives the handshake
 without blocking and under ``client_timeout``, so clients that never finish it hold no worker;
 in the stdlib's sync, threading and forking servers OpenSSL runs it on the handler's first read.
-The ``ssl.SSLContext`` is built on first use in each process that accepts -- each worker -- so
-a new generation (HUP) reads renewed certificate files.  Its sockets are
+The ``ssl.SSLContext`` is built by the master (``TLSMixIn.tls_load``) at start and again for
+each new generation (HUP), so renewed certificate files are read on a reload and the workers
+share the context they were forked with.  Its sockets are
 :class:`ReadAheadSSLSocket`: an HTTP client's request head is encrypted, so it cannot be
 peeked at; the multiplexer reads it (decrypted) ahead of the handler, and the socket's reads
 serve those bytes first, so the handler still reads the whole request from its socket.
@@ -21,6 +22,7 @@ import os
 import socket
 import ssl
 import struct
+from collections.abc import Callable
 from typing import Any
 
 _PEERCRED = struct.Struct("3i")  # pid, uid, gid
@@ -89,27 +91,43 @@ class TLSMixIn:
     """Server mix-in (before the socketserver class): serve TLS.  Attributes: ``certfile``
     (the certificate chain, PEM), ``keyfile`` (its key; None: in certfile), ``ca_certs`` (None,
     or the CAs whose client certificates are then required).  May be overridden:
-    tls_context() (the context it returns gets :func:`read_ahead_context`)."""
+    tls_context() (the context it returns gets :func:`read_ahead_context`).
+
+    Call :meth:`tls_load` in the master before ``serve_forever()`` (``prefork serve`` does, and
+    again on each reload): the workers forked after it share that context -- the key read by
+    the master, as root if it runs as root, so a key only root may read works with ``user``
+    (as nginx does it), and one set of session-ticket keys, so a TLS session resumes on any
+    worker.  Without it, the first process that accepts builds its own (each worker)."""
 
     certfile: str | None = None
     keyfile: str | None = None
     ca_certs: str | None = None
-    _tls: tuple[int, ssl.SSLContext] | None = None  # (pid that built it, context)
+    _tls: ssl.SSLContext | None = None
 
     def tls_context(self) -> ssl.SSLContext:
-        """A new context from the files (called once per process)."""
+        """A new context from the files."""
         if not self.certfile:
             raise ValueError("TLSMixIn needs a certfile")
         return server_context(self.certfile, self.keyfile, self.ca_certs)
 
+    def tls_load(self) -> Callable[[], None]:
+        """Build the context now, for the processes forked from here on; returns the undo (the
+        previous context back).  Raises what loading the files raises (OSError, ValueError)."""
+        previous = self._tls
+        self._tls = read_ahead_context(self.tls_context())
+
+        def undo() -> None:
+            self._tls = previous
+
+        return undo
+
     def get_request(self) -> tuple[Any, Any]:
         sock, address = super().get_request()  # type: ignore[misc]
-        pid = os.getpid()
-        if self._tls is None or self._tls[0] != pid:
-            self._tls = (pid, read_ahead_context(self.tls_context()))
+        if self._tls is None:
+            self._tls = read_ahead_context(self.tls_context())
         try:
-            wrapped = self._tls[1].wrap_socket(sock, server_side=True,
-                                               do_handshake_on_connect=False)
+            wrapped = self._tls.wrap_socket(sock, server_side=True,
+                                            do_handshake_on_connect=False)
         except BaseException:
             sock.close()
             raise

@@ -12,7 +12,6 @@ import shutil
 import socket
 import socketserver
 import ssl
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -30,27 +29,6 @@ pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="no open
 
 HELLO = b"Hello, world!\n"
 GET = b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n"
-
-
-def _openssl(*args: str, cwd: Path) -> None:
-    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
-
-
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A CA, a server certificate for 127.0.0.1 and a client certificate, signed by the CA."""
-    d = tmp_path_factory.mktemp("pki")
-    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out",
-             "ca.pem", "-days", "2", "-subj", "/CN=prefork test CA", cwd=d)
-    for name, ext in (("server", "subjectAltName=IP:127.0.0.1"),
-                      ("client", "extendedKeyUsage=clientAuth")):
-        _openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key", "-out",
-                 f"{name}.csr", "-subj", f"/CN={name}", cwd=d)
-        (d / f"{name}.ext").write_text(ext + "\n")
-        _openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
-                 "-CAcreateserial", "-out", f"{name}.pem", "-days", "2", "-extfile",
-                 f"{name}.ext", cwd=d)
-    return d
 
 
 def client_context(pki: Path, with_cert: bool = False) -> ssl.SSLContext:
