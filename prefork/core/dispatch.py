@@ -37,7 +37,7 @@ from prefork.ops.titles import TITLE_INTERVAL, WorkerTitle
 log = logging.getLogger("prefork.worker")
 
 _T = TypeVar("_T")
-RequestPath = Callable[[Any, Any], "Resumable | None"]
+# ``(request, address)`` -> the handler that holds the connection now, or None.
 Serve = Callable[[Any, Any], "Resumable | None"]
 
 _Base = socketserver.BaseServer
@@ -90,7 +90,7 @@ def _closing(server: Any) -> str | None:
     return None
 
 
-def request_path(server: socketserver.BaseServer) -> RequestPath:
+def request_path(server: socketserver.BaseServer) -> Serve:
     """``path(request, address)``: socketserver's path for one new connection on ``server``,
     in the calling thread; returns the handler that holds the connection now (keep-alive), or
     None (the connection was shut down)."""

@@ -36,11 +36,11 @@ def head_end(data: bytes | bytearray, end: int) -> int:
     start = 0
     while start < end and data[start] in _EMPTY:  # empty lines before the request line
         start += 1
-    lf = data.find(b"\n\n", start, end)
     crlf = data.find(b"\n\r\n", start, end)
-    if crlf >= 0 and (lf < 0 or crlf < lf):
-        return crlf + 3
-    return lf + 2 if lf >= 0 else -1
+    lf = data.find(b"\n\n", start, crlf if crlf >= 0 else end)  # an earlier bare-LF end
+    if lf >= 0:
+        return lf + 2
+    return crlf + 3 if crlf >= 0 else -1
 
 
 def request_end(data: bytes | bytearray, end: int) -> int:

@@ -243,9 +243,7 @@ class Worker:
             while True:
                 wait = due_wait if title.due else timeout
                 events = poll(mux.timeout(wait, monotonic()) if ready or deadlines else wait)
-                if not events and title.due:
-                    title.lapsed(self.stop is None)
-                other = False  # an event for a waiting connection (not the raw path's)
+                look_at_title = not events
                 for fd, fd_events in events:
                     # A signal's handler has run (``pending``) before the poll returned: a
                     # quick stop is seen before the next connection is taken.
@@ -262,8 +260,10 @@ class Worker:
                         self.stop = "master gone"
                     else:
                         mux.on_event(fd, fd_events)
-                        other = True
-                if other and title.due:  # such events may never let the wait lapse
+                        look_at_title = True
+                # A wait that timed out, or events for waiting connections (which may never
+                # let the wait time out), show a title change that has come due.
+                if look_at_title and title.due:
                     title.lapsed(self.stop is None)
                 if ready:
                     mux.run_ready()
