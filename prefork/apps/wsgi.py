@@ -36,7 +36,7 @@ from prefork.apps import fasthead
 from prefork.apps.body import Body, ChunkedBody, IncompleteBody, LengthBody, spool
 from prefork.apps.request import RequestError, RequestHead, framing
 from prefork.apps.response import ClientGone, Response
-from prefork.core.keepalive import Ready, hold, read_ahead
+from prefork.core.keepalive import Ready, hold, read_ahead, retiring
 from prefork.core.servers import PreforkMixIn
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
@@ -116,7 +116,9 @@ class WSGIRequestHandler(socketserver.StreamRequestHandler):
             return False
         if head is None:
             return False
-        allow = self._keep_alive and self._count < self.max_keepalive_requests
+        # A retiring worker says so: "Connection: close" (see prefork.core.keepalive).
+        allow = (self._keep_alive and self._count < self.max_keepalive_requests
+                 and not retiring())
         return self.serve(self._app, head, self._base, allow)
 
     def buffered(self) -> bytes:

@@ -30,6 +30,12 @@ request in :data:`OFFER`; :func:`hold` records the handler in it.  The server's
 ``shutdown_request`` must leave a held connection alone: :class:`HoldsConnections` (a base of
 ``PreforkMixIn``) does that, and the offer only allows a hold for servers that have it.
 
+**Retiring.**  A worker that retires (a reload, recycling, a graceful stop) calls
+:func:`retire`; from then on :func:`retiring` is True in that process, and a handler answers
+each request with ``Connection: close`` (:class:`KeepAliveHTTPMixIn` adds the field in
+``end_headers``; the WSGI handler does the same), so a keep-alive client learns from a response
+that the connection ends, instead of sending its next request into a close.
+
 A handler may also say when its connection is worth handing over (``ready_when``, see
 :class:`Ready`): by default an HTTP handler once a complete request head arrived, any other
 stream handler once the first bytes arrived.  A protocol where the server speaks first sets
@@ -101,6 +107,18 @@ class Offer:
 OFFER: ContextVar[Offer | None] = ContextVar("prefork_keepalive_offer", default=None)
 
 
+_retiring = [False]  # this process's worker is retiring (see the module docstring)
+
+
+def retire() -> None:
+    """This worker retires: every response from now on says ``Connection: close``."""
+    _retiring[0] = True
+
+
+def retiring() -> bool:
+    return _retiring[0]
+
+
 def hold(request: Any, resumable: Resumable) -> bool:
     """Hand ``request`` (the handler's ``self.request``) back to the worker between requests.
     True: the worker has it -- return from ``handle()`` without closing the files."""
@@ -160,6 +178,11 @@ class KeepAliveHTTPMixIn:
 
     def handle_one_request(self) -> None:
         super().handle_one_request()  # type: ignore[misc]
+
+    def end_headers(self) -> None:
+        if _retiring[0] and not self.close_connection:
+            self.send_header("Connection", "close")  # type: ignore[attr-defined]
+        super().end_headers()  # type: ignore[misc]
 
     def finish(self) -> None:
         if not self._prefork_held:

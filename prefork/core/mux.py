@@ -69,7 +69,7 @@ from prefork.core.accepting import (
 )
 from prefork.core.conn import Conn, Deadlines, Phase, reply_before_close
 from prefork.core.httppeek import MAX_HEAD
-from prefork.core.keepalive import Ready, Resumable, ready_when
+from prefork.core.keepalive import Ready, Resumable, ready_when, retire
 
 log = logging.getLogger("prefork.worker")
 
@@ -88,6 +88,7 @@ class Limits:
     client_timeout: float = 5.0
     keep_alive: float = 5.0
     worker_connections: int = 1000
+    drain_grace: float = 1.0  # how long a retiring worker keeps an idle connection (see drain)
 
 
 class Multiplexer:
@@ -175,16 +176,24 @@ class Multiplexer:
             self._resume_accepting()
 
     def drain(self) -> None:
-        """Graceful stop: accept no more; close what has not started a request.  A request
-        received in full (pipelined behind one served) is still answered: the client sent it
-        before the stop, and a close would leave it unanswered after a keep-alive response."""
-        if not self.draining:
-            self.draining = True
-            self._pause_accepting()
-        queued = set(map(id, self.ready))
+        """Graceful stop (a retiring worker): accept no more, and answer every response with
+        ``Connection: close`` (:func:`keepalive.retire`).  A connection waiting here is not
+        closed at once: its client may have sent its next request already, and a close would
+        lose it.  Each keeps its place for ``drain_grace`` more (never longer than it had):
+        the request that arrives meanwhile is served (its response says close), and at the
+        grace's end an idle one is closed.  A request received in full (pipelined behind one
+        served) is answered too."""
+        if self.draining:
+            return
+        self.draining = True
+        retire()
+        self._pause_accepting()
+        until = time.monotonic() + self.limits.drain_grace
         for conn in list(self.conns.values()):
-            if conn.phase is not Phase.PARTIAL and id(conn) not in queued:
-                self._close(conn)
+            if conn.phase in (Phase.IDLE, Phase.WAITING) and conn.deadline > until:
+                self.deadlines.arm(conn, until)
+            if conn.phase is Phase.IDLE:
+                conn.budget = 0  # one request more at most (see _held)
 
     def close(self) -> None:
         self.ready.clear()
@@ -351,19 +360,20 @@ class Multiplexer:
         # Blocking mode, whatever timeout the handler left: with a timeout set, Python polls
         # before every recv (MSG_DONTWAIT or not), and a peek would wait for the client.
         conn.sock.settimeout(None)
-        conn.deadline = time.monotonic() + self.limits.keep_alive
-        if self.draining:  # answer what was received, not what a client goes on sending
+        now = time.monotonic()
+        conn.deadline = now + self.limits.keep_alive
+        if self.draining:
+            # Answer what was received; with nothing received, wait drain_grace for the next
+            # request (the response before it may not have said close).  A handler that keeps
+            # the connection despite retire() gets no more than that.
             if conn.budget is None:
-                conn.budget = requests_here(conn, self.buf)
+                conn.budget = max(1, requests_here(conn, self.buf))
             if conn.budget <= 0:
                 self._close(conn)
                 return
             conn.budget -= 1
+            conn.deadline = min(conn.deadline, now + self.limits.drain_grace)
         self._check(conn, defer=True)
-        if self.draining and conn.phase is Phase.IDLE and not (self.ready
-                                                              and self.ready[-1] is conn):
-            self._close(conn)  # nothing more to answer (see drain)
-            return
         if conn.phase is Phase.IDLE and conn.fd not in self.conns:
             self.conns[conn.fd] = conn  # queued in self.ready: waiting all the same
             self.deadlines.arm(conn, conn.deadline)

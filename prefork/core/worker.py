@@ -58,6 +58,10 @@ from prefork.ops.logs import reopen_log_files, stack_dump_stream
 
 log = logging.getLogger("prefork.worker")
 
+# How long a retiring worker keeps an idle kept-alive connection for the request its client may
+# already have sent (core/mux.py, drain): a round trip and a client's turn, with ample slack.
+DRAIN_GRACE = 1.0
+
 GRACEFUL_SIGNALS = frozenset({signal.SIGTERM, signal.SIGHUP})
 QUICK_SIGNALS = frozenset({signal.SIGINT, signal.SIGQUIT})
 WORKER_SIGNALS = GRACEFUL_SIGNALS | QUICK_SIGNALS
@@ -221,7 +225,7 @@ class Worker:
                 listening.RequestHandlerClass = keepalive.with_keep_alive(
                     cast(type, listening.RequestHandlerClass))
         limits = Limits(self.server.client_timeout, self.server.keep_alive,
-                        self.server.worker_connections)
+                        self.server.worker_connections, drain_grace(self.server))
         assert self.slot is not None
         if self.ctx.board.threads > 1:
             mux = self._threaded(ep, listeners, limits)
@@ -352,3 +356,11 @@ class Worker:
         except Exception:
             conn.server.handle_error(conn.sock, conn.address)
             return False
+
+
+def drain_grace(server: PoolServer) -> float:
+    """DRAIN_GRACE, within keep_alive and half of graceful_timeout (when that kills)."""
+    grace = min(DRAIN_GRACE, server.keep_alive)
+    if server.graceful_timeout:
+        grace = min(grace, server.graceful_timeout / 2)
+    return grace
