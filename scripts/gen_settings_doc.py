@@ -15,7 +15,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from prefork.command.settings import reference  # noqa: E402
+from prefork.command.reference import reference  # noqa: E402
 
 DOC = ROOT / "docs" / "settings.md"
 

@@ -27,12 +27,13 @@ import logging
 import os
 import socket
 import socketserver
+import ssl
 import sys
 from collections.abc import Callable, Iterable
 from typing import Any, ClassVar, cast
 from urllib.parse import unquote_to_bytes
 
-from prefork.apps import fasthead
+from prefork.apps import fasthead, forwarded
 from prefork.apps.body import Body, ChunkedBody, IncompleteBody, LengthBody, spool
 from prefork.apps.request import RequestError, RequestHead, framing
 from prefork.apps.response import ClientGone, Response
@@ -57,7 +58,8 @@ class WSGIRequestHandler(socketserver.StreamRequestHandler):
     Tunables (class attributes): ``timeout`` (seconds one read or write may wait inside a
     request), ``idle_timeout`` (seconds to wait for a request to begin), ``max_keepalive_requests``
     (requests on one connection), ``drain_limit`` (bytes of an unread request body skipped to
-    keep the connection), ``url_scheme``, ``buffer_chunked`` and ``max_buffered_body``.
+    keep the connection), ``url_scheme`` (under TLS always ``https``), ``buffer_chunked`` and
+    ``max_buffered_body``.
 
     A chunked request body is read in full before the application is called (in memory, then
     in a temporary file past 1 MiB; at most ``max_buffered_body`` bytes, else 413) and passed
@@ -89,12 +91,16 @@ class WSGIRequestHandler(socketserver.StreamRequestHandler):
     # and between keep-alive requests it waits in the worker's multiplexer (hold()), not here.
     ready_when: ClassVar[Ready] = Ready.HEAD
     _held = False
+    _trust: forwarded.Trusted | None = None
 
     def handle(self) -> None:
         app = type(self).application
         if app is None:
             app = self.server.get_app()  # type: ignore[attr-defined]
         self._app, self._base, self._count = app, self.base_environ(), 0
+        # Proxy headers count from the peers that forwarded_allow_ips trusts (apps/forwarded.py).
+        trust = forwarded.trusted(getattr(self.server, "forwarded_allow_ips", forwarded.DEFAULT))
+        self._trust = trust if trust.peer(self.client_address) else None
         self._read_head = fasthead.for_server(self.server)
         # A sync server serves one connection at a time: an idle client would stall it.
         self._keep_alive = bool(self._base["wsgi.multithread"] or self._base["wsgi.multiprocess"])
@@ -237,7 +243,9 @@ class WSGIRequestHandler(socketserver.StreamRequestHandler):
             "REMOTE_PORT": remote_port,
             "SCRIPT_NAME": "",
             "wsgi.version": (1, 0),
-            "wsgi.url_scheme": self.url_scheme,
+            # Per listener: a TLS one says https whatever the class says.
+            "wsgi.url_scheme": "https" if isinstance(self.connection, ssl.SSLSocket)
+            else self.url_scheme,
             "wsgi.errors": sys.stderr,
             "wsgi.multithread": isinstance(server, socketserver.ThreadingMixIn)
             or (isinstance(server, PreforkMixIn) and server.threads > 1),
@@ -275,6 +283,8 @@ class WSGIRequestHandler(socketserver.StreamRequestHandler):
                 environ[key] = value
         if isinstance(body, ChunkedBody):
             environ.pop("CONTENT_LENGTH", None)
+        if self._trust is not None:
+            forwarded.apply(environ, self._trust)
         return environ
 
     # -- refusing -----------------------------------------------------------------------------

@@ -19,6 +19,7 @@ import math
 from collections.abc import Callable
 from typing import Any, Literal, TypeAlias, TypeVar
 
+from prefork.apps.forwarded import check as check_ips
 from prefork.apps.loader import FORMS, AppError, parse_app
 from prefork.core.sockets import BindSpecError, parse_bind
 
@@ -104,6 +105,18 @@ def http_parser_choice(value: object, layer: Layer) -> str:
         raise Invalid("needs httptools, which is not installed (pip install 'prefork[http]')",
                       value)
     return name
+
+
+def ip_list(value: object, layer: Layer) -> str:
+    """Comma-separated addresses or networks, or ``*`` (forwarded_allow_ips)."""
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        value = ",".join(value)
+    if not isinstance(value, str):
+        raise Invalid("must be a string of comma-separated addresses", value)
+    try:
+        return check_ips(value)
+    except ValueError as exc:
+        raise Invalid(f"addresses or networks, comma-separated, or * ({exc})", value) from None
 
 
 def optional_string(value: object, layer: Layer) -> str | None:

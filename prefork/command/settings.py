@@ -16,7 +16,7 @@ default that the setting itself would refuse fails at import, not in production.
 
 An *alias* is an old name still accepted, in a file and as ``PREFORK_<ALIAS>``; the source then
 says which name was used.  ``python scripts/gen_settings_doc.py`` writes docs/settings.md from
-:func:`reference`, and a test fails when the committed file differs.
+:func:`prefork.command.reference.reference`, and a test fails when the committed file differs.
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ from prefork.command.convert import (
     http_parser_choice,
     import_spec,
     integer,
+    ip_list,
     number,
     optional_string,
     toml_value,
@@ -298,6 +299,11 @@ class Config:
         http_parser_choice, FROM_SERVER, section=SERVE, flags=("--http-parser",), live=True,
         metavar="auto|httptools|python", help="WSGI request heads: httptools (prefork[http]) "
         "for the common ones, else the strict parser; auto: httptools if installed")
+    forwarded_allow_ips = Setting(
+        ip_list, FROM_SERVER, section=SERVE, flags=("--forwarded-allow-ips",), live=True,
+        metavar="IPS", help="peers (addresses or networks, comma-separated; * for all; a unix "
+        "socket peer counts as 127.0.0.1) whose X-Forwarded-Proto and X-Forwarded-For set a "
+        "WSGI request's wsgi.url_scheme and REMOTE_ADDR; from others those headers are ignored")
     certfile = Setting(
         optional_string, None, section=TLS, flags=("--certfile",), metavar="PATH",
         help="serve TLS with this certificate chain (PEM); each new generation (HUP) reads the "
@@ -365,36 +371,3 @@ SERVER_SETTINGS = tuple(s.name for s in SETTINGS if s.server)  # attributes of P
 HOOK_NAMES = tuple(s.name for s in SETTINGS if s.section == HOOKS)
 assert all(s.section in SECTIONS for s in SETTINGS)
 
-
-def reference() -> str:
-    """The settings reference, docs/settings.md (``python scripts/gen_settings_doc.py``)."""
-    lines = [
-        "# Settings",
-        "",
-        "<!-- Generated from prefork/command/settings.py by scripts/gen_settings_doc.py; "
-        "do not edit. -->",
-        "",
-        "Each setting can be given, lowest precedence first: as its default, in a TOML file "
-        "(`-c FILE`, or else `[tool.prefork]` in `./pyproject.toml`; `max-children` is read as "
-        "`max_children`), in the environment (`PREFORK_<KEY>`), or as a flag of "
-        "`prefork serve`. `prefork serve --print-config` shows the effective values and where "
-        "each came from. *Reload*: a HUP applies a new value without a restart. *Server*: also "
-        "a class attribute of `PreforkMixIn`, where its default is declared. A hook is an "
-        "importable `module:callable`, called with the server first.",
-    ]
-    for section in SECTIONS:
-        lines += ["", f"## {section}", "",
-                  "| setting | flags | environment | default | reload | server |",
-                  "|---|---|---|---|---|---|"]
-        for s in (s for s in SETTINGS if s.section == section):
-            key = f"`{s.name}`" + "".join(f" (alias `{alias}`)" for alias in s.aliases)
-            flags = ", ".join(f"`{f} {s.metavar}`" if s.metavar and f.startswith("-") else f"`{f}`"
-                              for f in s.flags)
-            env = ", ".join(f"`{e}`" for e in s.env_names)
-            default = s.unset or f"`{toml_value(s.default)}`"
-            yes = {True: "yes", False: ""}
-            lines.append(f"| {key} | {flags or '-'} | {env} | {default} | {yes[s.live]} "
-                         f"| {yes[s.server]} |")
-        lines += [""] + [f"- `{s.name}`: {s.help}."
-                         for s in SETTINGS if s.section == section]
-    return "\n".join(lines) + "\n"

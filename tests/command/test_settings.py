@@ -12,6 +12,7 @@ from helpers import ROOT
 from prefork.command.cli import build_parser
 from prefork.command.config import ConfigError, describe, load_config
 from prefork.command.convert import number
+from prefork.command.reference import reference
 from prefork.command.settings import (
     BY_NAME,
     HOOKS,
@@ -21,7 +22,6 @@ from prefork.command.settings import (
     SETTINGS,
     Config,
     Setting,
-    reference,
 )
 from prefork.core.servers import PreforkMixIn, default_workers
 
