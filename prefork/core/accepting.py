@@ -80,7 +80,15 @@ class Check(enum.Enum):
     TOO_LARGE = "too large"
 
 
-_raw_recv_into = socket.socket.recv_into  # on an SSLSocket: the ciphertext, which may be peeked
+_socket_recv_into = socket.socket.recv_into  # on an SSLSocket: the ciphertext, which may be peeked
+
+
+def _raw_recv_into(sock: Any, buf: bytearray, size: int, flags: int) -> int:
+    """Peek into ``buf`` past any TLS layer; a request that is not a socket (a wrapper some
+    ``get_request()`` returned, e.g. a logging proxy) is asked through its own ``recv_into``."""
+    if isinstance(sock, socket.socket):
+        return _socket_recv_into(sock, buf, size, flags)
+    return int(sock.recv_into(buf, size, flags))
 
 
 def look(conn: Conn, buf: bytearray) -> tuple[Check, bool]:

@@ -41,7 +41,9 @@ class Conn:
         self.address = address
         self.server = server
         self.ready = ready
-        self.fd: int = sock.fileno() if isinstance(sock, socket.socket) else -1
+        # A wrapper around a socket (what some get_request() returns) waits on the socket's fd.
+        fileno = getattr(sock, "fileno", None)
+        self.fd: int = fileno() if callable(fileno) else -1
         self.tls = isinstance(sock, ssl.SSLSocket)
         self.phase = Phase.WAITING
         self.deadline = 0.0  # time.monotonic() the current wait ends

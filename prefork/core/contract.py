@@ -151,6 +151,12 @@ class PoolServer:
         """Every listener's address as a user would type it, for titles and logs."""
         return []
 
+    def pulls_requests(self) -> bool:
+        """True for a server without a listening socket (socketserver's ``BaseServer`` whose
+        ``get_request()`` returns anything, e.g. a table entry): each worker then calls its
+        ``get_request()`` in its own loop (core/pulling.py)."""
+        return False
+
     def keep_socket_file(self) -> None:
         """Leave the unix socket files in place at close: another master serves them now."""
 

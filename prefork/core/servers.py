@@ -176,8 +176,14 @@ class PreforkMixIn(HoldsConnections, PoolServer):
         self.extra_listeners.append(other)
 
     def listening_servers(self) -> list[Any]:
-        """This server and the ones added with add_listener(), in order."""
-        return [self, *self.extra_listeners]
+        """This server and the ones added with add_listener(), in order; a server without a
+        socket (a generic ``BaseServer``, see pulls_requests()) is none."""
+        return [s for s in (self, *self.extra_listeners) if getattr(s, "socket", None) is not None]
+
+    def pulls_requests(self) -> bool:
+        """True when this server has no socket (mixed into ``socketserver.BaseServer``): each
+        worker calls its ``get_request()`` itself, waiting on ``fileno()`` if it has one."""
+        return getattr(self, "socket", None) is None
 
     def keep_socket_file(self) -> None:
         """Leave the unix socket files in place at close: another master serves them now."""

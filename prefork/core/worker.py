@@ -50,6 +50,7 @@ from prefork.core.contract import (
 from prefork.core.dispatch import Bookkeeping, Serve, request_path
 from prefork.core.mux import Limits, Multiplexer
 from prefork.core.parent import set_parent_death_signal, wait_for_parent
+from prefork.core.pulling import Puller, StopPulling
 from prefork.core.scoreboard import SlotWriter, State
 from prefork.core.signals import SignalQueue, unblock
 from prefork.core.threads import HandlerThreads, ThreadedMultiplexer
@@ -122,6 +123,7 @@ class Worker:
         self.recycle_after = 0  # requests; 0 = never
         self.title = titles.WorkerTitle(info.age, server.name, self._label)
         self.threads: HandlerThreads | None = None  # handler threads (threads > 1)
+        self.puller: Puller | None = None  # a server without a socket (core/pulling.py)
 
     # -- boot ---------------------------------------------------------------------------------
 
@@ -160,6 +162,8 @@ class Worker:
     def _on_signal_recorded(self, signum: int) -> None:
         if signum in QUICK_SIGNALS and self.book is not None and self.book.busy:
             raise QuickExit
+        if signum in WORKER_SIGNALS and self.puller is not None and self.puller.pulling:
+            raise StopPulling
 
     def _report(self, event: int) -> None:
         os.write(self.ctx.report_fd, REPORT.pack(self.pid, event))
@@ -196,7 +200,10 @@ class Worker:
             self.title.show("idle")
             self._report(REPORT_READY)
             log.debug("worker %d (pid %d) ready", self.info.age, self.pid)
-            self._loop(ep, listeners)
+            if server.pulls_requests():
+                self._pull(ep)
+            else:
+                self._loop(ep, listeners)
         finally:
             ep.close()
         log.debug(
@@ -285,6 +292,28 @@ class Worker:
                     server.service_actions()
         finally:
             mux.close()
+
+    def _pull(self, ep: select.epoll) -> None:
+        """The loop of a server without a socket: get_request() called here (core/pulling.py),
+        one request at a time (``threads`` does not apply)."""
+        assert self.slot is not None
+        server = self.base
+        overridden = type(server).service_actions is not socketserver.BaseServer.service_actions
+        self.book = book = Bookkeeping(
+            self.slot, self.title, self.signals.pending, QUICK_SIGNALS,
+            lambda: self.stop is not None, lambda: self._report(REPORT_RECYCLE),
+            self.recycle_after)
+        self.puller = Puller(server, ep, book.serving(server), self._on_own_fd,
+                             lambda: self._interrupted() or self.stop is not None,
+                             self.ctx.poll_interval if overridden else None)
+        self.puller.run()
+
+    def _on_own_fd(self, fd: int) -> None:
+        """An event on the signal pipe or the master's alive pipe."""
+        if fd == self.signals.read_fd:
+            self._handle_signals()
+        elif fd == self.ctx.alive_fd:
+            self.stop = "master gone"
 
     def _threaded(self, ep: select.epoll, listeners: dict[int, socketserver.BaseServer],
                   limits: Limits) -> Multiplexer:
