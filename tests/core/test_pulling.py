@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import psutil
+import pytest
 
 import prefork
 from helpers import wait_for
@@ -101,6 +102,8 @@ def serving(server: socketserver.BaseServer) -> Iterator[threading.Thread]:
     assert not thread.is_alive()
 
 
+@pytest.mark.skipif(sqlite3.sqlite_version_info < (3, 35),
+                    reason=f"SQLite {sqlite3.sqlite_version} < 3.35 (no UPDATE ... RETURNING)")
 def test_table_entries_each_handled_once_by_a_pool_of_two(tmp_path: Path) -> None:
     db_path = tmp_path / "entries.db"
     make_table(db_path)

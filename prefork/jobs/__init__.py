@@ -1,0 +1,12 @@
+"""Jobs: socketserver's own ``BaseServer`` example -- requests read from a SQL table -- as a job
+queue under the pool (docs/jobs.md).  :class:`JobServer` claims a job in ``get_request()``, its
+handler runs it (``self.request`` is the :class:`Job`), ``shutdown_request()`` finishes it and
+``handle_error()`` schedules a retry; the master re-queues exactly the jobs of a worker that
+died, at once, with the reason on the row."""
+
+from __future__ import annotations
+
+from prefork.jobs.queue import Job, connect, enqueue
+from prefork.jobs.server import JobServer
+
+__all__ = ["Job", "JobServer", "connect", "enqueue"]
