@@ -29,8 +29,7 @@ from typing import Any
 
 from prefork.core.contract import WorkerInfo
 from prefork.core.servers import PreforkMixIn
-from prefork.jobs import queue
-from prefork.jobs.queue import Job
+from prefork.jobs.queue import Job, claim, connect, finish, requeue_held, retry
 
 log = logging.getLogger("prefork.jobs")
 
@@ -75,7 +74,7 @@ class JobServer(PreforkMixIn, socketserver.BaseServer):
     def __init__(self, db_path: str | Path, RequestHandlerClass: Any,
                  **kwargs: Any) -> None:
         self.db_path = str(db_path)
-        queue.connect(self.db_path).close()  # the schema, before any worker starts
+        connect(self.db_path).close()  # the schema, before any worker starts
         # Owner tokens: this host's boot, this master's incarnation, the worker's serial.
         self.incarnation = f"{boot_id()}/{os.getpid()}.{time.time_ns()}"
         self.owner = ""  # the worker's own token, set in each worker
@@ -91,14 +90,14 @@ class JobServer(PreforkMixIn, socketserver.BaseServer):
 
     def post_fork(self, worker: WorkerInfo) -> None:
         self.owner = self.owner_token(worker)
-        self.db = queue.connect(self.db_path)
+        self.db = connect(self.db_path)
 
     def get_request(self) -> tuple[Job, None]:
         """Claim the next due job, waiting while there is none (a stop signal ends the wait:
         core/pulling.py; a job claimed as it arrives is re-queued by the master)."""
         assert self.db is not None
         while True:
-            job = queue.claim(self.db, self.owner)
+            job = claim(self.db, self.owner)
             if job is not None:
                 self._retried = None
                 return job, None
@@ -111,7 +110,7 @@ class JobServer(PreforkMixIn, socketserver.BaseServer):
         error = f"{type(exc).__name__}: {exc}"
         delay = min(self.retry_cap, self.retry_base * 2 ** (request.attempt - 1))
         delay *= random.uniform(0.5, 1.0)
-        state = queue.retry(self.db, request, self.owner, error, delay, self.max_attempts)
+        state = retry(self.db, request, self.owner, error, delay, self.max_attempts)
         self._retried = request.id
         log.warning("job %d attempt %d failed (%s): %s", request.id, request.attempt, error,
                     "no longer ours" if state is None else state, exc_info=True)
@@ -125,16 +124,16 @@ class JobServer(PreforkMixIn, socketserver.BaseServer):
         if sys.exc_info()[1] is not None:
             return
         assert self.db is not None
-        if not queue.finish(self.db, request, self.owner):
+        if not finish(self.db, request, self.owner):
             log.warning("job %d finished but no longer ours: nothing changed", request.id)
 
     # -- in the master --------------------------------------------------------------------
 
     def worker_exit(self, worker: WorkerInfo, status: int) -> None:
         """Re-queue exactly the jobs the reaped worker held (prefork's fixed statement)."""
-        db = queue.connect(self.db_path)
+        db = connect(self.db_path)
         try:
-            count = queue.requeue_held(db, self.owner_token(worker), exit_reason(status),
+            count = requeue_held(db, self.owner_token(worker), exit_reason(status),
                                        crashed=status != 0, max_crashes=self.max_crashes)
         finally:
             db.close()
