@@ -29,6 +29,7 @@ import socket
 import socketserver
 import ssl
 import sys
+import time
 from collections.abc import Callable, Iterable
 from typing import Any, ClassVar, cast
 from urllib.parse import unquote_to_bytes
@@ -39,6 +40,7 @@ from prefork.apps.request import RequestError, RequestHead, framing
 from prefork.apps.response import ClientGone, Response
 from prefork.core.keepalive import Ready, hold, read_ahead, retiring
 from prefork.core.servers import PreforkMixIn
+from prefork.ops import accesslog
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
@@ -163,17 +165,21 @@ class WSGIRequestHandler(socketserver.StreamRequestHandler):
             return False
         except IncompleteBody:
             return False
-        try:
-            return self._respond(app, head, environ, body, allow)
-        finally:
-            if environ["wsgi.input"] is not body:
-                environ["wsgi.input"].close()
-
-    def _respond(self, app: WSGIApp, head: RequestHead, environ: dict[str, Any], body: Body,
-                 allow: bool) -> bool:
         close = not allow or not head.http11 or "close" in head.tokens("connection")
         response = Response(self.wfile, head_only=head.method == "HEAD", http11=head.http11,
                             keep_alive=not close)
+        started = time.perf_counter()
+        try:
+            return self._respond(app, head, environ, body, response)
+        finally:
+            if environ["wsgi.input"] is not body:
+                environ["wsgi.input"].close()
+            if accesslog.ACTIVE:  # --access-logfile (ops/accesslog.py)
+                accesslog.ACTIVE[0].record(environ, response.status, response.sent,
+                                           time.perf_counter() - started)
+
+    def _respond(self, app: WSGIApp, head: RequestHead, environ: dict[str, Any], body: Body,
+                 response: Response) -> bool:
         try:
             result = app(environ, response.start_response)
             try:

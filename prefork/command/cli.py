@@ -45,6 +45,7 @@ from prefork.core.sockets import BindSpec, BindSpecError, format_address
 from prefork.core.tls import TLSMixIn
 from prefork.master.supervisor import BootError
 from prefork.master.upgrade import ENV_OLD_MASTER
+from prefork.ops.accesslog import setup_access_log
 from prefork.ops.control import ControlError
 from prefork.ops.logs import LogFileError, setup_logging
 from prefork.ops.pidfile import PidfileError, claim_pidfile, remove_pidfile
@@ -164,6 +165,11 @@ def serve(args: argparse.Namespace) -> int:
     watcher = 0
     try:
         setup_logging(config.log_level, config.log_file)
+        try:
+            setup_access_log(config.access_logfile, config.access_logformat)
+        except OSError as exc:
+            raise LogFileError(config.access_logfile or "", exc.strerror or str(exc),
+                               exc.errno or 0) from None
         watcher = start_watcher() if config.reload else 0
         server, specs = runner.make_server()
         with server:

@@ -22,6 +22,7 @@ from typing import Any, Literal, TypeAlias, TypeVar
 from prefork.apps.forwarded import check as check_ips
 from prefork.apps.loader import FORMS, AppError, parse_app
 from prefork.core.sockets import BindSpecError, parse_bind
+from prefork.ops.accesslog import check_format
 
 T = TypeVar("T")
 N = TypeVar("N", int, float)
@@ -117,6 +118,16 @@ def ip_list(value: object, layer: Layer) -> str:
         return check_ips(value)
     except ValueError as exc:
         raise Invalid(f"addresses or networks, comma-separated, or * ({exc})", value) from None
+
+
+def log_format(value: object, layer: Layer) -> str:
+    """An access-log format over the atoms of ops/accesslog.py."""
+    if not isinstance(value, str):
+        raise Invalid("must be a string", value)
+    try:
+        return check_format(value)
+    except ValueError as exc:
+        raise Invalid(str(exc), value) from None
 
 
 def optional_string(value: object, layer: Layer) -> str | None:

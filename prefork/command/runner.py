@@ -77,10 +77,11 @@ class Runner:
             raise StartError(str(exc)) from None
         if credentials and config.mode != "prefork":
             raise StartError(f"user and group need --mode prefork, not {config.mode}")
-        if credentials and config.log_file:
-            # The workers reopen it on USR1 as that user (see core/privileges.py).
-            with contextlib.suppress(FileNotFoundError):
-                privileges.chown(config.log_file, credentials)
+        for path in (config.log_file, config.access_logfile):
+            if credentials and path and path != "-":
+                # The workers reopen it on USR1 as that user (see core/privileges.py).
+                with contextlib.suppress(FileNotFoundError):
+                    privileges.chown(path, credentials)
         if len(specs) > 1 and config.mode != "prefork":
             raise StartError(f"several listeners need --mode prefork, not {config.mode}")
         if (config.keyfile or config.ca_certs) and not config.certfile:

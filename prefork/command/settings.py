@@ -39,12 +39,14 @@ from prefork.command.convert import (
     import_spec,
     integer,
     ip_list,
+    log_format,
     number,
     optional_string,
     toml_value,
 )
 from prefork.core.servers import PreforkMixIn, default_workers
 from prefork.core.sockets import BindSpec, parse_bind
+from prefork.ops.accesslog import DEFAULT_FORMAT
 
 T = TypeVar("T")
 
@@ -280,6 +282,13 @@ class Config:
     log_file = Setting(
         optional_string, None, section=PROCESS, flags=("--log-file",), metavar="PATH",
         help="log here instead of stderr (reopened on USR1)")
+    access_logfile = Setting(
+        optional_string, None, section=PROCESS, flags=("--access-logfile",), metavar="PATH",
+        help="one line per WSGI request here (- for stdout; reopened on USR1)")
+    access_logformat = Setting(
+        log_format, DEFAULT_FORMAT, section=PROCESS, flags=("--access-logformat",),
+        metavar="FORMAT", help="the access log's line, gunicorn's atoms: h l u t r m U q H s "
+        "b B f a, plus D T M (request time in us, s, ms) and p (worker pid)")
     user = Setting(
         optional_string, FROM_SERVER, section=PROCESS, flags=("-u", "--user"), metavar="USER",
         help="run the workers as this user (name or uid), after the sockets are bound; the "
