@@ -1,4 +1,4 @@
-"""The APP of ``prefork serve``, in the three forms people write it, and what serves it.
+"""The APP of ``prefork serve``, in the forms people write it, and what serves it.
 
 ``module:HandlerClass``
     a ``socketserver.BaseRequestHandler`` subclass, served as it is;
@@ -6,7 +6,11 @@
     a WSGI callable (a Flask or Django app, any ``app(environ, start_response)``), served by
     :class:`~prefork.apps.wsgi.WSGIRequestHandler`;
 ``module:factory()``
-    a function called without arguments that returns either of the above.
+    a function called without arguments that returns either of the above;
+``module``
+    alone: ``module:application``, else ``module:app``, as gunicorn reads it.
+
+An ASGI application is refused in one line that says so.
 
 :func:`parse_app` only checks the shape of the words (no import); :func:`load_app` imports the
 module (the current directory first on ``sys.path``, as gunicorn does), so it runs application
@@ -29,7 +33,9 @@ from prefork.apps.wsgi import WSGIRequestHandler, wsgi_handler
 
 # "base": a plain BaseRequestHandler, which serves stream and datagram sockets alike.
 AppKind = Literal["stream", "datagram", "http", "wsgi", "base"]
-FORMS = "module:HandlerClass, module:application (WSGI) or module:factory()"
+FORMS = ("module:HandlerClass, module:application (WSGI), module:factory() or module alone "
+         "(module:application, else module:app)")
+DEFAULT_NAMES = ("application", "app")  # what ``module`` alone means, in this order
 
 
 class AppError(ValueError):
@@ -45,6 +51,8 @@ class AppSpec:
     call: bool
 
     def __str__(self) -> str:
+        if not self.attr:
+            return self.module
         return f"{self.module}:{self.attr}{'()' if self.call else ''}"
 
 
@@ -68,8 +76,12 @@ def parse_app(text: str) -> AppSpec:
         if args.strip():
             raise AppError(f"APP {text!r}: a factory is called without arguments: "
                            f"{module}:{attr}()")
+    if not sep:  # ``module`` alone: module:application, else module:app (as gunicorn)
+        if not all(part.isidentifier() for part in module.split(".")):
+            raise AppError(f"APP {text!r}: expected {FORMS}")
+        return AppSpec(module, "", False)
     names = [*module.split("."), *attr.split(".")]
-    if not sep or not all(part.isidentifier() for part in names):
+    if not all(part.isidentifier() for part in names):
         raise AppError(f"APP {text!r}: expected {FORMS}")
     return AppSpec(module, attr, call)
 
@@ -99,6 +111,13 @@ def load_app(text: str) -> LoadedApp:
         raise AppError(
             f"APP {text!r}: cannot import {spec.module}: {type(exc).__name__}: {exc}"
         ) from None
+    if not spec.attr:
+        found = next((name for name in DEFAULT_NAMES if hasattr(module, name)), None)
+        if found is None:
+            raise AppError(f"APP {text!r}: module {spec.module} has neither "
+                           f"{' nor '.join(map(repr, DEFAULT_NAMES))}; name it: "
+                           f"{spec.module}:NAME")
+        spec = AppSpec(spec.module, found, False)
     obj: Any = module
     for part in spec.attr.split("."):
         try:
@@ -130,10 +149,24 @@ def _served(text: str, spec: AppSpec, obj: Any) -> LoadedApp:
     if not callable(obj):
         raise AppError(f"APP {text!r}: {what} {_describe(obj)}, neither a socketserver "
                        f"request handler class nor a WSGI callable; expected {FORMS}")
+    if _is_asgi(obj):
+        raise AppError(f"APP {text!r}: {what} an ASGI application (async, scope/receive/send); "
+                       "prefork serves WSGI: serve it with an ASGI server, or give a WSGI app")
     hint = _not_wsgi(obj)
     if hint:
         raise AppError(f"APP {text!r}: {what} not a WSGI callable: {hint}")
     return LoadedApp(wsgi_handler(obj), "wsgi")
+
+
+def _is_asgi(obj: Any) -> bool:
+    """An ``async def`` of three parameters, or an object whose ``__call__`` is one."""
+    function = obj if inspect.iscoroutinefunction(obj) else getattr(obj, "__call__", None)  # noqa: B004
+    if function is None or not inspect.iscoroutinefunction(function):
+        return False
+    try:
+        return len(inspect.signature(function).parameters) == 3
+    except (TypeError, ValueError):
+        return False
 
 
 def _not_wsgi(obj: Any) -> str:

@@ -179,7 +179,8 @@ class Config:
         app_spec, None, section=SERVE, flags=("APP",),
         help="what to serve, importable from the current directory: module:HandlerClass (a "
         "socketserver request handler), module:application (a WSGI callable, served over "
-        "HTTP/1.1) or module:factory() (called once per process, returns either)",
+        "HTTP/1.1), module:factory() (called once per process, returns either) or module alone "
+        "(module:application, else module:app)",
         unset=f"the built-in demo, {DEFAULT_APP}", effective=_default_app)
     bind = Setting(
         bind_list, ["127.0.0.1:8000"], section=SERVE, flags=("-b", "--bind"), metavar="SPEC",

@@ -44,3 +44,15 @@ class CallableApp:
 
 
 app_object = CallableApp()
+
+
+async def asgi_app(scope: Any, receive: Any, send: Any) -> None:
+    """An ASGI application (what FastAPI and Starlette are): refused."""
+
+
+class AsgiObject:
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        """An ASGI application object."""
+
+
+asgi_object = AsgiObject()

@@ -30,7 +30,7 @@ def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
         (["serve", "workers.echo:Missing", "-b", "127.0.0.1:0"], "has no 'Missing'"),
         (["serve", "tests.apps.slow:NotAHandler", "-b", "127.0.0.1:0"],
          "NotAHandler is an int, neither a socketserver request handler class nor a WSGI"),
-        (["serve", "workers.echo", "-b", "127.0.0.1:0"], "must be module:HandlerClass"),
+        (["serve", "workers.echo", "-b", "127.0.0.1:0"], "has neither 'application' nor 'app'"),
         (["serve", "workers.echo:LineEcho", "-b", "udp://127.0.0.1:0"], "stream handler"),
         (["serve", "-w", "-1", "-b", "127.0.0.1:0"], "--workers: must be an integer >= 0"),
         (["serve", "-w", "100", "-b", "127.0.0.1:0"], "must be <= max_children"),

@@ -20,11 +20,19 @@ def test_parse_app_forms() -> None:
     assert parse_app("a:make_app()") == AppSpec("a", "make_app", True)
     assert parse_app("a:ns.app") == AppSpec("a", "ns.app", False)
     assert str(parse_app("a:f()")) == "a:f()"
+    assert parse_app("a.b") == AppSpec("a.b", "", False) and str(parse_app("a.b")) == "a.b"
+
+
+def test_a_module_alone_means_application_then_app() -> None:
+    loaded = load_app("tests.apps.wsgi_plain")
+    assert loaded.handler.application is wsgi_plain.application  # type: ignore[attr-defined]
+    assert load_app("tests.apps.flask_app").kind == "wsgi"  # it has ``app`` only
 
 
 @pytest.mark.parametrize(
     ("text", "message"),
-    [("a", "expected module:HandlerClass, module:application (WSGI) or module:factory()"),
+    [("a-b", "expected module:HandlerClass, module:application (WSGI), module:factory() or "
+      "module alone"),
      ("a:b-c", "expected"), (":b", "expected"), ("a:f(1)", "called without arguments"),
      ("a:f(", "expected")],
 )
@@ -63,6 +71,10 @@ def test_load_each_form() -> None:
          "is a factory, call it: ...:make_nothing()"),
         ("tests.apps.shapes:two_args_too_many", "cannot be called as app(environ, "),
         ("tests.apps.shapes:NotAHandler", "a class, but not a socketserver.BaseRequestHandler"),
+        ("workers.echo", "module workers.echo has neither 'application' nor 'app'"),
+        ("tests.apps.shapes:asgi_app", "is an ASGI application (async, scope/receive/send); "
+         "prefork serves WSGI"),
+        ("tests.apps.shapes:asgi_object", "is an ASGI application"),
     ],
 )
 def test_load_errors_are_one_line(text: str, message: str) -> None:
