@@ -1,7 +1,9 @@
 """The ``prefork`` command (also ``python -m prefork``).
 
 ``prefork serve [APP] -b SPEC -w N --mode prefork|fork|thread|sync ...`` runs a server;
-``prefork status|reload|scale|stop`` talk to a running master through its control socket.
+``prefork status|reload|scale|stop`` talk to a running master through its control socket;
+``prefork jobs DB_PATH module:Handler`` runs a job pool, ``prefork enqueue DB_PATH JSON`` adds a
+job (command/jobs.py).
 
 Exit status: 0 after a requested stop, 2 for bad input (a bad bind spec or setting, an APP that
 does not import or is no handler, a port in use; a control command's bad argument, or no way to
@@ -36,6 +38,8 @@ from prefork.command.client import (
     control_command,
 )
 from prefork.command.config import ConfigError, describe
+from prefork.command.jobs import add_commands as add_job_commands
+from prefork.command.jobs import run_enqueue, run_jobs
 from prefork.command.runner import StartError, configure
 from prefork.command.settings import SERVE_KEYS, SETTINGS, Setting
 from prefork.command.watch import WatchError, start_watcher, stop_watcher
@@ -102,13 +106,16 @@ def build_parser() -> argparse.ArgumentParser:
             what = "the new generation" if name == "reload" else "the exit (with --wait)"
             sub.add_argument("--timeout", type=float, default=default, metavar="S",
                              help=f"seconds to wait for {what} (default: {default:g})")
+    add_job_commands(commands, add_setting_flags)
     return parser
 
 
-def add_setting_flags(parser: argparse.ArgumentParser) -> None:
-    """One option per setting that has flags, from the settings table; not given: None."""
+def add_setting_flags(parser: argparse.ArgumentParser,
+                      only: Sequence[str] | None = None) -> None:
+    """One option per setting that has flags (those named in ``only``, if given), from the
+    settings table; not given: None."""
     for setting in SETTINGS:
-        if not setting.flags:
+        if not setting.flags or (only is not None and setting.name not in only):
             continue
         kwargs: dict[str, Any] = {"default": None, "help": _help(setting)}
         default = setting.default
@@ -138,6 +145,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "serve":
             return serve(args)
+        if args.command == "jobs":
+            return run_jobs(args)
+        if args.command == "enqueue":
+            return run_enqueue(args)
         return control_command(args)
     except USER_ERRORS as exc:
         print(f"prefork: {exc}", file=sys.stderr)
