@@ -247,7 +247,7 @@ class WSGIRequestHandler(socketserver.StreamRequestHandler):
             "SERVER_PORT": port,
             "REMOTE_ADDR": remote,
             "REMOTE_PORT": remote_port,
-            "SCRIPT_NAME": "",
+            "SCRIPT_NAME": mount_point(getattr(server, "root_path", None) or ""),
             "wsgi.version": (1, 0),
             # Per listener: a TLS one says https whatever the class says.
             "wsgi.url_scheme": "https" if isinstance(self.connection, ssl.SSLSocket)
@@ -266,9 +266,16 @@ class WSGIRequestHandler(socketserver.StreamRequestHandler):
             raise RequestError(400, "an HTTP/1.1 request needs a Host header")
         environ = dict(base)
         path, _, query = _path_of(head.target).partition("?")
+        path_info = unquote_to_bytes(path).decode("latin-1")
+        prefix = base["SCRIPT_NAME"]
+        if prefix:  # --root-path: the mount prefix comes off PATH_INFO (see mount_point)
+            if path_info == prefix or path_info.startswith(prefix + "/"):
+                path_info = path_info[len(prefix):]
+            else:
+                environ["SCRIPT_NAME"] = ""  # outside the prefix: served as it came
         environ.update({
             "REQUEST_METHOD": head.method,
-            "PATH_INFO": unquote_to_bytes(path).decode("latin-1"),
+            "PATH_INFO": path_info,
             "QUERY_STRING": query,
             "REQUEST_URI": head.target,
             "SERVER_PROTOCOL": head.version,
@@ -302,6 +309,15 @@ class WSGIRequestHandler(socketserver.StreamRequestHandler):
     def _error(self, response: Response, code: int, message: str) -> None:
         with contextlib.suppress(ClientGone):
             response.send_error(code, REASONS.get(code, "Error"), message)
+
+
+def mount_point(root_path: str) -> str:
+    """``root_path`` as SCRIPT_NAME: the prefix under which the application is mounted (the
+    ``root_path`` setting, or the ``SCRIPT_NAME`` environment variable, as gunicorn reads it),
+    in the environ's latin-1 form, without a trailing slash.  A request under it has it split
+    off ``PATH_INFO`` (``/app/x`` -> ``SCRIPT_NAME=/app``, ``PATH_INFO=/x``); a request outside
+    it (``/healthz``) keeps its whole path in ``PATH_INFO`` and an empty ``SCRIPT_NAME``."""
+    return root_path.rstrip("/").encode("utf-8").decode("latin-1")
 
 
 def _path_of(target: str) -> str:

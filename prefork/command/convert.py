@@ -130,6 +130,15 @@ def log_format(value: object, layer: Layer) -> str:
         raise Invalid(str(exc), value) from None
 
 
+def mount_prefix(value: object, layer: Layer) -> str | None:
+    """A URL path prefix, ``/app`` (a trailing slash dropped), or None ("") for none."""
+    if not isinstance(value, str):
+        raise Invalid("must be a string", value)
+    if value and not value.startswith("/"):
+        raise Invalid("must begin with /", value)
+    return value.rstrip("/") or None
+
+
 def optional_string(value: object, layer: Layer) -> str | None:
     if not isinstance(value, str):
         raise Invalid("must be a string", value)

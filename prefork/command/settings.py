@@ -40,6 +40,7 @@ from prefork.command.convert import (
     integer,
     ip_list,
     log_format,
+    mount_prefix,
     number,
     optional_string,
     toml_value,
@@ -309,6 +310,11 @@ class Config:
         http_parser_choice, FROM_SERVER, section=SERVE, flags=("--http-parser",), live=True,
         metavar="auto|httptools|python", help="WSGI request heads: httptools (prefork[http]) "
         "for the common ones, else the strict parser; auto: httptools if installed")
+    root_path = Setting(
+        mount_prefix, FROM_SERVER, section=SERVE, flags=("--root-path",), live=True,
+        metavar="PREFIX", env_fallback=("SCRIPT_NAME",), help="the WSGI application's mount "
+        "prefix (/app): its SCRIPT_NAME, split off PATH_INFO for requests under it; others keep "
+        "their whole path", unset="none")
     forwarded_allow_ips = Setting(
         ip_list, FROM_SERVER, section=SERVE, flags=("--forwarded-allow-ips",), live=True,
         metavar="IPS", help="peers (addresses or networks, comma-separated; * for all; a unix "

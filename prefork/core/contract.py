@@ -118,6 +118,7 @@ class PoolServer:
     http_parser: str = "auto"
     # Whose X-Forwarded-Proto / X-Forwarded-For the WSGI handler believes (apps/forwarded.py).
     forwarded_allow_ips: str = "127.0.0.1,::1"
+    root_path: str | None = None  # the WSGI app's mount prefix, its SCRIPT_NAME (apps/wsgi.py)
     credentials: Credentials = Credentials()  # resolved from user and group by the server
 
     def pre_fork(self, worker: WorkerInfo) -> None:
