@@ -158,3 +158,48 @@ def test_a_finish_of_a_job_no_longer_ours_changes_nothing(tmp_path: Path) -> Non
     assert queue.claim(db, "worker b") is not None
     assert not queue.finish(db, job, "worker a")  # a's late finish: b owns it now
     assert job_row(db, job_id)["state"] == "running" and job_row(db, job_id)["owner"] == "worker b"
+
+
+class Sturdy(Server):
+    max_crashes = 1000  # the kills below are the test's, not the jobs' fault
+
+
+def test_random_worker_kills_lose_no_job_and_every_rerun_is_a_recorded_crash(
+        tmp_path: Path) -> None:
+    import random
+
+    import psutil
+
+    db = make_db(tmp_path / "jobs.db")
+    ids = [enqueue(db, {"kind": "ok", "n": i}) for i in range(300)]
+    server = Sturdy(tmp_path / "jobs.db", Recording, workers=2)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    kills = 0
+    try:
+        for _ in range(15):
+            seen = db.execute("SELECT count(*) FROM runs").fetchone()[0]
+            # Kill once some more jobs ran since the last kill: under way, never in a burst.
+            wait_for(lambda seen=seen: db.execute("SELECT count(*) FROM runs").fetchone()[0]
+                     > seen + 5 or db.execute("SELECT count(*) FROM prefork_jobs WHERE state"
+                                              " != 'done'").fetchone()[0] == 0,
+                     timeout=30, what="progress")
+            workers = psutil.Process().children()
+            if not workers:
+                continue
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(random.choice(workers).pid, signal.SIGKILL)
+                kills += 1
+        wait_for(lambda: db.execute("SELECT count(*) FROM prefork_jobs WHERE state = 'done'")
+                 .fetchone()[0] == len(ids), timeout=60, what="every job done")
+    finally:
+        server.shutdown()
+        thread.join(30)
+        server.server_close()
+    assert kills > 0
+    rows = db.execute("SELECT p.id, p.crashes, p.owner, (SELECT count(*) FROM runs r"
+                      " WHERE r.job = p.id) FROM prefork_jobs p").fetchall()
+    assert len(rows) == len(ids)
+    for job_id, crashes, owner, ran in rows:
+        # Ran at least once; each run beyond the first follows a death the master recorded.
+        assert owner is None and 1 <= ran <= crashes + 1, (job_id, crashes, ran)
