@@ -42,7 +42,7 @@ CREATE TABLE IF NOT EXISTS prefork_jobs (
     finished_at REAL,
     requeued_at REAL
 );
-CREATE INDEX IF NOT EXISTS prefork_jobs_ready ON prefork_jobs (state, run_at, priority);
+CREATE INDEX IF NOT EXISTS prefork_jobs_next ON prefork_jobs (state, priority DESC, run_at, id);
 CREATE INDEX IF NOT EXISTS prefork_jobs_owner ON prefork_jobs (owner) WHERE owner IS NOT NULL;
 """
 

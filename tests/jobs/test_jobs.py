@@ -9,7 +9,6 @@ import os
 import signal
 import socketserver
 import sqlite3
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from helpers import wait_for
+from helpers import forked, wait_exit, wait_for
 from prefork.jobs import JobServer, connect, enqueue
 from prefork.jobs.queue import MIN_SQLITE
 
@@ -59,17 +58,20 @@ def make_db(path: Path) -> sqlite3.Connection:
 
 
 @contextlib.contextmanager
-def pool(path: Path, workers: int = 2) -> Iterator[Server]:
-    server = Server(path, Recording, workers=workers)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield server
-    finally:
-        server.shutdown()
-        thread.join(30)
-        server.server_close()
-    assert not thread.is_alive()
+def pool(path: Path, workers: int = 2, server_class: type[Server] = Server) -> Iterator[int]:
+    """The pool's master in a forked child (its pid): a process with no other thread, so no
+    worker is forked while a thread of the test is inside SQLite (its mutexes would stay
+    locked in the child).  TERM at the end; the master must exit 0."""
+
+    def master() -> None:
+        server_class(path, Recording, workers=workers).serve_forever()
+
+    with forked(master) as pid:
+        try:
+            yield pid
+        finally:
+            os.kill(pid, signal.SIGTERM)
+        assert wait_exit(pid) == 0
 
 
 def job_row(db: sqlite3.Connection, job_id: int) -> dict[str, Any]:
@@ -172,11 +174,8 @@ def test_random_worker_kills_lose_no_job_and_every_rerun_is_a_recorded_crash(
 
     db = make_db(tmp_path / "jobs.db")
     ids = [enqueue(db, {"kind": "ok", "n": i}) for i in range(300)]
-    server = Sturdy(tmp_path / "jobs.db", Recording, workers=2)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
     kills = 0
-    try:
+    with pool(tmp_path / "jobs.db", server_class=Sturdy) as master:
         for _ in range(15):
             seen = db.execute("SELECT count(*) FROM runs").fetchone()[0]
             # Kill once some more jobs ran since the last kill: under way, never in a burst.
@@ -184,7 +183,7 @@ def test_random_worker_kills_lose_no_job_and_every_rerun_is_a_recorded_crash(
                      > seen + 5 or db.execute("SELECT count(*) FROM prefork_jobs WHERE state"
                                               " != 'done'").fetchone()[0] == 0,
                      timeout=30, what="progress")
-            workers = psutil.Process().children()
+            workers = psutil.Process(master).children()
             if not workers:
                 continue
             with contextlib.suppress(ProcessLookupError):
@@ -192,10 +191,6 @@ def test_random_worker_kills_lose_no_job_and_every_rerun_is_a_recorded_crash(
                 kills += 1
         wait_for(lambda: db.execute("SELECT count(*) FROM prefork_jobs WHERE state = 'done'")
                  .fetchone()[0] == len(ids), timeout=60, what="every job done")
-    finally:
-        server.shutdown()
-        thread.join(30)
-        server.server_close()
     assert kills > 0
     rows = db.execute("SELECT p.id, p.crashes, p.owner, (SELECT count(*) FROM runs r"
                       " WHERE r.job = p.id) FROM prefork_jobs p").fetchall()
