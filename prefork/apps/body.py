@@ -12,17 +12,16 @@ framing that does not parse raises :class:`~prefork.apps.request.RequestError` (
 from __future__ import annotations
 
 import io
-import re
 import tempfile
 from collections.abc import Callable, Iterator
 from typing import IO
 
 from prefork.apps.request import MAX_HEAD, MAX_HEADER_LINE, RequestError
+from prefork.core.httpgrammar import CHUNK_LINE, FIELD_LINE
 
 BLOCK = 65536
 SPOOL_MEMORY = 1 << 20  # a buffered body larger than this goes to a temporary file
 MAX_CHUNK_LINE = 1024  # a chunk size with its extensions
-_CHUNK_SIZE = re.compile(rb"([0-9A-Fa-f]{1,16})[ \t]*(?:;.*)?")
 
 
 class IncompleteBody(ConnectionError):
@@ -161,22 +160,30 @@ class ChunkedBody(Body):
         if not data:
             raise IncompleteBody("connection closed inside a chunk")
         self.left -= len(data)
-        if not self.left and self._line(4, "chunk end"):
+        if not self.left and self._line(0, "chunk end") is None:
             raise RequestError(400, "chunk data longer than its size")
         return data
 
-    def _line(self, limit: int, what: str) -> bytes:
+    def _line(self, limit: int, what: str) -> bytes | None:
+        """A line of the framing without its CRLF (a bare LF or CR is refused: RFC 9112 7.1's
+        lines end in CRLF); None if it is longer than ``limit``."""
         raw = self.rfile.readline(limit + 2)
         if not raw:
             raise IncompleteBody(f"connection closed before the {what}")
         if not raw.endswith(b"\n"):
-            raise RequestError(400, f"malformed {what}")
-        return raw[:-2] if raw.endswith(b"\r\n") else raw[:-1]
+            if len(raw) < limit + 2:
+                raise IncompleteBody(f"connection closed inside the {what}")
+            return None
+        line = raw[:-2]
+        if not raw.endswith(b"\r\n") or b"\r" in line:
+            raise RequestError(400, f"{what} not ended by CRLF")
+        return line
 
     def _chunk_size(self) -> int:
-        match = _CHUNK_SIZE.fullmatch(self._line(MAX_CHUNK_LINE, "chunk size line"))
+        line = self._line(MAX_CHUNK_LINE, "chunk size line")
+        match = CHUNK_LINE.fullmatch(line) if line is not None else None
         if match is None:
-            raise RequestError(400, "malformed chunk size")
+            raise RequestError(400, "malformed chunk size line")
         return int(match.group(1), 16)
 
     def _trailers(self) -> None:
@@ -185,6 +192,10 @@ class ChunkedBody(Body):
             total += len(line)
             if total > MAX_HEAD:
                 raise RequestError(431, "trailer fields too large")
+            if FIELD_LINE.fullmatch(line) is None:
+                raise RequestError(400, "malformed trailer line")
+        if line is None:
+            raise RequestError(431, f"trailer line longer than {MAX_HEADER_LINE} bytes")
 
 
 def spool(body: Body, limit: int) -> tuple[IO[bytes], int]:

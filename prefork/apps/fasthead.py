@@ -12,7 +12,8 @@ common shape, and every head outside it goes to :func:`prefork.apps.request.read
   ``MAX_HEADER_LINE`` bytes (so no line or total bound can be crossed) and not begin with an
   empty line;
 * llhttp must accept it without an upgrade, and its request line must read back exactly as
-  ``METHOD SP target SP HTTP/1.x CRLF``; at most ``MAX_HEADERS`` fields.
+  ``METHOD SP target SP HTTP/1.x CRLF``; at most ``MAX_HEADERS`` fields, each value valid
+  by :mod:`prefork.core.httpgrammar` (llhttp lets some control bytes through).
 
 Anything else (every refusal included) is read again by the strict parser, from the same bytes,
 so the answers and their statuses are the strict parser's.  The body's framing is judged by
@@ -32,6 +33,7 @@ from typing import Any
 
 from prefork.apps import request
 from prefork.apps.request import MAX_HEADER_LINE, MAX_HEADERS, RequestHead
+from prefork.core.httpgrammar import OWS, valid_value
 
 try:
     import httptools  # type: ignore[import-not-found, unused-ignore]
@@ -58,7 +60,7 @@ class _Fields:
         self.target += url
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self.headers.append((name.decode("ascii").lower(), value.strip(b" \t").decode("latin-1")))
+        self.headers.append((name.decode("ascii").lower(), value.strip(OWS).decode("latin-1")))
 
 
 def read_head_httptools(rfile: io.BufferedIOBase) -> RequestHead | None:
@@ -82,7 +84,8 @@ def read_head_httptools(rfile: io.BufferedIOBase) -> RequestHead | None:
     start = len(method) + len(target) + 2
     version = _VERSIONS.get(head[start:start + 10])
     if (version is None or head[:start] != b" ".join((method, target, b""))
-            or len(fields.headers) > MAX_HEADERS):
+            or len(fields.headers) > MAX_HEADERS
+            or not all(valid_value(value) for _, value in fields.headers)):
         return request.read_head(rfile)
     rfile.read(end)
     return RequestHead(method.decode("ascii"), target.decode("latin-1"), version, fields.headers)

@@ -17,15 +17,16 @@ import re
 from dataclasses import dataclass, field
 from typing import Literal
 
+from prefork.core.httpgrammar import DIGITS, TOKEN, field_value, list_items, valid_host
+
 MAX_REQUEST_LINE = 8190  # bytes, as gunicorn and Apache
 MAX_HEADER_LINE = 8190
 MAX_HEADERS = 100
 MAX_HEAD = 65536  # bytes of header lines in all
 MAX_LEADING_EMPTY_LINES = 4  # RFC 9112 2.2: ignore at least one empty line before a request
 
-_TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_TOKEN = TOKEN
 _VERSION = re.compile(rb"HTTP/(\d)\.(\d)")
-_DIGITS = re.compile(r"[0-9]{1,18}")
 
 Framing = Literal["none", "length", "chunked"]
 
@@ -59,8 +60,7 @@ class RequestHead:
 
     def tokens(self, name: str) -> set[str]:
         """The comma-separated tokens of header ``name``, lower-cased."""
-        value = self.get(name) or ""
-        return {part.strip().lower() for part in value.split(",") if part.strip()}
+        return {part.lower() for part in list_items(self.get(name) or "") if part}
 
 
 def _line(rfile: io.BufferedIOBase, limit: int, status: int, what: str) -> bytes:
@@ -122,10 +122,13 @@ def read_headers(rfile: io.BufferedIOBase, head: RequestHead) -> None:
             raise RequestError(431, "request header fields too large")
         if line[:1] in (b" ", b"\t"):
             raise RequestError(400, "obsolete line folding in a header")
-        name, colon, value = line.partition(b":")
+        name, colon, raw = line.partition(b":")
         if not colon or not _TOKEN.fullmatch(name):
             raise RequestError(400, "malformed header line")
-        head.headers.append((name.decode("ascii").lower(), value.strip(b" \t").decode("latin-1")))
+        value = field_value(raw)
+        if value is None:
+            raise RequestError(400, "a control byte in a header value")
+        head.headers.append((name.decode("ascii").lower(), value.decode("latin-1")))
 
 
 def framing(head: RequestHead) -> tuple[Framing, int]:
@@ -137,16 +140,49 @@ def framing(head: RequestHead) -> tuple[Framing, int]:
             raise RequestError(400, "both Content-Length and Transfer-Encoding")
         if not head.http11:
             raise RequestError(400, "Transfer-Encoding in an HTTP/1.0 request")
-        coding = [part.strip().lower() for part in (head.get("transfer-encoding") or "").split(",")]
+        coding = [part.lower() for part in list_items(head.get("transfer-encoding") or "")]
         if coding != ["chunked"]:
             if coding[-1:] != ["chunked"]:
                 raise RequestError(400, "the last transfer coding is not chunked")
             raise RequestError(501, f"transfer coding not supported: {', '.join(coding[:-1])}")
         return "chunked", 0
     if lengths:
-        values = {part.strip() for value in lengths for part in value.split(",")}
-        if len(values) != 1 or not _DIGITS.fullmatch(next(iter(values))):
+        values = {part for value in lengths for part in list_items(value)}
+        if len(values) != 1 or not DIGITS.fullmatch(next(iter(values))):
             raise RequestError(400, "invalid Content-Length")
         length = int(values.pop())
         return ("length", length) if length else ("none", 0)
     return "none", 0
+
+
+def host(head: RequestHead) -> str | None:
+    """The request's host (RFC 9112 3.2): from an absolute-form target if it is one, else the
+    one ``Host`` field; None if there is neither (an HTTP/1.0 request).  Two Host fields, or
+    one that is not ``uri-host [":" port]``, raise RequestError 400, as does an HTTP/1.1
+    request without one."""
+    values = [value for key, value in head.headers if key == "host"]
+    if len(values) > 1:
+        raise RequestError(400, "more than one Host header")
+    if values and not valid_host(values[0]):
+        raise RequestError(400, "malformed Host header")
+    if head.http11 and not values:
+        raise RequestError(400, "an HTTP/1.1 request needs a Host header")
+    authority = target_authority(head.target)
+    if authority is not None:
+        return authority
+    return values[0] if values else None
+
+
+def target_authority(target: str) -> str | None:
+    """The authority of an absolute-form ``target`` (http or https), None for another form;
+    RequestError 400 if it is not a valid ``uri-host [":" port]`` (userinfo included)."""
+    if target.startswith("/") or target == "*":
+        return None
+    scheme, sep, rest = target.partition("://")
+    if not sep or scheme.lower() not in ("http", "https"):
+        raise RequestError(400, "unsupported request target")
+    end = min((i for i in (rest.find(c) for c in "/?#") if i >= 0), default=len(rest))
+    authority = rest[:end]
+    if not authority or not valid_host(authority):
+        raise RequestError(400, "malformed authority in the request target")
+    return authority

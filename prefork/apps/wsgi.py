@@ -36,7 +36,7 @@ from urllib.parse import unquote_to_bytes
 
 from prefork.apps import fasthead, forwarded
 from prefork.apps.body import Body, ChunkedBody, IncompleteBody, LengthBody, spool
-from prefork.apps.request import RequestError, RequestHead, framing
+from prefork.apps.request import RequestError, RequestHead, framing, host
 from prefork.apps.response import ClientGone, Response
 from prefork.core.keepalive import Ready, hold, read_ahead, retiring
 from prefork.core.servers import PreforkMixIn
@@ -262,11 +262,11 @@ class WSGIRequestHandler(socketserver.StreamRequestHandler):
         }
 
     def make_environ(self, head: RequestHead, body: Body, base: dict[str, Any]) -> dict[str, Any]:
-        if head.http11 and head.get("host") is None:
-            raise RequestError(400, "an HTTP/1.1 request needs a Host header")
+        authority = host(head)
         environ = dict(base)
-        path, _, query = _path_of(head.target).partition("?")
-        path_info = unquote_to_bytes(path).decode("latin-1")
+        # The target decoded once, as bytes (PEP 3333); a fragment is not passed on.
+        path, _, query = _path_of(head.target).partition("#")[0].partition("?")
+        path_info = unquote_to_bytes(path.encode("latin-1")).decode("latin-1")
         prefix = base["SCRIPT_NAME"]
         if prefix:  # --root-path: the mount prefix comes off PATH_INFO (see mount_point)
             if path_info == prefix or path_info.startswith(prefix + "/"):
@@ -294,6 +294,8 @@ class WSGIRequestHandler(socketserver.StreamRequestHandler):
                 environ[key] += ("; " if key == "HTTP_COOKIE" else ", ") + value
             else:
                 environ[key] = value
+        if authority is not None:
+            environ["HTTP_HOST"] = authority  # an absolute-form target's authority wins
         if isinstance(body, ChunkedBody):
             environ.pop("CONTENT_LENGTH", None)
         if self._trust is not None:
@@ -327,8 +329,9 @@ def _path_of(target: str) -> str:
         return target
     scheme, sep, rest = target.partition("://")
     if sep and scheme.lower() in ("http", "https"):
-        slash = rest.find("/")
-        return rest[slash:] if slash >= 0 else "/"
+        end = min((i for i in (rest.find(c) for c in "/?#") if i >= 0), default=len(rest))
+        rest = rest[end:]
+        return rest if rest.startswith("/") else "/" + rest
     raise RequestError(400, "unsupported request target")
 
 

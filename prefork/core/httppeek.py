@@ -15,13 +15,18 @@ the parser answers at once into a 408.
   client that sends its head and then drips its body (a slow POST) holds no handler either.
   Handed over with the head instead: a larger body, one with Transfer-Encoding (chunked, or
   CL and TE together, which the parser refuses), one whose client waits for ``100 Continue``
-  (``Expect``), a Content-Length the parser would refuse or that differs between its values.
+  (``Expect``), a Content-Length the parser would refuse or that differs between its values,
+  and a head the parser refuses (judged by :mod:`prefork.core.httpgrammar`, as the parser
+  judges it: a malformed request line or field line, a control byte in a value, two Host
+  fields or a malformed one), which the handler then answers at once.
   16 KiB arrives within client_timeout on a slow link (16 KiB in 5 s: 3.2 KB/s).
 """
 
 from __future__ import annotations
 
 import re
+
+from prefork.core.httpgrammar import FIELD_LINE, OWS, TOKEN, valid_host
 
 MAX_HEAD = 64 * 1024  # bytes of request head; more is answered 431
 BODY_WAIT = 16 * 1024
@@ -53,16 +58,37 @@ def request_end(data: bytes | bytearray, end: int) -> int:
     lengths = _LENGTH.findall(data, 0, head)
     if not lengths or _OTHER_FRAMING.search(data, 0, head):
         return head
-    values = {value.strip(b" \t") for field in lengths for value in field.split(b",")}
+    values = {value.strip(OWS) for field in lengths for value in field.split(b",")}
     if len(values) != 1:
         return head
     (value,) = values
     if not value.isdigit() or len(value) > 18:
         return head
     size = int(value)
-    if size > BODY_WAIT or head + size > MAX_HEAD:
+    if size > BODY_WAIT or head + size > MAX_HEAD or not _valid(bytes(data[:head])):
         return head
     return head + size
+
+
+_VERSION = re.compile(rb"HTTP/1\.[0-9]")
+
+
+def _valid(head: bytes) -> bool:
+    """Whether the strict parser would accept the request line and the field lines of
+    ``head`` (its empty lines included, CRLF or LF line ends)."""
+    lines = [line[:-1] if line.endswith(b"\r") else line
+             for line in head.lstrip(b"\r\n").split(b"\n")]
+    parts = lines[0].split(b" ")
+    if (len(parts) != 3 or not TOKEN.fullmatch(parts[0]) or not _VERSION.fullmatch(parts[2])
+            or any(c <= 0x20 or c == 0x7F for c in parts[1])):
+        return False
+    hosts = []
+    for line in lines[1:-2]:
+        if FIELD_LINE.fullmatch(line) is None:
+            return False
+        if line[:5].lower() == b"host:":
+            hosts.append(line[5:].strip(b" \t").decode("latin-1"))
+    return len(hosts) <= 1 and all(valid_host(host) for host in hosts)
 
 
 def heads_in(data: bytes) -> int:

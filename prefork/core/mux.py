@@ -75,6 +75,7 @@ log = logging.getLogger("prefork.worker")
 
 ACCEPT_BURST = 16  # datagrams taken per wake-up before looking at the rest of the loop
 PLAIN_EVENTS = select.EPOLLIN | select.EPOLLRDHUP | select.EPOLLET
+HUP_EVENTS = select.EPOLLRDHUP | select.EPOLLHUP
 TLS_EVENTS = PLAIN_EVENTS | select.EPOLLOUT  # a handshake may wait to write
 LISTEN_EVENTS = select.EPOLLIN | getattr(select, "EPOLLEXCLUSIVE", 0)
 TIMEOUT_REPLY = (b"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\n"
@@ -155,7 +156,7 @@ class Multiplexer:
         if conn.phase is Phase.HANDSHAKE:
             self._handshake(conn)
         else:
-            self._check(conn, defer=False)
+            self._check(conn, defer=False, hup=bool(events & HUP_EVENTS))
 
     def run_ready(self) -> None:
         for _ in range(len(self.ready)):
@@ -297,11 +298,14 @@ class Multiplexer:
         conn.phase = Phase.WAITING
         self._check(conn, defer=False)
 
-    def _check(self, conn: Conn, defer: bool) -> None:
+    def _check(self, conn: Conn, defer: bool, hup: bool = False) -> None:
         """Hand ``conn`` to its handler if it has work, else let it wait (its deadline is set).
         ``defer``: queue a ready one in :attr:`ready` instead (no recursion into the handler
-        from the handler's own return)."""
+        from the handler's own return).  ``hup``: the client half-closed (EPOLLRDHUP), so a
+        request still incomplete never will be: closed at once."""
         check = self._peek(conn)
+        if hup and check is Check.MORE and not conn.tls:
+            check = Check.EOF
         if check is Check.READY:
             if defer:
                 self.ready.append(conn)
