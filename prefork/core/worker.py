@@ -36,7 +36,7 @@ import time
 from collections.abc import Callable
 from typing import Any, NoReturn, cast
 
-from prefork.core import keepalive, privileges
+from prefork.core import keepalive, privileges, stdfds
 from prefork.core.affinity import pin_to_slot_cpu
 from prefork.core.conn import Conn
 from prefork.core.contract import (
@@ -48,6 +48,7 @@ from prefork.core.contract import (
     WorkerInfo,
 )
 from prefork.core.dispatch import Bookkeeping, Serve, request_path
+from prefork.core.errnos import BrokenWorker
 from prefork.core.mux import Limits, Multiplexer
 from prefork.core.parent import set_parent_death_signal, wait_for_parent
 from prefork.core.pulling import Puller, StopPulling
@@ -91,6 +92,8 @@ def run_worker(server: PoolServer, info: WorkerInfo, ctx: ChildContext) -> NoRet
         status = Worker(server, info, ctx).run()
     except QuickExit:
         status = EXIT_OK
+    except BrokenWorker as exc:
+        log.error("worker %d (pid %d) broken: %s", info.age, os.getpid(), exc)
     except SystemExit as exc:
         status = exc.code if isinstance(exc.code, int) else EXIT_ERROR
     except BaseException:
@@ -148,8 +151,11 @@ class Worker:
                     raise
         # Outside the terminal's foreground group a read from the terminal would stop us.
         devnull = os.open(os.devnull, os.O_RDONLY)
-        os.dup2(devnull, 0)
-        os.close(devnull)
+        if devnull != 0:
+            os.dup2(devnull, 0)
+            os.close(devnull)
+        # Fds 1-2 reopened if closed, copies kept: no client socket ever takes them (stdfds.py).
+        stdfds.keep_copies()
         self.signals.on_record = self._on_signal_recorded
         self.signals.install()
         for sig in IGNORED_SIGNALS:
@@ -253,7 +259,8 @@ class Worker:
         try:
             while True:
                 wait = due_wait if title.due else timeout
-                events = poll(mux.timeout(wait, monotonic()) if ready or deadlines else wait)
+                events = poll(mux.timeout(wait, monotonic())
+                              if ready or deadlines or not mux.accepting else wait)
                 look_at_title = not events
                 for fd, fd_events in events:
                     # A signal's handler has run (``pending``) before the poll returned: a
