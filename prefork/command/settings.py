@@ -231,9 +231,11 @@ class Config:
         live=True, help="close a keep-alive connection idle for this long between requests "
         "(HTTP/1.1 handlers); its next request head then has client_timeout")
     worker_connections = Setting(
-        integer(1), FROM_SERVER, section=POOL, flags=("--worker-connections",), metavar="N",
+        integer(0), FROM_SERVER, section=POOL, flags=("--worker-connections",), metavar="N",
         live=True, help="connections that may wait in one worker's multiplexer (idle, "
-        "handshaking, sending a head); at the bound the worker stops accepting")
+        "handshaking, sending a head); at the bound the worker stops accepting (0: the fd "
+        "limit, which the master raises to its hard limit at start, less 1/8 for the "
+        "application)")
     max_requests = Setting(
         integer(0), FROM_SERVER, section=RECYCLING, flags=("--max-requests",), metavar="N",
         live=True, help="recycle a worker after this many requests (0: never)")

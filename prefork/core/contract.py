@@ -111,7 +111,7 @@ class PoolServer:
     # may stay idle, and how many connections may wait in one worker.
     client_timeout: float = 5.0
     keep_alive: float = 5.0
-    worker_connections: int = 1000
+    worker_connections: int = 0  # 0: sized from the fd limit (core/fdlimit.py)
     threads: int = 1  # handler threads per worker (core/threads.py); 1: the worker's loop serves
     # Who parses the WSGI handler's request heads (apps/fasthead.py): "auto" (httptools when
     # it is installed, with the strict parser for the rest), "httptools", or "python" alone.

@@ -36,7 +36,7 @@ import time
 from collections.abc import Callable
 from typing import Any, NoReturn, cast
 
-from prefork.core import keepalive, privileges, stdfds
+from prefork.core import fdlimit, keepalive, privileges, stdfds
 from prefork.core.affinity import pin_to_slot_cpu
 from prefork.core.conn import Conn
 from prefork.core.contract import (
@@ -238,7 +238,8 @@ class Worker:
                 listening.RequestHandlerClass = keepalive.with_keep_alive(
                     cast(type, listening.RequestHandlerClass))
         limits = Limits(self.server.client_timeout, self.server.keep_alive,
-                        self.server.worker_connections, drain_grace(self.server))
+                        fdlimit.worker_connections(self.server.worker_connections),
+                        drain_grace(self.server))
         assert self.slot is not None
         if self.ctx.board.threads > 1:
             mux = self._threaded(ep, listeners, limits)

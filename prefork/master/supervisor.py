@@ -38,6 +38,7 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
+from prefork.core import fdlimit
 from prefork.core.contract import REPORT_READY, REPORT_RECYCLE, PoolServer, WorkerInfo
 from prefork.core.signals import SignalQueue
 from prefork.master.boot import BootError, BootGuard
@@ -127,6 +128,10 @@ class Master:
         # (socketserver's own methods select before they accept, so they do not mind).
         for server in self.server.listening_servers():
             server.socket.setblocking(False)
+        before, after = fdlimit.raise_soft_limit()  # inherited by the workers
+        if after != before:
+            log.debug("master (pid %d) raised its fd limit from %d to %d", self.pid, before,
+                      after)
         self.signals.install()
         if self.server.preload:
             become_subreaper()
