@@ -209,11 +209,21 @@ class WSGIRequestHandler(socketserver.StreamRequestHandler):
         if isinstance(body, Body) and not body.finished:
             if body.on_first_read is not None:
                 return False  # the client still waits for 100 Continue: it sent no body
-            try:
-                return body.drain(self.drain_limit)
-            except (RequestError, OSError):
-                return False
+            return self._drop_arrived(body)
         return True
+
+    def _drop_arrived(self, body: Body) -> bool:
+        """Drop what the application left of the body if it has arrived already (up to
+        ``drain_limit`` bytes; True: the connection may carry another request).  A body still
+        on its way closes the connection instead: read at the client's pace, a dripped body
+        would hold this handler for as long as the client likes."""
+        self.connection.settimeout(0.0)  # a read that would wait ends the drain
+        try:
+            return body.drain(self.drain_limit)
+        except (RequestError, OSError):  # (IncompleteBody, BlockingIOError, TLS want-read)
+            return False
+        finally:
+            self.connection.settimeout(self.timeout)
 
     def make_body(self, head: RequestHead) -> Body:
         kind, length = framing(head)
