@@ -9,6 +9,16 @@ every connection, fail ``accept()`` with EBADF, strand the connection and spin.
 from __future__ import annotations
 
 import errno
+import logging
+import os
+import select
+import ssl
+import time
+from collections.abc import Callable
+
+log = logging.getLogger("prefork.worker")
+
+PRESSURE_PAUSE = 0.1  # seconds a worker out of fds (or kernel memory) leaves its listeners alone
 
 
 def _named(*names: str) -> frozenset[int]:
@@ -40,3 +50,50 @@ def broken(what: str, exc: OSError) -> BrokenWorker:
     """The exception that ends the worker for an unexpected ``exc`` from ``what``."""
     name = errno.errorcode.get(exc.errno or 0, str(exc.errno))
     return BrokenWorker(f"{what} failed with {name} ({exc.strerror}): exiting to be replaced")
+
+
+class AcceptFailures:
+    """What an error from ``accept()`` means: ``failed(fd, exc, pause)`` does nothing for a
+    client's loss (retried at the next wake-up), calls ``pause()`` for resource pressure
+    (accepting resumes once ``over(now)``; ``sooner(due)`` is when the loop must look), and
+    raises :class:`BrokenWorker` for anything else."""
+
+    def __init__(self) -> None:
+        self.until = 0.0
+
+    def failed(self, fd: int, exc: OSError, pause: Callable[[], None]) -> None:
+        if exc.errno in ACCEPT_RETRY or isinstance(exc, ssl.SSLError):
+            return
+        if exc.errno in RESOURCE_PRESSURE:
+            log.warning("worker (pid %d) cannot accept: %s; pausing %.1f s", os.getpid(), exc,
+                        PRESSURE_PAUSE)
+            self.until = time.monotonic() + PRESSURE_PAUSE
+            pause()
+            return
+        raise broken(f"accept() on listening fd {fd}", exc) from exc
+
+    def sooner(self, due: float | None) -> float | None:
+        """``due``, or the end of a pause if that comes first."""
+        return self.until if self.until and (due is None or self.until < due) else due
+
+    def over(self, now: float) -> bool:
+        if self.until and now < self.until:
+            return False
+        self.until = 0.0
+        return True
+
+
+def unregister(ep: select.epoll, fd: int) -> None:
+    """``ep.unregister(fd)``, for an fd that may be unregistered or closed already."""
+    try:
+        ep.unregister(fd)
+    except OSError as exc:
+        if exc.errno not in NOT_REGISTERED:
+            raise broken("epoll_ctl(EPOLL_CTL_DEL) of a listener", exc) from exc
+
+
+def expect_peer_gone(what: str, exc: OSError) -> None:
+    """``exc`` from ``what`` on one connection: that client's loss (a TLS error is too), or
+    raised as :class:`BrokenWorker`."""
+    if exc.errno not in PEER_GONE and not isinstance(exc, ssl.SSLError):
+        raise broken(what, exc) from exc

@@ -67,20 +67,13 @@ from prefork.core.accepting import (
     tune_listener,
 )
 from prefork.core.conn import Conn, Deadlines, Phase, reply_before_close
-from prefork.core.errnos import (
-    ACCEPT_RETRY,
-    NOT_REGISTERED,
-    PEER_GONE,
-    RESOURCE_PRESSURE,
-    broken,
-)
+from prefork.core.errnos import AcceptFailures, expect_peer_gone, unregister
 from prefork.core.httppeek import MAX_HEAD
 from prefork.core.keepalive import Ready, Resumable, ready_when, retire
 from prefork.core.stdfds import ensure_open
 
 log = logging.getLogger("prefork.worker")
 
-PRESSURE_PAUSE = 0.1  # seconds a worker out of fds (or kernel memory) leaves its listeners alone
 ACCEPT_BURST = 16  # datagrams taken per wake-up before looking at the rest of the loop
 PLAIN_EVENTS = select.EPOLLIN | select.EPOLLRDHUP | select.EPOLLET
 HUP_EVENTS = select.EPOLLRDHUP | select.EPOLLHUP
@@ -108,9 +101,8 @@ class Multiplexer:
     ``serve(conn)`` runs the handler for one request and returns True if the handler held the
     connection (keep-alive); ``serve_new(server)`` gives the function that does the same for a
     new connection on ``server`` that has no Conn yet (``(request, address)`` -> the handler
-    holding it, or None);
-    ``interrupted()`` says a quick stop is pending; ``empty_accept()`` counts a wake-up for
-    nothing."""
+    holding it, or None); ``interrupted()`` says a quick stop is pending; ``empty_accept()``
+    counts a wake-up for nothing."""
 
     def __init__(
         self, ep: select.epoll, servers: dict[int, socketserver.BaseServer],
@@ -138,7 +130,7 @@ class Multiplexer:
         self.deadlines = Deadlines()
         self.accepting = True
         self.draining = False
-        self.pressure_until = 0.0  # accepting paused for resource pressure until then
+        self.failures = AcceptFailures()  # what an error from accept() means (errnos.py)
         self.buf = bytearray(MAX_HEAD)
         for fd, server in servers.items():
             tune_listener(server.socket,  # type: ignore[attr-defined]
@@ -149,10 +141,7 @@ class Multiplexer:
     def timeout(self, default: float, now: float) -> float:
         if self.ready:
             return 0.0
-        due = self.deadlines.next()
-        if not self.accepting and self.pressure_until and (
-                due is None or self.pressure_until < due):
-            due = self.pressure_until
+        due = self.failures.sooner(self.deadlines.next())  # (a pause for resource pressure)
         if due is None:
             return default
         wait = max(0.0, due - now)
@@ -232,7 +221,7 @@ class Multiplexer:
             self.empty_accept()
             return
         except OSError as exc:
-            self._accept_failed(fd, exc)
+            self.failures.failed(fd, exc, self._pause_accepting)
             return
         if isinstance(request, ssl.SSLSocket):
             conn = Conn(request, address, self.listeners[fd], ready)
@@ -251,8 +240,7 @@ class Multiplexer:
             except (BlockingIOError, InterruptedError):
                 go = False
             except OSError as exc:
-                if exc.errno not in PEER_GONE:
-                    raise broken("a peek at a new connection", exc) from exc
+                expect_peer_gone("a peek at a new connection", exc)
                 go = True  # the handler sees the error, as with socketserver
         else:
             go = ready is Ready.ACCEPTED or head_arrived(request, self.buf)
@@ -275,24 +263,11 @@ class Multiplexer:
                     self.empty_accept()
                 return
             except OSError as exc:
-                self._accept_failed(fd, exc)
+                self.failures.failed(fd, exc, self._pause_accepting)
                 return
             self._dispatch_new(fd, request, address)
             if self.interrupted() or self.draining or not self.accepting:
                 return
-
-    def _accept_failed(self, fd: int, exc: OSError) -> None:
-        """accept() on listener ``fd`` raised ``exc``: a client's loss (retried at the next
-        wake-up), resource pressure (a pause), or a broken worker (raised: it exits)."""
-        if exc.errno in ACCEPT_RETRY or isinstance(exc, ssl.SSLError):
-            return
-        if exc.errno in RESOURCE_PRESSURE:
-            log.warning("worker (pid %d) cannot accept: %s; pausing %.1f s", os.getpid(), exc,
-                        PRESSURE_PAUSE)
-            self._pause_accepting()
-            self.pressure_until = time.monotonic() + PRESSURE_PAUSE
-            return
-        raise broken(f"accept() on listening fd {fd}", exc) from exc
 
     def idle(self) -> bool:
         """Nothing waits here and nothing is in a handler (a graceful stop may end)."""
@@ -302,18 +277,11 @@ class Multiplexer:
         if self.accepting:
             self.accepting = False
             for fd in self.listeners:
-                try:
-                    self.ep.unregister(fd)
-                except OSError as exc:
-                    if exc.errno not in NOT_REGISTERED:
-                        raise broken("epoll_ctl(EPOLL_CTL_DEL) of a listener", exc) from exc
+                unregister(self.ep, fd)
 
     def _resume_accepting(self) -> None:
-        if self.pressure_until:
-            if time.monotonic() < self.pressure_until:
-                return
-            self.pressure_until = 0.0
-        if len(self.conns) < self.limits.worker_connections:
+        if (self.failures.over(time.monotonic())
+                and len(self.conns) < self.limits.worker_connections):
             self.accepting = True
             for fd in self.listeners:
                 self.ep.register(fd, LISTEN_EVENTS)
@@ -327,8 +295,7 @@ class Multiplexer:
             self._wait(conn)
             return
         except OSError as exc:  # (ssl.SSLError is one: the client's TLS failed)
-            if not isinstance(exc, ssl.SSLError) and exc.errno not in PEER_GONE:
-                raise broken("a TLS handshake", exc) from exc
+            expect_peer_gone("a TLS handshake", exc)
             log.debug("worker (pid %d) TLS handshake with %r failed: %s", os.getpid(),
                       conn.address, exc)
             self._close(conn)
