@@ -68,6 +68,7 @@ from prefork.core.accepting import (
 )
 from prefork.core.conn import Conn, Deadlines, Phase, reply_before_close
 from prefork.core.errnos import AcceptFailures, expect_peer_gone, unregister
+from prefork.core.handover import take_backlog
 from prefork.core.httppeek import MAX_HEAD
 from prefork.core.keepalive import Ready, Resumable, ready_when, retire
 from prefork.core.stdfds import ensure_open
@@ -187,6 +188,7 @@ class Multiplexer:
         served) is answered too."""
         if self.draining:
             return
+        take_backlog(self.ep, self.listeners, self.accept, self.conns, self.limits)  # handover.py
         self.draining = True
         retire()
         self._pause_accepting()
@@ -280,8 +282,7 @@ class Multiplexer:
                 unregister(self.ep, fd)
 
     def _resume_accepting(self) -> None:
-        if (self.failures.over(time.monotonic())
-                and len(self.conns) < self.limits.worker_connections):
+        if self.failures.over() and len(self.conns) < self.limits.worker_connections:
             self.accepting = True
             for fd in self.listeners:
                 self.ep.register(fd, LISTEN_EVENTS)
