@@ -45,8 +45,9 @@ class Stop:
     ) -> bool:
         """Begin (True) or hasten a stop.  ``escalate``: a second quick stop kills at once;
         ``close``: a stop signal, which ends the process -- stop taking connections now, so
-        clients fail fast instead of queueing behind the drain (the workers' copies close as
-        they exit; ``shutdown()`` leaves closing to ``server_close()``)."""
+        clients fail fast instead of queueing behind the drain (each worker closes its copies
+        once it has served what was queued: core/handover.py; ``shutdown()`` leaves closing to
+        ``server_close()``)."""
         if close:
             for server in self.server.listening_servers():
                 server.socket.close()
