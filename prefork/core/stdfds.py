@@ -8,7 +8,7 @@ for: a closed fd answers ``POLLNVAL``, ~0.5 us) and reopens a closed one: stdout
 the copies kept at the worker's start (the same file, checked by device and inode, so the log
 still goes where it went), stdin, or a copy that is gone too, on ``/dev/null``.
 
-Functions: :func:`keep_copies` (at the worker's start), :func:`ensure_open` (before accepting).
+Functions: :func:`set_up` (at the worker's start), :func:`ensure_open` (before accepting).
 With handler threads a thread may close them while the loop accepts: the look narrows that
 window, it cannot close it.
 """
@@ -31,8 +31,14 @@ for _fd in STD_FDS:
 _copies: dict[int, tuple[int, int, int]] = {}  # std fd -> (copy, st_dev, st_ino)
 
 
-def keep_copies() -> None:
-    """Reopen what is closed now, then keep a copy of stdout and stderr to restore them from."""
+def set_up() -> None:
+    """At the worker's start: stdin on /dev/null (outside the terminal's foreground group a
+    read from the terminal would stop the worker), stdout and stderr reopened if closed, and a
+    copy of each kept to restore them from."""
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    if devnull != 0:  # (0 if it was closed)
+        os.dup2(devnull, 0)
+        os.close(devnull)
     ensure_open()
     for fd in (1, 2):
         if fd in _copies:

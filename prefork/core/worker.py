@@ -149,13 +149,7 @@ class Worker:
             except OSError as exc:
                 if exc.errno != errno.EBADF:
                     raise
-        # Outside the terminal's foreground group a read from the terminal would stop us.
-        devnull = os.open(os.devnull, os.O_RDONLY)
-        if devnull != 0:
-            os.dup2(devnull, 0)
-            os.close(devnull)
-        # Fds 1-2 reopened if closed, copies kept: no client socket ever takes them (stdfds.py).
-        stdfds.keep_copies()
+        stdfds.set_up()  # stdin on /dev/null; no client socket ever takes fds 0-2 (stdfds.py)
         self.signals.on_record = self._on_signal_recorded
         self.signals.install()
         for sig in IGNORED_SIGNALS:
