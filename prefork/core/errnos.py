@@ -92,8 +92,9 @@ def unregister(ep: select.epoll, fd: int) -> None:
             raise broken("epoll_ctl(EPOLL_CTL_DEL) of a listener", exc) from exc
 
 
-def expect_peer_gone(what: str, exc: OSError) -> None:
-    """``exc`` from ``what`` on one connection: that client's loss (a TLS error is too), or
-    raised as :class:`BrokenWorker`."""
+def expect_peer_gone(what: str, exc: OSError) -> bool:
+    """``exc`` from ``what`` on one connection: that client's loss (a TLS error is too:
+    True), or raised as :class:`BrokenWorker`."""
     if exc.errno not in PEER_GONE and not isinstance(exc, ssl.SSLError):
         raise broken(what, exc) from exc
+    return True

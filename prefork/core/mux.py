@@ -223,8 +223,7 @@ class Multiplexer:
             self.empty_accept()
             return
         except OSError as exc:
-            self.failures.failed(fd, exc, self._pause_accepting)
-            return
+            return self.failures.failed(fd, exc, self._pause_accepting)
         if isinstance(request, ssl.SSLSocket):
             conn = Conn(request, address, self.listeners[fd], ready)
             if ready is Ready.ACCEPTED:
@@ -241,9 +240,8 @@ class Multiplexer:
                 go = True
             except (BlockingIOError, InterruptedError):
                 go = False
-            except OSError as exc:
-                expect_peer_gone("a peek at a new connection", exc)
-                go = True  # the handler sees the error, as with socketserver
+            except OSError as exc:  # the handler sees the error, as with socketserver
+                go = expect_peer_gone("a peek at a new connection", exc)
         else:
             go = ready is Ready.ACCEPTED or head_arrived(request, self.buf)
         if go:
@@ -265,8 +263,7 @@ class Multiplexer:
                     self.empty_accept()
                 return
             except OSError as exc:
-                self.failures.failed(fd, exc, self._pause_accepting)
-                return
+                return self.failures.failed(fd, exc, self._pause_accepting)
             self._dispatch_new(fd, request, address)
             if self.interrupted() or self.draining or not self.accepting:
                 return
