@@ -1,7 +1,8 @@
 """The APP of ``prefork serve``, in the forms people write it, and what serves it.
 
 ``module:HandlerClass``
-    a ``socketserver.BaseRequestHandler`` subclass, served as it is;
+    a ``socketserver.BaseRequestHandler`` subclass, served as it is (or a handler factory: a
+    ``functools.partial`` of one, such as ``partial(SimpleHTTPRequestHandler, directory=d)``);
 ``module:application``
     a WSGI callable (a Flask or Django app, any ``app(environ, start_response)``), served by
     :class:`~prefork.apps.wsgi.WSGIRequestHandler`;
@@ -20,17 +21,22 @@ raises :class:`AppError` with one line that says what to fix.
 
 from __future__ import annotations
 
+import functools
 import http.server
 import importlib
 import inspect
 import os
 import socketserver
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from prefork.apps.wsgi import WSGIRequestHandler, wsgi_handler
+from prefork.core.keepalive import handler_class
 
+# What socketserver's RequestHandlerClass may be: a handler class, or a factory of handlers.
+HandlerFactory = Callable[[Any, Any, Any], socketserver.BaseRequestHandler]
 # "base": a plain BaseRequestHandler, which serves stream and datagram sockets alike.
 AppKind = Literal["stream", "datagram", "http", "wsgi", "base"]
 FORMS = ("module:HandlerClass, module:application (WSGI), module:factory() or module alone "
@@ -61,7 +67,7 @@ class LoadedApp:
     """What a socketserver server runs for an APP: the handler class as is, or the WSGI
     handler bound to the application; ``kind`` decides the server class."""
 
-    handler: type[socketserver.BaseRequestHandler]
+    handler: HandlerFactory  # a handler class, or a functools.partial of one
     kind: AppKind
 
 
@@ -86,8 +92,9 @@ def parse_app(text: str) -> AppSpec:
     return AppSpec(module, attr, call)
 
 
-def handler_kind(handler: type[socketserver.BaseRequestHandler]) -> AppKind:
-    """Which sockets and server class a handler class needs."""
+def handler_kind(handler: Any) -> AppKind:
+    """Which sockets and server class a handler class (or a partial of one) needs."""
+    handler = handler_class(handler) or socketserver.BaseRequestHandler
     if issubclass(handler, WSGIRequestHandler):
         return "wsgi"
     if issubclass(handler, http.server.BaseHTTPRequestHandler):
@@ -146,6 +153,10 @@ def _served(text: str, spec: AppSpec, obj: Any) -> LoadedApp:
             f"APP {text!r}: {what} a class, but not a socketserver.BaseRequestHandler subclass "
             "(for a WSGI application give the app object, or a factory: module:make_app())"
         )
+    if isinstance(obj, functools.partial):
+        cls = handler_class(obj)
+        if cls is not None and issubclass(cls, socketserver.BaseRequestHandler):
+            return LoadedApp(obj, handler_kind(obj))  # a handler factory, not a WSGI app
     if not callable(obj):
         raise AppError(f"APP {text!r}: {what} {_describe(obj)}, neither a socketserver "
                        f"request handler class nor a WSGI callable; expected {FORMS}")

@@ -15,7 +15,8 @@ import socket
 import socketserver
 from typing import Any
 
-from prefork.apps.loader import AppError, AppKind, handler_kind, load_app
+from prefork.apps.loader import AppError, AppKind, HandlerFactory, handler_kind, load_app
+from prefork.core.keepalive import handler_class
 from prefork.core.servers import PreforkMixIn
 from prefork.core.sockets import BindSpec
 
@@ -39,15 +40,17 @@ _BASES: dict[str, type[socketserver.BaseServer]] = {
 _STREAM_KINDS = ("stream", "http", "wsgi")
 
 
-def load_handler(app: str) -> type[socketserver.BaseRequestHandler]:
-    """The handler class serving ``app`` (any of the three forms; imports it)."""
+def load_handler(app: str) -> HandlerFactory:
+    """The handler class (or handler factory) serving ``app`` (any of the three forms; imports
+    it)."""
     return load_app(app).handler
 
 
-def is_http_handler(handler: type) -> bool:
+def is_http_handler(handler: Any) -> bool:
     """True for handlers that speak HTTP (http.server's, and the WSGI handler)."""
-    return issubclass(handler, socketserver.BaseRequestHandler) and handler_kind(handler) in (
-        "http", "wsgi")
+    cls = handler_class(handler)
+    return (cls is not None and issubclass(cls, socketserver.BaseRequestHandler)
+            and handler_kind(cls) in ("http", "wsgi"))
 
 
 class _UnixHTTPMixIn:
@@ -59,10 +62,11 @@ class _UnixHTTPMixIn:
 
 
 def server_class(
-    mode: str, spec: BindSpec, handler: type[socketserver.BaseRequestHandler]
+    mode: str, spec: BindSpec, handler: HandlerFactory
 ) -> type[socketserver.BaseServer]:
     """The server class serving ``handler`` on ``spec`` in ``mode``."""
-    return server_class_for(mode, spec, handler_kind(handler), handler.__name__)
+    cls = handler_class(handler)
+    return server_class_for(mode, spec, handler_kind(handler), cls.__name__ if cls else "")
 
 
 def server_class_for(

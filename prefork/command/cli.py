@@ -220,7 +220,7 @@ def announce(server: socketserver.BaseServer, specs: list[BindSpec], mode: str, 
     for one, spec in zip(servers, specs, strict=True):
         where = format_address(spec.kind, spec.family, one.server_address)
         handler = one.RequestHandlerClass
-        if isinstance(handler, type) and is_http_handler(handler) and spec.kind == "tcp":
+        if is_http_handler(handler) and spec.kind == "tcp":
             where = f"{'https' if isinstance(one, TLSMixIn) else 'http'}://{where}/"
         places.append(where)
     workers = f", {counted(server.workers, 'worker')}" if isinstance(server, PreforkMixIn) else ""

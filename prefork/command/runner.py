@@ -22,7 +22,7 @@ import sys
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from prefork.apps.loader import handler_kind, load_app
+from prefork.apps.loader import HandlerFactory, handler_kind, load_app
 from prefork.command.app import DEFAULT_APP, AppError, load_handler, server_class
 from prefork.command.config import ConfigError, load_config, resolve_hook
 from prefork.command.probe import probe
@@ -107,7 +107,7 @@ class Runner:
         return primary, specs
 
     def _one_server(
-        self, spec: BindSpec, handler: type[socketserver.BaseRequestHandler], app: str,
+        self, spec: BindSpec, handler: HandlerFactory, app: str,
         inherited: socket.socket | None,
     ) -> socketserver.BaseServer:
         config = self.config

@@ -45,6 +45,7 @@ stream handler once the first bytes arrived.  A protocol where the server speaks
 from __future__ import annotations
 
 import enum
+import functools
 import http.server
 import socket
 import ssl
@@ -60,12 +61,38 @@ class Ready(enum.Enum):
     HEAD = "head"  # once a complete HTTP request head arrived (BaseHTTPRequestHandler)
 
 
-def ready_when(handler: type) -> Ready:
-    """The handler class's ``ready_when``, or the default for its kind."""
-    declared = getattr(handler, "ready_when", None)
+def handler_class(factory: Any) -> type | None:
+    """The class a ``RequestHandlerClass`` builds: the class itself, or the class a
+    ``functools.partial`` of one wraps (partials of partials too); None for any other
+    callable (a lambda, a callable instance), whose result is unknown until it runs."""
+    while isinstance(factory, functools.partial):
+        factory = factory.func
+    return factory if isinstance(factory, type) else None
+
+
+def takes_over(factory: Any) -> bool:
+    """True where the worker may serve the handler's keep-alive requests itself: an
+    ``http.server`` handler whose ``handle()`` is ``BaseHTTPRequestHandler``'s own (or
+    :class:`KeepAliveHTTPMixIn`'s), or a handler that opts in with a ``resume`` of its own.
+    A handler with its own ``handle()`` (wsgiref's, xmlrpc's, a subclass's) runs untouched."""
+    cls = handler_class(factory)
+    if cls is None:
+        return False
+    if issubclass(cls, KeepAliveHTTPMixIn) or callable(getattr(cls, "resume", None)):
+        return True
+    return (issubclass(cls, http.server.BaseHTTPRequestHandler)
+            and cls.handle is http.server.BaseHTTPRequestHandler.handle)
+
+
+def ready_when(factory: Any) -> Ready:
+    """The handler's ``ready_when``, or the default for its kind: a complete HTTP head for a
+    handler the worker takes over (see :func:`takes_over`), the first bytes otherwise (no
+    HTTP peek, so no 408/431 of the worker's for a handler that parses its own requests)."""
+    cls = handler_class(factory)
+    declared = getattr(cls if cls is not None else factory, "ready_when", None)
     if isinstance(declared, Ready):
         return declared
-    if issubclass(handler, http.server.BaseHTTPRequestHandler):
+    if takes_over(factory):
         return Ready.HEAD
     return Ready.DATA
 
@@ -201,14 +228,19 @@ class KeepAliveHTTPMixIn:
         self.finish()
 
 
-def with_keep_alive(handler: type) -> type:
-    """``handler`` with :class:`KeepAliveHTTPMixIn` if it is an HTTP handler without it (and
-    without a ``resume`` of its own); else ``handler`` itself."""
-    if (
-        not issubclass(handler, http.server.BaseHTTPRequestHandler)
-        or issubclass(handler, KeepAliveHTTPMixIn)
-        or hasattr(handler, "resume")
-    ):
-        return handler
-    return type(handler.__name__, (KeepAliveHTTPMixIn, handler),
-                {"__module__": handler.__module__, "__qualname__": handler.__qualname__})
+def with_keep_alive(factory: Any) -> Any:
+    """``factory`` (a handler class, or a ``functools.partial`` of one) with
+    :class:`KeepAliveHTTPMixIn` where the worker takes over (:func:`takes_over`) and the class
+    lacks it; else ``factory`` itself, untouched (any other callable, any handler with a
+    ``handle()`` or ``resume()`` of its own)."""
+    if isinstance(factory, functools.partial):
+        inner = with_keep_alive(factory.func)
+        if inner is factory.func:
+            return factory
+        return functools.partial(inner, *factory.args, **factory.keywords)
+    cls = handler_class(factory)
+    if (cls is None or not takes_over(cls) or issubclass(cls, KeepAliveHTTPMixIn)
+            or callable(getattr(cls, "resume", None))):
+        return factory
+    return type(cls.__name__, (KeepAliveHTTPMixIn, cls),
+                {"__module__": cls.__module__, "__qualname__": cls.__qualname__})
