@@ -46,6 +46,7 @@ class WorkerInfo:
     pid: int = 0
     started: float = 0.0  # time.monotonic() of the fork
     ready: bool = False  # reported ready; before that an exit is a boot failure
+    ready_at: float = 0.0  # time.monotonic() of the ready report
     stopping: bool = False  # asked to leave (retired, hung, stopping): its exit is no crash
     pidfd: int | None = None
     kill_at: float = 0.0  # monotonic time of a pending SIGKILL (after a stack dump); inf: sent

@@ -2,8 +2,12 @@
 
 After a boot failure the next spawn waits a growing, jittered delay and the pool is refilled by
 probing with one worker at a time, so a broken application causes no fork storm.  A worker that
-reports ready ends the streak.  After ``limit`` failures in a row the verdict is a
-:class:`BootError`: the master stops the pool and ``run()`` raises it.
+dies within :data:`CRASH_WINDOW` of reporting ready (an application that crashes as soon as it
+starts serving, or a thread of its own that kills the process) counts the same way: otherwise
+each ready report would end the streak and the pool would fork without end.  So a ready report
+ends the streak only once :data:`CRASH_WINDOW` has passed without a failure (:meth:`BootGuard.
+ready`).  After ``limit`` failures in a row the verdict is a :class:`BootError`: the master
+stops the pool and ``run()`` raises it (exit status 3 from the command).
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ log = logging.getLogger("prefork.master")
 
 BACKOFF_BASE = 0.05  # seconds before the first retry after a boot failure
 BACKOFF_MAX = 5.0
+CRASH_WINDOW = 2.0  # seconds after its ready report in which a worker's death is a boot failure
 
 
 class BootError(RuntimeError):
@@ -28,8 +33,8 @@ class BootError(RuntimeError):
 class BootGuard:
     """Counts boot failures in a row and owns the back-off deadline.
 
-    Methods: failed(why, who, now) -> BootError | None, succeeded(), may_spawn(now),
-    budget(missing, booting), deadline(now)."""
+    Methods: failed(why, who, now) -> BootError | None, ready(now), succeeded(),
+    may_spawn(now), budget(missing, booting), deadline(now)."""
 
     def __init__(
         self,
@@ -44,13 +49,27 @@ class BootGuard:
         self.base, self.cap, self.jitter = base, cap, jitter
         self.failures = 0
         self.not_before = 0.0  # no spawn before this monotonic time
+        self.settle_at = 0.0  # the streak ends at this monotonic time unless a failure comes
         self.error: BootError | None = None
 
     def succeeded(self) -> None:
         self.failures = 0
+        self.settle_at = 0.0
 
-    def failed(self, why: str, who: str, now: float) -> BootError | None:
+    def ready(self, now: float, window: float = CRASH_WINDOW) -> None:
+        """A worker reported ready: the streak ends once ``window`` passed without a failure."""
+        if self.failures:
+            self.settle_at = now + window
+
+    def settle(self, now: float) -> None:
+        if self.settle_at and now >= self.settle_at:
+            self.succeeded()
+
+    def failed(self, why: str, who: str, now: float,
+               what: str = "failed to boot") -> BootError | None:
         """Count one failure; the :class:`BootError` once the limit is reached, else None."""
+        self.settle(now)
+        self.settle_at = 0.0
         self.failures += 1
         if self.failures >= self.limit:
             message = f"workers fail to boot: {self.failures} in a row, the last ({why}); stopping"
@@ -60,11 +79,12 @@ class BootGuard:
             return self.error
         delay = min(self.cap, self.base * 2 ** (self.failures - 1)) * self.jitter(0.5, 1.5)
         self.not_before = now + delay
-        log.warning("%s failed to boot: %s; retrying in %.2f s (%d/%d)",
-                    who, why, delay, self.failures, self.limit)
+        log.warning("%s %s: %s; retrying in %.2f s (%d/%d)",
+                    who, what, why, delay, self.failures, self.limit)
         return None
 
     def may_spawn(self, now: float) -> bool:
+        self.settle(now)
         return now >= self.not_before
 
     def budget(self, missing: int, booting: int) -> int:
@@ -73,4 +93,5 @@ class BootGuard:
         return min(missing, 1 - booting) if self.failures else missing
 
     def deadline(self, now: float) -> float | None:
-        return self.not_before if self.not_before > now else None
+        due = [t for t in (self.not_before, self.settle_at) if t > now]
+        return min(due) if due else None

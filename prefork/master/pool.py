@@ -190,7 +190,7 @@ class Pool:
             if info is None:
                 continue
             if event == REPORT_READY:
-                info.ready = True
+                info.ready, info.ready_at = True, time.monotonic()
                 log.info("worker %d (pid %d) ready in %.1f ms", info.age, info.pid,
                          (time.monotonic() - info.started) * 1000)
             out.append((info, event))

@@ -41,7 +41,7 @@ from typing import Any
 from prefork.core import fdlimit
 from prefork.core.contract import REPORT_READY, REPORT_RECYCLE, PoolServer, WorkerInfo
 from prefork.core.signals import SignalQueue
-from prefork.master.boot import BootError, BootGuard
+from prefork.master.boot import CRASH_WINDOW, BootError, BootGuard
 from prefork.master.commands import on_control
 from prefork.master.enforcing import Enforcer
 from prefork.master.generations import Generations
@@ -251,7 +251,7 @@ class Master:
 
     def _on_report(self, info: WorkerInfo, event: int) -> None:
         if event == REPORT_READY:
-            self.boot.succeeded()
+            self.boot.ready(time.monotonic())
         elif event == REPORT_RECYCLE:
             served = self.pool.requests_served(info)
             self.recycler.due(info, "max_requests", f" after {served} requests")
@@ -267,6 +267,10 @@ class Master:
             self._abort_reload(f"worker {info.age}, pid {info.pid}", why)
         elif not info.ready:
             self.boot.failed(why, f"worker {info.age} (pid {info.pid})", time.monotonic())
+        elif (now := time.monotonic()) - info.ready_at < CRASH_WINDOW:
+            self.restarts["crash"] += 1  # a crash loop: backed off like a boot failure
+            self.boot.failed(f"died {now - info.ready_at:.2f} s after it reported ready: {why}",
+                             f"worker {info.age} (pid {info.pid})", now, "crashed")
         else:
             self.restarts["crash"] += 1
             log.warning("worker %d (pid %d) died: %s; replacing it", info.age, info.pid, why)

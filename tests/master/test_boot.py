@@ -106,3 +106,37 @@ def test_reaching_the_limit_calls_give_up_once() -> None:
     assert calls == []
     assert guard.failed("exit status 1", "worker 2", now=1.0) is not None
     assert calls == ["stop"]
+
+
+def test_a_ready_report_ends_the_streak_only_after_the_crash_window() -> None:
+    guard = BootGuard(limit=3, jitter=no_jitter)
+    guard.failed("why", "w", now=0.0)
+    guard.ready(now=1.0, window=2.0)
+    assert guard.failures == 1
+    assert guard.deadline(now=1.0) == pytest.approx(3.0)  # the loop wakes to settle it
+    assert guard.may_spawn(now=2.9) and guard.failures == 1
+    guard.failed("died right after ready", "w", now=2.9)  # inside the window: counted
+    assert guard.failures == 2
+    guard.ready(now=4.0, window=2.0)
+    assert guard.may_spawn(now=6.0)
+    assert guard.failures == 0  # it lived through the window
+
+
+def test_a_crash_loop_after_ready_reaches_the_limit() -> None:
+    guard = BootGuard(limit=3, jitter=no_jitter)
+    now, error = 0.0, None
+    for _ in range(3):
+        guard.ready(now, window=2.0)
+        now += 0.1
+        error = guard.failed("died 0.10 s after it reported ready", "w", now, "crashed")
+        now += 0.1
+    assert isinstance(error, BootError)
+
+
+def test_a_failure_after_the_window_starts_a_new_streak() -> None:
+    guard = BootGuard(limit=3, jitter=no_jitter)
+    guard.failed("why", "w", now=0.0)
+    guard.failed("why", "w", now=0.0)
+    guard.ready(now=1.0, window=2.0)
+    assert guard.failed("why", "w", now=10.0) is None  # settled at 3.0 first
+    assert guard.failures == 1
