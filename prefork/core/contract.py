@@ -47,6 +47,7 @@ class WorkerInfo:
     started: float = 0.0  # time.monotonic() of the fork
     ready: bool = False  # reported ready; before that an exit is a boot failure
     ready_at: float = 0.0  # time.monotonic() of the ready report
+    died_busy: bool = False  # at its exit a request was in flight (per the scoreboard)
     stopping: bool = False  # asked to leave (retired, hung, stopping): its exit is no crash
     pidfd: int | None = None
     kill_at: float = 0.0  # monotonic time of a pending SIGKILL (after a stack dump); inf: sent

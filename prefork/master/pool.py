@@ -237,7 +237,9 @@ class Pool:
             self.server.worker_exit(info, os.waitstatus_to_exitcode(status))
         except Exception:
             log.exception("worker_exit hook failed for worker %d (pid %d)", info.age, info.pid)
-        self.retired_requests += self.board.read(info.slot).requests
+        last = self.board.read(info.slot)
+        self.retired_requests += last.requests
+        info.died_busy = last.request_started > 0.0
         self.board.clear(info.slot)
         return status
 

@@ -267,8 +267,10 @@ class Master:
             self._abort_reload(f"worker {info.age}, pid {info.pid}", why)
         elif not info.ready:
             self.boot.failed(why, f"worker {info.age} (pid {info.pid})", time.monotonic())
-        elif (now := time.monotonic()) - info.ready_at < CRASH_WINDOW:
-            self.restarts["crash"] += 1  # a crash loop: backed off like a boot failure
+        elif not info.died_busy and (now := time.monotonic()) - info.ready_at < CRASH_WINDOW:
+            # A crash loop: backed off like a boot failure.  Not a death inside a request,
+            # which a client's request may cause: that must not let a client stop the server.
+            self.restarts["crash"] += 1
             self.boot.failed(f"died {now - info.ready_at:.2f} s after it reported ready: {why}",
                              f"worker {info.age} (pid {info.pid})", now, "crashed")
         else:
