@@ -56,10 +56,9 @@ class Conn:
         """Close the connection through its server (and the handler holding it, if any)."""
         if self.resumable is not None:
             try:
-                self.resumable.close()
-            except Exception:
-                log.debug("worker (pid %d) closing a held handler failed", os.getpid(),
-                          exc_info=True)
+                self.resumable.close()  # the handler's finish(), deferred while it was held
+            except Exception:  # as socketserver does with an exception from finish()
+                self.server.handle_error(self.sock, self.address)
             self.resumable = None
         try:
             self.server.shutdown_request(self.sock)

@@ -216,6 +216,9 @@ class KeepAliveHTTPMixIn:
             super().finish()  # type: ignore[misc]
 
     def resume(self) -> bool:
+        timeout = getattr(self, "timeout", None)  # StreamRequestHandler.timeout, as in setup()
+        if timeout is not None:
+            self.connection.settimeout(timeout)
         self.close_connection = True
         self.handle_one_request()
         return not self.close_connection

@@ -368,8 +368,14 @@ class Multiplexer:
         # Blocking mode, whatever timeout the handler left: with a timeout set, Python polls
         # before every recv (MSG_DONTWAIT or not), and a peek would wait for the client.
         conn.sock.settimeout(None)
+        # A handler's own timeout (StreamRequestHandler.timeout) bounds the idle wait too, as
+        # it bounds its wait for the next request under socketserver.
+        idle = self.limits.keep_alive
+        own = getattr(conn.resumable, "timeout", None)
+        if isinstance(own, (int, float)) and 0 < own < idle:
+            idle = own
         now = time.monotonic()
-        conn.deadline = now + self.limits.keep_alive
+        conn.deadline = now + idle
         if self.draining:
             # Answer what was received; with nothing received, wait drain_grace for the next
             # request (the response before it may not have said close).  A handler that keeps

@@ -62,6 +62,47 @@ class OwnHandle(http.server.BaseHTTPRequestHandler):
         pass
 
 
+class Timed(http.server.BaseHTTPRequestHandler):
+    """Keep-alive with StreamRequestHandler.timeout: an idle connection closes after it."""
+
+    protocol_version = "HTTP/1.1"
+    timeout = 0.5
+
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"ok")
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+ERRORS = [0]  # handle_error calls in this process
+
+
+class FinishFails(Timed):
+    """finish() raises at the end of every connection but those asking for the count."""
+
+    timeout = None
+
+    def do_GET(self) -> None:
+        body = str(ERRORS[0]).encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def finish(self) -> None:
+        super().finish()
+        if getattr(self, "path", "") != "/errors":
+            raise RuntimeError("finish failed")
+
+
+def counting_errors(request: Any, address: Any) -> None:
+    ERRORS[0] += 1
+
+
 class QuietWSGI(WSGIRequestHandler):
     def log_message(self, *args: Any) -> None:
         pass
@@ -89,11 +130,12 @@ class RPCHandler(xmlrpc.server.SimpleXMLRPCRequestHandler):
         pass
 
 
-def _server(mode: str, base: type[socketserver.BaseServer]) -> type[Any]:
+def _server(mode: str, base: type[socketserver.BaseServer], **extra: Any) -> type[Any]:
     mixin = prefork.PreforkMixIn if mode == "prefork" else socketserver.ThreadingMixIn
-    attrs: dict[str, Any] = {"allow_reuse_address": True, "daemon_threads": True}
+    attrs: dict[str, Any] = {"allow_reuse_address": True, "daemon_threads": True, **extra}
     if mode == "prefork":
         attrs["workers"] = 1
+        attrs["keep_alive"] = 60.0  # far longer than any handler timeout here
     return type(f"{mode}{base.__name__}", (mixin, base), attrs)
 
 
@@ -109,6 +151,12 @@ def build(mode: str, name: str, folder: str) -> socketserver.BaseServer:
         return _server(mode, socketserver.TCPServer)(address, MakeEcho())
     if name == "own-handle":
         return _server(mode, http.server.HTTPServer)(address, OwnHandle)
+    if name == "timeout":
+        return _server(mode, http.server.HTTPServer)(address, Timed)
+    if name == "finish-error":
+        return _server(mode, http.server.HTTPServer,
+                       handle_error=lambda self, r, a: counting_errors(r, a))(address,
+                                                                              FinishFails)
     if name == "wsgiref":
         server = _server(mode, WSGIServer)(address, QuietWSGI)
         server.set_app(app)

@@ -1,0 +1,8 @@
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+HERE = str(Path(__file__).resolve().parent)  # harness.py, served.py
+if HERE not in sys.path:
+    sys.path.insert(0, HERE)
