@@ -68,21 +68,28 @@ class BootGuard:
             self.succeeded()
 
     def failed(self, why: str, who: str, now: float,
-               what: str = "failed to boot") -> BootError | None:
+               after_ready: float | None = None) -> BootError | None:
         """Count one failure; the :class:`BootError` once the limit is reached, else None."""
         self.settle(now)
         self.settle_at = 0.0
         self.failures += 1
         if self.failures >= self.limit:
-            message = f"workers fail to boot: {self.failures} in a row, the last ({why}); stopping"
+            last = why if after_ready is None else f"{why}, {after_ready:.2f} s after ready"
+            message = (f"workers fail to boot: {self.failures} in a row, the last ({last}); "
+                       "stopping")
             log.error("master (pid %d) %s", os.getpid(), message)
             self.error = BootError(message)
             self.give_up()
             return self.error
         delay = min(self.cap, self.base * 2 ** (self.failures - 1)) * self.jitter(0.5, 1.5)
         self.not_before = now + delay
-        log.warning("%s %s: %s; retrying in %.2f s (%d/%d)",
-                    who, what, why, delay, self.failures, self.limit)
+        if after_ready is None:
+            log.warning("%s failed to boot: %s; retrying in %.2f s (%d/%d)",
+                        who, why, delay, self.failures, self.limit)
+        else:
+            log.warning("%s died: %s; replacing it in %.2f s (%.2f s after it reported ready: "
+                        "a crash loop, %d/%d)", who, why, delay, after_ready, self.failures,
+                        self.limit)
         return None
 
     def may_spawn(self, now: float) -> bool:

@@ -271,8 +271,7 @@ class Master:
             # A crash loop: backed off like a boot failure.  Not a death inside a request,
             # which a client's request may cause: that must not let a client stop the server.
             self.restarts["crash"] += 1
-            self.boot.failed(f"died {now - info.ready_at:.2f} s after it reported ready: {why}",
-                             f"worker {info.age} (pid {info.pid})", now, "crashed")
+            self.boot.failed(why, f"worker {info.age} (pid {info.pid})", now, now - info.ready_at)
         else:
             self.restarts["crash"] += 1
             log.warning("worker %d (pid %d) died: %s; replacing it", info.age, info.pid, why)

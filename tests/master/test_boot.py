@@ -128,9 +128,10 @@ def test_a_crash_loop_after_ready_reaches_the_limit() -> None:
     for _ in range(3):
         guard.ready(now, window=2.0)
         now += 0.1
-        error = guard.failed("died 0.10 s after it reported ready", "w", now, "crashed")
+        error = guard.failed("exit status 1", "w", now, after_ready=0.1)
         now += 0.1
     assert isinstance(error, BootError)
+    assert "0.10 s after ready" in str(error)
 
 
 def test_a_failure_after_the_window_starts_a_new_streak() -> None:

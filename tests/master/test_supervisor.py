@@ -21,7 +21,7 @@ from master_fakes import FAKE_PID_BASE, Clock, FakeServer
 from prefork.core.contract import REPORT, REPORT_READY, REPORT_RECYCLE, WorkerInfo
 from prefork.master import spawning, supervisor
 from prefork.master import upgrade as upgrade_module
-from prefork.master.boot import BootError
+from prefork.master.boot import CRASH_WINDOW, BootError
 from prefork.master.policies import KILLED
 from prefork.master.pool import ignore_event
 from prefork.master.stopping import StopMode
@@ -75,7 +75,9 @@ class Harness:
         out, self.exits = self.exits, []
         for info, _ in out:
             self.master.pool.workers.pop(info.pid, None)
-            self.master.pool.board.clear(info.slot)
+            board = self.master.pool.board
+            info.died_busy = board.read(info.slot).request_started > 0.0  # as Pool._forget
+            board.clear(info.slot)
         return out
 
     # -- what the loop would see -------------------------------------------------------------
@@ -88,7 +90,7 @@ class Harness:
 
     def ready(self, *infos: WorkerInfo) -> None:
         for info in infos:
-            info.ready = True  # as Pool.read_reports does
+            info.ready, info.ready_at = True, self.clock.now  # as Pool.read_reports does
             self.master._on_report(info, REPORT_READY)
 
     def exit(self, info: WorkerInfo, status: int = EXIT_0) -> None:
@@ -195,7 +197,8 @@ def test_after_a_boot_failure_the_pool_refills_one_probe_at_a_time(
     (probe,) = h.maintain()
     assert h.maintain() == []  # the probe still boots
     h.ready(probe)
-    assert len(h.maintain()) == 2  # the streak is over: everything missing at once
+    h.clock.now += CRASH_WINDOW  # the probe lived through it: the streak is over
+    assert len(h.maintain()) == 2  # everything missing at once
     assert h.master.boot.failures == 0
 
 
@@ -214,10 +217,38 @@ def test_a_refused_spawn_is_a_boot_failure_not_a_crash(make: Callable[..., Harne
 def test_a_crash_after_boot_is_replaced_at_once(make: Callable[..., Harness]) -> None:
     h = make(workers=2)
     a, _ = h.serving()
+    h.clock.now += CRASH_WINDOW
     h.exit(a, signal.SIGSEGV)
     assert h.master.restarts == {"crash": 1}
     assert h.master.boot.failures == 0
     (replacement,) = h.maintain()  # no back-off, same instant
+    assert replacement.generation == 1
+
+
+def test_a_crash_soon_after_ready_is_backed_off(make: Callable[..., Harness]) -> None:
+    h = make(workers=2, max_boot_failures=3)
+    a, b = h.serving()
+    h.exit(a, signal.SIGSEGV)  # at once after its ready report, in no request
+    assert h.master.restarts == {"crash": 1}
+    assert h.master.boot.failures == 1
+    assert h.maintain() == []  # backed off
+    h.clock.now = h.master.boot.not_before
+    (c,) = h.maintain()
+    h.ready(c)
+    h.exit(c, signal.SIGSEGV)
+    h.exit(b, signal.SIGSEGV)
+    assert isinstance(h.master.boot.error, BootError)  # 3 in a row: the pool stops
+
+
+def test_a_crash_in_a_request_soon_after_ready_is_replaced_at_once(
+    make: Callable[..., Harness],
+) -> None:
+    h = make(workers=2)
+    a, _ = h.serving()
+    h.master.pool.board.writer(a.slot, a.pid).begin_request(h.clock.now)
+    h.exit(a, signal.SIGSEGV)  # a client's request may have caused it: no back-off
+    assert h.master.boot.failures == 0
+    (replacement,) = h.maintain()
     assert replacement.generation == 1
 
 
