@@ -86,6 +86,14 @@ TOO_LARGE_REPLY = (b"HTTP/1.1 431 Request Header Fields Too Large\r\nConnection:
                    b"Content-Length: 0\r\n\r\n")
 
 
+def idle_for(resumable: Any, keep_alive: float) -> float:
+    """How long a held connection may wait for its next request: keep_alive, or less where the
+    handler has a timeout of its own (StreamRequestHandler.timeout), which bounds that wait
+    under socketserver too."""
+    own = getattr(resumable, "timeout", None)
+    return own if isinstance(own, (int, float)) and 0 < own < keep_alive else keep_alive
+
+
 @dataclass(frozen=True)
 class Limits:
     client_timeout: float = 5.0
@@ -368,14 +376,8 @@ class Multiplexer:
         # Blocking mode, whatever timeout the handler left: with a timeout set, Python polls
         # before every recv (MSG_DONTWAIT or not), and a peek would wait for the client.
         conn.sock.settimeout(None)
-        # A handler's own timeout (StreamRequestHandler.timeout) bounds the idle wait too, as
-        # it bounds its wait for the next request under socketserver.
-        idle = self.limits.keep_alive
-        own = getattr(conn.resumable, "timeout", None)
-        if isinstance(own, (int, float)) and 0 < own < idle:
-            idle = own
         now = time.monotonic()
-        conn.deadline = now + idle
+        conn.deadline = now + idle_for(conn.resumable, self.limits.keep_alive)
         if self.draining:
             # Answer what was received; with nothing received, wait drain_grace for the next
             # request (the response before it may not have said close).  A handler that keeps
