@@ -2,14 +2,14 @@
 
 After a boot failure the next spawn waits a growing, jittered delay and the pool is refilled by
 probing with one worker at a time, so a broken application causes no fork storm.  A worker that
-dies within :data:`CRASH_WINDOW` of reporting ready, outside a request (an application that
-crashes as soon as it is up, a thread of its own that kills the process) counts the same way
--- a death inside a request stays a crash, replaced at once, since a client's request may cause
-it and must not be able to stop the server --: otherwise
-each ready report would end the streak and the pool would fork without end.  So a ready report
-ends the streak only once :data:`CRASH_WINDOW` has passed without a failure (:meth:`BootGuard.
-ready`).  After ``limit`` failures in a row the verdict is a :class:`BootError`: the master
-stops the pool and ``run()`` raises it (exit status 3 from the command).
+dies by itself within :data:`CRASH_WINDOW` of reporting ready, outside a request (an application
+that crashes as soon as it is up, a thread of its own that kills the process), counts the same
+way: otherwise each ready report would end the streak and the pool would fork without end.  A
+death inside a request (a client's request may cause it, and no client may stop the server) or
+by a KILL or TERM from outside stays a crash, replaced at once.  So a ready report ends the
+streak only once :data:`CRASH_WINDOW` has passed without a failure (:meth:`BootGuard.ready`).
+After ``limit`` failures in a row the verdict is a :class:`BootError`: the master stops the pool
+and ``run()`` raises it (exit status 3 from the command).
 """
 
 from __future__ import annotations

@@ -267,9 +267,11 @@ class Master:
             self._abort_reload(f"worker {info.age}, pid {info.pid}", why)
         elif not info.ready:
             self.boot.failed(why, f"worker {info.age} (pid {info.pid})", time.monotonic())
-        elif not info.died_busy and (now := time.monotonic()) - info.ready_at < CRASH_WINDOW:
-            # A crash loop: backed off like a boot failure.  Not a death inside a request,
-            # which a client's request may cause: that must not let a client stop the server.
+        elif (not info.died_busy and not _killed_from_outside(status)
+              and (now := time.monotonic()) - info.ready_at < CRASH_WINDOW):
+            # A crash loop: backed off like a boot failure.  Not a death inside a request
+            # (a client's request may cause it: no client may stop the server), nor a KILL
+            # or TERM from someone else (an operator, a test): those are replaced at once.
             self.restarts["crash"] += 1
             self.boot.failed(why, f"worker {info.age} (pid {info.pid})", now, now - info.ready_at)
         else:
@@ -393,3 +395,7 @@ def signal_table(master: Master) -> dict[int, Callable[[], object]]:
         signal.SIGWINCH: master.pause,
         signal.SIGUSR2: lambda: master.upgrade.start(stopping=master.stop.requested),
     }
+
+
+def _killed_from_outside(status: int) -> bool:
+    return os.WIFSIGNALED(status) and os.WTERMSIG(status) in (signal.SIGKILL, signal.SIGTERM)
