@@ -97,6 +97,13 @@ def ready_when(factory: Any) -> Ready:
     return Ready.DATA
 
 
+def idle_for(resumable: Any, keep_alive: float) -> float:
+    """A held connection's idle wait: ``keep_alive``, or the handler's own shorter ``timeout``
+    (StreamRequestHandler's), which bounds that wait under socketserver too."""
+    own = getattr(resumable, "timeout", None)
+    return own if isinstance(own, (int, float)) and 0 < own < keep_alive else keep_alive
+
+
 class Resumable(Protocol):
     """What a handler that held its connection provides (see the module docstring)."""
 

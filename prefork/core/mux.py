@@ -70,7 +70,7 @@ from prefork.core.conn import Conn, Deadlines, Phase, reply_before_close
 from prefork.core.errnos import AcceptFailures, expect_peer_gone, unregister
 from prefork.core.handover import take_backlog
 from prefork.core.httppeek import MAX_HEAD
-from prefork.core.keepalive import Ready, Resumable, ready_when, retire
+from prefork.core.keepalive import Ready, Resumable, idle_for, ready_when, retire
 from prefork.core.stdfds import ensure_open
 
 log = logging.getLogger("prefork.worker")
@@ -84,14 +84,6 @@ TIMEOUT_REPLY = (b"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\n"
                  b"Content-Length: 0\r\n\r\n")
 TOO_LARGE_REPLY = (b"HTTP/1.1 431 Request Header Fields Too Large\r\nConnection: close\r\n"
                    b"Content-Length: 0\r\n\r\n")
-
-
-def idle_for(resumable: Any, keep_alive: float) -> float:
-    """How long a held connection may wait for its next request: keep_alive, or less where the
-    handler has a timeout of its own (StreamRequestHandler.timeout), which bounds that wait
-    under socketserver too."""
-    own = getattr(resumable, "timeout", None)
-    return own if isinstance(own, (int, float)) and 0 < own < keep_alive else keep_alive
 
 
 @dataclass(frozen=True)

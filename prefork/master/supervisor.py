@@ -267,11 +267,7 @@ class Master:
             self._abort_reload(f"worker {info.age}, pid {info.pid}", why)
         elif not info.ready:
             self.boot.failed(why, f"worker {info.age} (pid {info.pid})", time.monotonic())
-        elif (not info.died_busy and not _killed_from_outside(status)
-              and (now := time.monotonic()) - info.ready_at < CRASH_WINDOW):
-            # A crash loop: backed off like a boot failure.  Not a death inside a request
-            # (a client's request may cause it: no client may stop the server), nor a KILL
-            # or TERM from someone else (an operator, a test): those are replaced at once.
+        elif _crash_loop(info, status, now := time.monotonic()):  # backed off, see boot.py
             self.restarts["crash"] += 1
             self.boot.failed(why, f"worker {info.age} (pid {info.pid})", now, now - info.ready_at)
         else:
@@ -397,5 +393,7 @@ def signal_table(master: Master) -> dict[int, Callable[[], object]]:
     }
 
 
-def _killed_from_outside(status: int) -> bool:
-    return os.WIFSIGNALED(status) and os.WTERMSIG(status) in (signal.SIGKILL, signal.SIGTERM)
+def _crash_loop(info: WorkerInfo, status: int, now: float) -> bool:
+    """Died by itself soon after ready, in no request (no KILL/TERM from outside, no client)."""
+    outside = os.WIFSIGNALED(status) and os.WTERMSIG(status) in (signal.SIGKILL, signal.SIGTERM)
+    return not (info.died_busy or outside) and now - info.ready_at < CRASH_WINDOW
