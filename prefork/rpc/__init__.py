@@ -1,0 +1,23 @@
+"""Sun RPC (ONC RPC, RFC 5531) served by the socketserver classes and the pool.
+
+:mod:`prefork.rpc.xdr` encodes and decodes XDR (RFC 4506), :mod:`prefork.rpc.message` reads
+calls and writes replies, :mod:`prefork.rpc.program` declares programs and dispatches calls,
+:mod:`prefork.rpc.handlers` serves them over stream and datagram sockets.
+"""
+
+from __future__ import annotations
+
+from prefork.rpc.handlers import RPCDatagramHandler, RPCStreamHandler
+from prefork.rpc.message import AuthFailure, AuthSys
+from prefork.rpc.program import Context, Procedure, Program, procedure
+
+__all__ = [
+    "AuthFailure",
+    "AuthSys",
+    "Context",
+    "Procedure",
+    "Program",
+    "RPCDatagramHandler",
+    "RPCStreamHandler",
+    "procedure",
+]
