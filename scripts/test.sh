@@ -3,7 +3,8 @@
 #   bash scripts/test.sh [extra pytest arguments]
 # OS packages, installed with apt-get when missing and we are root: systemd (for
 # systemd-socket-activate in the socket-activation tests), openssl (certificates for the TLS
-# tests), curl (a real client in the WSGI tests), util-linux (unshare, for the PID 1 test).
+# tests), curl (a real client in the WSGI tests), util-linux (unshare, for the PID 1 test),
+# rpcbind, rpcsvc-proto and libtirpc-dev (rpcinfo, rpcgen and libtirpc for the RPC tests).
 # Python packages go into .venv from the `test` extra.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,6 +14,10 @@ command -v systemd-socket-activate >/dev/null 2>&1 || missing+=(systemd)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 command -v curl >/dev/null 2>&1 || missing+=(curl)
 command -v unshare >/dev/null 2>&1 || missing+=(util-linux)
+# rpcinfo (the RPC tests ping the servers), rpcgen and the libtirpc headers (a C RPC client).
+command -v rpcinfo >/dev/null 2>&1 || [ -x /usr/sbin/rpcinfo ] || missing+=(rpcbind)
+command -v rpcgen >/dev/null 2>&1 || missing+=(rpcsvc-proto)
+[ -e /usr/include/tirpc/rpc/rpc.h ] || missing+=(libtirpc-dev)
 if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
         apt-get update -qq
