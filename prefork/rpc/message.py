@@ -2,8 +2,8 @@
 
 :func:`read_call` turns one message into a :class:`Call` (whose arguments are still XDR, a
 memoryview of the message), or the reply that refuses it (:class:`Refused`: RPC_MISMATCH,
-AUTH_ERROR), or None when RFC 5531 says to drop it: not a CALL, or a header too short to say
-who to answer.  The reply builders below write every accepted and rejected reply.
+AUTH_ERROR), or None when it gets no reply: not a CALL, or a header (credential and verifier
+included) that does not decode.  The reply builders below write every accepted and rejected reply.
 
 Credentials go through a table of flavours (:data:`FLAVOURS`), so a server can add one
 (RPCSEC_GSS, say) by passing its own table: each entry takes the credential and the verifier
@@ -127,7 +127,7 @@ def read_call(data: bytes | bytearray | memoryview,
         raw_cred = OPAQUE_AUTH.unpack(src)
         raw_verf = OPAQUE_AUTH.unpack(src)
     except xdr.XdrError:
-        return Refused(xid, auth_error(xid, AUTH_BADCRED))
+        return None  # the header does not decode (as in libtirpc's svc_getreq: no reply)
     cred = OpaqueAuth(raw_cred["flavor"], bytes(raw_cred["body"]))
     verf = OpaqueAuth(raw_verf["flavor"], bytes(raw_verf["body"]))
     flavour = flavours.get(cred.flavor)
