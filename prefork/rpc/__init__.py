@@ -7,6 +7,7 @@ calls and writes replies, :mod:`prefork.rpc.program` declares programs and dispa
 
 from __future__ import annotations
 
+from prefork.rpc import xdr
 from prefork.rpc.handlers import RPCDatagramHandler, RPCStreamHandler
 from prefork.rpc.message import AuthFailure, AuthSys
 from prefork.rpc.program import Context, Procedure, Program, procedure
@@ -20,4 +21,5 @@ __all__ = [
     "RPCDatagramHandler",
     "RPCStreamHandler",
     "procedure",
+    "xdr",
 ]

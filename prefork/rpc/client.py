@@ -11,7 +11,7 @@ import itertools
 import os
 import socket
 
-from prefork.rpc import message
+import prefork.rpc.message as message
 
 LAST_FRAGMENT = 0x80000000
 _xids = itertools.count((os.getpid() << 16) & 0xFFFFFFFF)

@@ -23,8 +23,8 @@ import socketserver
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
+import prefork.rpc.message as message
 from prefork import hold
-from prefork.rpc import message
 from prefork.rpc.program import Program, by_number, dispatch
 
 LAST_FRAGMENT = 0x80000000

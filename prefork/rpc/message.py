@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from prefork.rpc import xdr
+import prefork.rpc.xdr as xdr
 
 RPC_VERSION = 2
 CALL, REPLY = 0, 1

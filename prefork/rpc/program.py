@@ -24,7 +24,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
 
-from prefork.rpc import message, xdr
+import prefork.rpc.message as message
+import prefork.rpc.xdr as xdr
 
 log = logging.getLogger("prefork.rpc")
 F = TypeVar("F", bound=Callable[..., Any])
