@@ -25,6 +25,7 @@ from typing import Any, ClassVar
 
 import prefork.rpc.message as message
 from prefork import hold
+from prefork.rpc.drc import DROP, DuplicateCache
 from prefork.rpc.program import Program, by_number, dispatch
 
 LAST_FRAGMENT = 0x80000000
@@ -127,13 +128,35 @@ class RPCStreamHandler(_RPCBase):
 
 
 class RPCDatagramHandler(_RPCBase):
-    """RPC over UDP (or a unix datagram socket): one call per datagram."""
+    """RPC over UDP (or a unix datagram socket): one call per datagram.  With a ``cache`` (a
+    :class:`~prefork.rpc.drc.DuplicateCache` made at import, before the workers fork), a
+    retransmitted call runs once across all the workers: dropped while it runs, answered from
+    the cache after."""
 
     transport: ClassVar[str] = "udp"
+    cache: ClassVar[DuplicateCache | None] = None
 
     def handle(self) -> None:
         data, sock = self.request
-        reply = answer(self.program_table(), self.flavours, data, self.client_address,
-                       self.transport)
+        cache = self.cache
+        if cache is None:
+            reply = self.answer(data)
+        else:
+            key = cache.key(self.client_address, data)
+            verdict = cache.begin(key)
+            if verdict == DROP:
+                return
+            if isinstance(verdict, bytes):
+                reply = verdict
+            else:
+                reply = None
+                try:
+                    reply = self.answer(data)
+                finally:
+                    cache.finish(key, reply)  # None (it raised): a retransmission runs again
         if reply is not None:
             sock.sendto(reply, self.client_address)
+
+    def answer(self, data: bytes) -> bytes | None:
+        return answer(self.program_table(), self.flavours, data, self.client_address,
+                      self.transport)
