@@ -18,6 +18,8 @@ command -v unshare >/dev/null 2>&1 || missing+=(util-linux)
 command -v rpcinfo >/dev/null 2>&1 || [ -x /usr/sbin/rpcinfo ] || missing+=(rpcbind)
 command -v rpcgen >/dev/null 2>&1 || missing+=(rpcsvc-proto)
 [ -e /usr/include/tirpc/rpc/rpc.h ] || missing+=(libtirpc-dev)
+command -v cc >/dev/null 2>&1 || missing+=(gcc)  # builds the rpcgen client
+[ -e /usr/include/stdio.h ] || missing+=(libc6-dev)
 if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
         apt-get update -qq
