@@ -24,7 +24,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 import prefork.rpc.message as message
-from prefork import hold
+from prefork import Ready, hold
 from prefork.rpc.drc import DROP, DuplicateCache
 from prefork.rpc.program import Program, by_number, dispatch
 
@@ -59,6 +59,7 @@ class _RPCBase(socketserver.BaseRequestHandler):
 class RPCStreamHandler(_RPCBase):
     """RPC over a stream socket (TCP or unix): record marking, many calls per connection."""
 
+    ready_when: ClassVar[Ready] = Ready.DATA  # a record, not an HTTP head, wakes the handler
     max_record: ClassVar[int] = 1 << 20  # bytes in one call record, fragments summed
     timeout: ClassVar[float | None] = 60.0  # seconds a record may take to arrive
 
