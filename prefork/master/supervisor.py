@@ -19,6 +19,7 @@ The parts: :class:`~prefork.master.pool.Pool` (workers, fork, reap, signals),
 :class:`~prefork.master.generations.Generations` (reloads),
 :class:`~prefork.master.recycling.Recycler`, :class:`~prefork.master.boot.BootGuard`,
 :class:`~prefork.master.stopping.Stop`, :class:`~prefork.master.upgrade.Upgrade`,
+:class:`~prefork.master.outcomes.Outcomes` (what a worker's report or exit means),
 :class:`~prefork.master.policies.Policies` (decisions) and
 :class:`~prefork.master.enforcing.Enforcer` (their execution),
 :class:`~prefork.master.waiters.ReloadWaiters` (control clients waiting for a reload's outcome;
@@ -35,17 +36,23 @@ import signal
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
 from typing import Any
 
 from prefork.core import fdlimit
-from prefork.core.contract import REPORT_READY, REPORT_RECYCLE, PoolServer, WorkerInfo
+from prefork.core.contract import PoolServer, WorkerInfo
 from prefork.core.signals import SignalQueue
-from prefork.master.boot import CRASH_WINDOW, BootError, BootGuard
-from prefork.master.commands import on_control
+from prefork.master.boot import BootError, BootGuard
+from prefork.master.commands import (
+    MASTER_SIGNALS,
+    STOP_GRACEFUL,
+    STOP_QUICK,
+    on_control,
+    signal_table,
+)
 from prefork.master.enforcing import Enforcer
 from prefork.master.generations import Generations
 from prefork.master.operations import Operations
+from prefork.master.outcomes import Outcomes
 from prefork.master.policies import Policies
 from prefork.master.pool import Pool, ignore_event
 from prefork.master.recycling import Recycler
@@ -64,14 +71,8 @@ __all__ = ["BootError", "Master", "Phase", "describe_status"]
 
 log = logging.getLogger("prefork.master")
 
-MASTER_SIGNALS = (
-    signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGHUP, signal.SIGTTIN,
-    signal.SIGTTOU, signal.SIGUSR1, signal.SIGUSR2, signal.SIGWINCH,
-)
 # Without pidfds (old kernels) child exits are noticed by checking at this interval.
 REAP_FALLBACK_INTERVAL = 0.5
-# Stop requests from other threads (shutdown(), server_close()), queued like signals.
-STOP_GRACEFUL, STOP_QUICK = -1, -2
 
 
 class Master:
@@ -105,6 +106,8 @@ class Master:
         self.waiters = ReloadWaiters()  # control clients waiting for a reload's outcome
         self.spawner = Spawner(self.pool, self.generations, self.boot,
                                lambda: self.phase is Phase.RELOADING, self._abort_reload)
+        self.outcomes = Outcomes(self.pool, self.generations, self.recycler, self.boot,
+                                 self.restarts, lambda: self.stop.requested, self._abort_reload)
         self.upgrade = Upgrade(server, self.selector, MASTER_SIGNALS, self.notifier.address)
         self.view = View(self.pool, self.generations, self.recycler, lambda: self.size,
                          lambda: self.phase)
@@ -250,29 +253,10 @@ class Master:
         return max(0.0, min(known) - now) if known else None
 
     def _on_report(self, info: WorkerInfo, event: int) -> None:
-        if event == REPORT_READY:
-            self.boot.ready(time.monotonic())
-        elif event == REPORT_RECYCLE:
-            served = self.pool.requests_served(info)
-            self.recycler.due(info, "max_requests", f" after {served} requests")
+        self.outcomes.report(info, event, time.monotonic())
 
     def _on_exit(self, info: WorkerInfo, status: int) -> None:
-        self.recycler.forget(info.pid)
-        why = describe_status(status)
-        if self.stop.requested or info.stopping:
-            log.debug("worker %d (pid %d) stopped: %s", info.age, info.pid, why)
-        elif not info.ready and self.generations.reloading and (
-            info.generation == self.generations.number
-        ):
-            self._abort_reload(f"worker {info.age}, pid {info.pid}", why)
-        elif not info.ready:
-            self.boot.failed(why, f"worker {info.age} (pid {info.pid})", time.monotonic())
-        elif _crash_loop(info, status, now := time.monotonic()):  # backed off, see boot.py
-            self.restarts["crash"] += 1
-            self.boot.failed(why, f"worker {info.age} (pid {info.pid})", now, now - info.ready_at)
-        else:
-            self.restarts["crash"] += 1
-            log.warning("worker %d (pid %d) died: %s; replacing it", info.age, info.pid, why)
+        self.outcomes.exit(info, status, time.monotonic())
 
     def _check(self, now: float) -> None:
         self.ops.expire(now)
@@ -374,26 +358,3 @@ class Master:
         self.signals.close()
         self.selector.close()
         self.pool.close()
-
-
-def signal_table(master: Master) -> dict[int, Callable[[], object]]:
-    """What the master does for each signal (DESIGN.md's table), as bound methods."""
-    return {
-        signal.SIGTERM: lambda: master.begin_stop(StopMode.GRACEFUL, close=True),
-        signal.SIGINT: lambda: master.begin_stop(StopMode.QUICK, escalate=True, close=True),
-        signal.SIGQUIT: lambda: master.begin_stop(StopMode.QUICK, escalate=True, close=True),
-        STOP_GRACEFUL: lambda: master.begin_stop(StopMode.GRACEFUL),
-        STOP_QUICK: lambda: master.begin_stop(StopMode.QUICK, escalate=True),
-        signal.SIGHUP: master.reload,
-        signal.SIGTTIN: lambda: master.scale(master.size + 1),
-        signal.SIGTTOU: lambda: master.scale(master.size - 1, resume=False),
-        signal.SIGUSR1: master.reopen_logs,
-        signal.SIGWINCH: master.pause,
-        signal.SIGUSR2: lambda: master.upgrade.start(stopping=master.stop.requested),
-    }
-
-
-def _crash_loop(info: WorkerInfo, status: int, now: float) -> bool:
-    """Died by itself soon after ready, in no request (no KILL/TERM from outside, no client)."""
-    outside = os.WIFSIGNALED(status) and os.WTERMSIG(status) in (signal.SIGKILL, signal.SIGTERM)
-    return not (info.died_busy or outside) and now - info.ready_at < CRASH_WINDOW
