@@ -36,7 +36,8 @@ the socket's read-ahead, which its reads serve first (``accepting.read_head``, `
   case) costs a system call and an exception.  Datagram listeners take a burst.  A listener
   whose server keeps socketserver's own ``get_request`` is accepted from without the Python
   layers of ``socket.accept`` (same socket, same timeout rule).  ``TCP_NODELAY`` is set on the
-  listening socket, which accepted sockets inherit, instead of once per connection.
+  listening socket, which accepted sockets inherit, instead of once per connection.  The
+  accepting side (the listeners, pausing and resuming them) is ``listeners.py``.
 
 Invariants: a connection is in :attr:`Multiplexer.conns` exactly while its phase is a waiting
 one (:data:`WAITING`); a connection in the handler (BUSY) belongs to the worker's dispatch and
@@ -48,53 +49,32 @@ from __future__ import annotations
 import logging
 import os
 import select
-import socket
 import socketserver
 import ssl
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
-from prefork.core.accepting import (
-    PEEK,
-    Check,
-    accept_function,
-    head_arrived,
-    look,
-    requests_here,
-    tune_listener,
-)
+from prefork.core.accepting import Check, look, requests_here
 from prefork.core.conn import Conn, Deadlines, Phase, reply_before_close
-from prefork.core.errnos import AcceptFailures, expect_peer_gone, unregister
+from prefork.core.errnos import expect_peer_gone
 from prefork.core.handover import take_backlog
-from prefork.core.httppeek import MAX_HEAD
-from prefork.core.keepalive import Ready, Resumable, idle_for, ready_when, retire
-from prefork.core.stdfds import ensure_open
+from prefork.core.keepalive import Ready, Resumable, idle_for, retire
+from prefork.core.listeners import Limits, Listening
 
 log = logging.getLogger("prefork.worker")
 
-ACCEPT_BURST = 16  # datagrams taken per wake-up before looking at the rest of the loop
 PLAIN_EVENTS = select.EPOLLIN | select.EPOLLRDHUP | select.EPOLLET
 HUP_EVENTS = select.EPOLLRDHUP | select.EPOLLHUP
 TLS_EVENTS = PLAIN_EVENTS | select.EPOLLOUT  # a handshake may wait to write
-LISTEN_EVENTS = select.EPOLLIN | getattr(select, "EPOLLEXCLUSIVE", 0)
 TIMEOUT_REPLY = (b"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\n"
                  b"Content-Length: 0\r\n\r\n")
 TOO_LARGE_REPLY = (b"HTTP/1.1 431 Request Header Fields Too Large\r\nConnection: close\r\n"
                    b"Content-Length: 0\r\n\r\n")
 
 
-@dataclass(frozen=True)
-class Limits:
-    client_timeout: float = 5.0
-    keep_alive: float = 5.0
-    worker_connections: int = 1000
-    drain_grace: float = 1.0  # how long a retiring worker keeps an idle connection (see drain)
-
-
-class Multiplexer:
+class Multiplexer(Listening):
     """The waiting connections of one worker.  Methods for the worker's loop: on_event(fd,
     events) for every fd it does not own, run_ready() when :attr:`ready` is not empty,
     expire(now) when :attr:`deadlines` is not empty or not :attr:`accepting`, timeout(default)
@@ -111,31 +91,13 @@ class Multiplexer:
         serve_new: Callable[[socketserver.BaseServer], Callable[[Any, Any], Resumable | None]],
         interrupted: Callable[[], bool], empty_accept: Callable[[], None], limits: Limits,
     ) -> None:
-        self.ep = ep
-        self.listeners = servers  # fd -> server; registered by the worker
-        self.ready_modes = {fd: ready_when(cast(type, s.RequestHandlerClass))
-                            for fd, s in servers.items()}
-        self.stream = {fd: s.socket.type == socket.SOCK_STREAM  # type: ignore[attr-defined]
-                       for fd, s in servers.items()}
-        self.accepts = {fd: accept_function(s) for fd, s in servers.items()}
+        super().__init__(ep, servers, serve_new, empty_accept, limits)
         self.serve = serve
-        self.serve_new = {fd: serve_new(s) for fd, s in servers.items()}
-        # What accept() needs of a listener, in one lookup.
-        self.entries = {fd: (self.accepts[fd], self.ready_modes[fd], self.serve_new[fd])
-                        for fd, stream in self.stream.items() if stream}
         self.interrupted = interrupted
-        self.empty_accept = empty_accept
-        self.limits = limits
         self.conns: dict[int, Conn] = {}  # fd -> waiting connection
         self.ready: deque[Conn] = deque()  # held connections with a request already buffered
         self.deadlines = Deadlines()
-        self.accepting = True
         self.draining = False
-        self.failures = AcceptFailures()  # what an error from accept() means (errnos.py)
-        self.buf = bytearray(MAX_HEAD)
-        for fd, server in servers.items():
-            tune_listener(server.socket,  # type: ignore[attr-defined]
-                          self.ready_modes[fd], limits.client_timeout)
 
     # -- the loop's interface ------------------------------------------------------------------
 
@@ -199,90 +161,14 @@ class Multiplexer:
             if conn.phase is Phase.IDLE:
                 conn.budget = 0  # one request more at most (see _held)
 
-    def close(self) -> None:
-        self.ready.clear()
-        for conn in list(self.conns.values()):
-            self._close(conn)
-
-    # -- accepting -----------------------------------------------------------------------------
-
-    def accept(self, fd: int) -> None:
-        """An event on the listener ``fd`` (what on_event does for a listener)."""
-        entry = self.entries.get(fd)
-        if entry is None:
-            self._take_datagrams(fd)
-            return
-        if len(self.conns) >= self.limits.worker_connections:
-            self._pause_accepting()
-            return
-        accept, ready, serve = entry
-        ensure_open()  # fds 0-2: a client socket must never take one (stdfds.py)
-        try:
-            request, address = accept()
-        except BlockingIOError:
-            self.empty_accept()
-            return
-        except OSError as exc:
-            return self.failures.failed(fd, exc, self._pause_accepting)
-        if isinstance(request, ssl.SSLSocket):
-            conn = Conn(request, address, self.listeners[fd], ready)
-            if ready is Ready.ACCEPTED:
-                self._dispatch(conn)
-                return
-            conn.phase = Phase.HANDSHAKE
-            self.deadlines.arm(conn, time.monotonic() + self.limits.client_timeout)
-            request.setblocking(False)
-            self._handshake(conn)
-            return
-        if ready is Ready.DATA:  # the common path: bytes, or EOF (the handler sees it)
-            try:
-                request.recv_into(self.buf, 1, PEEK)
-                go = True
-            except (BlockingIOError, InterruptedError):
-                go = False
-            except OSError as exc:  # the handler sees the error, as with socketserver
-                go = expect_peer_gone("a peek at a new connection", exc)
-        else:
-            go = ready is Ready.ACCEPTED or head_arrived(request, self.buf)
-        if go:
-            resumable = serve(request, address)
-            if resumable is not None:
-                self._held_new(fd, request, address, resumable)
-            return
-        conn = Conn(request, address, self.listeners[fd], ready)
-        conn.deadline = time.monotonic() + self.limits.client_timeout
-        self._check(conn, defer=False)
-
-    def _take_datagrams(self, fd: int) -> None:
-        accept = self.accepts[fd]
-        for taken in range(ACCEPT_BURST):
-            try:
-                request, address = accept()
-            except BlockingIOError:
-                if not taken:
-                    self.empty_accept()
-                return
-            except OSError as exc:
-                return self.failures.failed(fd, exc, self._pause_accepting)
-            self._dispatch_new(fd, request, address)
-            if self.interrupted() or self.draining or not self.accepting:
-                return
-
     def idle(self) -> bool:
         """Nothing waits here and nothing is in a handler (a graceful stop may end)."""
         return not self.conns
 
-    def _pause_accepting(self) -> None:
-        if self.accepting:
-            self.accepting = False
-            for fd in self.listeners:
-                unregister(self.ep, fd)
-
-    def _resume_accepting(self) -> None:
-        if self.failures.over() and len(self.conns) < self.limits.worker_connections:
-            self.accepting = True
-            for fd in self.listeners:
-                self.ep.register(fd, LISTEN_EVENTS)
+    def close(self) -> None:
+        self.ready.clear()
+        for conn in list(self.conns.values()):
+            self._close(conn)
 
     # -- waiting -------------------------------------------------------------------------------
 

@@ -47,7 +47,8 @@ from typing import Any
 
 from prefork.core.conn import Conn, Phase
 from prefork.core.keepalive import Resumable
-from prefork.core.mux import Limits, Multiplexer
+from prefork.core.listeners import Limits
+from prefork.core.mux import Multiplexer
 from prefork.core.scoreboard import SlotWriter
 
 log = logging.getLogger("prefork.worker")

@@ -49,7 +49,8 @@ from prefork.core.contract import (
 )
 from prefork.core.dispatch import Bookkeeping, Serve, request_path
 from prefork.core.errnos import BrokenWorker
-from prefork.core.mux import Limits, Multiplexer
+from prefork.core.listeners import Limits
+from prefork.core.mux import Multiplexer
 from prefork.core.parent import set_parent_death_signal, wait_for_parent
 from prefork.core.pulling import Puller, StopPulling
 from prefork.core.scoreboard import SlotWriter, State

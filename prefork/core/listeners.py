@@ -1,0 +1,168 @@
+"""The accepting side of the worker's multiplexer: its listeners, and what an event on one does.
+
+:class:`Listening` is the base of :class:`~prefork.core.mux.Multiplexer`: it owns the listeners
+(fd -> server, registered ``EPOLLEXCLUSIVE`` by the worker), what accepting from each costs
+(``accept_function``, the handler's :class:`~prefork.core.keepalive.Ready` mode, the function
+serving a new connection without a :class:`Conn`), and whether this worker accepts at all now
+(``worker_connections`` reached, resource pressure after ``EMFILE``, a graceful stop).  Why the
+common path looks the way it does is in ``mux.py``'s docstring; what happens to a connection
+once it is accepted (waiting, to the handler and back) is the multiplexer's, through the hooks
+below, which it provides.
+"""
+
+from __future__ import annotations
+
+import select
+import socket
+import socketserver
+import ssl
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, cast
+
+from prefork.core.accepting import PEEK, accept_function, head_arrived, tune_listener
+from prefork.core.conn import Conn, Deadlines, Phase
+from prefork.core.errnos import AcceptFailures, expect_peer_gone, unregister
+from prefork.core.httppeek import MAX_HEAD
+from prefork.core.keepalive import Ready, Resumable, ready_when
+from prefork.core.stdfds import ensure_open
+
+ACCEPT_BURST = 16  # datagrams taken per wake-up before looking at the rest of the loop
+LISTEN_EVENTS = select.EPOLLIN | getattr(select, "EPOLLEXCLUSIVE", 0)
+
+
+@dataclass(frozen=True)
+class Limits:
+    client_timeout: float = 5.0
+    keep_alive: float = 5.0
+    worker_connections: int = 1000
+    drain_grace: float = 1.0  # how long a retiring worker keeps an idle connection (see drain)
+
+
+class Listening:
+    """The listeners of one worker's multiplexer.  For the worker's loop: accept(fd) on an
+    event for a listener, ``accepting`` (False: the listeners are out of the epoll set).  The
+    subclass provides conns, deadlines, draining, interrupted and the hooks _dispatch,
+    _dispatch_new, _handshake, _check and _held_new."""
+
+    conns: dict[int, Conn]
+    deadlines: Deadlines
+    draining: bool
+    interrupted: Callable[[], bool]
+
+    def __init__(
+        self, ep: select.epoll, servers: dict[int, socketserver.BaseServer],
+        serve_new: Callable[[socketserver.BaseServer], Callable[[Any, Any], Resumable | None]],
+        empty_accept: Callable[[], None], limits: Limits,
+    ) -> None:
+        self.ep = ep
+        self.listeners = servers  # fd -> server; registered by the worker
+        self.ready_modes = {fd: ready_when(cast(type, s.RequestHandlerClass))
+                            for fd, s in servers.items()}
+        self.stream = {fd: s.socket.type == socket.SOCK_STREAM  # type: ignore[attr-defined]
+                       for fd, s in servers.items()}
+        self.accepts = {fd: accept_function(s) for fd, s in servers.items()}
+        self.serve_new = {fd: serve_new(s) for fd, s in servers.items()}
+        # What accept() needs of a listener, in one lookup.
+        self.entries = {fd: (self.accepts[fd], self.ready_modes[fd], self.serve_new[fd])
+                        for fd, stream in self.stream.items() if stream}
+        self.empty_accept = empty_accept
+        self.limits = limits
+        self.accepting = True
+        self.failures = AcceptFailures()  # what an error from accept() means (errnos.py)
+        self.buf = bytearray(MAX_HEAD)
+        for fd, server in servers.items():
+            tune_listener(server.socket,  # type: ignore[attr-defined]
+                          self.ready_modes[fd], limits.client_timeout)
+
+    def accept(self, fd: int) -> None:
+        """An event on the listener ``fd`` (what on_event does for a listener)."""
+        entry = self.entries.get(fd)
+        if entry is None:
+            self._take_datagrams(fd)
+            return
+        if len(self.conns) >= self.limits.worker_connections:
+            self._pause_accepting()
+            return
+        accept, ready, serve = entry
+        ensure_open()  # fds 0-2: a client socket must never take one (stdfds.py)
+        try:
+            request, address = accept()
+        except BlockingIOError:
+            self.empty_accept()
+            return
+        except OSError as exc:
+            return self.failures.failed(fd, exc, self._pause_accepting)
+        if isinstance(request, ssl.SSLSocket):
+            conn = Conn(request, address, self.listeners[fd], ready)
+            if ready is Ready.ACCEPTED:
+                self._dispatch(conn)
+                return
+            conn.phase = Phase.HANDSHAKE
+            self.deadlines.arm(conn, time.monotonic() + self.limits.client_timeout)
+            request.setblocking(False)
+            self._handshake(conn)
+            return
+        if ready is Ready.DATA:  # the common path: bytes, or EOF (the handler sees it)
+            try:
+                request.recv_into(self.buf, 1, PEEK)
+                go = True
+            except (BlockingIOError, InterruptedError):
+                go = False
+            except OSError as exc:  # the handler sees the error, as with socketserver
+                go = expect_peer_gone("a peek at a new connection", exc)
+        else:
+            go = ready is Ready.ACCEPTED or head_arrived(request, self.buf)
+        if go:
+            resumable = serve(request, address)
+            if resumable is not None:
+                self._held_new(fd, request, address, resumable)
+            return
+        conn = Conn(request, address, self.listeners[fd], ready)
+        conn.deadline = time.monotonic() + self.limits.client_timeout
+        self._check(conn, defer=False)
+
+    def _take_datagrams(self, fd: int) -> None:
+        accept = self.accepts[fd]
+        for taken in range(ACCEPT_BURST):
+            try:
+                request, address = accept()
+            except BlockingIOError:
+                if not taken:
+                    self.empty_accept()
+                return
+            except OSError as exc:
+                return self.failures.failed(fd, exc, self._pause_accepting)
+            self._dispatch_new(fd, request, address)
+            if self.interrupted() or self.draining or not self.accepting:
+                return
+
+    def _pause_accepting(self) -> None:
+        if self.accepting:
+            self.accepting = False
+            for fd in self.listeners:
+                unregister(self.ep, fd)
+
+    def _resume_accepting(self) -> None:
+        if self.failures.over() and len(self.conns) < self.limits.worker_connections:
+            self.accepting = True
+            for fd in self.listeners:
+                self.ep.register(fd, LISTEN_EVENTS)
+
+    # -- what the multiplexer provides ---------------------------------------------------------
+
+    def _dispatch(self, conn: Conn) -> None:
+        raise NotImplementedError
+
+    def _dispatch_new(self, fd: int, request: Any, address: Any) -> None:
+        raise NotImplementedError
+
+    def _handshake(self, conn: Conn) -> None:
+        raise NotImplementedError
+
+    def _check(self, conn: Conn, defer: bool, hup: bool = False) -> None:
+        raise NotImplementedError
+
+    def _held_new(self, fd: int, request: Any, address: Any, resumable: Resumable) -> None:
+        raise NotImplementedError
