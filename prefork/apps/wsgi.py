@@ -39,6 +39,7 @@ from prefork.apps.body import Body, ChunkedBody, IncompleteBody, LengthBody, spo
 from prefork.apps.request import RequestError, RequestHead, framing, host
 from prefork.apps.response import ClientGone, Response
 from prefork.core.keepalive import Ready, hold, read_ahead, retiring
+from prefork.core.memguard import check_error
 from prefork.core.servers import PreforkMixIn
 from prefork.ops import accesslog
 
@@ -198,6 +199,7 @@ class WSGIRequestHandler(socketserver.StreamRequestHandler):
                 self._refuse(exc)
             return False
         except Exception:
+            check_error()  # --max-memory: lifts the budget first, so the 500 can be sent
             log.exception("worker (pid %d) error in the application on %s %s",
                           os.getpid(), head.method, head.target)
             if not response.headers_sent:

@@ -249,8 +249,10 @@ class Config:
     max_memory = Setting(
         integer(0), FROM_SERVER, section=RECYCLING, flags=("--max-memory",), metavar="MB",
         live=True, help="recycle a worker whose resident memory exceeds this many MB, checked "
-        "every 5 s; a request still running at twice this, or over it for 3 s, is stopped like "
-        "a hung one, its stack dumped (0: never)")
+        "every 5 s; an allocation that would take a worker past 1.5x this fails (RLIMIT_DATA: "
+        "MemoryError in the request, a 500 for WSGI, then the worker is replaced); a request "
+        "at twice this in shared memory, or over it for 3 s, is stopped like a hung one, its "
+        "stack dumped (0: never)")
     min_spare = Setting(
         integer(0), FROM_SERVER, section=ADAPTIVE, flags=("--min-spare",), metavar="N",
         live=True, help="grow the pool (up to max_children) while fewer than N workers are idle "

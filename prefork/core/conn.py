@@ -14,6 +14,7 @@ import ssl
 from typing import Any
 
 from prefork.core.keepalive import Ready, Resumable
+from prefork.core.memguard import check_error
 
 log = logging.getLogger("prefork.worker")
 
@@ -58,6 +59,7 @@ class Conn:
             try:
                 self.resumable.close()  # the handler's finish(), deferred while it was held
             except Exception:  # as socketserver does with an exception from finish()
+                check_error()
                 self.server.handle_error(self.sock, self.address)
             self.resumable = None
         try:

@@ -25,6 +25,9 @@ from prefork.core.scoreboard import Scoreboard
 REPORT = struct.Struct("=iI")  # pid, event
 REPORT_READY = 1
 REPORT_RECYCLE = 2  # served max_requests: the master starts a replacement, then retires it
+REPORT_OVER_MEMORY = 3  # a request ran out of the memory budget (core/memguard.py): the same
+# Why the master recycles a worker that reports an event.
+RECYCLE_REPORTS = {REPORT_RECYCLE: "max_requests", REPORT_OVER_MEMORY: "max_memory"}
 
 
 class ReloadRefused(Exception):

@@ -31,6 +31,7 @@ from collections.abc import Callable, Collection
 from typing import Any, TypeVar
 
 from prefork.core.keepalive import OFFER, HoldsConnections, Offer, Resumable
+from prefork.core.memguard import check_error
 from prefork.core.scoreboard import SlotWriter
 from prefork.ops.titles import TITLE_INTERVAL, WorkerTitle
 
@@ -108,6 +109,7 @@ def request_path(server: socketserver.BaseServer) -> Serve:
             server.RequestHandlerClass(request, address, server)
         except Exception:
             offer.request = offer.resumable = None
+            check_error()  # --max-memory: a MemoryError may be the budget (core/memguard.py)
             server.handle_error(request, address)
             if tcp:
                 _shut(request)
@@ -147,6 +149,7 @@ def _general(server: socketserver.BaseServer, request: Any, address: Any,
                 server.process_request(request, address)
             except Exception:
                 offer.resumable = None
+                check_error()
                 server.handle_error(request, address)
                 server.shutdown_request(request)
             except BaseException:

@@ -254,3 +254,16 @@ def with_keep_alive(factory: Any) -> Any:
         return factory
     return type(cls.__name__, (KeepAliveHTTPMixIn, cls),
                 {"__module__": cls.__module__, "__qualname__": cls.__qualname__})
+
+
+# How long a retiring worker keeps an idle kept-alive connection for the request its client may
+# already have sent (core/mux.py, drain): a round trip and a client's turn, with ample slack.
+DRAIN_GRACE = 1.0
+
+
+def drain_grace(keep_alive: float, graceful_timeout: float) -> float:
+    """DRAIN_GRACE, within keep_alive and half of graceful_timeout (when that kills)."""
+    grace = min(DRAIN_GRACE, keep_alive)
+    if graceful_timeout:
+        grace = min(grace, graceful_timeout / 2)
+    return grace

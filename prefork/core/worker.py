@@ -41,6 +41,7 @@ from prefork.core.affinity import pin_to_slot_cpu
 from prefork.core.conn import Conn
 from prefork.core.contract import (
     REPORT,
+    REPORT_OVER_MEMORY,
     REPORT_READY,
     REPORT_RECYCLE,
     ChildContext,
@@ -50,6 +51,7 @@ from prefork.core.contract import (
 from prefork.core.dispatch import Bookkeeping, Serve, request_path
 from prefork.core.errnos import BrokenWorker
 from prefork.core.listeners import Limits
+from prefork.core.memguard import BUDGET, check_error
 from prefork.core.mux import Multiplexer
 from prefork.core.parent import set_parent_death_signal, wait_for_parent
 from prefork.core.pulling import Puller, StopPulling
@@ -60,10 +62,6 @@ from prefork.ops import titles
 from prefork.ops.logs import reopen_log_files, stack_dump_stream
 
 log = logging.getLogger("prefork.worker")
-
-# How long a retiring worker keeps an idle kept-alive connection for the request its client may
-# already have sent (core/mux.py, drain): a round trip and a client's turn, with ample slack.
-DRAIN_GRACE = 1.0
 
 GRACEFUL_SIGNALS = frozenset({signal.SIGTERM, signal.SIGHUP})
 QUICK_SIGNALS = frozenset({signal.SIGINT, signal.SIGQUIT})
@@ -182,6 +180,9 @@ class Worker:
         if not self.ctx.app_loaded:
             server.load_app()
         server.post_fork(self.info)
+        if server.max_memory:  # a budget the kernel enforces (core/memguard.py)
+            BUDGET.arm(server.max_memory, lambda: self._report(REPORT_OVER_MEMORY),
+                       self.ctx.board.threads if self.ctx.board.threads > 1 else 0)
         if server.max_requests:
             self.recycle_after = server.max_requests + random.randint(
                 0, max(0, server.max_requests_jitter)
@@ -234,7 +235,8 @@ class Worker:
                     cast(type, listening.RequestHandlerClass))
         limits = Limits(self.server.client_timeout, self.server.keep_alive,
                         fdlimit.worker_connections(self.server.worker_connections),
-                        drain_grace(self.server))
+                        keepalive.drain_grace(self.server.keep_alive,
+                                              self.server.graceful_timeout))
         assert self.slot is not None
         if self.ctx.board.threads > 1:
             mux = self._threaded(ep, listeners, limits)
@@ -386,13 +388,7 @@ class Worker:
         try:
             return conn.resumable.resume()
         except Exception:
+            check_error()
             conn.server.handle_error(conn.sock, conn.address)
             return False
 
-
-def drain_grace(server: PoolServer) -> float:
-    """DRAIN_GRACE, within keep_alive and half of graceful_timeout (when that kills)."""
-    grace = min(DRAIN_GRACE, server.keep_alive)
-    if server.graceful_timeout:
-        grace = min(grace, server.graceful_timeout / 2)
-    return grace

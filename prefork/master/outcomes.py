@@ -18,7 +18,7 @@ import signal
 from collections import Counter
 from collections.abc import Callable
 
-from prefork.core.contract import REPORT_READY, REPORT_RECYCLE, WorkerInfo
+from prefork.core.contract import RECYCLE_REPORTS, REPORT_READY, WorkerInfo
 from prefork.master.boot import CRASH_WINDOW, BootGuard
 from prefork.master.generations import Generations
 from prefork.master.pool import Pool
@@ -48,9 +48,9 @@ class Outcomes:
     def report(self, info: WorkerInfo, event: int, now: float) -> None:
         if event == REPORT_READY:
             self.boot.ready(now)
-        elif event == REPORT_RECYCLE:
+        elif event in RECYCLE_REPORTS:  # max_requests, or the memory budget (core/memguard.py)
             served = self.pool.requests_served(info)
-            self.recycler.due(info, "max_requests", f" after {served} requests")
+            self.recycler.due(info, RECYCLE_REPORTS[event], f" after {served} requests")
 
     def exit(self, info: WorkerInfo, status: int, now: float) -> None:
         self.recycler.forget(info.pid)

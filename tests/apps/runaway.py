@@ -3,6 +3,8 @@ request says what to do.
 
 ``pid``    answer this worker's pid;
 ``hog``    answer the pid, then allocate (and touch) 1 MiB after 1 MiB without end;
+``shmhog`` the same in shared mappings (``MAP_SHARED``), which RLIMIT_DATA does not count, so
+           only the master's look at RSS can stop it (core/memguard.py);
 ``hold N`` answer the pid, then keep N MiB resident and wait for one more line;
 ``wait``   answer the pid, then wait for one more line.
 
@@ -11,8 +13,10 @@ request says what to do.
 
 from __future__ import annotations
 
+import mmap
 import os
 import socketserver
+from typing import Any
 
 MIB = 1024 * 1024
 
@@ -27,6 +31,12 @@ class Runaway(socketserver.StreamRequestHandler):
         if command == b"hog":
             while True:
                 kept.append(b"x" * MIB)
+        elif command == b"shmhog":
+            shared: list[mmap.mmap] = []
+            while True:
+                block = mmap.mmap(-1, MIB, flags=mmap.MAP_SHARED)
+                block.write(b"x" * MIB)
+                shared.append(block)
         elif command == b"hold":
             kept.extend(b"x" * MIB for _ in range(int(words[1])))
             self.rfile.readline()
@@ -38,3 +48,14 @@ class ExitEveryTime(socketserver.StreamRequestHandler):
     def handle(self) -> None:
         self.rfile.readline()
         os._exit(1)
+
+
+def leaking_app(environ: dict[str, object], start_response: Any) -> list[bytes]:
+    """WSGI: ``/pid`` answers the worker's pid; ``/hog`` allocates 1 MiB after 1 MiB without end
+    (tests/integration/test_memory_budget.py)."""
+    if environ["PATH_INFO"] == "/hog":
+        kept = []
+        while True:
+            kept.append(b"x" * MIB)
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [b"%d\n" % os.getpid()]
