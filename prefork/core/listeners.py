@@ -85,15 +85,32 @@ class Listening:
         if len(self.conns) >= self.limits.worker_connections:
             self._pause_accepting()
             return
-        accept, ready, serve = entry
         ensure_open()  # fds 0-2: a client socket must never take one (stdfds.py)
         try:
-            request, address = accept()
+            request, address = entry[0]()
         except BlockingIOError:
             self.empty_accept()
             return
         except OSError as exc:
             return self.failures.failed(fd, exc, self._pause_accepting)
+        self.admit(fd, request, address)
+
+    def take(self, fd: int) -> tuple[Any, Any] | None:
+        """Accept one connection from the stream listener ``fd`` without looking at it (the
+        graceful stop's sweep, core/handover.py); None when none is queued (or accept failed)."""
+        ensure_open()
+        try:
+            return self.entries[fd][0]()
+        except BlockingIOError:
+            return None
+        except OSError as exc:
+            self.failures.failed(fd, exc, self._pause_accepting)
+            return None
+
+    def admit(self, fd: int, request: Any, address: Any) -> None:
+        """A connection just accepted from ``fd``: to its handler at once if it has work, else
+        to wait here."""
+        _, ready, serve = self.entries[fd]
         if isinstance(request, ssl.SSLSocket):
             conn = Conn(request, address, self.listeners[fd], ready)
             if ready is Ready.ACCEPTED:

@@ -150,7 +150,8 @@ class Multiplexer(Listening):
         served) is answered too."""
         if self.draining:
             return
-        take_backlog(self.ep, self.listeners, self.accept, self.conns, self.limits)  # handover.py
+        take_backlog(self.ep, self.listeners, self.take, self.admit, self.conns,
+                     self.limits)  # handover.py
         self.draining = True
         retire()
         self._pause_accepting()
