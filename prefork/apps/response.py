@@ -12,16 +12,23 @@ PEP 3333's rules, as this module keeps them:
   response to HEAD, and a 1xx, 204 or 304, carries no body whatever the application yields.
 * More bytes than the ``Content-Length`` the application declared are dropped, and fewer leave
   the connection to be closed (the client could not tell where the next response starts).
+* A ``wsgi.file_wrapper`` returned as it is (:mod:`prefork.apps.filewrapper`) over a regular
+  file goes out with ``sendfile`` on a plain socket, framed like any body (its length, else one
+  chunk, else the connection's end); under TLS it is read and written in large blocks.
 """
 
 from __future__ import annotations
 
 import email.utils
 import io
+import os
+import socket
 import time
 from collections.abc import Callable, Iterable
 from types import TracebackType
 from typing import Any
+
+from prefork.apps.filewrapper import FALLBACK_BLOCK, FileWrapper, position, regular_fd
 
 ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None]
 StartResponse = Callable[..., Callable[[bytes], None]]
@@ -58,11 +65,13 @@ def _no_body(status: str) -> bool:
 
 class Response:
     """One response on ``wfile``.  ``keep_alive`` is what the request allows; ``close`` is
-    true once the connection must be closed after this response."""
+    true once the connection must be closed after this response.  ``sock`` is the plain
+    socket behind ``wfile`` when a file may be sent with ``sendfile`` (None under TLS)."""
 
     def __init__(self, wfile: io.BufferedIOBase, *, head_only: bool, http11: bool,
-                 keep_alive: bool) -> None:
+                 keep_alive: bool, sock: socket.socket | None = None) -> None:
         self.wfile = wfile
+        self.sock = sock
         self.head_only = head_only
         self.http11 = http11
         self.close = not keep_alive
@@ -112,10 +121,10 @@ class Response:
                 raise AssertionError("the application returned without calling start_response()")
             self._send_head(len(piece), bytes(piece))
             return
-        for piece in result:
-            self.write(piece)
-            if self.head_only and self.headers_sent:
-                break  # the head is out; the rest would be dropped anyway
+        if type(result) is FileWrapper:  # as the application made it: no middleware around it
+            self._send_file(result)
+        else:
+            self._send_all(result)
         if self.status is None:
             raise AssertionError("the application returned without calling start_response()")
         if not self.headers_sent:
@@ -124,6 +133,44 @@ class Response:
             self._send(b"0\r\n\r\n")
         if self.length is not None and self.sent < self.length and not self.head_only:
             self.close = True  # the client waits for bytes that will not come
+
+    def _send_all(self, pieces: Iterable[bytes]) -> None:
+        for piece in pieces:
+            self.write(piece)
+            if self.head_only and self.headers_sent:
+                break  # the head is out; the rest would be dropped anyway
+
+    def _send_file(self, wrapper: FileWrapper) -> None:
+        """The file behind ``wrapper``, from its position to its end or the declared length."""
+        fd = regular_fd(wrapper)
+        if fd is None or self.sock is None:  # a pipe, BytesIO...: as the wrapper reads it
+            self._send_all(wrapper if fd is None else wrapper.blocks(FALLBACK_BLOCK))
+            return
+        if self.status is None:
+            raise AssertionError("the application returned without calling start_response()")
+        offset = position(wrapper, fd)
+        available = max(0, os.fstat(fd).st_size - offset)
+        if not self.headers_sent:
+            self._send_head(None, b"")
+        if self.head_only:
+            return
+        count = available if self.length is None else min(available, self.length - self.sent)
+        if count <= 0:
+            return
+        if self.chunked:
+            self._send(b"%x\r\n" % count)
+        self.wfile.flush()  # (unbuffered in a StreamRequestHandler; a subclass may differ)
+        try:
+            # os.sendfile under the socket's timeout; the file is left after what was sent.
+            sent = self.sock.sendfile(wrapper.filelike, offset, count)
+        except OSError as exc:
+            self.close = True
+            raise ClientGone(str(exc)) from None
+        self.sent += sent
+        if sent < count:  # the file shrank: the body is cut short, the connection must end
+            self.close, self.chunked = True, False
+        elif self.chunked:
+            self._send(b"\r\n")
 
     def send_error(self, code: int, reason: str, message: str = "") -> None:
         """A plain-text error response, before any head was sent; the connection closes."""

@@ -36,6 +36,7 @@ from urllib.parse import unquote_to_bytes
 
 from prefork.apps import fasthead, forwarded
 from prefork.apps.body import Body, ChunkedBody, IncompleteBody, LengthBody, spool
+from prefork.apps.filewrapper import FileWrapper
 from prefork.apps.request import RequestError, RequestHead, framing, host
 from prefork.apps.response import ClientGone, Response
 from prefork.core.keepalive import Ready, hold, read_ahead, retiring
@@ -167,8 +168,10 @@ class WSGIRequestHandler(socketserver.StreamRequestHandler):
         except IncompleteBody:
             return False
         close = not allow or not head.http11 or "close" in head.tokens("connection")
+        # A plain socket may take a file with sendfile (wsgi.file_wrapper); TLS may not.
+        plain = None if isinstance(self.connection, ssl.SSLSocket) else self.connection
         response = Response(self.wfile, head_only=head.method == "HEAD", http11=head.http11,
-                            keep_alive=not close)
+                            keep_alive=not close, sock=plain)
         started = time.perf_counter()
         try:
             return self._respond(app, head, environ, body, response)
@@ -271,6 +274,7 @@ class WSGIRequestHandler(socketserver.StreamRequestHandler):
             "wsgi.run_once": False,
             # Both kinds of body end where the request's body ends: reading to EOF is safe.
             "wsgi.input_terminated": True,
+            "wsgi.file_wrapper": FileWrapper,  # sent with sendfile where it can be
         }
 
     def make_environ(self, head: RequestHead, body: Body, base: dict[str, Any]) -> dict[str, Any]:

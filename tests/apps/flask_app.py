@@ -25,3 +25,9 @@ def stream() -> flask.Response:
         for n in range(3):
             yield b"chunk %d\n" % n
     return flask.Response(chunks(), mimetype="text/plain")
+
+
+@app.get("/download")
+def download() -> flask.Response:
+    """flask.send_file of the file the query string names (wsgi.file_wrapper underneath)."""
+    return flask.send_file(flask.request.query_string.decode(), mimetype="application/x")
