@@ -28,6 +28,8 @@ import inspect
 import os
 import socketserver
 import sys
+import sysconfig
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -117,6 +119,7 @@ def load_app(text: str) -> LoadedApp:
     except (Exception, SystemExit) as exc:
         raise AppError(
             f"APP {text!r}: cannot import {spec.module}: {type(exc).__name__}: {exc}"
+            f"{where(exc)}"
         ) from None
     if not spec.attr:
         found = next((name for name in DEFAULT_NAMES if hasattr(module, name)), None)
@@ -138,9 +141,35 @@ def load_app(text: str) -> LoadedApp:
             obj = obj()
         except (Exception, SystemExit) as exc:
             raise AppError(
-                f"APP {text!r}: {spec.attr}() failed: {type(exc).__name__}: {exc}"
+                f"APP {text!r}: {spec.attr}() failed: {type(exc).__name__}: {exc}{where(exc)}"
             ) from None
     return _served(text, spec, obj)
+
+
+_STDLIB = sysconfig.get_paths()["stdlib"] + os.sep
+
+
+def where(exc: BaseException) -> str:
+    """`` (at FILE:LINE)``: where the import (or factory) failed, the innermost frame outside
+    the import machinery and the standard library (a ``KeyError`` from ``os.environ[...]``
+    names the line that read it); "" if there is none, or if the message says already (a
+    SyntaxError's does)."""
+    if isinstance(exc, SyntaxError):
+        return ""
+    frames = [f for f in traceback.extract_tb(exc.__traceback__)
+              if not f.filename.startswith("<frozen ") and f.filename != __file__]
+    if not frames:
+        return ""
+    ours = [f for f in frames if not f.filename.startswith(_STDLIB)
+            or "-packages" + os.sep in f.filename]
+    frame = (ours or frames)[-1]
+    return f" (at {_short(frame.filename)}:{frame.lineno})"
+
+
+def _short(path: str) -> str:
+    """``path`` from the current directory when it is under it."""
+    relative = os.path.relpath(path)
+    return path if relative.startswith("..") else relative
 
 
 def _served(text: str, spec: AppSpec, obj: Any) -> LoadedApp:

@@ -41,7 +41,8 @@ from prefork.command.config import ConfigError, describe
 from prefork.command.jobs import add_commands as add_job_commands
 from prefork.command.jobs import run_enqueue, run_jobs
 from prefork.command.runner import StartError, configure
-from prefork.command.settings import SERVE_KEYS, SETTINGS, Setting
+from prefork.command.setting import Setting
+from prefork.command.settings import SERVE_KEYS, SETTINGS
 from prefork.command.watch import WatchError, start_watcher, stop_watcher
 from prefork.core.servers import PreforkMixIn
 from prefork.core.signals import SignalQueue
@@ -51,7 +52,7 @@ from prefork.master.supervisor import BootError
 from prefork.master.upgrade import ENV_OLD_MASTER
 from prefork.ops.accesslog import setup_access_log
 from prefork.ops.control import ControlError
-from prefork.ops.logs import LogFileError, setup_logging
+from prefork.ops.logs import LogFileError, capture_output, setup_logging
 from prefork.ops.pidfile import PidfileError, claim_pidfile, remove_pidfile
 from prefork.ops.titles import counted
 
@@ -61,6 +62,9 @@ EXIT_CONTROL = 1
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)
 
 log = logging.getLogger("prefork.master")
+KINDS = {"wsgi": "a WSGI application", "http": "an http.server handler",
+         "stream": "a stream handler", "datagram": "a datagram handler",
+         "base": "a socketserver handler"}
 
 
 # Mistakes a user can make: one line on stderr, exit status 2.
@@ -167,6 +171,11 @@ def serve(args: argparse.Namespace) -> int:
     if args.print_config:
         print(describe(config, effective=True), end="")
         return 0
+    if config.check_config:  # nothing bound, nothing written: the probe imports the APP
+        kind = runner.check()
+        print(f"prefork: the configuration is valid; {config.app or DEFAULT_APP} is "
+              f"{KINDS.get(kind, kind)}")
+        return 0
     # Claimed before anything is written or bound: a live master keeps its pid file.  The new
     # master of an upgrade (USR2) leaves it to the old one until its pool is ready.
     if config.pidfile and not upgrading():
@@ -175,7 +184,10 @@ def serve(args: argparse.Namespace) -> int:
         raise StartError(f"--reload needs --mode prefork, not {config.mode}")
     watcher = 0
     try:
-        setup_logging(config.log_level, config.log_file)
+        setup_logging(config.log_level, config.log_file, root=config.log_root,
+                      capture_output=config.capture_output)
+        if config.mode != "prefork":
+            capture_output()  # the application runs in this process
         try:
             setup_access_log(config.access_logfile, config.access_logformat)
         except OSError as exc:

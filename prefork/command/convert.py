@@ -16,6 +16,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
+import re
 from collections.abc import Callable
 from typing import Any, Literal, TypeAlias, TypeVar
 
@@ -29,6 +30,7 @@ N = TypeVar("N", int, float)
 Layer = Literal["file", "env", "cli"]
 Converter: TypeAlias = Callable[[object, Layer], T]
 
+_ENV_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off"})
 
@@ -200,6 +202,35 @@ def bind_list(value: object, layer: Layer) -> list[str]:
     if not specs:
         raise Invalid("must name at least one listener", value)
     return specs
+
+
+def _strings(value: object, layer: Layer, problem: str, sep: str | None) -> list[str]:
+    """A list of strings: a TOML list, a repeated flag, or one string (split at ``sep`` where
+    it is given); blank items dropped."""
+    if isinstance(value, str):
+        value = value.split(sep) if sep else [value]
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+        raise Invalid(problem, value)
+    return [item.strip() for item in value if item.strip()]
+
+
+def path_list(value: object, layer: Layer) -> list[str]:
+    """Directories for ``sys.path``: comma-separated (as gunicorn's --pythonpath), a repeated
+    flag, or a TOML list."""
+    items = _strings(value, layer, "must be directories, comma-separated, or a list", None)
+    return [path.strip() for item in items for path in item.split(",") if path.strip()]
+
+
+def env_list(value: object, layer: Layer) -> list[str]:
+    """``KEY=VALUE`` items: a repeated flag, a TOML list, or comma-separated in the
+    environment (where a value cannot hold a comma, then)."""
+    problem = "must be KEY=VALUE items"
+    items = _strings(value, layer, problem, "," if layer == "env" else None)
+    for item in items:
+        key, sep, _ = item.partition("=")
+        if not sep or not _ENV_KEY.fullmatch(key):
+            raise Invalid(f"{problem} (a KEY is letters, digits and _)", item)
+    return items
 
 
 class FileMode(int):

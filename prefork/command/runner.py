@@ -20,6 +20,7 @@ import socket
 import socketserver
 import sys
 from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
 from prefork.apps.loader import HandlerFactory, handler_kind, load_app
@@ -31,7 +32,7 @@ from prefork.core import privileges
 from prefork.core.contract import ReloadRefused, WorkerInfo
 from prefork.core.servers import PreforkMixIn
 from prefork.core.sockets import BindSpec, Kind
-from prefork.core.tls import TLSMixIn
+from prefork.core.tls import TLSMixIn, server_context
 from prefork.ops.sdnotify import listen_fds
 
 log = logging.getLogger("prefork.master")
@@ -61,35 +62,60 @@ class Runner:
         self.config = config
         self.reread = reread
         self.hooks: dict[str, Callable[..., Any]] = {}
+        self.start_dir: str | None = None  # the directory before --chdir (configure())
         for key in HOOK_NAMES:
             spec = config.get(key)
             if spec:
                 self.hooks[key] = resolve_hook(spec, key=key)
 
-    def make_server(self) -> tuple[socketserver.BaseServer, list[BindSpec]]:
-        """The server for the first listener, with the others added to it (prefork mode)."""
+    def _start_rules(self, specs: list[BindSpec]) -> privileges.Credentials | None:
+        """What ties settings to this machine and to each other; the workers' credentials."""
         config = self.config
-        inherited = listen_fds()
-        specs = [inherited_spec(sock) for sock in inherited] if inherited else config.bind_specs()
         try:
             credentials = privileges.resolve(config.user, config.group)
         except privileges.PrivilegeError as exc:
             raise StartError(str(exc)) from None
         if credentials and config.mode != "prefork":
             raise StartError(f"user and group need --mode prefork, not {config.mode}")
+        if len(specs) > 1 and config.mode != "prefork":
+            raise StartError(f"several listeners need --mode prefork, not {config.mode}")
+        if (config.keyfile or config.ca_certs) and not config.certfile:
+            raise StartError("TLS: --keyfile and --ca-certs need --certfile")
+        if config.capture_output and not config.log_file:
+            raise StartError("--capture-output needs --log-file")
+        return credentials
+
+    def _probe(self, credentials: privileges.Credentials | None) -> HandlerFactory:
+        # prefork: the master never imports the APP (a probe child tells what it is; workers or
+        # preload templates import it); the stdlib modes serve it in this very process.
+        app = self.config.app or DEFAULT_APP
+        return probe(app, credentials) if self.config.mode == "prefork" else load_handler(app)
+
+    def check(self) -> str:
+        """``--check-config``: everything ``make_server`` checks but binding; what the APP is.
+        Raises StartError or AppError with one line."""
+        config = self.config
+        credentials = self._start_rules(config.bind_specs())
+        if config.certfile:
+            try:
+                server_context(config.certfile, config.keyfile, config.ca_certs)
+            except (OSError, ValueError) as exc:
+                raise StartError(f"TLS: cannot load the certificate files: {exc}") from None
+        return handler_kind(self._probe(credentials))
+
+    def make_server(self) -> tuple[socketserver.BaseServer, list[BindSpec]]:
+        """The server for the first listener, with the others added to it (prefork mode)."""
+        config = self.config
+        inherited = listen_fds()
+        specs = [inherited_spec(sock) for sock in inherited] if inherited else config.bind_specs()
+        credentials = self._start_rules(specs)
         for path in (config.log_file, config.access_logfile):
             if credentials and path and path != "-":
                 # The workers reopen it on USR1 as that user (see core/privileges.py).
                 with contextlib.suppress(FileNotFoundError):
                     privileges.chown(path, credentials)
-        if len(specs) > 1 and config.mode != "prefork":
-            raise StartError(f"several listeners need --mode prefork, not {config.mode}")
-        if (config.keyfile or config.ca_certs) and not config.certfile:
-            raise StartError("TLS: --keyfile and --ca-certs need --certfile")
         app = config.app or DEFAULT_APP
-        # prefork: the master never imports the APP (a probe child tells what it is; workers or
-        # preload templates import it); the stdlib modes serve it in this very process.
-        handler = probe(app, credentials) if config.mode == "prefork" else load_handler(app)
+        handler = self._probe(credentials)
         servers: list[socketserver.BaseServer] = []
         try:
             for index, spec in enumerate(specs):
@@ -112,6 +138,8 @@ class Runner:
     ) -> socketserver.BaseServer:
         config = self.config
         cls = server_class(config.mode, spec, handler)
+        # listen(2)'s backlog, in every mode (the stdlib's own default is 5).
+        cls = type(cls.__name__, (cls,), {"request_queue_size": config.backlog})
         if config.certfile:
             cls = self._tls_class(cls)
         if issubclass(cls, PreforkMixIn):
@@ -145,6 +173,7 @@ class Runner:
             name=config.name or app,
             # USR2 runs the same command line again; the new master inherits the socket.
             upgrade_argv=[sys.executable, *sys.orig_argv[1:]],
+            upgrade_cwd=self.start_dir,  # where that command line was typed (before --chdir)
         )
 
         def pre_fork(server: PreforkMixIn, worker: WorkerInfo) -> None:
@@ -243,5 +272,28 @@ def load_tls(servers: Iterable[Any], error: type[Exception]) -> Callable[[], Non
 
 
 def configure(cli: Mapping[str, Any], config_file: str | None) -> Runner:
-    config = load_config(cli, config_file=config_file)
-    return Runner(config, lambda: load_config(cli, config_file=config_file))
+    """Load the config, apply chdir, pythonpath and env to this process (before any hook or
+    APP is imported), and make the runner; a reload re-reads the files of the start
+    directory."""
+    start = Path.cwd()
+    config = load_config(cli, config_file=config_file, cwd=start)
+    apply_process_settings(config)
+    runner = Runner(config, lambda: load_config(cli, config_file=config_file, cwd=start))
+    runner.start_dir = str(start)
+    return runner
+
+
+def apply_process_settings(config: Config) -> None:
+    """``chdir`` (first on sys.path, as the current directory is), then ``pythonpath`` (first of
+    all), then ``env``; what the workers inherit at fork."""
+    if config.chdir:
+        try:
+            os.chdir(config.chdir)
+        except OSError as exc:
+            raise StartError(f"--chdir {config.chdir}: {exc.strerror or exc}") from None
+        sys.path.insert(0, os.getcwd())
+    for path in reversed(config.pythonpath):
+        sys.path.insert(0, os.path.abspath(path))
+    for item in config.env:
+        key, _, value = item.partition("=")
+        os.environ[key] = value

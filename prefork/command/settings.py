@@ -22,17 +22,15 @@ says which name was used.  ``python scripts/gen_settings_doc.py`` writes docs/se
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
-from typing import Any, Final, Generic, TypeVar, cast, overload
+from typing import Any
 
 from prefork.command.app import DEFAULT_APP, MODES
 from prefork.command.convert import (
-    Converter,
-    Invalid,
     app_spec,
     bind_list,
     boolean,
     choice,
+    env_list,
     file_mode,
     host_port,
     http_parser_choice,
@@ -43,15 +41,14 @@ from prefork.command.convert import (
     mount_prefix,
     number,
     optional_string,
-    toml_value,
+    path_list,
 )
+from prefork.command.setting import ENV_PREFIX as ENV_PREFIX  # (for config.py)
+from prefork.command.setting import FROM_SERVER, Setting
 from prefork.core.servers import PreforkMixIn, default_workers
 from prefork.core.sockets import BindSpec, parse_bind
 from prefork.ops.accesslog import DEFAULT_FORMAT
 
-T = TypeVar("T")
-
-ENV_PREFIX = "PREFORK_"
 SOURCE_DEFAULT = "default"
 
 # The sections, in the order the reference lists them.
@@ -64,91 +61,6 @@ PROCESS = "The process"
 TLS = "TLS"
 HOOKS = "Hooks"
 SECTIONS = (SERVE, POOL, LIMITS, RECYCLING, ADAPTIVE, PROCESS, TLS, HOOKS)
-
-
-class _FromServer:
-    def __repr__(self) -> str:
-        return "FROM_SERVER"
-
-
-FROM_SERVER: Final = _FromServer()
-"""The default of a server tunable: the attribute of the same name on PreforkMixIn."""
-
-
-class Setting(Generic[T]):
-    """One setting: a typed attribute of :class:`Config`, and everything needed to read it.
-
-    ``flags`` are the ``prefork serve`` options (a word without a dash is the positional
-    argument's metavar); ``unset`` says what the empty default means (``workers = 0``: one per
-    CPU), and ``effective`` computes that value for ``--print-config``.  ``env_fallback`` names
-    variables read, with lower precedence, when no ``PREFORK_`` variable sets the setting.
-    """
-
-    name: str
-    default: T
-
-    def __init__(
-        self, convert: Converter[T], default: T | _FromServer, *, section: str, help: str,
-        flags: tuple[str, ...] = (), metavar: str = "", live: bool = False,
-        aliases: tuple[str, ...] = (), env_fallback: tuple[str, ...] = (), unset: str = "",
-        effective: Callable[[Config], T] | None = None,
-    ) -> None:
-        self.convert = convert
-        self._declared_default = default
-        self.section = section
-        self.help = help
-        self.flags = flags
-        self.metavar = metavar
-        self.live = live
-        self.aliases = aliases
-        self.env_fallback = env_fallback
-        self.unset = unset
-        self.effective = effective
-
-    @property
-    def server(self) -> bool:
-        """Whether this is a tunable of PreforkMixIn, set on the server class by the runner."""
-        return self._declared_default is FROM_SERVER
-
-    def __set_name__(self, owner: type, name: str) -> None:
-        self.name = name
-        raw: object = self._declared_default
-        if raw is FROM_SERVER:
-            raw = getattr(PreforkMixIn, name)
-        try:
-            self.default = cast(T, None) if raw is None else self.convert(raw, "file")
-        except Invalid as exc:
-            raise TypeError(f"setting {name}: default {raw!r} {exc}") from None
-
-    @overload
-    def __get__(self, config: None, owner: type) -> Setting[T]: ...
-    @overload
-    def __get__(self, config: Config, owner: type) -> T: ...
-    def __get__(self, config: Config | None, owner: type) -> Setting[T] | T:
-        if config is None:
-            return self
-        return config.get(self.name)  # type: ignore[no-any-return]
-
-    def __set__(self, config: Config, value: T) -> None:
-        config.set(self.name, value)
-
-    @property
-    def keys(self) -> tuple[str, ...]:
-        """The names a config file may use (``max-children`` is read as ``max_children``)."""
-        return (self.name, *self.aliases)
-
-    @property
-    def env_names(self) -> tuple[str, ...]:
-        return tuple(ENV_PREFIX + key.upper() for key in self.keys) + self.env_fallback
-
-    @property
-    def label(self) -> str:
-        """How an error names the flag: the first long flag, or the positional's metavar."""
-        flag = next((f for f in self.flags if f.startswith("--") or not f.startswith("-")), "")
-        return flag or "--" + self.name.replace("_", "-")
-
-    def shown_default(self) -> str:
-        return self.unset or toml_value(self.default)
 
 
 def _cpu_workers(config: Config) -> int:
@@ -188,6 +100,10 @@ class Config:
         help="a listener: HOST:PORT, :PORT, [IPV6]:PORT, unix:/path, udp://HOST:PORT or "
         "unix-dgram:/path; repeat the flag (a list in a file, commas in the environment) for "
         "several")
+    backlog = Setting(
+        integer(1), PreforkMixIn.request_queue_size, section=SERVE, flags=("--backlog",),
+        metavar="N", help="connections the kernel queues on each TCP or unix stream listener "
+        "before the workers accept them (listen(2); capped by net.core.somaxconn)")
     socket_mode = Setting(
         file_mode, FROM_SERVER, section=SERVE, flags=("--socket-mode",), metavar="MODE",
         help="permissions of unix listener socket files, in octal (e.g. 660); their owner "
@@ -273,14 +189,26 @@ class Config:
         help="import the APP once per generation, in a template process its workers are forked "
         "from (they share its memory); a reload starts a new template on the current code")
     pidfile = Setting(
-        optional_string, FROM_SERVER, section=PROCESS, flags=("--pidfile",), metavar="PATH",
+        optional_string, FROM_SERVER, section=PROCESS, flags=("-p", "--pidfile"), metavar="PATH",
         help="write the master's pid here while it serves")
     name = Setting(
         optional_string, FROM_SERVER, section=PROCESS, flags=("-n", "--name"), metavar="NAME",
         help="process name in ps/top titles", unset="the APP", effective=_app_name)
     log_level = Setting(
-        choice(("debug", "info", "warning", "error")), "info", section=PROCESS,
-        flags=("--log-level",), metavar="LEVEL", help="debug, info, warning or error")
+        choice(("debug", "info", "warning", "error", "critical")), "info", section=PROCESS,
+        flags=("--log-level",), metavar="LEVEL",
+        help="debug, info, warning, error or critical: what prefork's own loggers (prefork.*) "
+        "write")
+    log_root = Setting(
+        boolean, False, section=PROCESS, flags=("--log-root",),
+        help="put the log handler on the root logger instead of prefork's own, so whatever the "
+        "application logs through logging without configuring it goes there too, at the "
+        "log_level; off, an application that configures logging keeps it to itself")
+    capture_output = Setting(
+        boolean, False, section=PROCESS, flags=("--capture-output",),
+        help="send what the application writes to stdout and stderr (print, tracebacks, "
+        "wsgi.errors, a C library's messages) to the log_file, which it needs; reopened with it "
+        "on USR1")
     reload = Setting(
         boolean, False, section=PROCESS, flags=("--reload",),
         help="for development: start a new generation whenever a *.py file under the current "
@@ -295,6 +223,24 @@ class Config:
         log_format, DEFAULT_FORMAT, section=PROCESS, flags=("--access-logformat",),
         metavar="FORMAT", help="the access log's line, gunicorn's atoms: h l u t r m U q H s "
         "b B f a, plus D T M (request time in us, s, ms) and p (worker pid)")
+    chdir = Setting(
+        optional_string, None, section=PROCESS, flags=("--chdir",), metavar="DIR",
+        help="change to this directory before loading the APP (and first on sys.path); the "
+        "config file was read before, other relative paths are taken from here",
+        unset="the current directory")
+    pythonpath = Setting(
+        path_list, list[str](), section=PROCESS, flags=("--pythonpath",), metavar="DIRS",
+        help="directories put first on sys.path before the APP is imported, comma-separated "
+        "(or a list; the flag may be repeated); relative ones from chdir")
+    env = Setting(
+        env_list, list[str](), section=PROCESS, flags=("-e", "--env"), metavar="KEY=VALUE",
+        help="set an environment variable for the master and the workers (repeat the flag; a "
+        "list in a file; commas in PREFORK_ENV); a restart applies a change")
+    check_config = Setting(
+        boolean, False, section=PROCESS, flags=("--check-config",),
+        help="check every setting, the user and group, the TLS files and the hooks, and import "
+        "the APP (in a probe process, as the workers' user), then exit: 0 if all is well, 2 "
+        "with one line if not; nothing is bound or written")
     user = Setting(
         optional_string, FROM_SERVER, section=PROCESS, flags=("-u", "--user"), metavar="USER",
         help="run the workers as this user (name or uid), after the sockets are bound; the "

@@ -111,6 +111,7 @@ class PoolServer:
     socket_mode: int | None = None  # mode of a unix listener's socket file (None: the umask)
     # The command that starts this server again with inherited sockets (USR2); None: no USR2.
     upgrade_argv: list[str] | None = None
+    upgrade_cwd: str | None = None  # where it runs (a --chdir moved this master; None: here)
     # The worker's multiplexer (core/mux.py): how long a new connection may take to send its
     # first bytes or request head (TLS handshake included), how long a keep-alive connection
     # may stay idle, and how many connections may wait in one worker.

@@ -43,6 +43,7 @@ from prefork.core.parent import set_parent_death_signal
 from prefork.core.signals import block, unblock
 from prefork.core.worker import WORKER_SIGNALS, run_worker
 from prefork.ops import titles
+from prefork.ops.logs import capture_output
 
 log = logging.getLogger("prefork.worker")
 
@@ -96,6 +97,7 @@ class _Template:
         devnull = os.open(os.devnull, os.O_RDONLY)
         os.dup2(devnull, 0)
         os.close(devnull)
+        capture_output()  # --capture-output: what the import prints goes to the log file
         signal.set_wakeup_fd(-1)
         for sig in ENDING_SIGNALS:
             signal.signal(sig, signal.SIG_DFL)

@@ -59,7 +59,7 @@ from prefork.core.scoreboard import SlotWriter, State
 from prefork.core.signals import SignalQueue, unblock
 from prefork.core.threads import HandlerThreads, ThreadedMultiplexer
 from prefork.ops import titles
-from prefork.ops.logs import reopen_log_files, stack_dump_stream
+from prefork.ops.logs import capture_output, reopen_log_files, stack_dump_stream
 
 log = logging.getLogger("prefork.worker")
 
@@ -149,6 +149,7 @@ class Worker:
                 if exc.errno != errno.EBADF:
                     raise
         stdfds.set_up()  # stdin on /dev/null; no client socket ever takes fds 0-2 (stdfds.py)
+        capture_output()  # --capture-output: stdout and stderr on the log file (ops/logs.py)
         self.signals.on_record = self._on_signal_recorded
         self.signals.install()
         for sig in IGNORED_SIGNALS:

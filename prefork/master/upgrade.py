@@ -29,8 +29,10 @@ SCRATCH_FD = 100  # listeners are first copied above this, out of the way of 3, 
 
 def exec_new_master(
     argv: Sequence[str], fds: Sequence[int], env: Mapping[str, str], handled: Iterable[int],
+    cwd: str | None = None,
 ) -> int:
-    """Fork a child that execs ``argv`` with ``fds`` at 3, 4, ...; returns its pid.
+    """Fork a child that execs ``argv`` with ``fds`` at 3, 4, ... (in ``cwd``, if given);
+    returns its pid.
 
     ``handled`` are the signals this process handles: they are blocked around the fork, and the
     child resets them to the default before unblocking, so none runs our handler there (and a
@@ -51,6 +53,8 @@ def exec_new_master(
                 for target, fd in enumerate(high, start=FIRST_FD):
                     os.dup2(fd, target)  # inheritable
                 child_env["LISTEN_PID"] = str(os.getpid())
+                if cwd is not None:
+                    os.chdir(cwd)
                 os.execve(argv[0], list(argv), child_env)
             finally:
                 os._exit(127)
@@ -120,7 +124,8 @@ class Upgrade:
         env[ENV_OLD_MASTER] = str(os.getpid())
         if self.notify_address:
             env["NOTIFY_SOCKET"] = self.notify_address
-        self.pid = exec_new_master(argv, fds, env, self.handled)
+        self.pid = exec_new_master(argv, fds, env, self.handled,
+                                   getattr(self.server, "upgrade_cwd", None))
         self.pidfd = os.pidfd_open(self.pid)
         self.selector.register(self.pidfd, selectors.EVENT_READ, self._exited)
         log.info("master (pid %d) upgrade: started new master (pid %d)", os.getpid(), self.pid)

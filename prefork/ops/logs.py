@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 import os
@@ -11,6 +12,10 @@ from typing import cast
 from prefork.ops.errors import PathError
 
 FORMAT = "%(asctime)s [%(process)d] %(levelname)s %(name)s: %(message)s"
+LOGGER = "prefork"  # the parent of every logger of prefork's (prefork.master, prefork.wsgi...)
+MARK = "_prefork_handler"  # on the handler setup_logging installed, to find it again
+_CAPTURE: list[logging.Handler] = []  # the log file handler, when --capture-output
+_CAPTURED: list[int] = []  # the pid whose fds 1 and 2 are on it (a fork must ask again)
 
 
 class LogFileError(PathError):
@@ -19,8 +24,15 @@ class LogFileError(PathError):
     what = "log file"
 
 
-def setup_logging(level: str, log_file: str | None = None) -> None:
-    """One handler on the root logger: stderr, or ``log_file`` (appended to).
+def setup_logging(level: str, log_file: str | None = None, *, root: bool = False,
+                  capture_output: bool = False) -> None:
+    """One handler, on prefork's own logger (``prefork``, which then no longer propagates), or
+    with ``root`` on the root logger: stderr, or ``log_file`` (appended to).
+
+    An application that configures logging for itself keeps it: prefork's lines do not reach
+    its handlers twice, and its own lines go where it says (with ``root``, where prefork's go).
+    With ``capture_output`` (and a ``log_file``), each process that calls
+    :func:`capture_output` -- the workers, at start -- has its stdout and stderr on the file.
 
     Raises :class:`LogFileError` when ``log_file`` cannot be opened."""
     handler: logging.Handler
@@ -32,11 +44,36 @@ def setup_logging(level: str, log_file: str | None = None) -> None:
     else:
         handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter(FORMAT))
-    root = logging.getLogger()
-    for old in list(root.handlers):
-        root.removeHandler(old)
-    root.addHandler(handler)
-    root.setLevel(getattr(logging, level.upper()))
+    own, top = logging.getLogger(LOGGER), logging.getLogger()
+    for logger in (own, top):
+        for old in [h for h in logger.handlers if getattr(h, MARK, False)]:
+            logger.removeHandler(old)
+            old.close()
+    setattr(handler, MARK, True)
+    target = top if root else own
+    target.addHandler(handler)
+    target.setLevel(getattr(logging, level.upper()))
+    own.propagate = root
+    if root:
+        own.setLevel(logging.NOTSET)
+    _CAPTURE[:] = [handler] if capture_output and isinstance(handler, logging.FileHandler) else []
+
+
+def capture_output() -> None:
+    """In this process, put stdout and stderr (fds 1 and 2) on the log file, if asked
+    (``setup_logging(capture_output=True)``); again after every reopen (USR1)."""
+    if not _CAPTURE:
+        return
+    stream = cast(logging.FileHandler, _CAPTURE[0]).stream
+    if stream is None:
+        return
+    for std in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):
+            std.flush()
+    stream.flush()
+    for fd in (1, 2):
+        os.dup2(stream.fileno(), fd)
+    _CAPTURED[:] = [os.getpid()]
 
 
 def reopen_log_files() -> int:
@@ -63,12 +100,14 @@ def reopen_log_files() -> int:
             if old is not None:
                 old.close()
             count += 1
+    if os.getpid() in _CAPTURED:
+        capture_output()  # stdout and stderr follow the file to its new inode
     return count
 
 
 def stack_dump_stream() -> object:
     """Where a hung worker's stack goes: the first log handler with a real file, else stderr."""
-    for handler in logging.getLogger().handlers:
+    for handler in [*logging.getLogger(LOGGER).handlers, *logging.getLogger().handlers]:
         stream = getattr(handler, "stream", None)
         if stream is not None and hasattr(stream, "fileno"):
             try:
