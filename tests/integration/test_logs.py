@@ -36,7 +36,9 @@ def _wait_file(path: Path, pattern: str, timeout: float = 10.0) -> re.Match[str]
 def test_usr1_reopens_the_log_file_after_rotation(tmp_path: Path) -> None:
     log_file = tmp_path / "prefork.log"
     rotated = tmp_path / "prefork.log.1"
-    args = ("serve", LOGGING_APP, "-b", LOCAL, "-w", "1", "--log-file", str(log_file))
+    # --log-root: the app's own logger (liveops, unconfigured) writes to the log file too.
+    args = ("serve", LOGGING_APP, "-b", LOCAL, "-w", "1", "--log-file", str(log_file),
+            "--log-root")
     with server_process(*args) as server:
         where = _wait_file(log_file, r"serving \S+ on http://([\d.]+):(\d+)/").groups()
         address = (where[0], int(where[1]))
