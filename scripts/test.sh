@@ -4,7 +4,9 @@
 # OS packages, installed with apt-get when missing and we are root: systemd (for
 # systemd-socket-activate in the socket-activation tests), openssl (certificates for the TLS
 # tests), curl (a real client in the WSGI tests), util-linux (unshare, for the PID 1 test),
-# rpcbind, rpcsvc-proto and libtirpc-dev (rpcinfo, rpcgen and libtirpc for the RPC tests).
+# rpcbind, rpcsvc-proto and libtirpc-dev (rpcinfo, rpcgen and libtirpc for the RPC tests),
+# strace (sendfile seen in the wsgi.file_wrapper tests), nginx-light (docs/proxies.md's nginx
+# configuration run in front of prefork; its service is not started on install).
 # Python packages go into .venv from the `test` extra.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,11 +22,21 @@ command -v rpcgen >/dev/null 2>&1 || missing+=(rpcsvc-proto)
 [ -e /usr/include/tirpc/rpc/rpc.h ] || missing+=(libtirpc-dev)
 command -v cc >/dev/null 2>&1 || missing+=(gcc)  # builds the rpcgen client
 [ -e /usr/include/stdio.h ] || missing+=(libc6-dev)
+command -v strace >/dev/null 2>&1 || missing+=(strace)
+command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx-light)
 if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
         apt-get update -qq
+        # No package may start its service here (nginx would take port 80): policy-rc.d says no.
+        no_start=""
+        if [ ! -e /usr/sbin/policy-rc.d ]; then
+            printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
+            chmod +x /usr/sbin/policy-rc.d
+            no_start=1
+        fi
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
             "${missing[@]}" >/dev/null
+        [ -z "$no_start" ] || rm -f /usr/sbin/policy-rc.d
     else
         echo "note: ${missing[*]} missing and not root: the tests that need them are skipped" >&2
     fi
