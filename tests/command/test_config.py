@@ -169,6 +169,23 @@ def test_bind_from_env_is_comma_separated(tmp_path: Path) -> None:
     ]
 
 
+def test_env_and_pythonpath_from_each_layer(tmp_path: Path) -> None:
+    config = load(tmp_path, env={"PREFORK_ENV": "A=1, B=x=y,", "PREFORK_PYTHONPATH": "a,b"})
+    assert (config.env, config.pythonpath) == (["A=1", "B=x=y"], ["a", "b"])
+    write(tmp_path / "prefork.toml", 'env = ["C=a,b"]\npythonpath = ["c", "d,e"]\n')
+    config = load(tmp_path, config_file="prefork.toml")  # a file's item may hold a comma
+    assert (config.env, config.pythonpath) == (["C=a,b"], ["c", "d", "e"])
+    config = load(tmp_path, cli={"env": ["D=1,2"], "pythonpath": ["f,g", "h"]})
+    assert (config.env, config.pythonpath) == (["D=1,2"], ["f", "g", "h"])
+    assert error(tmp_path, cli={"env": ["=1"]}).startswith("command line: --env: must be KEY=")
+    assert "KEY=VALUE" in error(tmp_path, env={"PREFORK_ENV": "1A=b"})
+    assert "must be directories" in error(tmp_path, cli={"pythonpath": 3})
+
+
+def test_critical_is_a_log_level(tmp_path: Path) -> None:
+    assert load(tmp_path, env={"PREFORK_LOG_LEVEL": "CRITICAL"}).log_level == "critical"
+
+
 def test_bind_from_file_list_and_cli(tmp_path: Path) -> None:
     write(tmp_path / "prefork.toml", 'bind = [":1", "udp://0.0.0.0:2"]\n')
     assert load(tmp_path, config_file="prefork.toml").bind == [":1", "udp://0.0.0.0:2"]
