@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import stat
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -41,6 +42,7 @@ class SignalQueue:
         self.read_fd, self.write_fd = os.pipe()
         os.set_blocking(self.read_fd, False)
         os.set_blocking(self.write_fd, False)
+        self._inode = os.fstat(self.read_fd).st_ino  # both ends: one pipe, one inode
         self._saved: dict[int, Handler] = {}
         # wake() comes from other threads; close() must not let it write into a closed (and
         # perhaps reused) fd number.
@@ -64,6 +66,15 @@ class SignalQueue:
         self.pending.append(signum)
         if self.on_record is not None:
             self.on_record(signum)
+
+    def intact(self) -> bool:
+        """Both ends of the pipe are still this pipe's: False once code that is not ours closed
+        one (a handler, a C extension) or its number now names another file."""
+        try:
+            return all(stat.S_ISFIFO((st := os.fstat(fd)).st_mode) and st.st_ino == self._inode
+                       for fd in (self.read_fd, self.write_fd))
+        except OSError:
+            return False
 
     def wake(self) -> None:
         """Wake the loop from any thread (a full pipe already guarantees a wake-up)."""

@@ -160,8 +160,12 @@ class Worker:
         return True
 
     def _on_signal_recorded(self, signum: int) -> None:
-        if signum in QUICK_SIGNALS and self.book is not None and self.book.busy:
+        busy = self.book is not None and self.book.busy
+        if signum in QUICK_SIGNALS and busy:
             raise QuickExit
+        if not busy and not self.signals.intact():  # the loop would never wake for signals
+            raise BrokenWorker("its signal pipe was closed or replaced (by the application?): "
+                               "exiting to be replaced")
         if signum in WORKER_SIGNALS and self.puller is not None and self.puller.pulling:
             raise StopPulling
 

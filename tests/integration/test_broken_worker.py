@@ -5,13 +5,16 @@
   stranded a connection per wake-up and spun at 100 % CPU, unnoticed by the master);
 - a handler that closes fds 0-2: the worker reopens them before its next accept, so no client
   socket becomes its stderr, and its tracebacks still reach the log (before: new connections got
-  fds 0-2 and a traceback went to a kept-alive client).
+  fds 0-2 and a traceback went to a kept-alive client);
+- a handler that closes the worker's signal pipe: at the next signal the worker exits, saying
+  why (before: it slept through TERM until graceful_timeout's SIGKILL, unnoticed).
 """
 
 from __future__ import annotations
 
 import contextlib
 import re
+import signal
 import socket
 
 from helpers import LOCAL, http_get, pid_alive, server_process, wait_for
@@ -95,3 +98,15 @@ def test_a_handler_closing_fds_0_to_2_sends_no_log_bytes_to_clients() -> None:
         finally:
             for sock in clients:
                 sock.close()
+
+
+def test_a_worker_whose_signal_pipe_was_closed_exits_logged_at_the_next_signal() -> None:
+    """Its loop can no longer be woken for a signal: at the next one it exits, saying why,
+    instead of sleeping through a graceful stop until graceful_timeout's SIGKILL (30 s)."""
+    with server_process("serve", APP, "-b", LOCAL, "-w", "1") as server:
+        address = server.tcp_address()
+        broken = server.ready_workers(1).pop()
+        assert _pid(address, "/close-pipes") == broken
+        server.signal(signal.SIGTERM)
+        assert server.wait(timeout=10) == 0
+        server.wait_line(rf"worker \d+ \(pid {broken}\) broken: its signal pipe was closed ")
