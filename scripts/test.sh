@@ -6,7 +6,8 @@
 # tests), curl (a real client in the WSGI tests), util-linux (unshare, for the PID 1 test),
 # rpcbind, rpcsvc-proto and libtirpc-dev (rpcinfo, rpcgen and libtirpc for the RPC tests),
 # strace (sendfile seen in the wsgi.file_wrapper tests), nginx-light (docs/proxies.md's nginx
-# configuration run in front of prefork; its service is not started on install).
+# configuration run in front of prefork; its service is not started on install),
+# iproute2 (ip netns: the rpcbind registration tests run rpcbind in a namespace of their own).
 # Python packages go into .venv from the `test` extra.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,7 +16,8 @@ missing=()
 command -v systemd-socket-activate >/dev/null 2>&1 || missing+=(systemd)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 command -v curl >/dev/null 2>&1 || missing+=(curl)
-command -v unshare >/dev/null 2>&1 || missing+=(util-linux)
+command -v unshare >/dev/null 2>&1 || missing+=(util-linux)  # also nsenter
+command -v ip >/dev/null 2>&1 || missing+=(iproute2)  # ip netns, for rpcbind's namespace
 # rpcinfo (the RPC tests ping the servers), rpcgen and the libtirpc headers (a C RPC client).
 command -v rpcinfo >/dev/null 2>&1 || [ -x /usr/sbin/rpcinfo ] || missing+=(rpcbind)
 command -v rpcgen >/dev/null 2>&1 || missing+=(rpcsvc-proto)

@@ -111,6 +111,12 @@ def handler_kind(handler: Any) -> AppKind:
 def load_app(text: str) -> LoadedApp:
     """Import the APP ``text`` and return what serves it; AppError with one line if it cannot
     be served."""
+    return served(text, *resolve_app(text))
+
+
+def resolve_app(text: str) -> tuple[AppSpec, Any]:
+    """Import the APP ``text``: the object it names (a factory called), not yet checked; the
+    spec says how it was found.  AppError with one line if it cannot be had."""
     spec = parse_app(text)
     if os.getcwd() not in sys.path and "" not in sys.path:
         sys.path.insert(0, os.getcwd())
@@ -143,7 +149,7 @@ def load_app(text: str) -> LoadedApp:
             raise AppError(
                 f"APP {text!r}: {spec.attr}() failed: {type(exc).__name__}: {exc}{where(exc)}"
             ) from None
-    return _served(text, spec, obj)
+    return spec, obj
 
 
 _STDLIB = sysconfig.get_paths()["stdlib"] + os.sep
@@ -172,7 +178,8 @@ def _short(path: str) -> str:
     return path if relative.startswith("..") else relative
 
 
-def _served(text: str, spec: AppSpec, obj: Any) -> LoadedApp:
+def served(text: str, spec: AppSpec, obj: Any) -> LoadedApp:
+    """What serves ``obj``, the object the APP ``text`` names (see resolve_app())."""
     what = f"{spec.attr}() returned what" if spec.call else spec.attr
     what += " is"
     if isinstance(obj, type):

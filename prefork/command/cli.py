@@ -126,8 +126,8 @@ def add_setting_flags(parser: argparse.ArgumentParser,
         if not setting.flags[0].startswith("-"):  # the positional APP
             parser.add_argument(setting.name, nargs="?", metavar=setting.flags[0], **kwargs)
             continue
-        if isinstance(default, bool):
-            kwargs["action"] = "store_true"
+        if isinstance(default, bool):  # --flag, or --flag/--no-flag when it is on by default
+            kwargs["action"] = argparse.BooleanOptionalAction if default else "store_true"
         elif isinstance(default, list):
             kwargs["action"] = "append"
         elif isinstance(default, (int, float)):

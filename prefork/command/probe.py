@@ -19,8 +19,10 @@ import socketserver
 import sys
 import time
 
-from prefork.apps.loader import AppError, load_app
+from prefork.apps.loader import AppError
 from prefork.apps.wsgi import WSGIRequestHandler
+from prefork.command import rpcapp
+from prefork.command.rpcapp import RPCApp
 from prefork.core import privileges
 from prefork.core.privileges import Credentials
 
@@ -38,9 +40,10 @@ STAND_INS: dict[str, type[socketserver.BaseRequestHandler]] = {
 
 def probe(
     app: str, credentials: Credentials | None = None, timeout: float = PROBE_TIMEOUT,
-) -> type[socketserver.BaseRequestHandler]:
+) -> type[socketserver.BaseRequestHandler] | RPCApp:
     """Import ``app`` in a child process -- as the workers' user and group (``credentials``),
-    since it runs application code -- and return its stand-in handler class, or raise
+    since it runs application code -- and return its stand-in handler class (for an RPC
+    program: what the master needs of it, prefork.command.rpcapp), or raise
     :class:`AppError`."""
     read_fd, write_fd = os.pipe()
     pid = os.fork()
@@ -53,7 +56,9 @@ def probe(
             os.close(devnull)
             try:
                 privileges.drop(credentials or Credentials())
-                answer = "ok " + load_app(app).kind
+                loaded = rpcapp.load(app)
+                kind = rpcapp.probe_answer(loaded) if isinstance(loaded, type) else loaded.kind
+                answer = "ok " + kind
             except AppError as exc:
                 answer = f"error {exc}"
             except BaseException as exc:  # SystemExit from an app's import, say
@@ -83,6 +88,8 @@ def probe(
     verdict, _, detail = reply.partition(" ")
     if verdict == "ok" and detail in STAND_INS:
         return STAND_INS[detail]
+    if verdict == "ok" and detail.startswith(rpcapp.KIND + " "):
+        return RPCApp.from_probe(detail.partition(" ")[2])
     raise AppError(detail if verdict == "error" else f"APP {app!r}: the import probe died")
 
 

@@ -23,8 +23,9 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from prefork.apps.loader import HandlerFactory, handler_kind, load_app
-from prefork.command.app import DEFAULT_APP, AppError, load_handler, server_class
+from prefork.apps.loader import HandlerFactory, handler_kind
+from prefork.command import rpcapp
+from prefork.command.app import DEFAULT_APP, AppError, server_class
 from prefork.command.config import ConfigError, load_config, resolve_hook
 from prefork.command.probe import probe
 from prefork.command.settings import HOOK_NAMES, LIVE_SETTINGS, SERVER_SETTINGS, Config
@@ -85,11 +86,16 @@ class Runner:
             raise StartError("--capture-output needs --log-file")
         return credentials
 
-    def _probe(self, credentials: privileges.Credentials | None) -> HandlerFactory:
+    def _probe(
+        self, credentials: privileges.Credentials | None,
+    ) -> HandlerFactory | rpcapp.RPCApp:
         # prefork: the master never imports the APP (a probe child tells what it is; workers or
         # preload templates import it); the stdlib modes serve it in this very process.
         app = self.config.app or DEFAULT_APP
-        return probe(app, credentials) if self.config.mode == "prefork" else load_handler(app)
+        if self.config.mode == "prefork":
+            return probe(app, credentials)
+        loaded = rpcapp.load(app)
+        return rpcapp.RPCApp.of(loaded) if isinstance(loaded, type) else loaded.handler
 
     def check(self) -> str:
         """``--check-config``: everything ``make_server`` checks but binding; what the APP is.
@@ -101,7 +107,8 @@ class Runner:
                 server_context(config.certfile, config.keyfile, config.ca_certs)
             except (OSError, ValueError) as exc:
                 raise StartError(f"TLS: cannot load the certificate files: {exc}") from None
-        return handler_kind(self._probe(credentials))
+        handler = self._probe(credentials)
+        return rpcapp.KIND if isinstance(handler, rpcapp.RPCApp) else handler_kind(handler)
 
     def make_server(self) -> tuple[socketserver.BaseServer, list[BindSpec]]:
         """The server for the first listener, with the others added to it (prefork mode)."""
@@ -133,10 +140,14 @@ class Runner:
         return primary, specs
 
     def _one_server(
-        self, spec: BindSpec, handler: HandlerFactory, app: str,
+        self, spec: BindSpec, handler: HandlerFactory | rpcapp.RPCApp, app: str,
         inherited: socket.socket | None,
     ) -> socketserver.BaseServer:
         config = self.config
+        rpc = handler if isinstance(handler, rpcapp.RPCApp) else None
+        if rpc is not None:
+            handler = rpc.handler(spec)  # the stand-in for this kind of listener
+        assert not isinstance(handler, rpcapp.RPCApp)
         cls = server_class(config.mode, spec, handler)
         # listen(2)'s backlog, in every mode (the stdlib's own default is 5).
         cls = type(cls.__name__, (cls,), {"request_queue_size": config.backlog})
@@ -144,6 +155,9 @@ class Runner:
             cls = self._tls_class(cls)
         if issubclass(cls, PreforkMixIn):
             cls = self._prefork_class(cls, app)  # the settings are class attributes
+            if rpc is not None:  # the master registers the program with rpcbind
+                cls = type(cls.__name__, (rpcapp.RPCServerMixIn, cls),
+                           rpc.server_attrs(config.rpcbind))
         if inherited is None:
             try:
                 return cls(spec.address, handler)
@@ -204,7 +218,10 @@ class Runner:
         An APP that cannot be loaded is one line on the log and exit status 2 (a boot
         failure); one whose kind changed since the master started needs a restart."""
         try:
-            loaded = load_app(app)
+            loaded = rpcapp.load(app)
+            if isinstance(loaded, type):
+                rpcapp.serve_in_worker(loaded, server.listening_servers())
+                return
             expected = handler_kind(server.RequestHandlerClass)  # type: ignore[attr-defined]
             if loaded.kind != expected:
                 raise AppError(f"APP {app!r} is no longer a {expected} APP but a {loaded.kind} "

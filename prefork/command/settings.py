@@ -104,6 +104,10 @@ class Config:
         integer(1), PreforkMixIn.request_queue_size, section=SERVE, flags=("--backlog",),
         metavar="N", help="connections the kernel queues on each TCP or unix stream listener "
         "before the workers accept them (listen(2); capped by net.core.somaxconn)")
+    rpcbind = Setting(
+        boolean, True, section=SERVE, flags=("--rpcbind",),
+        help="an RPC program's master registers it with the host's rpcbind (every version, "
+        "on each TCP and UDP listener) and unregisters it at exit; --no-rpcbind: not")
     socket_mode = Setting(
         file_mode, FROM_SERVER, section=SERVE, flags=("--socket-mode",), metavar="MODE",
         help="permissions of unix listener socket files, in octal (e.g. 660); their owner "

@@ -150,6 +150,24 @@ class PoolServer:
         change, called if the new generation fails to boot."""
         return _nothing
 
+    def announce(self) -> None:
+        """Called in the master when it starts to answer for its listeners to the outside world
+        -- where it claims the pid file and the control socket: at its start, or, as the new
+        master of an upgrade (USR2), once its pool is ready and the old master retires.  Publish
+        the listeners here (prefork.rpc registers its programs with rpcbind).  An exception is
+        logged; the master serves on."""
+
+    def withdraw(self) -> None:
+        """Called in the master as it exits, after announce(), unless it handed its listeners
+        to a new master (USR2: the new one answers for them now): undo what announce()
+        published."""
+
+    def metrics_text(self) -> str:
+        """Prometheus text of the server's own metric families, appended to ``/metrics`` by the
+        master: read what the workers share (memory mapped before the fork), never ask a
+        worker.  The default has none."""
+        return ""
+
     def listening_servers(self) -> list[Any]:
         """The socketserver servers whose sockets the workers serve."""
         return []
@@ -165,7 +183,8 @@ class PoolServer:
         return False
 
     def keep_socket_file(self) -> None:
-        """Leave the unix socket files in place at close: another master serves them now."""
+        """Leave the unix socket files in place at close: another master serves them now (and
+        withdraw() will not be called)."""
 
 
 def _nothing() -> None:

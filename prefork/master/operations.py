@@ -39,8 +39,8 @@ class Endpoint(Protocol):
 
 
 class Operations:
-    """The master's endpoints and pid file.  Methods: take_over(replacing), open_metrics(),
-    deadline(), expire(now), close()."""
+    """The master's endpoints and pid file, and the server's announce()/withdraw().  Methods:
+    take_over(replacing), open_metrics(), deadline(), expire(now), close(handed_off)."""
 
     def __init__(
         self, server: PoolServer, selector: selectors.BaseSelector, status: Status,
@@ -51,10 +51,12 @@ class Operations:
         self.status = status
         self.command = command
         self.endpoints: list[Endpoint] = []
+        self.announced = False  # server.announce() ran: withdraw() at close
 
     def take_over(self, replacing: bool) -> None:
         """Claim the pid file and the control socket (``replacing``: from the old master of an
-        upgrade, whose socket file is removed first -- it will not remove ours: inode check)."""
+        upgrade, whose socket file is removed first -- it will not remove ours: inode check); then
+        the server announces its listeners (``PoolServer.announce``)."""
         if self.server.pidfile:
             write_pidfile(self.server.pidfile)
         if self.server.control:
@@ -62,6 +64,14 @@ class Operations:
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(self.server.control)
             self._add(ControlServer(self.server.control, self.command))
+        self.announced = self._hook(self.server.announce)
+
+    def _hook(self, hook: Callable[[], None]) -> bool:
+        try:
+            hook()
+        except Exception:
+            log.exception("master (pid %d) %s() failed", os.getpid(), hook.__name__)
+        return True
 
     def open_metrics(self) -> None:
         address = self.server.metrics
@@ -87,7 +97,12 @@ class Operations:
         for endpoint in self.endpoints:
             endpoint.expire(now)
 
-    def close(self) -> None:
+    def close(self, handed_off: bool = False) -> None:
+        """Close the endpoints, remove the pid file; withdraw() unless ``handed_off`` (to the
+        new master of an upgrade)."""
+        if self.announced and not handed_off:
+            self.announced = False
+            self._hook(self.server.withdraw)
         for endpoint in self.endpoints:
             endpoint.close()
         self.endpoints.clear()

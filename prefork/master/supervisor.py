@@ -353,7 +353,7 @@ class Master:
         if not self.stop.requested:  # an unexpected error: _stop() did not say it
             self.notifier.stopping()
         self.waiters.cancel("the master stopped; the reload did not finish")
-        self.ops.close()
+        self.ops.close(handed_off=self.upgrade.handed_off)
         self.upgrade.close()
         self.signals.close()
         self.selector.close()

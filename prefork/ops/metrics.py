@@ -47,6 +47,8 @@ class Listeners(Protocol):
 
     def listener_names(self) -> list[str]: ...
 
+    def metrics_text(self) -> str: ...
+
 
 def readiness(status: dict[str, Any]) -> tuple[bool, str]:
     """Whether the pool takes traffic, and a one-line reason, from a ``status()`` dict."""
@@ -161,7 +163,8 @@ class MetricsHandler(http.server.BaseHTTPRequestHandler):
         assert isinstance(server, MetricsServer)
         path = self.path.split("?", 1)[0]
         if path in METRICS_PATHS:
-            return 200, CONTENT_TYPE, render(server.status(), server.queues()).encode()
+            text = render(server.status(), server.queues()) + server.extra()
+            return 200, CONTENT_TYPE, text.encode()
         if path == HEALTH_PATH:
             return 200, PLAIN, b"ok\n"
         if path == READY_PATH:
@@ -212,6 +215,10 @@ class MetricsServer(Endpoint):
         if self.listeners is None:
             return []
         return accept_queues(self.listeners.listening_servers(), self.listeners.listener_names())
+
+    def extra(self) -> str:
+        """The server's own families (``PoolServer.metrics_text``), or nothing."""
+        return self.listeners.metrics_text() if self.listeners is not None else ""
 
     def request_complete(self, data: bytearray) -> bool:
         return b"\r\n\r\n" in data or b"\n\n" in data

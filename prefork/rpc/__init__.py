@@ -2,7 +2,9 @@
 
 :mod:`prefork.rpc.xdr` encodes and decodes XDR (RFC 4506), :mod:`prefork.rpc.message` reads
 calls and writes replies, :mod:`prefork.rpc.program` declares programs and dispatches calls,
-:mod:`prefork.rpc.handlers` serves them over stream and datagram sockets.
+:mod:`prefork.rpc.handlers` serves them over stream and datagram sockets,
+:mod:`prefork.rpc.server` makes pools of them, registered with rpcbind by the master
+(:mod:`prefork.rpc.rpcbind`) and counted for /metrics (:mod:`prefork.rpc.stats`).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from prefork.rpc import xdr
 from prefork.rpc.handlers import RPCDatagramHandler, RPCStreamHandler
 from prefork.rpc.message import AuthFailure, AuthSys
 from prefork.rpc.program import Context, Procedure, Program, procedure
+from prefork.rpc.server import RPCServerMixIn, RPCTCPServer, RPCUDPServer, make_server
 
 __all__ = [
     "AuthFailure",
@@ -19,7 +22,11 @@ __all__ = [
     "Procedure",
     "Program",
     "RPCDatagramHandler",
+    "RPCServerMixIn",
     "RPCStreamHandler",
+    "RPCTCPServer",
+    "RPCUDPServer",
+    "make_server",
     "procedure",
     "xdr",
 ]

@@ -27,25 +27,43 @@ import prefork.rpc.message as message
 from prefork import Ready, hold
 from prefork.rpc.drc import DROP, DuplicateCache
 from prefork.rpc.program import Program, by_number, dispatch
+from prefork.rpc.stats import CallStats
 
 LAST_FRAGMENT = 0x80000000
 
 
 def answer(programs: Mapping[int, type[Program]], flavours: Mapping[int, message.Flavour],
            data: bytes | bytearray | memoryview, client_address: Any,
-           transport: str) -> bytes | None:
-    """The reply to one message, or None when it gets none."""
+           transport: str, stats: CallStats | None = None) -> bytes | None:
+    """The reply to one message, or None when it gets none; counted in ``stats``."""
     call = message.read_call(data, flavours)
-    if call is None:
+    if call is None or isinstance(call, message.Refused):
+        reply = None if call is None else call.reply
+        if stats is not None:
+            stats.record(None, str, reply)
+        return reply
+    reply = dispatch(programs, call, client_address, transport)
+    if stats is not None:
+        procedure = procedure_of(programs, call.prog, call.vers, call.proc)
+        key = None if procedure is None else (call.prog, call.vers, call.proc)
+        stats.record(key, lambda: procedure or "", reply)
+    return reply
+
+
+def procedure_of(programs: Mapping[int, type[Program]], prog: int, vers: int,
+                 proc: int) -> str | None:
+    """``Class.method`` of an existing procedure (``Class.null`` for NULL), else None."""
+    program = programs.get(prog)
+    found = program.table.get(vers, {}).get(proc) if program is not None else None
+    if program is None or found is None:
         return None
-    if isinstance(call, message.Refused):
-        return call.reply
-    return dispatch(programs, call, client_address, transport)
+    return f"{program.__name__}.{found.method or 'null'}"
 
 
 class _RPCBase(socketserver.BaseRequestHandler):
     programs: ClassVar[Sequence[type[Program]]] = ()
     flavours: ClassVar[Mapping[int, message.Flavour]] = message.FLAVOURS
+    stats: ClassVar[CallStats | None] = None  # counters shared by the pool (rpc/stats.py)
     _tables: ClassVar[dict[type, dict[int, type[Program]]]] = {}
 
     def program_table(self) -> dict[int, type[Program]]:
@@ -93,7 +111,7 @@ class RPCStreamHandler(_RPCBase):
             if record is None:
                 return False
             reply = answer(self.program_table(), self.flavours, record,
-                           self.client_address, self.transport)
+                           self.client_address, self.transport, self.stats)
             if reply is not None:
                 self.request.sendall((LAST_FRAGMENT | len(reply)).to_bytes(4, "big") + reply)
         except OSError:  # reset, timed out: the connection is over
@@ -160,4 +178,4 @@ class RPCDatagramHandler(_RPCBase):
 
     def answer(self, data: bytes) -> bytes | None:
         return answer(self.program_table(), self.flavours, data, self.client_address,
-                      self.transport)
+                      self.transport, self.stats)

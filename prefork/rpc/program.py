@@ -77,6 +77,7 @@ class Program:
     number: ClassVar[int] = 0
     versions: ClassVar[Sequence[int]] = ()  # versions with only NULL may be listed here
     table: ClassVar[Mapping[int, Mapping[int, Procedure]]] = {}
+    rpcbind: ClassVar[bool] = True  # registered with rpcbind by the master (rpc/server.py)
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

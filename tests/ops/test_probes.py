@@ -68,6 +68,9 @@ class Listener:
     def listener_names(self) -> list[str]:
         return [self.name]
 
+    def metrics_text(self) -> str:
+        return ""
+
 
 @pytest.fixture
 def probed() -> Iterator[tuple[tuple[str, int], dict[str, Any], socket.socket]]:
