@@ -149,7 +149,8 @@ class CallStats:
         for column, used, key in self._keys():
             if used:
                 name = _KEY.unpack_from(self.map, column * _KEY.size)[4].rstrip(b"\0")
-                out[key + (name.decode(errors="replace"),)] = self._total(column)
+                prog, vers, proc = key
+                out[prog, vers, proc, name.decode(errors="replace")] = self._total(column)
         return out
 
     def replies(self) -> dict[str, int]:
