@@ -3,7 +3,8 @@
 ``prefork serve [APP] -b SPEC -w N --mode prefork|fork|thread|sync ...`` runs a server;
 ``prefork status|reload|scale|stop`` talk to a running master through its control socket;
 ``prefork jobs DB_PATH module:Handler`` runs a job pool, ``prefork enqueue DB_PATH JSON`` adds a
-job (command/jobs.py).
+job (command/jobs.py); ``prefork rpcgen FILE.x`` compiles an RPC language file to Python
+(command/rpcgen.py).
 
 Exit status: 0 after a requested stop, 2 for bad input (a bad bind spec or setting, an APP that
 does not import or is no handler, a port in use; a control command's bad argument, or no way to
@@ -40,6 +41,8 @@ from prefork.command.client import (
 from prefork.command.config import ConfigError, describe
 from prefork.command.jobs import add_commands as add_job_commands
 from prefork.command.jobs import run_enqueue, run_jobs
+from prefork.command.rpcgen import add_command as add_rpcgen_command
+from prefork.command.rpcgen import run_rpcgen
 from prefork.command.runner import StartError, configure
 from prefork.command.setting import Setting
 from prefork.command.settings import SERVE_KEYS, SETTINGS
@@ -111,6 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
             sub.add_argument("--timeout", type=float, default=default, metavar="S",
                              help=f"seconds to wait for {what} (default: {default:g})")
     add_job_commands(commands, add_setting_flags)
+    add_rpcgen_command(commands)
     return parser
 
 
@@ -153,6 +157,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_jobs(args)
         if args.command == "enqueue":
             return run_enqueue(args)
+        if args.command == "rpcgen":
+            return run_rpcgen(args)
         return control_command(args)
     except USER_ERRORS as exc:
         print(f"prefork: {exc}", file=sys.stderr)

@@ -64,14 +64,14 @@ class Operations:
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(self.server.control)
             self._add(ControlServer(self.server.control, self.command))
-        self.announced = self._hook(self.server.announce)
+        self._hook("announce", self.server.announce)
+        self.announced = True
 
-    def _hook(self, hook: Callable[[], None]) -> bool:
+    def _hook(self, name: str, hook: Callable[[], None]) -> None:
         try:
             hook()
         except Exception:
-            log.exception("master (pid %d) %s() failed", os.getpid(), hook.__name__)
-        return True
+            log.exception("master (pid %d) %s() failed", os.getpid(), name)
 
     def open_metrics(self) -> None:
         address = self.server.metrics
@@ -101,8 +101,8 @@ class Operations:
         """Close the endpoints, remove the pid file; withdraw() unless ``handed_off`` (to the
         new master of an upgrade)."""
         if self.announced and not handed_off:
-            self.announced = False
-            self._hook(self.server.withdraw)
+            self._hook("withdraw", self.server.withdraw)
+        self.announced = False
         for endpoint in self.endpoints:
             endpoint.close()
         self.endpoints.clear()

@@ -12,7 +12,7 @@ from __future__ import annotations
 from prefork.rpc import xdr
 from prefork.rpc.handlers import RPCDatagramHandler, RPCStreamHandler
 from prefork.rpc.message import AuthFailure, AuthSys
-from prefork.rpc.program import Context, Procedure, Program, procedure
+from prefork.rpc.program import Context, Procedure, Program, Unavailable, procedure
 from prefork.rpc.server import RPCServerMixIn, RPCTCPServer, RPCUDPServer, make_server
 
 __all__ = [
@@ -26,6 +26,7 @@ __all__ = [
     "RPCStreamHandler",
     "RPCTCPServer",
     "RPCUDPServer",
+    "Unavailable",
     "make_server",
     "procedure",
     "xdr",

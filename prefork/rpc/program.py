@@ -13,8 +13,10 @@ types of its argument and result::
 
 Procedure 0 (NULL) answers in every version.  :func:`dispatch` runs one call against a set of
 programs and returns the whole reply message: SUCCESS with the encoded result, PROG_UNAVAIL,
-PROG_MISMATCH with the real lowest and highest versions, PROC_UNAVAIL, GARBAGE_ARGS when the
-arguments do not decode, SYSTEM_ERR when the method raises or its result does not encode.
+PROG_MISMATCH with the real lowest and highest versions, PROC_UNAVAIL (also when the method
+raises :class:`Unavailable`), GARBAGE_ARGS when the arguments do not decode, SYSTEM_ERR when
+the method raises anything else or its result does not encode.  A subclass implements a
+declared procedure by overriding its method, without declaring it again.
 """
 
 from __future__ import annotations
@@ -67,6 +69,22 @@ def procedure(number: int, args: xdr.XdrType = xdr.VOID, result: xdr.XdrType = x
     return mark
 
 
+def _declared(cls: type, name: str) -> Any:
+    """The procedure mark of attribute ``name``: on the nearest class of the MRO that marks
+    it, so a subclass implements a declared procedure by overriding its method undecorated."""
+    for klass in cls.__mro__:
+        if name in vars(klass):
+            mark = getattr(vars(klass)[name], _MARK, None)
+            if mark is not None:
+                return mark
+    return None
+
+
+class Unavailable(Exception):
+    """Raised by a procedure that is declared but not implemented: the caller gets
+    PROC_UNAVAIL (what the stubs of ``prefork rpcgen`` raise until a subclass overrides them)."""
+
+
 def _null(name: str = "") -> Procedure:
     return Procedure(0, xdr.VOID, xdr.VOID, name)
 
@@ -83,7 +101,7 @@ class Program:
         super().__init_subclass__(**kwargs)
         table: dict[int, dict[int, Procedure]] = {v: {0: _null()} for v in cls.versions}
         for name in dir(cls):
-            mark = getattr(getattr(cls, name, None), _MARK, None)
+            mark = _declared(cls, name)
             if mark is None:
                 continue
             number, args, result, versions = mark
@@ -127,6 +145,8 @@ def dispatch(programs: Mapping[int, type[Program]], call: message.Call, client_a
     try:
         result = program().run(proc, Context(call, client_address, transport), arg)
         body = xdr.encode(proc.result, result)
+    except Unavailable:
+        return message.accepted(xid, message.PROC_UNAVAIL, verifier=verf)
     except Exception:
         log.exception("RPC program %d version %d procedure %d failed",
                       call.prog, call.vers, call.proc)

@@ -106,6 +106,15 @@ class FakeServer:
     def keep_socket_file(self) -> None:
         self.kept_socket_file += 1
 
+    def announce(self) -> None:
+        self.calls.append(("announce", None))
+
+    def withdraw(self) -> None:
+        self.calls.append(("withdraw", None))
+
+    def metrics_text(self) -> str:
+        return ""
+
 
 _pids = itertools.count(FAKE_PID_BASE)
 

@@ -555,9 +555,11 @@ def test_the_new_master_of_an_upgrade_retires_the_old_once_ready(
     h.ready(first[0])
     h.maintain()
     assert kills == []
+    assert ("announce", None) not in h.server.calls  # rpcbind stays the old master's
     h.ready(first[1])
     h.maintain()
     assert kills == [(os.getppid(), signal.SIGTERM)]
+    assert h.server.calls.count(("announce", None)) == 1  # ready: the listeners are ours
 
 
 # -- bugs the review found, fixed ----------------------------------------------------------------
