@@ -95,10 +95,10 @@ def test_served_with_signals_status_and_metrics(tmp_path: Path) -> None:
         server.stop_ok()
 
 
-@pytest.mark.parametrize("mode", ["sync", "thread", "fork"])
+@pytest.mark.parametrize("mode", ["sync", "thread", "fork", "prefork --preload"])
 def test_every_stdlib_mode_serves_it(mode: str) -> None:
-    with server_process("serve", APP, "-b", "127.0.0.1:0", "--mode", mode, "--no-rpcbind",
-                        env=ENV) as server:
+    with server_process("serve", APP, "-b", "127.0.0.1:0", "--mode", *mode.split(),
+                        "--no-rpcbind", env=ENV) as server:
         tcp = server.tcp_address()
         assert double(tcp, "tcp", 4) == 8
         server.stop_ok()

@@ -10,6 +10,7 @@ from apps.rpc_calc import PROG, Calc
 import prefork.rpc.message as message
 from helpers import wait_for
 from prefork.rpc import make_server, xdr
+from prefork.rpc.server import announced, listeners
 from prefork.rpc.client import Client
 
 
@@ -36,3 +37,12 @@ def test_make_server_serves_tcp_and_udp_on_one_port() -> None:
         server.shutdown()
         thread.join(30)
         server.server_close()
+
+
+def test_a_program_may_stay_out_of_rpcbind() -> None:
+    class Private(Calc):
+        number = 0x20000123
+        rpcbind = False
+
+    assert announced([Calc, Private]) == [(PROG, [1, 2, 3], "Calc")]
+    assert listeners([]) == []
