@@ -10,8 +10,8 @@ from apps.rpc_calc import PROG, Calc
 import prefork.rpc.message as message
 from helpers import wait_for
 from prefork.rpc import make_server, xdr
-from prefork.rpc.server import announced, listeners
 from prefork.rpc.client import Client
+from prefork.rpc.server import announced, listeners
 
 
 def test_make_server_serves_tcp_and_udp_on_one_port() -> None:
