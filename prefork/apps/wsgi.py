@@ -39,7 +39,7 @@ from prefork.apps.body import Body, ChunkedBody, IncompleteBody, LengthBody, spo
 from prefork.apps.filewrapper import FileWrapper
 from prefork.apps.request import RequestError, RequestHead, framing, host
 from prefork.apps.response import ClientGone, Response
-from prefork.core.keepalive import Ready, hold, read_ahead, retiring
+from prefork.core.keepalive import Ready, hold, outbox_writer, read_ahead, retiring
 from prefork.core.memguard import check_error
 from prefork.core.servers import PreforkMixIn
 from prefork.ops import accesslog
@@ -86,6 +86,11 @@ class WSGIRequestHandler(socketserver.StreamRequestHandler):
 
     def setup(self) -> None:
         super().setup()
+        # In a prefork worker, what the client does not read at once is sent by the worker's
+        # multiplexer after this handler (prefork.core.outbox): a slow reader holds no handler.
+        writer = outbox_writer(self.request) if self.wbufsize == 0 else None
+        if writer is not None:
+            self.wfile = writer
         # A prefork listener has TCP_NODELAY already, and accepted sockets inherit it.
         if (not isinstance(self.server, PreforkMixIn)
                 and self.connection.family in (socket.AF_INET, socket.AF_INET6)):

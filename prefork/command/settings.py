@@ -150,6 +150,11 @@ class Config:
         number(0), FROM_SERVER, section=LIMITS, flags=("--keep-alive",), metavar="S",
         live=True, help="close a keep-alive connection idle for this long between requests "
         "(HTTP/1.1 handlers); its next request head then has client_timeout")
+    send_timeout = Setting(
+        number(0.001), FROM_SERVER, section=LIMITS, flags=("--send-timeout",), metavar="S",
+        live=True, help="the rest of a response that the client did not take at once (its "
+        "socket buffer full) is sent by the worker's multiplexer, not the handler; a client "
+        "that has not read all of it within this many seconds is disconnected")
     worker_connections = Setting(
         integer(0), FROM_SERVER, section=POOL, flags=("--worker-connections",), metavar="N",
         live=True, help="connections that may wait in one worker's multiplexer (idle, "

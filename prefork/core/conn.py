@@ -15,6 +15,7 @@ from typing import Any
 
 from prefork.core.keepalive import Ready, Resumable
 from prefork.core.memguard import check_error
+from prefork.core.outbox import CLOSING, Outbox, discard, pending
 
 log = logging.getLogger("prefork.worker")
 
@@ -24,18 +25,19 @@ class Phase(enum.Enum):
     WAITING = "waiting"  # accepted (handshake done), nothing received yet
     PARTIAL = "partial"  # part of an HTTP request head received
     IDLE = "idle"  # between keep-alive requests
+    SENDING = "sending"  # the handler is done; the rest of its response is being sent
     BUSY = "busy"  # in the handler
     CLOSED = "closed"
 
 
-WAITING = frozenset({Phase.HANDSHAKE, Phase.WAITING, Phase.PARTIAL, Phase.IDLE})
+WAITING = frozenset({Phase.HANDSHAKE, Phase.WAITING, Phase.PARTIAL, Phase.IDLE, Phase.SENDING})
 
 
 class Conn:
     """One connection the worker accepted (``sock`` is socketserver's ``request``)."""
 
-    __slots__ = ("address", "budget", "deadline", "fd", "phase", "queued_at", "ready", "registered",
-                 "resumable", "server", "sock", "tls")
+    __slots__ = ("address", "budget", "deadline", "fd", "outbox", "phase", "queued_at", "ready",
+                 "registered", "resumable", "server", "sock", "tls")
 
     def __init__(self, sock: Any, address: Any, server: socketserver.BaseServer, ready: Ready):
         self.sock = sock
@@ -52,9 +54,30 @@ class Conn:
         self.registered = False  # in the epoll set (stays so while BUSY: closing removes it)
         self.resumable: Resumable | None = None  # the handler holding it (keep-alive)
         self.budget: int | None = None  # in a graceful stop: requests it may still have served
+        self.outbox: Outbox | None = None  # what the multiplexer sends (SENDING; outbox.py)
 
     def release(self) -> None:
         """Close the connection through its server (and the handler holding it, if any)."""
+        self._let_go()
+        if self.outbox is not None:
+            self.outbox.close()
+            self.outbox = None
+        discard(self.sock)
+        try:
+            self.server.shutdown_request(self.sock)
+        except Exception:
+            log.exception("worker (pid %d) shutdown_request failed", os.getpid())
+
+    def end(self) -> None:
+        """The handler is done with the connection (its resume() said close): closed now, or
+        once the rest of its response is sent (the handler finished now, CLOSING holds it)."""
+        if not pending(self.sock):
+            self.release()
+            return
+        self._let_go()
+        self.resumable = CLOSING
+
+    def _let_go(self) -> None:
         if self.resumable is not None:
             try:
                 self.resumable.close()  # the handler's finish(), deferred while it was held
@@ -62,10 +85,6 @@ class Conn:
                 check_error()
                 self.server.handle_error(self.sock, self.address)
             self.resumable = None
-        try:
-            self.server.shutdown_request(self.sock)
-        except Exception:
-            log.exception("worker (pid %d) shutdown_request failed", os.getpid())
 
 
 class Deadlines:

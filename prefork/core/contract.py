@@ -117,6 +117,9 @@ class PoolServer:
     # may stay idle, and how many connections may wait in one worker.
     client_timeout: float = 5.0
     keep_alive: float = 5.0
+    # The rest of a response the client did not take at once, sent by the multiplexer after the
+    # handler (core/outbox.py): this long in all, then the connection is closed.
+    send_timeout: float = 60.0
     worker_connections: int = 0  # 0: sized from the fd limit (core/fdlimit.py)
     threads: int = 1  # handler threads per worker (core/threads.py); 1: the worker's loop serves
     # Who parses the WSGI handler's request heads (apps/fasthead.py): "auto" (httptools when

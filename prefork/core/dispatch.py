@@ -32,6 +32,7 @@ from typing import Any, TypeVar
 
 from prefork.core.keepalive import OFFER, HoldsConnections, Offer, Resumable
 from prefork.core.memguard import check_error
+from prefork.core.outbox import CLOSING, PENDING, discard, pending
 from prefork.core.scoreboard import SlotWriter
 from prefork.ops.titles import TITLE_INTERVAL, WorkerTitle
 
@@ -122,6 +123,8 @@ def request_path(server: socketserver.BaseServer) -> Serve:
         resumable = offer.resumable
         offer.request = offer.resumable = None
         if resumable is None and tcp:
+            if PENDING and pending(request):
+                return CLOSING  # closed once the rest of the response is sent (outbox.py)
             try:  # noqa: SIM105 (contextlib.suppress costs two calls on every connection)
                 request.shutdown(shut_wr)
             except OSError:
@@ -133,6 +136,7 @@ def request_path(server: socketserver.BaseServer) -> Serve:
 
 
 def _shut(request: Any) -> None:
+    discard(request)
     with contextlib.suppress(OSError):
         request.shutdown(socket.SHUT_WR)
     request.close()
@@ -150,14 +154,18 @@ def _general(server: socketserver.BaseServer, request: Any, address: Any,
             except Exception:
                 offer.resumable = None
                 check_error()
+                discard(request)
                 server.handle_error(request, address)
                 server.shutdown_request(request)
             except BaseException:
                 offer.resumable = None
+                discard(request)
                 server.shutdown_request(request)
                 raise
         else:
             server.shutdown_request(request)
+        if offer.resumable is None and pending(request):
+            return CLOSING  # closed once the rest of the response is sent (outbox.py)
         return offer.resumable
     finally:
         offer.request = offer.resumable = None

@@ -52,6 +52,8 @@ import ssl
 from contextvars import ContextVar
 from typing import Any, Protocol
 
+from prefork.core.outbox import OutboxWriter, pending
+
 
 class Ready(enum.Enum):
     """When a new connection goes from the multiplexer to the handler."""
@@ -164,10 +166,23 @@ class HoldsConnections:
     """Server mix-in: ``shutdown_request`` leaves a held connection open."""
 
     def shutdown_request(self, request: Any) -> None:
-        offer = OFFER.get()  # held during this dispatch?
-        if offer is not None and offer.request is request and offer.resumable is not None:
+        offer = OFFER.get()  # held during this dispatch, or its response still being sent?
+        if offer is not None and offer.request is request and (
+                offer.resumable is not None or pending(request)):
             return
         super().shutdown_request(request)  # type: ignore[misc]
+
+
+def outbox_writer(request: Any) -> OutboxWriter | None:
+    """A ``wfile`` for the handler of ``request`` whose writes never wait for the client
+    (core/outbox.py), where this dispatch may hold the connection (a prefork worker's); else
+    None: the handler keeps its own (``sendall``)."""
+    offer = OFFER.get()
+    if offer is None or not offer.allowed or offer.request is not request:
+        return None
+    if not isinstance(request, socket.socket) or request.type != socket.SOCK_STREAM:
+        return None
+    return OutboxWriter(request)
 
 
 def read_ahead(rfile: Any, sock: socket.socket) -> bytes:
@@ -200,6 +215,13 @@ class KeepAliveHTTPMixIn:
     rfile: Any
     wfile: Any
     _prefork_held = False
+
+    def setup(self) -> None:
+        super().setup()  # type: ignore[misc]
+        if getattr(self, "wbufsize", None) == 0:  # (socketserver's _SocketWriter: sendall)
+            writer = outbox_writer(self.request)
+            if writer is not None:
+                self.wfile = writer
 
     def handle(self) -> None:
         self.close_connection = True

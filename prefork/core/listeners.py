@@ -38,6 +38,7 @@ class Limits:
     keep_alive: float = 5.0
     worker_connections: int = 1000
     drain_grace: float = 1.0  # how long a retiring worker keeps an idle connection (see drain)
+    send_timeout: float = 60.0  # the whole rest of a response the handler left (outbox.py)
 
 
 class Listening:

@@ -62,12 +62,14 @@ from prefork.core.errnos import expect_peer_gone
 from prefork.core.handover import take_backlog
 from prefork.core.keepalive import Ready, Resumable, idle_for, retire
 from prefork.core.listeners import Limits, Listening
+from prefork.core.outbox import CLOSING, PENDING, Outbox, take
 
 log = logging.getLogger("prefork.worker")
 
 PLAIN_EVENTS = select.EPOLLIN | select.EPOLLRDHUP | select.EPOLLET
 HUP_EVENTS = select.EPOLLRDHUP | select.EPOLLHUP
 TLS_EVENTS = PLAIN_EVENTS | select.EPOLLOUT  # a handshake may wait to write
+SEND_EVENTS = select.EPOLLOUT | select.EPOLLET  # (TLS: EPOLLIN too, a send may want to read)
 TIMEOUT_REPLY = (b"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\n"
                  b"Content-Length: 0\r\n\r\n")
 TOO_LARGE_REPLY = (b"HTTP/1.1 431 Request Header Fields Too Large\r\nConnection: close\r\n"
@@ -117,7 +119,9 @@ class Multiplexer(Listening):
         conn = self.conns.get(fd)
         if conn is None:
             return  # a connection in the handler, or one closed since
-        if conn.phase is Phase.HANDSHAKE:
+        if conn.phase is Phase.SENDING:
+            self._send_more(conn)
+        elif conn.phase is Phase.HANDSHAKE:
             self._handshake(conn)
         else:
             self._check(conn, defer=False, hup=bool(events & HUP_EVENTS))
@@ -250,7 +254,14 @@ class Multiplexer(Listening):
 
     def _held(self, conn: Conn) -> None:
         """``conn``'s handler held it for keep-alive.  A pipelined request already buffered
-        goes behind the others (self.ready), so one client cannot keep the worker to itself."""
+        goes behind the others (self.ready), so one client cannot keep the worker to itself.
+        The rest of a response the handler left unsent goes first (:meth:`_send_rest`)."""
+        if PENDING and (outbox := take(conn.sock)) is not None:
+            self._send_rest(conn, outbox)
+            return
+        if conn.resumable is CLOSING:  # its handler is done with it, and all was sent
+            self._close(conn)
+            return
         conn.phase = Phase.IDLE
         # Blocking mode, whatever timeout the handler left: with a timeout set, Python polls
         # before every recv (MSG_DONTWAIT or not), and a peek would wait for the client.
@@ -272,6 +283,39 @@ class Multiplexer(Listening):
         if conn.phase is Phase.IDLE and conn.fd not in self.conns:
             self.conns[conn.fd] = conn  # queued in self.ready: waiting all the same
             self.deadlines.arm(conn, conn.deadline)
+
+    # -- the way out ---------------------------------------------------------------------------
+
+    def _send_rest(self, conn: Conn, outbox: Outbox) -> None:
+        """The handler returned with part of its response unsent (``outbox``, see outbox.py):
+        the rest is sent from here as the client reads, within send_timeout in all."""
+        conn.phase = Phase.SENDING
+        conn.outbox = outbox
+        conn.sock.settimeout(0.0)
+        events = SEND_EVENTS | (select.EPOLLIN if conn.tls else 0)
+        if conn.registered:
+            self.ep.modify(conn.fd, events)  # (edge-triggered: reports writable at once)
+        else:
+            self.ep.register(conn.fd, events)
+            conn.registered = True
+        self.conns[conn.fd] = conn
+        self.deadlines.arm(conn, time.monotonic() + self.limits.send_timeout)
+
+    def _send_more(self, conn: Conn) -> None:
+        outbox = conn.outbox
+        assert outbox is not None
+        try:
+            if not outbox.send(conn.sock):
+                return
+        except OSError as exc:
+            expect_peer_gone("sending a response", exc)
+            self._close(conn)
+            return
+        conn.outbox = None
+        self.conns.pop(conn.fd, None)
+        self.ep.modify(conn.fd, TLS_EVENTS if conn.tls else PLAIN_EVENTS)
+        conn.phase = Phase.BUSY  # (between the two: _held makes it IDLE, or closes it)
+        self._held(conn)
 
     def _reply_close(self, conn: Conn, reply: bytes) -> None:
         reply_before_close(conn.sock, reply)

@@ -150,7 +150,7 @@ class HandlerThreads:
         """One request on ``conn``; True if a handler holds it now (keep-alive)."""
         if conn.resumable is not None:
             if not self._resume(conn):
-                conn.release()
+                conn.end()  # closed, or once the rest of the response is sent
         else:
             conn.resumable = self._process(conn.server, conn.sock, conn.address)
         return conn.resumable is not None

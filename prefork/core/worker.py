@@ -241,7 +241,8 @@ class Worker:
         limits = Limits(self.server.client_timeout, self.server.keep_alive,
                         fdlimit.worker_connections(self.server.worker_connections),
                         keepalive.drain_grace(self.server.keep_alive,
-                                              self.server.graceful_timeout))
+                                              self.server.graceful_timeout),
+                        self.server.send_timeout)
         assert self.slot is not None
         if self.ctx.board.threads > 1:
             mux = self._threaded(ep, listeners, limits)
@@ -378,7 +379,7 @@ class Worker:
 
     def _next_request(self, conn: Conn, _: None) -> bool:
         if not self._resume(conn):
-            conn.release()
+            conn.end()  # closed, or once the rest of the response is sent
         return conn.resumable is not None
 
     @staticmethod
