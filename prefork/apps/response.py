@@ -19,6 +19,7 @@ PEP 3333's rules, as this module keeps them:
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
 import io
 import os
@@ -160,9 +161,14 @@ class Response:
         if self.chunked:
             self._send(b"%x\r\n" % count)
         self.wfile.flush()  # (unbuffered in a StreamRequestHandler; a subclass may differ)
+        queue = getattr(self.wfile, "send_file", None)  # a prefork worker's (core/outbox.py)
         try:
-            # os.sendfile under the socket's timeout; the file is left after what was sent.
-            sent = self.sock.sendfile(wrapper.filelike, offset, count)
+            if queue is not None:  # sent as the client reads, after this handler returns
+                queue(fd, offset, count)
+                sent = count
+                _seek(wrapper.filelike, offset + count)
+            else:  # os.sendfile under the socket's timeout; the file is left after what was sent
+                sent = self.sock.sendfile(wrapper.filelike, offset, count)
         except OSError as exc:
             self.close = True
             raise ClientGone(str(exc)) from None
@@ -238,6 +244,14 @@ class Response:
         except OSError as exc:
             self.close = True
             raise ClientGone(str(exc)) from None
+
+
+def _seek(filelike: Any, offset: int) -> None:
+    """Leave ``filelike`` after what was queued, as if it had been read (as sendfile does)."""
+    seek = getattr(filelike, "seek", None)
+    if seek is not None:
+        with contextlib.suppress(OSError, ValueError):
+            seek(offset)
 
 
 def _check_status(status: Any) -> str:

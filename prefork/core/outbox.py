@@ -17,7 +17,9 @@ How.
   it (sending what the socket takes meanwhile), so the bytes leave in order.  The common
   case -- a response the socket buffer takes whole -- costs one non-blocking ``send``.
 * **Bounded.**  An outbox keeps up to ``MEMORY`` bytes in memory and spools the rest to an
-  unlinked temporary file, which a plain socket then sends with ``sendfile``.  Past
+  unlinked temporary file, which a plain socket then sends with ``sendfile``.  A file body
+  (``wsgi.file_wrapper``, :meth:`OutboxWriter.send_file`) is not copied at all: the outbox
+  keeps a dup of its fd and the range to send.  Past
   ``SPOOL_LIMIT`` queued bytes a write waits for the client (within the socket's timeout),
   as it always did: an endless stream cannot fill the disk.
 * **Handed over.**  An outbox with bytes in it is registered in :data:`PENDING` under its
@@ -58,59 +60,88 @@ NOSIGNAL = socket.MSG_NOSIGNAL
 DONTWAIT = socket.MSG_DONTWAIT | socket.MSG_NOSIGNAL
 
 
-class Outbox:
-    """The bytes of one connection written and not yet sent, in order.  Methods: append(data),
-    send(sock) -> True once empty, wait(sock, down_to, timeout), close(); ``size`` bytes."""
+class _Range:
+    """Bytes ``at``..``end`` of the file ``fd`` (the spool, or a file body's own dup)."""
 
-    __slots__ = ("chunks", "file", "memory", "read_at", "write_at")
+    __slots__ = ("at", "end", "fd", "owned")
+
+    def __init__(self, fd: int, at: int, end: int, owned: bool) -> None:
+        self.fd, self.at, self.end, self.owned = fd, at, end, owned
+
+
+class Outbox:
+    """The bytes of one connection written and not yet sent, in order: pieces in memory and
+    ranges of files.  Methods: append(data), append_file(fd, offset, count), send(sock) ->
+    True once empty, wait(sock, down_to, timeout), close(); ``size`` bytes in all."""
+
+    __slots__ = ("memory", "parts", "ranged", "spool", "spool_end")
 
     def __init__(self) -> None:
-        self.chunks: deque[memoryview] = deque()  # in memory, before what the file holds
-        self.memory = 0
-        self.file: IO[bytes] | None = None  # the spool: bytes read_at..write_at unsent
-        self.read_at = self.write_at = 0
+        self.parts: deque[memoryview | _Range] = deque()
+        self.memory = 0  # bytes of the parts in memory (at most MEMORY + BLOCK)
+        self.ranged = 0  # bytes of the file ranges
+        self.spool: IO[bytes] | None = None  # an unlinked temporary file, made when needed
+        self.spool_end = 0
 
     @property
     def size(self) -> int:
-        return self.memory + self.write_at - self.read_at
+        return self.memory + self.ranged
 
     def append(self, data: bytes | memoryview) -> None:
-        if self.write_at == self.read_at and self.memory + len(data) <= MEMORY:
-            self.chunks.append(memoryview(bytes(data)))
-            self.memory += len(data)
+        size = len(data)
+        if self.memory + size <= MEMORY:
+            self.parts.append(memoryview(bytes(data)))
+            self.memory += size
             return
-        if self.file is None:
-            self.file = tempfile.TemporaryFile()  # noqa: SIM115 (closed by close())
-        view, fd = memoryview(data), self.file.fileno()
+        if self.spool is None:
+            self.spool = tempfile.TemporaryFile()  # noqa: SIM115 (closed by close())
+        fd, start, view = self.spool.fileno(), self.spool_end, memoryview(data)
         while view:
-            written = os.pwrite(fd, view, self.write_at)
-            self.write_at += written
+            written = os.pwrite(fd, view, self.spool_end)
+            self.spool_end += written
             view = view[written:]
+        last = self.parts[-1] if self.parts else None
+        if isinstance(last, _Range) and last.fd == fd and last.end == start:
+            last.end = self.spool_end
+        else:
+            self.parts.append(_Range(fd, start, self.spool_end, owned=False))
+        self.ranged += size
+
+    def append_file(self, fd: int, offset: int, count: int) -> None:
+        """``count`` bytes of the file ``fd`` from ``offset`` (a dup is kept: the caller may
+        close its file)."""
+        if count > 0:
+            self.parts.append(_Range(os.dup(fd), offset, offset + count, owned=True))
+            self.ranged += count
 
     def send(self, sock: Any) -> bool:
         """Send what ``sock`` takes now, without waiting; True once nothing is left.  A
-        blocking plain socket is sent to with MSG_DONTWAIT, any other must be non-blocking."""
+        blocking plain socket is sent to with MSG_DONTWAIT, any other must be non-blocking
+        (or have a timeout, which makes Python's socket non-blocking underneath)."""
         tls = isinstance(sock, ssl.SSLSocket)
-        while True:
-            if not self.chunks:
-                if self.read_at == self.write_at:
-                    self._rewind()
-                    return True
-                if not tls and sock.gettimeout() == 0.0:  # the multiplexer's: sendfile
-                    if not self._sendfile(sock):
+        parts = self.parts
+        while parts:
+            part = parts[0]
+            if isinstance(part, _Range):
+                if not tls and sock.gettimeout() is not None:  # a non-blocking fd: sendfile
+                    if not self._sendfile(sock, part):
                         return False
-                    continue
-                self._read_block()
-            head = self.chunks[0]
-            piece = head[:TLS_PIECE] if tls else head
+                else:
+                    self._read_block(part)
+                continue
+            piece = part[:TLS_PIECE] if tls else part
             sent = send_some(sock, piece, tls)
             if not sent:
                 return False
             self.memory -= sent
-            if sent == len(head):
-                self.chunks.popleft()
+            if sent == len(part):
+                parts.popleft()
             else:
-                self.chunks[0] = head[sent:]
+                parts[0] = part[sent:]
+        if self.spool is not None and self.spool_end:
+            os.ftruncate(self.spool.fileno(), 0)  # all sent: the spool starts again
+            self.spool_end = 0
+        return True
 
     def wait(self, sock: Any, down_to: int, timeout: float | None) -> None:
         """Send, waiting for the client, until at most ``down_to`` bytes are left (TimeoutError
@@ -127,38 +158,44 @@ class Outbox:
             poll.poll(None if left is None else max(1, int(left * 1000)))
 
     def close(self) -> None:
-        self.chunks.clear()
-        self.memory = 0
-        if self.file is not None:
-            self.file.close()
-            self.file = None
-        self.read_at = self.write_at = 0
+        for part in self.parts:
+            if isinstance(part, _Range) and part.owned:
+                os.close(part.fd)
+        self.parts.clear()
+        self.memory = self.ranged = 0
+        if self.spool is not None:
+            self.spool.close()
+            self.spool = None
+        self.spool_end = 0
 
-    def _read_block(self) -> None:
-        assert self.file is not None
-        data = os.pread(self.file.fileno(), min(BLOCK, self.write_at - self.read_at),
-                        self.read_at)
-        self.read_at += len(data)
-        self.chunks.append(memoryview(data))
+    def _consumed(self, part: _Range, count: int) -> None:
+        part.at += count
+        self.ranged -= count
+        if part.at >= part.end:
+            self.parts.remove(part)
+            if part.owned:
+                os.close(part.fd)
+
+    def _read_block(self, part: _Range) -> None:
+        """The next block of the range at the head, into memory before it (TLS, or a
+        handler's blocking socket)."""
+        data = os.pread(part.fd, min(BLOCK, part.end - part.at), part.at)
+        if not data:
+            raise ConnectionResetError(errno.ECONNRESET, "a file body ended early")
+        self._consumed(part, len(data))
+        self.parts.appendleft(memoryview(data))
         self.memory += len(data)
 
-    def _sendfile(self, sock: socket.socket) -> bool:
-        assert self.file is not None
+    def _sendfile(self, sock: socket.socket, part: _Range) -> bool:
         try:
-            sent = os.sendfile(sock.fileno(), self.file.fileno(), self.read_at,
-                               min(SENDFILE_BLOCK, self.write_at - self.read_at))
+            sent = os.sendfile(sock.fileno(), part.fd, part.at,
+                               min(SENDFILE_BLOCK, part.end - part.at))
         except (BlockingIOError, InterruptedError):
             return False
-        if not sent:
-            raise ConnectionResetError(errno.ECONNRESET, "sendfile sent nothing")
-        self.read_at += sent
+        if not sent:  # the file is shorter than said: the response cannot be finished
+            raise ConnectionResetError(errno.ECONNRESET, "a file body ended early")
+        self._consumed(part, sent)
         return True
-
-    def _rewind(self) -> None:
-        """Everything was sent: the spool file (if any) starts again from its beginning."""
-        if self.file is not None and self.write_at:
-            os.ftruncate(self.file.fileno(), 0)
-        self.read_at = self.write_at = 0
 
 
 def send_some(sock: Any, data: memoryview, tls: bool) -> int:
@@ -277,6 +314,19 @@ class OutboxWriter(io.BufferedIOBase):
             discard(self.sock)
             raise
         return size
+
+    def send_file(self, fd: int, offset: int, count: int) -> None:
+        """``count`` bytes of the file ``fd`` from ``offset``, after what was written: sent
+        with ``sendfile`` as the client reads (the file itself is not read into memory)."""
+        if self.closed:
+            raise ValueError("write to a closed file")
+        self.outbox.append_file(fd, offset, count)
+        PENDING[self.sock] = self.outbox
+        try:
+            self.outbox.send(self.sock)
+        except (BrokenPipeError, ConnectionError):
+            discard(self.sock)
+            raise
 
     def close(self) -> None:
         """The handler's finish(): what is queued stays queued for the multiplexer."""

@@ -165,6 +165,15 @@ def test_slow_readers_of_large_and_streamed_wsgi_responses_hold_no_handler(
 
 
 @pytest.mark.timeout(120)
+def test_slow_readers_of_an_8_mb_wsgi_file_wrapper_hold_no_handler() -> None:
+    with server_process("serve", "tests.apps.big:application", "-b", LOCAL, "-w", "2",
+                        *KEEP_ALIVE) as server:
+        address = server.tcp_address()
+        server.ready_workers(2)
+        _attack(address, [_get("/file")] * READERS, HANDLER_SIZE)
+
+
+@pytest.mark.timeout(120)
 def test_slow_readers_of_an_http_server_handler_writing_8_mb_hold_no_handler() -> None:
     with server_process("serve", "tests.apps.big:Big", "-b", LOCAL, "-w", "2",
                         *KEEP_ALIVE) as server:
