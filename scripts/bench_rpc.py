@@ -15,7 +15,9 @@ procedure ``void PING(void) = 0``: NULL):
   ``svc_run()`` loop, one process (how C RPC services are usually run).
 
 Contenders, in an order that rotates each round: ``prefork`` (N workers), ``prefork-sync``
-(``--mode sync``: the stdlib's TCPServer, one process), ``c-svc`` (the C server); then the raw
+(``--mode sync``: the stdlib's TCPServer, one process, one connection at a time: the others wait
+their turn, so its rate is over the time until the last client is done), ``c-svc`` (the C
+server); then the raw
 TCP echo of ``workers.echo:LineEcho`` under prefork with ``scripts/echo_load.py tcp`` (one
 connection per line), the workload of docs/benchmarks.md.  Per contender: calls per second and
 the server's CPU (user+sys of its whole process tree) per call.  Medians over rounds; the load
@@ -143,17 +145,21 @@ def tree_cpu(pid: int) -> float:
     return total
 
 
-def null_load(client: Path, port: int, connections: int, duration: float) -> tuple[int, int]:
+def null_load(client: Path, port: int, connections: int,
+              duration: float) -> tuple[int, int, float]:
+    """Calls, errors, and the seconds from the start until the last client is done (a server
+    that serves one connection at a time makes the others wait their turn: longer)."""
+    started = time.monotonic()
     procs = [subprocess.Popen([str(client), str(port), str(duration)], stdout=subprocess.PIPE,
                               text=True) for _ in range(connections)]
     calls = errors = 0
     for proc in procs:
-        out, _ = proc.communicate(timeout=duration + 30)
+        out, _ = proc.communicate(timeout=duration * connections + 60)
         if proc.returncode != 0 or not out.strip():
             raise RuntimeError(f"the NULL client failed (status {proc.returncode})")
         done, failed = map(int, out.split())
         calls, errors = calls + done, errors + failed
-    return calls, errors
+    return calls, errors, time.monotonic() - started
 
 
 def contender(name: str, tmp: Path, port: int, workers: int) -> tuple[list[str], str]:
@@ -189,15 +195,16 @@ def measure(name: str, tmp: Path, args: argparse.Namespace) -> dict[str, Any]:
             before = tree_cpu(server.pid)
             load = run_load("tcp", f"127.0.0.1:{port}", args.connections, args.duration)
             cpu = tree_cpu(server.pid) - before
-            calls, errors = load.requests, load.errors
+            calls, errors, seconds = load.requests, load.errors, args.duration
         else:
             null_load(tmp / "client", port, args.connections, 1.0)  # warm-up
             before = tree_cpu(server.pid)
-            calls, errors = null_load(tmp / "client", port, args.connections, args.duration)
+            calls, errors, seconds = null_load(tmp / "client", port, args.connections,
+                                               args.duration)
             cpu = tree_cpu(server.pid) - before
         server.stop()
-    return {"contender": name, "calls": calls, "errors": errors,
-            "per_s": calls / args.duration, "us_cpu_per_call": cpu / max(calls, 1) * 1e6}
+    return {"contender": name, "calls": calls, "errors": errors, "seconds": seconds,
+            "per_s": calls / seconds, "us_cpu_per_call": cpu / max(calls, 1) * 1e6}
 
 
 def main() -> None:

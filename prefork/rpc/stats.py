@@ -35,6 +35,10 @@ _PID = struct.Struct(">q")
 _COUNT = struct.Struct(">Q")
 RETIRED = -1  # row 0's owner: the totals of workers that are gone
 Key = tuple[int, int, int]
+# This process's pid, kept current across fork: record() compares it on every call, and
+# os.getpid() would be a system call each time.
+_this_pid = [os.getpid()]
+os.register_at_fork(after_in_child=lambda: _this_pid.__setitem__(0, os.getpid()))
 
 
 def reply_status(reply: bytes | None) -> str:
@@ -72,7 +76,7 @@ class CallStats:
         """Count one call: under ``key`` (an existing procedure; ``name()`` names it, asked
         the first time only) if given, and under its reply's status."""
         with self.thread_lock:
-            if self._pid != os.getpid():
+            if self._pid != _this_pid[0]:
                 self._claim_row()
             base = self._row + _PID.size
             if key is not None:
