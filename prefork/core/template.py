@@ -37,7 +37,7 @@ import struct
 import sys
 from typing import NoReturn
 
-from prefork.core import privileges
+from prefork.core import forksafe, privileges
 from prefork.core.contract import ChildContext, PoolServer, WorkerInfo
 from prefork.core.parent import set_parent_death_signal
 from prefork.core.signals import block, unblock
@@ -127,11 +127,11 @@ class _Template:
         # As in the master: a signal for the new worker waits until it has its handlers.
         mask = block(WORKER_SIGNALS)
         try:
-            intermediate = os.fork()
+            intermediate = forksafe.fork(log, "template")
             if intermediate == 0:
                 try:
                     os.close(read_fd)
-                    worker = os.fork()
+                    worker = forksafe.fork(log, "template")
                     if worker == 0:
                         os.close(write_fd)
                         run_worker(self.server, info, dataclasses.replace(

@@ -26,6 +26,7 @@ import signal
 import time
 from collections.abc import Callable, Iterable
 
+from prefork.core import forksafe
 from prefork.core import signals as sigs
 from prefork.core.contract import REPORT, REPORT_READY, ChildContext, PoolServer, WorkerInfo
 from prefork.core.scoreboard import Scoreboard
@@ -128,7 +129,7 @@ class Pool:
         ctx = self.child_context()
         ctx.blocked_mask = sigs.block(self.handled_signals)
         try:
-            pid = os.fork()
+            pid = forksafe.fork(log, "master")
             if pid == 0:
                 run_worker(self.server, info, ctx)  # never returns
         finally:

@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from prefork.core import forksafe
 from prefork.core import signals as sigs
 from prefork.core.contract import ChildContext, PoolServer, WorkerInfo
 from prefork.core.template import READY, REPLY, SPAWN, run_template
@@ -87,7 +88,7 @@ class Templates:
         ctx.close_fds.append(mine.fileno())
         ctx.blocked_mask = sigs.block(self.handled_signals)
         try:
-            pid = os.fork()
+            pid = forksafe.fork(log, "master")
             if pid == 0:
                 run_template(self.server, generation, ctx, theirs)  # never returns
         except BaseException:
