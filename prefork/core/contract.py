@@ -28,6 +28,7 @@ REPORT_RECYCLE = 2  # served max_requests: the master starts a replacement, then
 REPORT_OVER_MEMORY = 3  # a request ran out of the memory budget (core/memguard.py): the same
 # Why the master recycles a worker that reports an event.
 RECYCLE_REPORTS = {REPORT_RECYCLE: "max_requests", REPORT_OVER_MEMORY: "max_memory"}
+REPORT_SHUTDOWN = 4  # a handler called server.shutdown(): the master stops the pool gracefully
 
 
 class ReloadRefused(Exception):

@@ -24,7 +24,7 @@ import sys
 import threading
 from typing import Any
 
-from prefork.core import privileges, sockets
+from prefork.core import pooled, privileges, sockets
 from prefork.core.contract import PoolServer
 from prefork.core.cpus import usable_cpus
 from prefork.core.keepalive import HoldsConnections
@@ -119,7 +119,11 @@ class PreforkMixIn(HoldsConnections, PoolServer):
 
     def shutdown(self) -> None:
         """Stop serve_forever() gracefully and wait until it returned.  Call it from another
-        thread, as with socketserver (from the serving thread it would deadlock)."""
+        thread, as with socketserver (from the serving thread it would deadlock).  In a
+        worker (a handler calling ``self.server.shutdown()``) it asks the master for the same
+        graceful stop and returns at once: the request finishes (core/pooled.py)."""
+        if pooled.request_stop():
+            return
         with self._prefork_lock:
             self._prefork_shutdown = True
             if self._prefork_master is not None:

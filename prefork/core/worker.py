@@ -36,7 +36,7 @@ import time
 from collections.abc import Callable
 from typing import Any, NoReturn, cast
 
-from prefork.core import fdlimit, keepalive, privileges, stdfds
+from prefork.core import fdlimit, keepalive, pooled, privileges, stdfds
 from prefork.core.affinity import pin_to_slot_cpu
 from prefork.core.conn import Conn
 from prefork.core.contract import (
@@ -77,7 +77,6 @@ DUMP_SIGNAL = signal.SIGUSR2
 EXIT_OK = 0
 EXIT_ERROR = 1
 EXIT_ORPHANED = 4  # the master was already gone when the worker started
-
 
 
 class QuickExit(BaseException):
@@ -182,6 +181,7 @@ class Worker:
             pin_to_slot_cpu(self.info.slot)
         self.slot = slot = self.ctx.board.writer(self.info.slot, self.pid)
         self.title.show("booting")
+        pooled.attach(self._report)  # server.shutdown() in a handler (core/pooled.py)
         if not self.ctx.app_loaded:
             server.load_app()
         server.post_fork(self.info)

@@ -1,11 +1,12 @@
 """What a worker's report or exit means: the master's judgement of the events the pool collects.
 
-A report is a worker speaking through the report pipe (ready, due for recycling).  An exit is a
-verdict to reach: a worker that was told to stop, or that stopped while the master stops, simply
-stopped; one that dies before it reported ready failed to boot -- or, while a reload's new
-generation starts, ends that reload; one that dies by itself soon after ready, outside a request,
-is in a crash loop and backed off like a boot failure (see prefork.master.boot); any other death
-is a crash, replaced at once.
+A report is a worker speaking through the report pipe (ready, due for recycling, a handler
+called ``shutdown()``: a graceful stop, see prefork.core.pooled).  An exit is a verdict to
+reach: a worker that was told to stop, or that stopped while the master stops, simply stopped;
+one that dies before it reported ready failed to boot -- or, while a reload's new generation
+starts, ends that reload; one that dies by itself soon after ready, outside a request, is in a
+crash loop and backed off like a boot failure (see prefork.master.boot); any other death is a
+crash, replaced at once.
 
 The clock is the caller's (``now``), so the supervisor's tests drive it.
 """
@@ -18,7 +19,7 @@ import signal
 from collections import Counter
 from collections.abc import Callable
 
-from prefork.core.contract import RECYCLE_REPORTS, REPORT_READY, WorkerInfo
+from prefork.core.contract import RECYCLE_REPORTS, REPORT_READY, REPORT_SHUTDOWN, WorkerInfo
 from prefork.master.boot import CRASH_WINDOW, BootGuard
 from prefork.master.generations import Generations
 from prefork.master.pool import Pool
@@ -36,6 +37,7 @@ class Outcomes:
     def __init__(
         self, pool: Pool, generations: Generations, recycler: Recycler, boot: BootGuard,
         restarts: Counter[str], stopping: Callable[[], bool], abort_reload: Failure,
+        stop: Callable[[], None],
     ) -> None:
         self.pool = pool
         self.generations = generations
@@ -44,6 +46,7 @@ class Outcomes:
         self.restarts = restarts  # the master's: reason -> count
         self.stopping = stopping  # whether the master is stopping
         self.abort_reload = abort_reload
+        self.stop = stop  # a graceful stop, as shutdown() from another thread asks
 
     def report(self, info: WorkerInfo, event: int, now: float) -> None:
         if event == REPORT_READY:
@@ -51,6 +54,10 @@ class Outcomes:
         elif event in RECYCLE_REPORTS:  # max_requests, or the memory budget (core/memguard.py)
             served = self.pool.requests_served(info)
             self.recycler.due(info, RECYCLE_REPORTS[event], f" after {served} requests")
+        elif event == REPORT_SHUTDOWN and not self.stopping():
+            log.info("worker %d (pid %d) called shutdown(): stopping the pool gracefully",
+                     info.age, info.pid)
+            self.stop()
 
     def exit(self, info: WorkerInfo, status: int, now: float) -> None:
         self.recycler.forget(info.pid)

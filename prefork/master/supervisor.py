@@ -107,7 +107,8 @@ class Master:
         self.spawner = Spawner(self.pool, self.generations, self.boot,
                                lambda: self.phase is Phase.RELOADING, self._abort_reload)
         self.outcomes = Outcomes(self.pool, self.generations, self.recycler, self.boot,
-                                 self.restarts, lambda: self.stop.requested, self._abort_reload)
+                                 self.restarts, lambda: self.stop.requested, self._abort_reload,
+                                 lambda: self.begin_stop(StopMode.GRACEFUL))
         self.upgrade = Upgrade(server, self.selector, MASTER_SIGNALS, self.notifier.address)
         self.view = View(self.pool, self.generations, self.recycler, lambda: self.size,
                          lambda: self.phase)
