@@ -53,6 +53,7 @@ from contextvars import ContextVar
 from typing import Any, Protocol
 
 from prefork.core.outbox import OutboxWriter, pending
+from prefork.core.unread import announced, counting_rfile, drop_unread, position
 
 
 class Ready(enum.Enum):
@@ -215,13 +216,26 @@ class KeepAliveHTTPMixIn:
     rfile: Any
     wfile: Any
     _prefork_held = False
+    _prefork_body: tuple[int, int] | None = None  # announced size (-1: chunked), its start
 
     def setup(self) -> None:
         super().setup()  # type: ignore[misc]
         if getattr(self, "wbufsize", None) == 0:  # (socketserver's _SocketWriter: sendall)
             writer = outbox_writer(self.request)
-            if writer is not None:
+            if writer is not None:  # a prefork worker's: writes and the body (unread.py)
                 self.wfile = writer
+                self.rfile = counting_rfile(self.connection, self.rfile,
+                                            getattr(self, "rbufsize", -1))
+
+    def parse_request(self) -> bool:
+        ok = bool(super().parse_request())  # type: ignore[misc]
+        self._prefork_body = None
+        if ok:
+            size = announced(getattr(self, "headers", {}))
+            start = position(self.rfile, self.connection) if size else None
+            if start is not None:
+                self._prefork_body = (size, start)
+        return ok
 
     def handle(self) -> None:
         self.close_connection = True
@@ -234,6 +248,13 @@ class KeepAliveHTTPMixIn:
 
     def handle_one_request(self) -> None:
         super().handle_one_request()  # type: ignore[misc]
+        body, self._prefork_body = self._prefork_body, None
+        if body is not None and not self.close_connection:
+            try:
+                if not drop_unread(self.rfile, self.connection, *body):
+                    self.close_connection = True  # the rest is not waited for (unread.py)
+            except OSError:
+                self.close_connection = True
 
     def end_headers(self) -> None:
         if _retiring[0] and not self.close_connection:

@@ -4,8 +4,8 @@
 WSGI: ``GET /big`` 2 MB in one piece, ``GET /stream`` 2 MB yielded in 64 KiB pieces (chunked),
 ``GET /file`` an 8 MB file through ``wsgi.file_wrapper``, ``/pid`` the worker's pid.  ``Big``:
 ``GET /big`` 8 MB written through ``wfile`` in 64 KiB writes (as ``shutil.copyfileobj`` does),
-``/pid`` the pid; ``POST`` answers at once without reading the body.  Every body byte is
-``b"x"``.
+anything else "PID PATH"; ``POST`` answers "PID PATH" at once without reading the body.
+Every body byte is ``b"x"``.
 """
 
 from __future__ import annotations
@@ -63,12 +63,12 @@ class Big(BaseHTTPRequestHandler):
             for _ in range(HANDLER_SIZE // PIECE):
                 self.wfile.write(piece)
         else:
-            body = str(os.getpid()).encode()
+            body = f"{os.getpid()} {self.path}".encode()
             self._head(len(body))
             self.wfile.write(body)
 
     def do_POST(self) -> None:  # the body is never read
-        body = str(os.getpid()).encode()
+        body = f"{os.getpid()} {self.path}".encode()
         self._head(len(body))
         self.wfile.write(body)
 
