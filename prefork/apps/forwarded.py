@@ -10,87 +10,37 @@ trusted when ``127.0.0.1`` is).  From a trusted peer:
 * ``X-Forwarded-Proto: https`` (or ``http``) sets ``wsgi.url_scheme``;
 * ``X-Forwarded-For`` sets ``REMOTE_ADDR``: its addresses are read from the right (the one the
   trusted proxy appended) and the first that is not itself trusted is the client; what lies to
-  its left came from the client and is not believed.
+  its left came from the client and is not believed;
+* ``Forwarded`` (RFC 7239), where the ``X-Forwarded-`` header for the same thing is absent:
+  its elements are read from the right by the same rule (the element a trusted proxy appended
+  names its own peer in ``for=``), and the element found gives both the client (``for=``: an
+  address, ``"[v6]"`` or with a port; an obfuscated ``_name`` or ``unknown`` stops the walk
+  and leaves ``REMOTE_ADDR`` as it is) and the scheme (its ``proto=``).
 
-A header from any other peer changes nothing (it stays in the environ as ``HTTP_X_...``).
+A proxy should therefore send one family of headers and drop the other from its clients.
+A header from any other peer changes nothing (it stays in the environ as ``HTTP_...``).
+``prefork.core.forwarding`` reads the headers; it sets an ``http.server`` handler's
+``client_address`` by the same rule.
 """
 
 from __future__ import annotations
 
-import functools
-import ipaddress
 from typing import Any
 
-DEFAULT = "127.0.0.1,::1"
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+from prefork.core.forwarding import resolve
+from prefork.core.trust import LOCAL, Trusted, check, trusted
 
+__all__ = ["DEFAULT", "Trusted", "apply", "check", "trusted"]
 
-class Trusted:
-    """The parsed ``forwarded_allow_ips``."""
-
-    def __init__(self, spec: str) -> None:
-        self.everyone = False
-        self.networks: list[Network] = []
-        for item in (part.strip() for part in spec.split(",")):
-            if not item:
-                continue
-            if item == "*":
-                self.everyone = True
-            else:
-                self.networks.append(ipaddress.ip_network(item, strict=False))  # ValueError
-        self.local = self.everyone or self.trusts("127.0.0.1")
-
-    def trusts(self, address: str) -> bool:
-        if self.everyone:
-            return True
-        try:
-            ip = ipaddress.ip_address(address.strip().strip("[]"))
-        except ValueError:
-            return False
-        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-            ip = ip.ipv4_mapped
-        return any(ip in network for network in self.networks)
-
-    def peer(self, client_address: Any) -> bool:
-        """Whether the connection's peer (socketserver's ``client_address``) is trusted."""
-        if isinstance(client_address, tuple) and client_address:
-            return self.trusts(str(client_address[0]))
-        return self.local  # a unix socket: the peer is on this host
-
-
-@functools.lru_cache(maxsize=8)
-def trusted(spec: str) -> Trusted:
-    return Trusted(spec)
-
-
-def check(spec: str) -> str:
-    """``spec`` if it parses (for the setting's converter); ValueError says why not."""
-    Trusted(spec)
-    return spec
-
+DEFAULT = LOCAL
 
 def apply(environ: dict[str, Any], trust: Trusted) -> None:
     """What a trusted peer's headers say, into ``environ`` (see the module docstring)."""
-    proto = environ.get("HTTP_X_FORWARDED_PROTO")
-    if proto is not None:
-        scheme = proto.rsplit(",", 1)[-1].strip().lower()
-        if scheme in ("http", "https"):
-            environ["wsgi.url_scheme"] = scheme
-    chain = environ.get("HTTP_X_FORWARDED_FOR")
-    if chain is not None:
-        hops = [hop.strip() for hop in chain.split(",") if hop.strip()]
-        client = None
-        for hop in reversed(hops):
-            client = hop
-            if not trust.trusts(hop):
-                break
-        if client is not None and _is_ip(client):
-            environ["REMOTE_ADDR"] = client.strip("[]")
-
-
-def _is_ip(text: str) -> bool:
-    try:
-        ipaddress.ip_address(text.strip("[]"))
-    except ValueError:
-        return False
-    return True
+    if ("HTTP_X_FORWARDED_FOR" not in environ and "HTTP_X_FORWARDED_PROTO" not in environ
+            and "HTTP_FORWARDED" not in environ):
+        return
+    address, scheme = resolve(environ, trust)
+    if scheme is not None:
+        environ["wsgi.url_scheme"] = scheme
+    if address is not None:
+        environ["REMOTE_ADDR"] = address

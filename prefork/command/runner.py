@@ -21,7 +21,7 @@ import socketserver
 import sys
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from prefork.apps.loader import HandlerFactory, handler_kind
 from prefork.command import rpcapp
@@ -31,6 +31,8 @@ from prefork.command.probe import probe
 from prefork.command.settings import HOOK_NAMES, LIVE_SETTINGS, SERVER_SETTINGS, Config
 from prefork.core import privileges
 from prefork.core.contract import ReloadRefused, WorkerInfo
+from prefork.core.keepalive import with_keep_alive
+from prefork.core.proxyproto import ProxyProtocolMixIn
 from prefork.core.servers import PreforkMixIn
 from prefork.core.sockets import BindSpec, Kind
 from prefork.core.tls import TLSMixIn, server_context
@@ -38,6 +40,9 @@ from prefork.ops.sdnotify import listen_fds
 
 log = logging.getLogger("prefork.master")
 
+# The settings the stdlib modes' request path reads from the server (handlers, PROXY header).
+STDLIB_SETTINGS = ("forwarded_allow_ips", "root_path", "http_parser", "proxy_allow_ips",
+                   "client_timeout")
 EXIT_APP = 2  # a worker or template that cannot load the APP: the same status as the command
 
 
@@ -158,6 +163,9 @@ class Runner:
             if rpc is not None:  # the master registers the program with rpcbind
                 cls = type(cls.__name__, (rpcapp.RPCServerMixIn, cls),
                            rpc.server_attrs(config.rpcbind))
+        else:
+            cls = self._stdlib_class(cls)
+            handler = cast(HandlerFactory, with_keep_alive(handler))
         if inherited is None:
             try:
                 return cls(spec.address, handler)
@@ -179,6 +187,16 @@ class Runner:
         attrs = {"certfile": config.certfile, "keyfile": config.keyfile,
                  "ca_certs": config.ca_certs}
         return type(base.__name__, (TLSMixIn, base), attrs)
+
+    def _stdlib_class(self, base: type) -> type:
+        """The stdlib modes: the settings their request path reads, as class attributes, and
+        the PROXY protocol read in finish_request (a prefork worker: in its multiplexer).
+        (``http.server`` handlers get KeepAliveHTTPMixIn, whose holds they refuse, for the
+        proxy headers and the access log.)"""
+        config = self.config
+        attrs = {name: config.get(name) for name in STDLIB_SETTINGS}
+        bases = (ProxyProtocolMixIn, base) if config.proxy_protocol else (base,)
+        return type(base.__name__, bases, attrs)
 
     def _prefork_class(self, base: type, app: str) -> type:
         config, hooks, runner = self.config, self.hooks, self

@@ -277,8 +277,15 @@ class Config:
     forwarded_allow_ips = Setting(
         ip_list, FROM_SERVER, section=SERVE, flags=("--forwarded-allow-ips",), live=True,
         metavar="IPS", help="peers (addresses or networks, comma-separated; * for all; a unix "
-        "socket peer counts as 127.0.0.1) whose X-Forwarded-Proto and X-Forwarded-For set a "
-        "WSGI request's wsgi.url_scheme and REMOTE_ADDR; from others those headers are ignored")
+        "socket peer counts as 127.0.0.1) whose proxy headers set a "
+        "WSGI request's wsgi.url_scheme and REMOTE_ADDR (X-Forwarded-*, else RFC 7239 Forwarded) "
+        "and an http.server handler's client_address; from others they are ignored")
+    proxy_protocol = Setting(boolean, FROM_SERVER, section=SERVE, flags=("--proxy-protocol",),
+                             live=True, help="connections begin with a PROXY header (v1 or v2, "
+                             "before TLS) naming the client; refused from others or malformed")
+    proxy_allow_ips = Setting(ip_list, FROM_SERVER, section=SERVE, flags=("--proxy-allow-from",),
+                              live=True, metavar="IPS", help="peers whose PROXY header is "
+                              "accepted (as forwarded_allow_ips; gunicorn's flag)")
     certfile = Setting(
         optional_string, None, section=TLS, flags=("--certfile",), metavar="PATH",
         help="serve TLS with this certificate chain (PEM); each new generation (HUP) reads the "

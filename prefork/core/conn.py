@@ -21,6 +21,7 @@ log = logging.getLogger("prefork.worker")
 
 
 class Phase(enum.Enum):
+    PROXY = "proxy"  # its PROXY protocol header awaited (proxyproto.py)
     HANDSHAKE = "handshake"  # TLS handshake under way
     WAITING = "waiting"  # accepted (handshake done), nothing received yet
     PARTIAL = "partial"  # part of an HTTP request head received
@@ -30,7 +31,8 @@ class Phase(enum.Enum):
     CLOSED = "closed"
 
 
-WAITING = frozenset({Phase.HANDSHAKE, Phase.WAITING, Phase.PARTIAL, Phase.IDLE, Phase.SENDING})
+WAITING = frozenset({Phase.PROXY, Phase.HANDSHAKE, Phase.WAITING, Phase.PARTIAL, Phase.IDLE,
+                     Phase.SENDING})
 
 
 class Conn:

@@ -126,9 +126,12 @@ class PoolServer:
     # Who parses the WSGI handler's request heads (apps/fasthead.py): "auto" (httptools when
     # it is installed, with the strict parser for the rest), "httptools", or "python" alone.
     http_parser: str = "auto"
-    # Whose X-Forwarded-Proto / X-Forwarded-For the WSGI handler believes (apps/forwarded.py).
+    # Whose proxy headers (X-Forwarded-*, Forwarded) are believed (apps/forwarded.py).
     forwarded_allow_ips: str = "127.0.0.1,::1"
     root_path: str | None = None  # the WSGI app's mount prefix, its SCRIPT_NAME (apps/wsgi.py)
+    # Each connection begins with a PROXY protocol header, from these peers only (proxyproto.py).
+    proxy_protocol: bool = False
+    proxy_allow_ips: str = "127.0.0.1,::1"
     credentials: Credentials = Credentials()  # resolved from user and group by the server
 
     def pre_fork(self, worker: WorkerInfo) -> None:

@@ -49,11 +49,15 @@ import functools
 import http.server
 import socket
 import ssl
+import time
 from contextvars import ContextVar
 from typing import Any, Protocol
 
+from prefork.core.forwarding import client
 from prefork.core.outbox import OutboxWriter, pending
+from prefork.core.trust import LOCAL
 from prefork.core.unread import announced, counting_rfile, drop_unread, position
+from prefork.ops import accesslog
 
 
 class Ready(enum.Enum):
@@ -217,6 +221,12 @@ class KeepAliveHTTPMixIn:
     wfile: Any
     _prefork_held = False
     _prefork_body: tuple[int, int] | None = None  # announced size (-1: chunked), its start
+    _prefork_code: Any = None  # the status log_request got, for the access log
+    _prefork_length: str | None = None  # the Content-Length sent, for the access log
+    peer_address: Any = None  # the connection's peer (client_address: see parse_request)
+    client_address: Any
+    server: Any
+    headers: Any
 
     def setup(self) -> None:
         super().setup()  # type: ignore[misc]
@@ -228,6 +238,9 @@ class KeepAliveHTTPMixIn:
                                             getattr(self, "rbufsize", -1))
 
     def parse_request(self) -> bool:
+        """As BaseHTTPRequestHandler's; then ``client_address`` is the client a trusted
+        proxy's headers name, for this request (``forwarding.py``; the connection's peer is
+        kept in ``peer_address``)."""
         ok = bool(super().parse_request())  # type: ignore[misc]
         self._prefork_body = None
         if ok:
@@ -235,6 +248,10 @@ class KeepAliveHTTPMixIn:
             start = position(self.rfile, self.connection) if size else None
             if start is not None:
                 self._prefork_body = (size, start)
+            if self.peer_address is None:
+                self.peer_address = self.client_address
+            spec = getattr(self.server, "forwarded_allow_ips", LOCAL)
+            self.client_address = client(self.headers, self.peer_address, spec)
         return ok
 
     def handle(self) -> None:
@@ -247,6 +264,8 @@ class KeepAliveHTTPMixIn:
             self.handle_one_request()
 
     def handle_one_request(self) -> None:
+        # The access log's line (ops/accesslog.py), once the request is over.
+        started, self._prefork_code, self._prefork_length = time.perf_counter(), None, None
         super().handle_one_request()  # type: ignore[misc]
         body, self._prefork_body = self._prefork_body, None
         if body is not None and not self.close_connection:
@@ -255,10 +274,24 @@ class KeepAliveHTTPMixIn:
                     self.close_connection = True  # the rest is not waited for (unread.py)
             except OSError:
                 self.close_connection = True
+        if self._prefork_code is not None and accesslog.ACTIVE:
+            accesslog.ACTIVE[0].record_http(self, self._prefork_code, self._prefork_length,
+                                            time.perf_counter() - started)
+
+    def log_request(self, code: Any = "-", size: Any = "-") -> None:
+        if not accesslog.ACTIVE:
+            super().log_request(code, size)  # type: ignore[misc]
+        else:
+            self._prefork_code = int(code) if isinstance(code, int) else code
+
+    def send_header(self, keyword: str, value: str) -> None:
+        if accesslog.ACTIVE and keyword.lower() == "content-length":
+            self._prefork_length = str(value)
+        super().send_header(keyword, value)  # type: ignore[misc]
 
     def end_headers(self) -> None:
         if _retiring[0] and not self.close_connection:
-            self.send_header("Connection", "close")  # type: ignore[attr-defined]
+            self.send_header("Connection", "close")
         super().end_headers()  # type: ignore[misc]
 
     def finish(self) -> None:

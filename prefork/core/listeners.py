@@ -22,10 +22,11 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from prefork.core.accepting import PEEK, accept_function, head_arrived, tune_listener
-from prefork.core.conn import Conn, Deadlines, Phase
+from prefork.core.conn import Conn, Deadlines
 from prefork.core.errnos import AcceptFailures, expect_peer_gone, unregister
 from prefork.core.httppeek import MAX_HEAD
 from prefork.core.keepalive import Ready, Resumable, ready_when
+from prefork.core.proxyproto import proxied
 from prefork.core.stdfds import ensure_open
 
 ACCEPT_BURST = 16  # datagrams taken per wake-up before looking at the rest of the loop
@@ -45,7 +46,7 @@ class Listening:
     """The listeners of one worker's multiplexer.  For the worker's loop: accept(fd) on an
     event for a listener, ``accepting`` (False: the listeners are out of the epoll set).  The
     subclass provides conns, deadlines, draining, interrupted and the hooks _dispatch,
-    _dispatch_new, _handshake, _check and _held_new."""
+    _dispatch_new, _open, _check and _held_new."""
 
     conns: dict[int, Conn]
     deadlines: Deadlines
@@ -68,6 +69,7 @@ class Listening:
         # What accept() needs of a listener, in one lookup.
         self.entries = {fd: (self.accepts[fd], self.ready_modes[fd], self.serve_new[fd])
                         for fd, stream in self.stream.items() if stream}
+        self.proxied = proxied(servers)  # fd -> whom its PROXY headers are taken from
         self.empty_accept = empty_accept
         self.limits = limits
         self.accepting = True
@@ -112,15 +114,8 @@ class Listening:
         """A connection just accepted from ``fd``: to its handler at once if it has work, else
         to wait here."""
         _, ready, serve = self.entries[fd]
-        if isinstance(request, ssl.SSLSocket):
-            conn = Conn(request, address, self.listeners[fd], ready)
-            if ready is Ready.ACCEPTED:
-                self._dispatch(conn)
-                return
-            conn.phase = Phase.HANDSHAKE
-            self.deadlines.arm(conn, time.monotonic() + self.limits.client_timeout)
-            request.setblocking(False)
-            self._handshake(conn)
+        if fd in self.proxied or isinstance(request, ssl.SSLSocket):
+            self._open(fd, Conn(request, address, self.listeners[fd], ready))
             return
         if ready is Ready.DATA:  # the common path: bytes, or EOF (the handler sees it)
             try:
@@ -176,7 +171,8 @@ class Listening:
     def _dispatch_new(self, fd: int, request: Any, address: Any) -> None:
         raise NotImplementedError
 
-    def _handshake(self, conn: Conn) -> None:
+    def _open(self, listener: int, conn: Conn) -> None:
+        """A new connection on a listener with the PROXY protocol or TLS."""
         raise NotImplementedError
 
     def _check(self, conn: Conn, defer: bool, hup: bool = False) -> None:

@@ -63,6 +63,8 @@ from prefork.core.handover import take_backlog
 from prefork.core.keepalive import Ready, Resumable, idle_for, retire
 from prefork.core.listeners import Limits, Listening
 from prefork.core.outbox import CLOSING, PENDING, Outbox, take
+from prefork.core.proxyproto import ProxyError, refused
+from prefork.core.proxyproto import take as take_header
 
 log = logging.getLogger("prefork.worker")
 
@@ -123,6 +125,8 @@ class Multiplexer(Listening):
             self._send_more(conn)
         elif conn.phase is Phase.HANDSHAKE:
             self._handshake(conn)
+        elif conn.phase is Phase.PROXY:
+            self._proxy(conn)
         else:
             self._check(conn, defer=False, hup=bool(events & HUP_EVENTS))
 
@@ -139,6 +143,9 @@ class Multiplexer(Listening):
         for conn in self.deadlines.due(now):
             if conn.phase is Phase.PARTIAL:
                 self._reply_close(conn, TIMEOUT_REPLY)
+            elif conn.phase is Phase.PROXY:
+                refused(conn.address, "no whole PROXY header within client_timeout")
+                self._close(conn)
             else:
                 self._close(conn)
         if not self.accepting and not self.draining:
@@ -176,6 +183,45 @@ class Multiplexer(Listening):
             self._close(conn)
 
     # -- waiting -------------------------------------------------------------------------------
+
+    def _open(self, listener: int, conn: Conn) -> None:
+        # client_timeout from accept, for the PROXY header, the handshake and the head.
+        self.deadlines.arm(conn, time.monotonic() + self.limits.client_timeout)
+        trust = self.proxied.get(listener)
+        if trust is None:
+            self._begin(conn)
+        elif trust.peer(conn.address):
+            conn.phase = Phase.PROXY
+            self._proxy(conn)
+        else:
+            refused(conn.address, "a PROXY header from a peer not in proxy_allow_ips")
+            self._close(conn)
+
+    def _proxy(self, conn: Conn) -> None:
+        """Its PROXY header (proxyproto.py) read without blocking, before TLS; then on."""
+        try:
+            header = take_header(conn.sock, self.buf)
+        except (ProxyError, OSError) as exc:
+            refused(conn.address, f"PROXY protocol: {exc}")
+            self._close(conn)
+            return
+        if header is None:
+            self._wait(conn)
+            return
+        if header.source is not None:
+            conn.address = header.source
+        self._begin(conn)
+
+    def _begin(self, conn: Conn) -> None:
+        if conn.ready is Ready.ACCEPTED:
+            self._dispatch(conn)
+        elif conn.tls:
+            conn.phase = Phase.HANDSHAKE
+            conn.sock.setblocking(False)
+            self._handshake(conn)
+        else:
+            conn.phase = Phase.WAITING
+            self._check(conn, defer=False)
 
     def _handshake(self, conn: Conn) -> None:
         try:

@@ -74,3 +74,52 @@ def test_url_scheme_is_https_on_a_tls_listener(pki: Path) -> None:
         finally:
             conn.close()
     assert env["wsgi.url_scheme"] == "https"
+
+
+def test_rfc7239_forwarded_from_a_trusted_proxy() -> None:
+    env = served(headers={"Forwarded": 'for=6.6.6.6, for="[2001:db8::7]:4711";proto=https'})
+    assert (env["wsgi.url_scheme"], env["REMOTE_ADDR"]) == ("https", "2001:db8::7")
+
+
+@pytest.mark.parametrize("mode", ["fork", "thread", "sync"])
+def test_the_stdlib_modes_honour_forwarded_allow_ips(mode: str) -> None:
+    # Before: the stdlib modes' server had no forwarded_allow_ips (nor root_path): the
+    # defaults applied whatever the flags said.
+    env = served("--mode", mode, "--forwarded-allow-ips", "10.0.0.1", headers=PROXIED)
+    assert (env["wsgi.url_scheme"], env["REMOTE_ADDR"]) == ("http", "127.0.0.1")
+    with server_process("serve", APP, "-b", LOCAL, "--mode", mode, "--root-path",
+                        "/app") as server:
+        conn = http.client.HTTPConnection(*server.tcp_address(), timeout=10)
+        try:
+            conn.request("GET", "/app/environ", headers=PROXIED)
+            env = json.loads(conn.getresponse().read())
+        finally:
+            conn.close()
+    assert (env["wsgi.url_scheme"], env["REMOTE_ADDR"]) == ("https", "203.0.113.7")
+    assert (env["SCRIPT_NAME"], env["PATH_INFO"]) == ("/app", "/environ")
+
+
+@pytest.mark.parametrize("mode", ["prefork", "thread", "sync"])
+def test_http_server_handlers_get_the_forwarded_client(mode: str) -> None:
+    with server_process("serve", "tests.apps.peer_http:Peer", "-b", LOCAL, "-w", "1",
+                        "--mode", mode) as server:
+        conn = http.client.HTTPConnection(*server.tcp_address(), timeout=10)
+        try:
+            for headers, expected in ((PROXIED, "203.0.113.7"),
+                                      ({"Forwarded": "for=198.51.100.4"}, "198.51.100.4"),
+                                      ({}, "127.0.0.1")):  # per request, on one connection
+                conn.request("GET", "/", headers=headers)
+                response = conn.getresponse()
+                seen = json.loads(response.read())
+                assert seen["client_address"][0] == expected, (headers, seen)
+                assert seen["peer_address"][0] == "127.0.0.1"
+        finally:
+            conn.close()
+    with server_process("serve", "tests.apps.peer_http:Peer", "-b", LOCAL, "-w", "1",
+                        "--mode", mode, "--forwarded-allow-ips", "10.0.0.1") as server:
+        conn = http.client.HTTPConnection(*server.tcp_address(), timeout=10)
+        try:
+            conn.request("GET", "/", headers=PROXIED)
+            assert json.loads(conn.getresponse().read())["client_address"][0] == "127.0.0.1"
+        finally:
+            conn.close()

@@ -1,0 +1,56 @@
+"""Whose word to take about a connection: a list of trusted peers (addresses or networks,
+comma-separated, ``*`` for every peer), as ``forwarded_allow_ips`` and ``proxy_allow_ips`` are
+written.  A unix-socket peer is on this host: it counts as trusted when ``127.0.0.1`` is."""
+
+from __future__ import annotations
+
+import functools
+import ipaddress
+from typing import Any
+
+LOCAL = "127.0.0.1,::1"  # the default of both lists, as gunicorn's
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+class Trusted:
+    """A parsed list of trusted peers.  Methods: trusts(address), peer(client_address)."""
+
+    def __init__(self, spec: str) -> None:
+        self.everyone = False
+        self.networks: list[Network] = []
+        for item in (part.strip() for part in spec.split(",")):
+            if not item:
+                continue
+            if item == "*":
+                self.everyone = True
+            else:
+                self.networks.append(ipaddress.ip_network(item, strict=False))  # ValueError
+        self.local = self.everyone or self.trusts("127.0.0.1")
+
+    def trusts(self, address: str) -> bool:
+        if self.everyone:
+            return True
+        try:
+            ip = ipaddress.ip_address(address.strip().strip("[]"))
+        except ValueError:
+            return False
+        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped
+        return any(ip in network for network in self.networks)
+
+    def peer(self, client_address: Any) -> bool:
+        """Whether the connection's peer (socketserver's ``client_address``) is trusted."""
+        if isinstance(client_address, tuple) and client_address and client_address[0] != "unix":
+            return self.trusts(str(client_address[0]))
+        return self.local  # a unix socket: the peer is on this host
+
+
+@functools.lru_cache(maxsize=8)
+def trusted(spec: str) -> Trusted:
+    return Trusted(spec)
+
+
+def check(spec: str) -> str:
+    """``spec`` if it parses (for the settings' converter); ValueError says why not."""
+    Trusted(spec)
+    return spec
