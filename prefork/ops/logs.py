@@ -9,6 +9,7 @@ import os
 import sys
 from typing import cast
 
+from prefork.ops import accesslog
 from prefork.ops.errors import PathError
 
 FORMAT = "%(asctime)s [%(process)d] %(levelname)s %(name)s: %(message)s"
@@ -102,6 +103,12 @@ def reopen_log_files() -> int:
             count += 1
     if os.getpid() in _CAPTURED:
         capture_output()  # stdout and stderr follow the file to its new inode
+    try:
+        count += accesslog.reopen()  # (not a logging handler: ops/accesslog.py)
+    except OSError as exc:
+        logging.getLogger("prefork").warning(
+            "pid %d cannot reopen the access log: %s; still writing to the old file",
+            os.getpid(), exc.strerror or exc)
     return count
 
 
