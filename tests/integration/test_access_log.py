@@ -75,3 +75,56 @@ def test_a_bad_format_is_refused() -> None:
                           capture_output=True, text=True, timeout=30)
     assert done.returncode == 2, done.stderr
     assert "zz" in done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr
+
+
+def test_http_server_handlers_log_in_the_same_format(tmp_path: Path) -> None:
+    # Before: an http.server handler's log_request went to stderr in its own format, and
+    # --access-logfile stayed empty.
+    log = tmp_path / "access.log"
+    with server_process("serve", "tests.apps.peer_http:Peer", "-b", LOCAL, "-w", "1",
+                        "--access-logfile", str(log)) as server:
+        address = server.tcp_address()
+        assert get(address, "/x?y=1", {"User-Agent": "probe/2", "X-Forwarded-For": "198.51.100.3"}
+                   ) == 200
+        assert get(address, "/nowhere", {}) == 200  # (this handler answers every GET)
+        wait_for(lambda: len(lines(log)) == 2, what="two access lines")
+        first = lines(log)[0]
+        assert re.fullmatch(r'198\.51\.100\.3 - - \[[^]]+\] "GET /x\?y=1 HTTP/1\.1" 200 \d+ '
+                            r'"-" "probe/2"', first), first
+        assert '"GET /nowhere HTTP/1.1" 200' in lines(log)[1]
+        assert "GET /x" not in server.text()  # not on stderr any more
+
+
+def test_request_id_time_and_pid_atoms(tmp_path: Path) -> None:
+    log = tmp_path / "access.log"
+    with server_process("serve", APP, "-b", LOCAL, "-w", "1", "--access-logfile", str(log),
+                        "--access-logformat", "%(R)s %(L)s %(p)s %(s)s") as server:
+        address = server.tcp_address()
+        (worker,) = server.ready_workers(1)
+        assert get(address, "/hello", {"X-Request-Id": "req-abc.123"}) == 200
+        assert get(address, "/hello", {}) == 200
+        assert get(address, "/hello", {"X-Request-Id": "two words"}) == 200  # not an id: made
+        wait_for(lambda: len(lines(log)) == 3, what="three lines")
+    given, made, refused = (line.split() for line in lines(log))
+    assert given[0] == "req-abc.123"
+    assert re.fullmatch(rf"{worker:x}-[0-9a-f]+", made[0]), made
+    assert re.fullmatch(rf"{worker:x}-[0-9a-f]+", refused[0]) and refused[0] != made[0]
+    assert all(float(line[1]) >= 0 and line[2] == f"<{worker}>" and line[3] == "200"
+               for line in (given, made, refused))
+
+
+def test_new_workers_write_to_the_reopened_file(tmp_path: Path) -> None:
+    log = tmp_path / "access.log"
+    with server_process("serve", "tests.apps.peer_http:Peer", "-b", LOCAL, "-w", "1",
+                        "--access-logfile", str(log)) as server:
+        address = server.tcp_address()
+        assert get(address, "/before", {}) == 200
+        wait_for(lambda: lines(log), what="the first line")
+        os.rename(log, tmp_path / "access.log.1")
+        server.signal(signal.SIGUSR1)
+        wait_for(lambda: log.exists(), what="the master reopened the file")
+        server.reload(2)  # workers forked after the reopen inherit the new file
+        wait_for(lambda: get(address, "/after", {}) == 200 and lines(log), timeout=10,
+                 what="a line in the new file")
+        assert all("/before" in line for line in lines(tmp_path / "access.log.1"))
+        assert "/after" in lines(log)[-1]
