@@ -19,8 +19,9 @@ cannot be peeked at: for an HTTP handler the head is read, decrypted and without
 the socket's read-ahead, which its reads serve first (``accepting.read_head``, ``tls.py``).
 
 * **One deadline per wait, fixed when the wait begins** (``client_timeout`` from accept for the
-  handshake and the head together; ``keep_alive`` for an idle keep-alive connection, then
-  ``client_timeout`` from its first byte): a client that trickles bytes never buys more time.
+  PROXY protocol header (``proxyproto.py``), the handshake and the head together;
+  ``keep_alive`` for an idle keep-alive connection, then ``client_timeout`` from its first
+  byte): a client that trickles bytes never buys more time.
   A connection past its deadline is closed (an HTTP one that sent part of a head gets a 408).
 * **Bounded.**  A head over ``MAX_HEAD`` bytes gets a 431.  At most ``worker_connections``
   connections wait per worker; at that bound the worker stops accepting, so the kernel's queue

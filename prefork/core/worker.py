@@ -58,7 +58,7 @@ from prefork.core.pulling import Puller, StopPulling
 from prefork.core.scoreboard import SlotWriter, State
 from prefork.core.signals import SignalQueue, unblock
 from prefork.core.threads import HandlerThreads, ThreadedMultiplexer
-from prefork.ops import titles
+from prefork.ops import accesslog, titles
 from prefork.ops.logs import capture_output, reopen_log_files, stack_dump_stream
 
 log = logging.getLogger("prefork.worker")
@@ -260,9 +260,12 @@ class Worker:
         ready, deadlines, title = mux.ready, mux.deadlines.heap, self.title
         # While a title change is due the wait is bounded, and a wait that times out shows it.
         due_wait = titles.TITLE_INTERVAL if timeout < 0 else min(timeout, titles.TITLE_INTERVAL)
+        access = accesslog.buffering()  # its lines written in batches (ops/accesslog.py)
         try:
             while True:
                 wait = due_wait if title.due else timeout
+                if access is not None and access.pending:
+                    wait = access.before_wait(wait, monotonic())
                 events = poll(mux.timeout(wait, monotonic())
                               if ready or deadlines or not mux.accepting else wait)
                 look_at_title = not events
@@ -302,6 +305,8 @@ class Worker:
                 if overridden:
                     server.service_actions()
         finally:
+            if access is not None:
+                access.flush()
             mux.close()
 
     def _pull(self, ep: select.epoll) -> None:

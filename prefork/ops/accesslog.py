@@ -14,16 +14,22 @@ the line is written when its request ends (``log_request`` no longer prints it t
 with the ``Content-Length`` it sent as ``b``; its other ``log_message`` lines (``log_error``)
 stay on stderr.
 
-How a line is written.  Not through ``logging``: each line is formatted and written with one
-``os.write`` on a descriptor opened ``O_APPEND`` (by the master, inherited by the workers), so
-a line is never split or interleaved with another worker's, nothing is buffered in the worker
-(a killed worker loses no line it had written), and a slow disk costs a worker the time of that
-one ``write`` and no more: there is no lock to wait for and no buffer to flush behind it.  (A
-pipe as stdout, ``-``, blocks like any pipe while its reader is slower than the writers.)  A
-failed write (a full disk) drops the line and is counted in :attr:`AccessLog.dropped`.  USR1
-reopens the path (``logs.reopen_log_files``: in the master, so new workers inherit the new
-file, and in each worker): the new file takes the old descriptor's number with ``dup2``, so a
-thread writing meanwhile writes to one file or the other, never to a closed descriptor.
+How a line is written.  Not through ``logging``: a line is formatted by a function compiled
+from the format once (it computes only the atoms the format uses) and written with
+``os.write`` on a descriptor opened ``O_APPEND`` by the master and inherited by the workers, so
+lines are never split or interleaved with another worker's, and there is no logging lock, no
+handler chain and no stream buffer in the way.  In the stdlib modes each line is one
+``write``.  A prefork worker writes its lines in batches: at most ``BATCH_LINES`` lines, or
+the ones whose first has waited ``BATCH_DELAY`` seconds, in one ``write`` (the worker's loop
+bounds its wait by that delay while lines are pending, and writes the rest when it ends), so
+the write's cost is shared by up to 32 requests, a slow disk holds the worker for the time of
+one ``write`` per batch, and what a killed worker (SIGKILL) can lose is the lines of its last
+50 ms at most.  (A pipe as stdout, ``-``, blocks like any pipe while its reader is slower than
+the writers.)  A failed write (a full disk) drops its lines and is counted in
+:attr:`AccessLog.dropped`.  USR1 reopens the path (``logs.reopen_log_files``: in the master, so
+new workers inherit the new file, and in each worker, after writing what is pending to the old
+one): the new file takes the old descriptor's number with ``dup2``, so a thread writing
+meanwhile writes to one file or the other, never to a closed descriptor.
 """
 
 from __future__ import annotations
@@ -34,9 +40,10 @@ import itertools
 import os
 import re
 import sys
+import threading
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, cast
 
 DEFAULT_FORMAT = '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s"'
 ATOMS = ["h", "l", "u", "t", "r", "m", "U", "q", "H", "s", "b", "B", "f", "a", "D", "T", "M",
@@ -52,22 +59,56 @@ class AccessLog:
     def __init__(self, fmt: str, path: str) -> None:
         self.fmt = fmt
         self.path = path
-        self.used = tuple(dict.fromkeys(_ATOM_RE.findall(fmt)))  # the atoms computed per line
+        self.line = compile_format(fmt)
         self.fd = sys.stdout.fileno() if path == "-" else _open(path)  # OSError: caller says
         self.dropped = 0
+        # In a prefork worker (buffered): lines not yet written, and when the first was added.
+        self.buffered = False
+        self.pending: list[str] = []
+        self.first = 0.0
+        self.lock = threading.Lock()
 
     def record(self, environ: Mapping[str, Any], status: str | None, sent: int,
                seconds: float) -> None:
         """The line of one WSGI request (``status``: the status line the app gave)."""
-        self.write(self.fmt % atoms(environ, status, sent, seconds, self.used))
+        self.write(self.line(environ, status, sent, seconds))
 
     def record_http(self, handler: Any, code: Any, length: str | None, seconds: float) -> None:
         """The line of one ``http.server`` request (``code``: what log_request got)."""
-        self.write(self.fmt % atoms(http_environ(handler), str(code), _count(length), seconds,
-                                    self.used))
+        self.write(self.line(http_environ(handler), str(code), _count(length), seconds))
 
     def write(self, line: str) -> None:
-        data = (line + "\n").encode("utf-8", "backslashreplace")
+        if not self.buffered:
+            self._write(line + "\n")
+            return
+        pending = self.pending
+        if not pending:
+            self.first = time.monotonic()
+        pending.append(line)
+        if len(pending) >= BATCH_LINES:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write the lines pending, in one write."""
+        with self.lock:  # (handler threads may flush too, and append meanwhile: those stay)
+            pending = self.pending
+            count = len(pending)
+            if count:
+                text = "\n".join(pending[:count]) + "\n"
+                del pending[:count]
+                self._write(text)
+
+    def before_wait(self, wait: float, now: float) -> float:
+        """The worker's loop is about to wait ``wait`` seconds (-1: no bound) with lines
+        pending: they are written if they waited BATCH_DELAY, else the wait ends in time."""
+        due = self.first + BATCH_DELAY
+        if now >= due:
+            self.flush()
+            return wait
+        return due - now if wait < 0 else min(wait, due - now)
+
+    def _write(self, text: str) -> None:
+        data = text.encode("utf-8", "backslashreplace")
         try:
             while data:  # a regular file takes it whole; a pipe may take part
                 data = data[os.write(self.fd, data):]
@@ -76,6 +117,7 @@ class AccessLog:
 
     def reopen(self) -> None:
         """A new file at the path (after logrotate moved it), on the same descriptor number."""
+        self.flush()  # (to the old file: they were logged before the rotation)
         if self.path == "-":
             return
         fresh = _open(self.path)
@@ -86,6 +128,17 @@ class AccessLog:
 
 
 ACTIVE: list[AccessLog] = []  # empty: no access log (one list lookup per request)
+BATCH_LINES = 32  # a prefork worker writes its pending lines at this many ...
+BATCH_DELAY = 0.05  # ... or once the first has waited this many seconds
+
+
+def buffering() -> AccessLog | None:
+    """In a prefork worker, whose loop calls before_wait() and flush() at its end: the access
+    log in use, its lines from now on written in batches; None without one."""
+    if not ACTIVE:
+        return None
+    ACTIVE[0].buffered = True
+    return ACTIVE[0]
 
 
 def _open(path: str) -> int:
@@ -95,8 +148,8 @@ def _open(path: str) -> int:
 def check_format(fmt: str) -> str:
     """``fmt`` if it formats with the atoms; ValueError says why not."""
     try:
-        fmt % atoms({}, "200 OK", 0, 0.0, ATOMS)
-    except (KeyError, ValueError, TypeError) as exc:
+        compile_format(fmt)({}, "200 OK", 0, 0.0)
+    except (KeyError, ValueError, TypeError, SyntaxError) as exc:
         raise ValueError(f"unknown atom or bad format: {exc}") from None
     return fmt
 
@@ -140,38 +193,57 @@ def _path(environ: Mapping[str, Any]) -> str:
     return str(environ.get("REQUEST_URI") or environ.get("PATH_INFO", ""))
 
 
-Atom = Callable[[Mapping[str, Any], str, int, float], Any]
-_ATOMS: dict[str, Atom] = {
-    "h": lambda e, s, n, d: e.get("REMOTE_ADDR", "-"),
-    "l": lambda e, s, n, d: "-",
-    "u": lambda e, s, n, d: _user(e.get("HTTP_AUTHORIZATION")),
-    "t": lambda e, s, n, d: _now(),
-    "r": lambda e, s, n, d: (f"{e.get('REQUEST_METHOD', '-')} {_path(e)} "
-                             f"{e.get('SERVER_PROTOCOL', '-')}"),
-    "m": lambda e, s, n, d: e.get("REQUEST_METHOD", "-"),
-    "U": lambda e, s, n, d: e.get("PATH_INFO", ""),
-    "q": lambda e, s, n, d: e.get("QUERY_STRING", ""),
-    "H": lambda e, s, n, d: e.get("SERVER_PROTOCOL", "-"),
-    "s": lambda e, s, n, d: s,
-    "b": lambda e, s, n, d: str(n) if n else "-",
-    "B": lambda e, s, n, d: n,
-    "f": lambda e, s, n, d: e.get("HTTP_REFERER", "-"),
-    "a": lambda e, s, n, d: e.get("HTTP_USER_AGENT", "-"),
-    "D": lambda e, s, n, d: int(d * 1_000_000),
-    "T": lambda e, s, n, d: int(d),
-    "M": lambda e, s, n, d: int(d * 1000),
-    "L": lambda e, s, n, d: f"{d:.6f}",
-    "p": lambda e, s, n, d: f"<{os.getpid()}>",
-    "R": lambda e, s, n, d: request_id(e),
+# Each atom as an expression over the request's environ ``e``, status line ``s``, body bytes
+# ``n`` and seconds ``d``.  A format is compiled once into one function that computes the atoms
+# it uses and nothing else (``fmt % (...)``): the access log runs on every request.
+_EXPRESSIONS = {
+    "h": 'e.get("REMOTE_ADDR", "-")',
+    "l": '"-"',
+    "u": '_user(e.get("HTTP_AUTHORIZATION"))',
+    "t": "_now()",
+    "r": ('f"{e.get(\'REQUEST_METHOD\', \'-\')} {_path(e)} '
+          '{e.get(\'SERVER_PROTOCOL\', \'-\')}"'),
+    "m": 'e.get("REQUEST_METHOD", "-")',
+    "U": 'e.get("PATH_INFO", "")',
+    "q": 'e.get("QUERY_STRING", "")',
+    "H": 'e.get("SERVER_PROTOCOL", "-")',
+    "s": '(s.split(" ", 1)[0] if s else "-")',
+    "b": '(str(n) if n else "-")',
+    "B": "n",
+    "f": 'e.get("HTTP_REFERER", "-")',
+    "a": 'e.get("HTTP_USER_AGENT", "-")',
+    "D": "int(d * 1_000_000)",
+    "T": "int(d)",
+    "M": "int(d * 1000)",
+    "L": 'f"{d:.6f}"',
+    "p": "_PID[0]",
+    "R": "request_id(e)",
 }
-assert list(_ATOMS) == ATOMS
+assert list(_EXPRESSIONS) == ATOMS
+Line = Callable[[Mapping[str, Any], "str | None", int, float], str]
+
+
+def compile_format(fmt: str) -> Line:
+    """``fmt`` as a function of (environ, status, sent, seconds) -> the line; KeyError names
+    an unknown atom."""
+    names = _ATOM_RE.findall(fmt)
+    positional = _ATOM_RE.sub("%", fmt)
+    values = ", ".join(_EXPRESSIONS[name] for name in names)
+    source = f"lambda e, s, n, d: FMT % ({values}{',' if names else ''})"
+    namespace = {"FMT": positional, "_user": _user, "_now": _now, "_path": _path,
+                 "_PID": _PID, "request_id": request_id}
+    return cast(Line, eval(source, namespace))
+
+
+_PID = [f"<{os.getpid()}>"]  # the p atom, refreshed in a forked worker
+os.register_at_fork(after_in_child=lambda: _PID.__setitem__(0, f"<{os.getpid()}>"))
 
 
 def atoms(environ: Mapping[str, Any], status: str | None, sent: int, seconds: float,
           used: Any = ATOMS) -> dict[str, Any]:
-    """The values of the atoms ``used`` (a KeyError names an unknown one)."""
-    code = status.split(" ", 1)[0] if status else "-"
-    return {key: _ATOMS[key](environ, code, sent, seconds) for key in used}
+    """The values of the atoms ``used`` (for tests and tools; a KeyError names an unknown
+    one)."""
+    return {key: compile_format(f"%({key})s")(environ, status, sent, seconds) for key in used}
 
 
 def http_environ(handler: Any) -> dict[str, Any]:
