@@ -3,9 +3,10 @@ side by side, in alternating rounds.
 
 ``python scripts/bench_accesslog.py --rounds 6 --duration 5``
 
-Each round starts ``prefork serve workers.wsgi_hello:app`` (one worker, so its CPU time is the
-server's cost) without and with ``--access-logfile`` (a file, gunicorn's default format), in
-an order that alternates, warms it up, and drives it with ``wrk`` (keep-alive).  Printed: per
+Each round starts ``prefork serve workers.wsgi_hello:app`` twice (one worker each, so its CPU
+time is the server's cost), without and with ``--access-logfile`` (a file, gunicorn's default
+format), warms both up and drives both at the same time, each with its own ``wrk``
+(keep-alive): on a shared machine the other load hits both alike.  Printed: per
 round and as medians, requests/s and the worker's CPU (user + sys) per request, and the ratio
 on/off of each.  CPU per request is the steadier figure on a shared machine.
 """
@@ -20,7 +21,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import psutil
@@ -50,32 +51,43 @@ def worker_cpu(master: psutil.Process) -> float:
     return total
 
 
-def one(log: Path | None, args: argparse.Namespace) -> tuple[float, float]:
+def start(log: Path | None) -> tuple[subprocess.Popen[bytes], psutil.Process, int]:
     port = free_port(socket.SOCK_STREAM)
     argv = [sys.executable, "-m", "prefork", "serve", "workers.wsgi_hello:app", "-b",
             f"127.0.0.1:{port}", "-w", "1", "--log-level", "warning"]
     if log is not None:
         argv += ["--access-logfile", str(log)]
     proc = subprocess.Popen(argv, cwd=ROOT, env=root_env({}), stderr=subprocess.DEVNULL)
+    master = psutil.Process(proc.pid)
+
+    def up() -> bool:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        except OSError:
+            return False
+        return bool(master.children())
+
+    wait_for(up, 15, 0.05, "the server", error=RuntimeError)
+    return proc, master, port
+
+
+def round_(tmp: Path, rnd: int, args: argparse.Namespace) -> dict[str, tuple[float, float]]:
+    """Both servers at once, each under its own wrk: the machine's noise hits both alike."""
+    servers = {"off": start(None), "on": start(tmp / f"access-{rnd}.log")}
     try:
-        master = psutil.Process(proc.pid)
-
-        def up() -> bool:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            except OSError:
-                return False
-            return bool(master.children())
-
-        wait_for(up, 15, 0.05, "the server", error=RuntimeError)
-        wrk(port, 1, args.connections)  # warm-up
-        before = worker_cpu(master)
-        requests, rps = wrk(port, args.duration, args.connections)
-        cpu = worker_cpu(master) - before
-        return rps, cpu / requests * 1e6
+        for _, _, port in servers.values():
+            wrk(port, 1, args.connections)  # warm-up
+        before = {k: worker_cpu(m) for k, (_, m, _) in servers.items()}
+        with ThreadPoolExecutor(2) as pool:
+            runs = {k: pool.submit(wrk, port, args.duration, args.connections)
+                    for k, (_, _, port) in servers.items()}
+            done = {k: f.result() for k, f in runs.items()}
+        cpu = {k: worker_cpu(m) - before[k] for k, (_, m, _) in servers.items()}
+        return {k: (done[k][1], cpu[k] / done[k][0] * 1e6) for k in servers}
     finally:
-        proc.terminate()
-        proc.wait(15)
+        for proc, _, _ in servers.values():
+            proc.terminate()
+            proc.wait(15)
 
 
 def main() -> None:
@@ -87,23 +99,23 @@ def main() -> None:
     if shutil.which("wrk") is None:
         sys.exit("bench_accesslog: needs wrk (apt-get install wrk)")
     results: dict[str, list[tuple[float, float]]] = {"off": [], "on": []}
+    ratios = []
     with tempfile.TemporaryDirectory(prefix="prefork-accesslog-") as tmp:
         for rnd in range(args.rounds):
-            order = ("off", "on") if rnd % 2 == 0 else ("on", "off")
-            for variant in order:
-                log = Path(tmp) / f"access-{rnd}.log" if variant == "on" else None
-                rps, us = one(log, args)
+            got = round_(Path(tmp), rnd, args)
+            lines = (Path(tmp) / f"access-{rnd}.log").read_text().count("\n")
+            for variant, (rps, us) in got.items():
                 results[variant].append((rps, us))
-                lines = log.read_text().count("\n") if log is not None else 0
-                print(f"round {rnd} {variant:>3}: {rps:9.0f} req/s  {us:6.2f} us CPU/request"
-                      + (f"  ({lines} lines)" if log is not None else ""), flush=True)
-                time.sleep(0.2)
+            ratios.append(got["on"][1] / got["off"][1])
+            print(f"round {rnd}: off {got['off'][0]:7.0f} req/s {got['off'][1]:6.2f} us CPU/req"
+                  f" | on {got['on'][0]:7.0f} req/s {got['on'][1]:6.2f} us CPU/req "
+                  f"({lines} lines) | CPU on/off {ratios[-1]:.3f}", flush=True)
     med = {k: (statistics.median(r for r, _ in v), statistics.median(u for _, u in v))
            for k, v in results.items()}
     print(f"median off: {med['off'][0]:.0f} req/s, {med['off'][1]:.2f} us/request")
     print(f"median on:  {med['on'][0]:.0f} req/s, {med['on'][1]:.2f} us/request")
-    print(f"on/off: throughput {med['on'][0] / med['off'][0]:.3f}, "
-          f"CPU per request {med['on'][1] / med['off'][1]:.3f}")
+    print(f"median of the per-round CPU-per-request ratios on/off: {statistics.median(ratios):.3f}"
+          f"; throughput ratio of the medians {med['on'][0] / med['off'][0]:.3f}")
 
 
 if __name__ == "__main__":

@@ -85,6 +85,8 @@ class Runner:
             raise StartError(f"user and group need --mode prefork, not {config.mode}")
         if len(specs) > 1 and config.mode != "prefork":
             raise StartError(f"several listeners need --mode prefork, not {config.mode}")
+        if config.proxy_protocol and not all(spec.stream for spec in specs):
+            raise StartError("--proxy-protocol needs stream listeners (TCP or unix), not UDP")
         if (config.keyfile or config.ca_certs) and not config.certfile:
             raise StartError("TLS: --keyfile and --ca-certs need --certfile")
         if config.capture_output and not config.log_file:

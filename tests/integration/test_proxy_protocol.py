@@ -11,12 +11,14 @@ import shutil
 import socket
 import ssl
 import struct
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from helpers import LOCAL, server_process
+from helpers import LOCAL, ROOT, clean_env, server_process
 
 WSGI = "tests.apps.wsgi_plain:application"
 HTTP = "tests.apps.peer_http:Peer"
@@ -136,3 +138,12 @@ def test_the_header_is_bounded_in_time() -> None:
             sock.sendall(V1[:10])  # and nothing more
             assert sock.recv(100) == b""  # closed by the deadline
         server.wait_line(r"no whole PROXY header within client_timeout", start=start)
+
+
+def test_refused_at_start_on_a_datagram_listener() -> None:
+    done = subprocess.run([sys.executable, "-m", "prefork", "serve",
+                           "workers.udp_echo:DatagramEcho", "-b", "udp://127.0.0.1:0",
+                           "--proxy-protocol"], cwd=ROOT,
+                          env=clean_env(), capture_output=True, text=True, timeout=30)
+    assert done.returncode == 2, done.stderr
+    assert "--proxy-protocol needs stream listeners" in done.stderr
