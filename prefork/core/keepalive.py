@@ -343,3 +343,12 @@ def drain_grace(keep_alive: float, graceful_timeout: float) -> float:
     if graceful_timeout:
         grace = min(grace, graceful_timeout / 2)
     return grace
+
+
+def take_over(servers: Any) -> None:
+    """In a worker: each of ``servers`` that honours holds serves with :func:`with_keep_alive`
+    of its handler."""
+    for server in servers:
+        if isinstance(server, HoldsConnections):
+            server.RequestHandlerClass = with_keep_alive(  # type: ignore[attr-defined]
+                server.RequestHandlerClass)  # type: ignore[attr-defined]

@@ -234,10 +234,7 @@ class Worker:
         # overrides it pays for a timed wake-up (and for the call).
         overridden = type(server).service_actions is not socketserver.BaseServer.service_actions
         timeout = self.ctx.poll_interval if overridden else -1.0
-        for listening in listeners.values():
-            if isinstance(listening, keepalive.HoldsConnections):
-                listening.RequestHandlerClass = keepalive.with_keep_alive(
-                    cast(type, listening.RequestHandlerClass))
+        keepalive.take_over(listeners.values())  # http.server handlers: KeepAliveHTTPMixIn
         limits = Limits(self.server.client_timeout, self.server.keep_alive,
                         fdlimit.worker_connections(self.server.worker_connections),
                         keepalive.drain_grace(self.server.keep_alive,
@@ -305,8 +302,7 @@ class Worker:
                 if overridden:
                     server.service_actions()
         finally:
-            if access is not None:
-                access.flush()
+            accesslog.flush_pending()
             mux.close()
 
     def _pull(self, ep: select.epoll) -> None:

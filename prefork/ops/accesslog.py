@@ -164,6 +164,12 @@ def setup_access_log(path: str | None, fmt: str) -> None:
         ACTIVE.append(AccessLog(fmt, path))
 
 
+def flush_pending() -> None:
+    """Write the lines still pending (a prefork worker's loop, as it ends)."""
+    for log in ACTIVE:
+        log.flush()
+
+
 def reopen() -> int:
     """USR1: reopen the access log file, if there is one; how many were reopened."""
     for log in ACTIVE:
