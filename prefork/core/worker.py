@@ -261,8 +261,7 @@ class Worker:
         try:
             while True:
                 wait = due_wait if title.due else timeout
-                if access is not None and access.pending:
-                    wait = access.before_wait(wait, monotonic())
+                wait = access.before_wait(wait, monotonic()) if access and access.pending else wait
                 events = poll(mux.timeout(wait, monotonic())
                               if ready or deadlines or not mux.accepting else wait)
                 look_at_title = not events
