@@ -30,6 +30,7 @@ import time
 from collections.abc import Callable, Collection
 from typing import Any, TypeVar
 
+from prefork.core import delegating
 from prefork.core.keepalive import OFFER, HoldsConnections, Offer, Resumable
 from prefork.core.memguard import check_error
 from prefork.core.outbox import CLOSING, PENDING, discard, pending
@@ -97,7 +98,9 @@ def request_path(server: socketserver.BaseServer) -> Serve:
     in the calling thread; returns the handler that holds the connection now (keep-alive), or
     None (the connection was shut down)."""
     closing = _closing(server)
-    allowed = isinstance(server, HoldsConnections)
+    # A thread or child of ThreadingMixIn/ForkingMixIn owns its connection (delegating.py).
+    allowed = isinstance(server, HoldsConnections) and not delegating.delegates(server)
+    delegating.prepare(server)
     if closing is None:
         return lambda request, address: _general(server, request, address, allowed)
     tcp = closing == "tcp"

@@ -11,28 +11,24 @@ drains and exits, and the master's ``serve_forever()`` returns.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 
 from prefork.core.contract import REPORT_SHUTDOWN
 
-_report: Callable[[int], None] | None = None  # the worker's report (set in the worker only)
-_pid = 0  # the worker it was set in (not a child the handler forked)
+# The worker's report (set in the worker only; a child a handler forked -- ForkingMixIn's --
+# inherits it, and its report names the worker).
+_report: Callable[[int], None] | None = None
 
 
 def attach(report: Callable[[int], None]) -> None:
     """Called by the worker once it runs: ``report(event)`` writes to the master."""
-    global _report, _pid
-    _report, _pid = report, os.getpid()
-
-
-def in_worker() -> bool:
-    return _report is not None and _pid == os.getpid()
+    global _report
+    _report = report
 
 
 def request_stop() -> bool:
     """In a worker: ask the master to stop the pool gracefully; True.  Elsewhere: False."""
-    if _report is None or _pid != os.getpid():
+    if _report is None:
         return False
     _report(REPORT_SHUTDOWN)
     return True

@@ -36,7 +36,7 @@ import time
 from collections.abc import Callable
 from typing import Any, NoReturn, cast
 
-from prefork.core import fdlimit, keepalive, pooled, privileges, stdfds
+from prefork.core import delegating, fdlimit, keepalive, pooled, privileges, stdfds
 from prefork.core.affinity import pin_to_slot_cpu
 from prefork.core.conn import Conn
 from prefork.core.contract import (
@@ -211,13 +211,12 @@ class Worker:
                 self._pull(ep)
             else:
                 self._loop(ep, listeners)
+                delegating.finish(server.listening_servers(), self.stop == "graceful")
         finally:
             ep.close()
-        log.debug(
-            "worker %d (pid %d) exiting (%s): %d requests, %d empty accepts",
-            self.info.age, self.pid, self.stop, self.ctx.board.read(self.info.slot).requests,
-            slot.empty_accepts,
-        )
+        served = self.ctx.board.read(self.info.slot).requests
+        log.debug("worker %d (pid %d) exiting (%s): %d requests, %d empty accepts",
+                  self.info.age, self.pid, self.stop, served, slot.empty_accepts)
         return EXIT_OK
 
     def _label(self, state: str) -> tuple[str, int]:
