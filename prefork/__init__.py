@@ -22,6 +22,7 @@ from prefork.core.servers import (
 )
 from prefork.core.sockets import BindSpec, BindSpecError, parse_bind
 from prefork.core.tls import PeerCredMixIn, TLSMixIn
+from prefork.core.urgent import at_mark
 from prefork.master.supervisor import BootError, Master
 
 __version__ = "0.1.0"
@@ -45,6 +46,7 @@ __all__ = [
     "WSGIRequestHandler",
     "WorkerInfo",
     "__version__",
+    "at_mark",
     "default_workers",
     "hold",
     "parse_bind",

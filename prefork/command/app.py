@@ -16,6 +16,7 @@ import socketserver
 from typing import Any
 
 from prefork.apps.loader import AppError, AppKind, HandlerFactory, handler_kind, load_app
+from prefork.core import urgent
 from prefork.core.keepalive import handler_class
 from prefork.core.servers import PreforkMixIn
 from prefork.core.sockets import BindSpec
@@ -53,6 +54,17 @@ def is_http_handler(handler: Any) -> bool:
             and handler_kind(cls) in ("http", "wsgi"))
 
 
+class _OOBInlineMixIn:
+    """The in-process modes keep TCP urgent data in the stream too, as the pool does."""
+
+    oob_inline = True
+
+    def server_bind(self) -> None:
+        super().server_bind()  # type: ignore[misc]
+        if self.oob_inline:
+            urgent.inline(self.socket)  # type: ignore[attr-defined]
+
+
 class _UnixHTTPMixIn:
     """http.server handlers format ``client_address[0]``; a unix peer has no address."""
 
@@ -86,6 +98,8 @@ def server_class_for(
     mixin = MODES[mode]
     if mixin is not None:
         bases.append(mixin)
+    if mode != "prefork" and spec.kind == "tcp":
+        bases.append(_OOBInlineMixIn)
     if kind == "http":
         if spec.kind == "unix":
             bases.append(_UnixHTTPMixIn)

@@ -24,7 +24,7 @@ import sys
 import threading
 from typing import Any
 
-from prefork.core import pooled, privileges, sockets
+from prefork.core import pooled, privileges, sockets, urgent
 from prefork.core.contract import PoolServer
 from prefork.core.cpus import usable_cpus
 from prefork.core.keepalive import HoldsConnections
@@ -69,6 +69,8 @@ class PreforkMixIn(HoldsConnections, PoolServer):
     # socketserver's default backlog is 5: with a busy pool the queue overflows and clients
     # wait a SYN retry (1 s).  The kernel caps this at net.core.somaxconn.
     request_queue_size: int = 2048
+    # TCP urgent data stays in the stream (SO_OOBINLINE, RFC 6093's advice; core/urgent.py).
+    oob_inline: bool = True
 
     # What the mix-in expects of the socketserver class it is mixed into.
     socket: socket.socket
@@ -150,6 +152,8 @@ class PreforkMixIn(HoldsConnections, PoolServer):
         if on_file:
             sockets.clear_stale_unix_path(path, self.socket.type)
         super().server_bind()  # type: ignore[misc]
+        if self.oob_inline:
+            urgent.inline(self.socket)
         if on_file:
             self._own_socket_file()
             # Before listen(): no client connects while the file still has the umask's mode.
