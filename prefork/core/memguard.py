@@ -66,7 +66,6 @@ class Budget:
     def __init__(self) -> None:
         self.armed = False
         self.limit_mb = 0
-        self.soft = resource.RLIM_INFINITY
         self.on_exceeded: Callable[[], None] | None = None
 
     def arm(self, limit_mb: int, on_exceeded: Callable[[], None], threads: int = 0) -> int | None:
@@ -93,7 +92,7 @@ class Budget:
         if hard != resource.RLIM_INFINITY and soft > hard:
             return None
         resource.setrlimit(resource.RLIMIT_DATA, (soft, hard))
-        self.armed, self.limit_mb, self.soft, self.on_exceeded = True, limit_mb, soft, on_exceeded
+        self.armed, self.limit_mb, self.on_exceeded = True, limit_mb, on_exceeded
         return soft
 
     def exceeded(self, exc: BaseException | None) -> bool:
