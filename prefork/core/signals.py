@@ -26,6 +26,8 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from types import FrameType
 
+from prefork.core.errnos import BrokenWorker
+
 Handler = Callable[[int, FrameType | None], object] | int | signal.Handlers | None
 
 
@@ -75,6 +77,12 @@ class SignalQueue:
                        for fd in (self.read_fd, self.write_fd))
         except OSError:
             return False
+
+    def ensure_intact(self) -> None:
+        """Raise BrokenWorker unless :meth:`intact` (the loop could never be woken again)."""
+        if not self.intact():
+            raise BrokenWorker("its signal pipe was closed or replaced (by the application?): "
+                               "exiting to be replaced")
 
     def wake(self) -> None:
         """Wake the loop from any thread (a full pipe already guarantees a wake-up)."""

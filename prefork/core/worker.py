@@ -162,9 +162,8 @@ class Worker:
         busy = self.book is not None and self.book.busy
         if signum in QUICK_SIGNALS and busy:
             raise QuickExit
-        if not busy and not self.signals.intact():  # the loop would never wake for signals
-            raise BrokenWorker("its signal pipe was closed or replaced (by the application?): "
-                               "exiting to be replaced")
+        if not busy:  # else the loop looks when the request is done (_handle_signals)
+            self.signals.ensure_intact()
         if signum in WORKER_SIGNALS and self.puller is not None and self.puller.pulling:
             raise StopPulling
 
@@ -357,6 +356,7 @@ class Worker:
         return self.stop is not None and self.stop != "graceful"
 
     def _handle_signals(self) -> None:
+        self.signals.ensure_intact()
         for sig in self.signals.drain():
             if sig in QUICK_SIGNALS:
                 self.stop = "quick"
