@@ -92,7 +92,8 @@ def test_a_template_that_answers_a_fork_request_late_leaves_no_unknown_worker(
         start = server.reload(2)
         new = server.ready_pids(start)
         wait_gone(before, "every worker of generation 1 after the reload", timeout=10)
-        assert server.live() == new
+        # (a template's title is read from its command line, which may lag its fork)
+        wait_for(lambda: server.live() == new, what="only the new generation")
         served = {int(http_get(*address)[1]) for _ in range(20)}
         assert served <= new, f"served by {served}, generation 2 is {new}"
         server.stop_ok()

@@ -119,7 +119,8 @@ def test_reload_serves_the_rewritten_module(tmp_path: Path, mode: str) -> None:
         start = server.reload(2)
         new = server.ready_pids(start)
         wait_gone(old, "the first generation to retire")
-        assert server.live() == new
+        # (a template's title is read from its command line, which may lag its fork)
+        wait_for(lambda: server.live() == new, what="only the new generation")
         for _ in range(6):
             version, pid = _answer(address)
             assert version == "version-two"
