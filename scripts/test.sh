@@ -7,7 +7,8 @@
 # rpcbind, rpcsvc-proto and libtirpc-dev (rpcinfo, rpcgen and libtirpc for the RPC tests),
 # strace (sendfile seen in the wsgi.file_wrapper tests), nginx-light (docs/proxies.md's nginx
 # configuration run in front of prefork; its service is not started on install),
-# iproute2 (ip netns: the rpcbind registration tests run rpcbind in a namespace of their own).
+# iproute2 (ip netns: the rpcbind registration tests run rpcbind in a namespace of their own),
+# wrk (a keep-alive load client: tests/integration/test_nothing_lost.py, scripts/bench*.py).
 # Python packages go into .venv from the `test` extra.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,6 +26,7 @@ command -v rpcgen >/dev/null 2>&1 || missing+=(rpcsvc-proto)
 command -v cc >/dev/null 2>&1 || missing+=(gcc)  # builds the rpcgen client
 [ -e /usr/include/stdio.h ] || missing+=(libc6-dev)
 command -v strace >/dev/null 2>&1 || missing+=(strace)
+command -v wrk >/dev/null 2>&1 || missing+=(wrk)  # keep-alive load in test_nothing_lost
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx-light)
 if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
