@@ -23,7 +23,7 @@ from prefork.apps.loader import AppError
 from prefork.apps.wsgi import WSGIRequestHandler
 from prefork.command import rpcapp
 from prefork.command.rpcapp import RPCApp
-from prefork.core import privileges
+from prefork.core import pidfds, privileges
 from prefork.core.privileges import Credentials
 
 PROBE_TIMEOUT = 60.0  # seconds an import may take (a framework that connects somewhere)
@@ -72,12 +72,13 @@ def probe(
     os.close(write_fd)
     with contextlib.suppress(PermissionError, ProcessLookupError):
         os.setpgid(pid, pid)  # also done in the child; whichever runs first wins
-    pidfd = os.pidfd_open(pid)
+    pidfd = os.pidfd_open(pid) if pidfds.usable() else None
     try:
-        reply = _read_all(read_fd, pidfd, time.monotonic() + timeout)
+        reply = _read_all(read_fd, pid, pidfd, time.monotonic() + timeout)
     finally:
         os.close(read_fd)
-        os.close(pidfd)
+        if pidfd is not None:
+            os.close(pidfd)
         # Done already, or stuck past the timeout; a zombie still holds its group id, so
         # the group cannot be someone else's: whatever the import started goes too.
         with contextlib.suppress(ProcessLookupError, PermissionError):
@@ -93,23 +94,38 @@ def probe(
     raise AppError(detail if verdict == "error" else f"APP {app!r}: the import probe died")
 
 
-def _read_all(fd: int, pidfd: int, deadline: float) -> str | None:
+def _read_all(fd: int, pid: int, pidfd: int | None, deadline: float) -> str | None:
     """What the probe wrote, once it closed the pipe or exited (a process its import forked
-    may hold the pipe open for long after); None past ``deadline``."""
+    may hold the pipe open for long after); None past ``deadline``.  Without a pidfd the exit
+    is noticed by ``waitpid(WNOHANG)`` every ``EXIT_CHECK`` seconds (the zombie stays: the
+    caller reaps it)."""
     data = b""
     while True:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             return None
-        readable, _, _ = select.select([fd, pidfd], [], [], remaining)
+        watched = [fd] if pidfd is None else [fd, pidfd]
+        wait = remaining if pidfd is not None else min(remaining, EXIT_CHECK)
+        readable, _, _ = select.select(watched, [], [], wait)
         if fd in readable:
             chunk = os.read(fd, 65536)
             if not chunk:
                 return data.decode(errors="replace")
             data += chunk
-        elif pidfd in readable:  # exited: all it wrote is in the pipe
+        elif pidfd in readable or (pidfd is None and _exited(pid)):  # all it wrote is there
             os.set_blocking(fd, False)
             with contextlib.suppress(BlockingIOError):
                 while chunk := os.read(fd, 65536):
                     data += chunk
             return data.decode(errors="replace")
+
+
+EXIT_CHECK = 0.05  # seconds between exit checks of the probe where pidfds cannot be used
+
+
+def _exited(pid: int) -> bool:
+    """True once ``pid`` has exited (without reaping it: ``waitid`` with WNOWAIT)."""
+    try:
+        return os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+    except ChildProcessError:
+        return True

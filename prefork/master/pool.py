@@ -26,7 +26,7 @@ import signal
 import time
 from collections.abc import Callable, Iterable
 
-from prefork.core import forksafe
+from prefork.core import forksafe, pidfds
 from prefork.core import signals as sigs
 from prefork.core.contract import REPORT, REPORT_READY, ChildContext, PoolServer, WorkerInfo
 from prefork.core.scoreboard import Scoreboard
@@ -76,7 +76,7 @@ class Pool:
         self._early_reports: list[tuple[WorkerInfo, int]] = []
         self.ages = 0
         self.retired_requests = 0  # requests served by workers already reaped
-        self.use_pidfd = hasattr(os, "pidfd_open")
+        self.use_pidfd = pidfds.usable()
         # With preload, workers are forked by their generation's template (prefork.core.template).
         self.templates: Templates | None = None
         if server.preload:

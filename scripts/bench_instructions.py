@@ -1,0 +1,127 @@
+"""Instructions per request of a server's whole process tree, counted by valgrind's callgrind:
+a figure that does not move with the machine's load, for comparing two variants of one server.
+
+``python scripts/bench_instructions.py [--requests 400,2000] [--close] -- SERVE ARGS...``
+
+The command ``python -m prefork serve SERVE ARGS... -b 127.0.0.1:PORT`` runs under
+``valgrind --tool=callgrind --trace-children=yes`` (so the master and every worker are counted),
+is sent N requests over one kept-alive connection (or N connections with ``--close``), one
+after the other, and is stopped with SIGTERM; the instructions of every process are summed.
+Run for two values of N, the difference divided by the difference of N is the cost of one
+request, without the start and the stop.  Example, the access log's cost::
+
+    python scripts/bench_instructions.py -- workers.wsgi_hello:app -w 1
+    python scripts/bench_instructions.py -- workers.wsgi_hello:app -w 1 --access-logfile /tmp/a
+
+(callgrind runs the code about 50 times slower: keep N in the thousands.)
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "scripts"))
+from procs import free_port, root_env, wait_for  # noqa: E402
+
+REQUEST = b"GET / HTTP/1.1\r\nHost: bench\r\nUser-Agent: bench\r\n\r\n"
+CLOSE = b"GET / HTTP/1.1\r\nHost: bench\r\nUser-Agent: bench\r\nConnection: close\r\n\r\n"
+
+
+def _response(sock: socket.socket, pending: bytearray) -> None:
+    """Read one response (a head with Content-Length, then its body) off ``sock``."""
+    while b"\r\n\r\n" not in pending:
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise ConnectionError("the server closed the connection")
+        pending += chunk
+    head, _, _ = bytes(pending).partition(b"\r\n\r\n")
+    match = re.search(rb"(?im)^content-length:\s*(\d+)", head)
+    end = len(head) + 4 + (int(match.group(1)) if match else 0)
+    while len(pending) < end:
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise ConnectionError("the server closed the connection mid-body")
+        pending += chunk
+    del pending[:end]
+
+
+def drive(port: int, count: int, close: bool) -> None:
+    if close:
+        for _ in range(count):
+            with socket.create_connection(("127.0.0.1", port)) as sock:
+                sock.sendall(CLOSE)
+                _response(sock, bytearray())
+        return
+    with socket.create_connection(("127.0.0.1", port)) as sock:
+        pending = bytearray()
+        for _ in range(count):
+            sock.sendall(REQUEST)
+            _response(sock, pending)
+
+
+def count(serve: list[str], requests: int, close: bool) -> int:
+    """Instructions of the whole tree for one run of ``requests`` requests."""
+    port = free_port(socket.SOCK_STREAM)
+    with tempfile.TemporaryDirectory() as tmp:
+        out = os.path.join(tmp, "cg.%p")
+        argv = ["valgrind", "--tool=callgrind", "--trace-children=yes", "--quiet",
+                f"--callgrind-out-file={out}", sys.executable, "-m", "prefork", "serve",
+                *serve, "-b", f"127.0.0.1:{port}", "--log-level", "warning"]
+        proc = subprocess.Popen(argv, cwd=ROOT, env=root_env({}), stderr=subprocess.DEVNULL)
+        try:
+            def up() -> bool:
+                try:
+                    socket.create_connection(("127.0.0.1", port), timeout=5).close()
+                except OSError:
+                    return False
+                return True
+            wait_for(up, 300, 0.2, "the server under valgrind", error=RuntimeError)
+            drive(port, 20, close)  # warm: the worker's first requests import and allocate
+            drive(port, requests, close)
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(120)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        total = 0
+        for name in os.listdir(tmp):
+            text = Path(tmp, name).read_text(errors="replace")
+            match = re.search(r"^(?:summary|totals):\s*(\d+)", text, re.M)
+            if match:
+                total += int(match.group(1))
+        return total
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--requests", default="400,2000",
+                        help="two request counts, comma-separated (default 400,2000)")
+    parser.add_argument("--close", action="store_true", help="a new connection per request")
+    parser.add_argument("serve", nargs=argparse.REMAINDER, help="-- then prefork serve's args")
+    args = parser.parse_args()
+    if shutil.which("valgrind") is None:
+        print("bench_instructions: needs valgrind (apt-get install valgrind)", file=sys.stderr)
+        return 2
+    serve = [a for a in args.serve if a != "--"] or ["workers.wsgi_hello:app", "-w", "1"]
+    low, high = (int(n) for n in args.requests.split(","))
+    first, second = count(serve, low, args.close), count(serve, high, args.close)
+    per = (second - first) / (high - low)
+    print(f"{' '.join(serve)}: {per / 1000:.1f}k instructions/request "
+          f"({'close' if args.close else 'keep-alive'}; {low}: {first}, {high}: {second})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
