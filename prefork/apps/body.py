@@ -16,8 +16,9 @@ import tempfile
 from collections.abc import Callable, Iterator
 from typing import IO
 
-from prefork.apps.request import MAX_HEAD, MAX_HEADER_LINE, RequestError
+from prefork.apps.request import RequestError
 from prefork.core.httpgrammar import CHUNK_LINE, FIELD_LINE
+from prefork.core.httplimits import FIELD_SIZE, MAX_HEAD
 
 BLOCK = 65536
 SPOOL_MEMORY = 1 << 20  # a buffered body larger than this goes to a temporary file
@@ -141,9 +142,11 @@ class ChunkedBody(Body):
     dropped."""
 
     def __init__(
-        self, rfile: io.BufferedIOBase, on_first_read: Callable[[], None] | None = None
+        self, rfile: io.BufferedIOBase, on_first_read: Callable[[], None] | None = None,
+        field_size: int = FIELD_SIZE,
     ) -> None:
         super().__init__(rfile, on_first_read)
+        self.field_size = field_size  # a trailer line's bound (limit_request_field_size)
         self.left = 0  # bytes of the current chunk still to read
         self.ended = False  # the last chunk and the trailers were read
 
@@ -188,14 +191,14 @@ class ChunkedBody(Body):
 
     def _trailers(self) -> None:
         total = 0
-        while line := self._line(MAX_HEADER_LINE, "trailer line"):
+        while line := self._line(self.field_size, "trailer line"):
             total += len(line)
             if total > MAX_HEAD:
                 raise RequestError(431, "trailer fields too large")
             if FIELD_LINE.fullmatch(line) is None:
                 raise RequestError(400, "malformed trailer line")
         if line is None:
-            raise RequestError(431, f"trailer line longer than {MAX_HEADER_LINE} bytes")
+            raise RequestError(431, f"trailer line longer than {self.field_size} bytes")
 
 
 def spool(body: Body, limit: int) -> tuple[IO[bytes], int]:

@@ -8,11 +8,11 @@ bare LF, two equal Content-Lengths, a byte above 0x7F in the target).  Where two
 disagree on a request, a request can be smuggled; so llhttp only gets a fast path, for the
 common shape, and every head outside it goes to :func:`prefork.apps.request.read_head`:
 
-* the whole head must already be buffered (``peek``), end in its first CRLF CRLF, be at most
-  ``MAX_HEADER_LINE`` bytes (so no line or total bound can be crossed) and not begin with an
-  empty line;
+* the whole head must already be buffered (``peek``), end in its first CRLF CRLF, be no
+  longer than the shorter line limit (``core/httplimits.py``: so no line or total bound can be
+  crossed) and not begin with an empty line;
 * llhttp must accept it without an upgrade, and its request line must read back exactly as
-  ``METHOD SP target SP HTTP/1.x CRLF``; at most ``MAX_HEADERS`` fields, each value valid
+  ``METHOD SP target SP HTTP/1.x CRLF``; at most ``limit_request_fields`` fields, each valid
   by :mod:`prefork.core.httpgrammar` (llhttp lets some control bytes through).
 
 Anything else (every refusal included) is read again by the strict parser, from the same bytes,
@@ -32,8 +32,9 @@ from collections.abc import Callable
 from typing import Any
 
 from prefork.apps import request
-from prefork.apps.request import MAX_HEADER_LINE, MAX_HEADERS, RequestHead
+from prefork.apps.request import RequestHead
 from prefork.core.httpgrammar import OWS, valid_value
+from prefork.core.httplimits import DEFAULT, HeadLimits
 
 try:
     import httptools  # type: ignore[import-not-found, unused-ignore]
@@ -42,7 +43,7 @@ except ImportError:  # the python parser serves alone
 else:
     HTTPTOOLS = True
 
-HeadReader = Callable[[io.BufferedIOBase], "RequestHead | None"]
+HeadReader = Callable[[io.BufferedIOBase, HeadLimits], "RequestHead | None"]
 
 _VERSIONS = {b"HTTP/1.1\r\n": "HTTP/1.1", b"HTTP/1.0\r\n": "HTTP/1.0"}
 
@@ -63,30 +64,31 @@ class _Fields:
         self.headers.append((name.decode("ascii").lower(), value.strip(OWS).decode("latin-1")))
 
 
-def read_head_httptools(rfile: io.BufferedIOBase) -> RequestHead | None:
+def read_head_httptools(rfile: io.BufferedIOBase,
+                        limits: HeadLimits = DEFAULT) -> RequestHead | None:
     """:func:`prefork.apps.request.read_head`, with llhttp on the common shape of head."""
     if not HTTPTOOLS:
         raise RuntimeError("httptools is not installed")
     peek = getattr(rfile, "peek", None)
     buffered: bytes = peek() if peek is not None else b""
     end = buffered.find(b"\r\n\r\n") + 4
-    if end < 4 or end > MAX_HEADER_LINE or buffered[0] in b"\r\n":
-        return request.read_head(rfile)
+    if end < 4 or end > limits.smallest_line or buffered[0] in b"\r\n":
+        return request.read_head(rfile, limits)
     head = buffered[:end]
     fields = _Fields()
     parser = httptools.HttpRequestParser(fields)
     try:
         parser.feed_data(head)
     except (httptools.HttpParserError, httptools.HttpParserUpgrade):
-        return request.read_head(rfile)
+        return request.read_head(rfile, limits)
     # The request line must read back as exactly METHOD SP target SP HTTP/1.x CRLF.
     method, target = parser.get_method(), fields.target
     start = len(method) + len(target) + 2
     version = _VERSIONS.get(head[start:start + 10])
     if (version is None or head[:start] != b" ".join((method, target, b""))
-            or len(fields.headers) > MAX_HEADERS
+            or len(fields.headers) > limits.fields
             or not all(valid_value(value) for _, value in fields.headers)):
-        return request.read_head(rfile)
+        return request.read_head(rfile, limits)
     rfile.read(end)
     return RequestHead(method.decode("ascii"), target.decode("latin-1"), version, fields.headers)
 

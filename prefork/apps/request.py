@@ -6,8 +6,11 @@ parser refuses, rather than guesses, at every point the RFC 9112 allows it to: a
 both ``Content-Length`` and ``Transfer-Encoding``, a transfer coding other than a final
 ``chunked``, a ``Content-Length`` that is not plain digits (or two that differ), whitespace
 before a header's colon, obsolete line folding, and a bare CR.  Sizes are bounded too (the
-request line, each header line, the number of headers), so a client cannot make a worker buffer
-without limit.  Everything refused raises :class:`RequestError` with the status to answer.
+request line, each header line, the number of headers: the user's limits, ``core/httplimits.py``,
+and the head in all), so a client cannot make a worker buffer without limit.  Everything refused
+raises :class:`RequestError` with the status to answer; a head that ends before it is complete,
+:class:`HeadCut` (a 400 too), which the multiplexer's look at a partial head tells apart from a
+refusal (``judge``: the peek asks this very parser, so the two cannot disagree).
 """
 
 from __future__ import annotations
@@ -18,11 +21,8 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from prefork.core.httpgrammar import DIGITS, TOKEN, field_value, list_items, valid_host
+from prefork.core.httplimits import DEFAULT, MAX_HEAD, HeadLimits
 
-MAX_REQUEST_LINE = 8190  # bytes, as gunicorn and Apache
-MAX_HEADER_LINE = 8190
-MAX_HEADERS = 100
-MAX_HEAD = 65536  # bytes of header lines in all
 MAX_LEADING_EMPTY_LINES = 4  # RFC 9112 2.2: ignore at least one empty line before a request
 
 _TOKEN = TOKEN
@@ -37,6 +37,13 @@ class RequestError(Exception):
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
         self.status = status
+
+
+class HeadCut(RequestError):
+    """The head ended (EOF) before it was complete."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(400, message)
 
 
 @dataclass
@@ -72,7 +79,7 @@ def _strip(raw: bytes, limit: int, status: int, what: str) -> bytes:
     if not raw.endswith(b"\n"):
         if len(raw) >= limit + 2:
             raise RequestError(status, f"{what} longer than {limit} bytes")
-        raise RequestError(400, f"connection closed inside the {what}")
+        raise HeadCut(f"connection closed inside the {what}")
     line = raw[:-2] if raw.endswith(b"\r\n") else raw[:-1]
     if len(line) > limit:
         raise RequestError(status, f"{what} longer than {limit} bytes")
@@ -81,17 +88,17 @@ def _strip(raw: bytes, limit: int, status: int, what: str) -> bytes:
     return line
 
 
-def read_head(rfile: io.BufferedIOBase) -> RequestHead | None:
+def read_head(rfile: io.BufferedIOBase, limits: HeadLimits = DEFAULT) -> RequestHead | None:
     """Read one request head from ``rfile``; None if the connection ended before a request."""
     for _ in range(MAX_LEADING_EMPTY_LINES + 1):
-        raw = rfile.readline(MAX_REQUEST_LINE + 2)
+        raw = rfile.readline(limits.request_line + 2)
         if not raw:
             return None
         if raw not in (b"\r\n", b"\n"):
             break
     else:
         raise RequestError(400, "empty lines instead of a request")
-    line = _strip(raw, MAX_REQUEST_LINE, 414, "request line")
+    line = _strip(raw, limits.request_line, 414, "request line")
     parts = line.split(b" ")
     if len(parts) != 3:
         raise RequestError(400, "malformed request line")
@@ -107,18 +114,18 @@ def read_head(rfile: io.BufferedIOBase) -> RequestHead | None:
         raise RequestError(505, "only HTTP/1.x is served")
     head = RequestHead(method.decode("ascii"), target.decode("latin-1"),
                        "HTTP/1.0" if match.group(2) == b"0" else "HTTP/1.1")
-    read_headers(rfile, head)
+    read_headers(rfile, head, limits)
     return head
 
 
-def read_headers(rfile: io.BufferedIOBase, head: RequestHead) -> None:
+def read_headers(rfile: io.BufferedIOBase, head: RequestHead, limits: HeadLimits) -> None:
     total = 0
     while True:
-        line = _line(rfile, MAX_HEADER_LINE, 431, "header line")
+        line = _line(rfile, limits.field_size, 431, "header line")
         if not line:
             return
         total += len(line)
-        if total > MAX_HEAD or len(head.headers) >= MAX_HEADERS:
+        if total > MAX_HEAD or len(head.headers) >= limits.fields:
             raise RequestError(431, "request header fields too large")
         if line[:1] in (b" ", b"\t"):
             raise RequestError(400, "obsolete line folding in a header")
@@ -129,6 +136,20 @@ def read_headers(rfile: io.BufferedIOBase, head: RequestHead) -> None:
         if value is None:
             raise RequestError(400, "a control byte in a header value")
         head.headers.append((name.decode("ascii").lower(), value.decode("latin-1")))
+
+
+def judge(data: bytes, limits: HeadLimits) -> int:
+    """The status this parser refuses the partial head ``data`` with once it reads it (it has
+    read enough to), or 0 while it has not: the multiplexer's look at a head that has not ended
+    (``core/httppeek.py``), so that a head already refused is answered at once, not after the
+    client_timeout.  (Host fields are judged once the head is complete.)"""
+    try:
+        read_head(io.BytesIO(data), limits)
+    except HeadCut:
+        return 0
+    except RequestError as exc:
+        return exc.status
+    return 0
 
 
 def framing(head: RequestHead) -> tuple[Framing, int]:

@@ -37,8 +37,9 @@ from urllib.parse import unquote_to_bytes
 from prefork.apps import fasthead, forwarded
 from prefork.apps.body import Body, ChunkedBody, IncompleteBody, LengthBody, spool
 from prefork.apps.filewrapper import FileWrapper
-from prefork.apps.request import RequestError, RequestHead, framing, host
+from prefork.apps.request import RequestError, RequestHead, framing, host, judge
 from prefork.apps.response import ClientGone, Response
+from prefork.core import httplimits
 from prefork.core.keepalive import Ready, hold, outbox_writer, read_ahead, retiring
 from prefork.core.memguard import check_error
 from prefork.core.servers import PreforkMixIn
@@ -99,8 +100,12 @@ class WSGIRequestHandler(socketserver.StreamRequestHandler):
     # In a prefork worker the connection reaches the handler once a request head is complete,
     # and between keep-alive requests it waits in the worker's multiplexer (hold()), not here.
     ready_when: ClassVar[Ready] = Ready.HEAD
+    # A head that has not ended yet is judged by this handler's own parser in the worker's
+    # multiplexer, so one it refuses is answered at once (core/httppeek.py).
+    judge_head = staticmethod(judge)
     _held = False
     _trust: forwarded.Trusted | None = None
+    _limits = httplimits.DEFAULT
 
     def handle(self) -> None:
         app = type(self).application
@@ -111,6 +116,7 @@ class WSGIRequestHandler(socketserver.StreamRequestHandler):
         trust = forwarded.trusted(getattr(self.server, "forwarded_allow_ips", forwarded.DEFAULT))
         self._trust = trust if trust.peer(self.client_address) else None
         self._read_head = fasthead.for_server(self.server)
+        self._limits = httplimits.of(self.server)  # limit_request_* (core/httplimits.py)
         # A sync server serves one connection at a time: an idle client would stall it.
         self._keep_alive = bool(self._base["wsgi.multithread"] or self._base["wsgi.multiprocess"])
         while self._wait_for_request() and self.resume():
@@ -123,7 +129,7 @@ class WSGIRequestHandler(socketserver.StreamRequestHandler):
         self._count += 1
         self.connection.settimeout(self.timeout)  # the multiplexer left it blocking
         try:
-            head = self._read_head(self.rfile)
+            head = self._read_head(self.rfile, self._limits)
         except RequestError as exc:
             self._refuse(exc)
             return False
@@ -245,7 +251,7 @@ class WSGIRequestHandler(socketserver.StreamRequestHandler):
             if kind != "none":
                 continue_hook = self._send_continue
         if kind == "chunked":
-            return ChunkedBody(self.rfile, continue_hook)
+            return ChunkedBody(self.rfile, continue_hook, self._limits.field_size)
         return LengthBody(self.rfile, length, continue_hook)
 
     def _send_continue(self) -> None:
@@ -298,7 +304,7 @@ class WSGIRequestHandler(socketserver.StreamRequestHandler):
             "REQUEST_METHOD": head.method,
             "PATH_INFO": path_info,
             "QUERY_STRING": query,
-            "REQUEST_URI": head.target,
+            "REQUEST_URI": head.target.partition("#")[0],
             "SERVER_PROTOCOL": head.version,
             "wsgi.input": body,
         })

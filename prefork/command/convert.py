@@ -46,6 +46,11 @@ def integer(minimum: int) -> Converter[int]:
     return _bounded(f"must be an integer >= {minimum}", (int,), int, lambda n: n >= minimum)
 
 
+def integer_in(minimum: int, maximum: int) -> Converter[int]:
+    return _bounded(f"must be an integer from {minimum} to {maximum}", (int,), int,
+                    lambda n: minimum <= n <= maximum)
+
+
 def number(minimum: float) -> Converter[float]:
     return _bounded(f"must be a number >= {minimum:g}", (int, float), float,
                     lambda n: math.isfinite(n) and n >= minimum)

@@ -28,7 +28,13 @@ from prefork.command import rpcapp
 from prefork.command.app import DEFAULT_APP, AppError, server_class
 from prefork.command.config import ConfigError, load_config, resolve_hook
 from prefork.command.probe import probe
-from prefork.command.settings import HOOK_NAMES, LIVE_SETTINGS, SERVER_SETTINGS, Config
+from prefork.command.settings import (
+    HOOK_NAMES,
+    LIVE_SETTINGS,
+    SERVER_SETTINGS,
+    STDLIB_SETTINGS,
+    Config,
+)
 from prefork.core import privileges
 from prefork.core.contract import ReloadRefused, WorkerInfo
 from prefork.core.keepalive import with_keep_alive
@@ -40,9 +46,6 @@ from prefork.ops.sdnotify import listen_fds
 
 log = logging.getLogger("prefork.master")
 
-# The settings the stdlib modes' request path reads from the server (handlers, PROXY header).
-STDLIB_SETTINGS = ("forwarded_allow_ips", "root_path", "http_parser", "proxy_allow_ips",
-                   "client_timeout")
 EXIT_APP = 2  # a worker or template that cannot load the APP: the same status as the command
 
 

@@ -38,6 +38,8 @@ class Setting(Generic[T]):
     argument's metavar); ``unset`` says what the empty default means (``workers = 0``: one per
     CPU), and ``effective`` computes that value for ``--print-config``.  ``env_fallback`` names
     variables read, with lower precedence, when no ``PREFORK_`` variable sets the setting.
+    ``stdlib``: the stdlib modes' request path reads it too (a class attribute of their
+    server; the runner sets it).
     """
 
     name: str
@@ -47,7 +49,7 @@ class Setting(Generic[T]):
         self, convert: Converter[T], default: T | _FromServer, *, section: str, help: str,
         flags: tuple[str, ...] = (), metavar: str = "", live: bool = False,
         aliases: tuple[str, ...] = (), env_fallback: tuple[str, ...] = (), unset: str = "",
-        effective: Callable[[Any], T] | None = None,
+        effective: Callable[[Any], T] | None = None, stdlib: bool = False,
     ) -> None:
         self.convert = convert
         self._declared_default = default
@@ -60,6 +62,7 @@ class Setting(Generic[T]):
         self.env_fallback = env_fallback
         self.unset = unset
         self.effective = effective
+        self.stdlib = stdlib
 
     @property
     def server(self) -> bool:

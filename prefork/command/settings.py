@@ -36,6 +36,7 @@ from prefork.command.convert import (
     http_parser_choice,
     import_spec,
     integer,
+    integer_in,
     ip_list,
     log_format,
     mount_prefix,
@@ -45,6 +46,7 @@ from prefork.command.convert import (
 )
 from prefork.command.setting import ENV_PREFIX as ENV_PREFIX  # (for config.py)
 from prefork.command.setting import FROM_SERVER, Setting
+from prefork.core import httplimits
 from prefork.core.servers import PreforkMixIn, default_workers
 from prefork.core.sockets import BindSpec, parse_bind
 from prefork.ops.accesslog import DEFAULT_FORMAT
@@ -143,9 +145,9 @@ class Config:
         "retired by a reload, a recycle, a scale-down or WINCH is killed after as long")
     client_timeout = Setting(
         number(0.001), FROM_SERVER, section=LIMITS, flags=("--client-timeout",), metavar="S",
-        live=True, help="close a new connection that has not sent its first bytes (an HTTP "
-        "handler: its request head, and a body of up to 16 KiB; TLS: the handshake too) within "
-        "this many seconds of the accept, while it waits in the worker's multiplexer")
+        live=True, stdlib=True, help="close a new connection that has not sent its first bytes "
+        "(an HTTP handler: its request head, and a body of up to 16 KiB; TLS: the handshake "
+        "too) within this many seconds of the accept, while it waits in the worker's multiplexer")
     keep_alive = Setting(
         number(0), FROM_SERVER, section=LIMITS, flags=("--keep-alive",), metavar="S",
         live=True, help="close a keep-alive connection idle for this long between requests "
@@ -267,25 +269,41 @@ class Config:
         help="serve Prometheus metrics from the master")
     http_parser = Setting(
         http_parser_choice, FROM_SERVER, section=SERVE, flags=("--http-parser",), live=True,
-        metavar="auto|httptools|python", help="WSGI request heads: httptools (prefork[http]) "
-        "for the common ones, else the strict parser; auto: httptools if installed")
+        metavar="auto|httptools|python", stdlib=True, help="WSGI request heads: httptools "
+        "(prefork[http]) for the common ones, else the strict parser; auto: httptools if "
+        "installed")
+    limit_request_line = Setting(
+        integer_in(0, httplimits.MAX_LINE), FROM_SERVER, section=SERVE, live=True, stdlib=True,
+        flags=("--limit-request-line",), metavar="BYTES", help="the longest request line "
+        "(method, target, version) an HTTP handler takes, in bytes; longer: 414 and close (0: "
+        f"no bound of its own, the head's {httplimits.MAX_HEAD // 1024} KiB in all still "
+        "applies)")
+    limit_request_fields = Setting(
+        integer_in(0, httplimits.MAX_FIELDS), FROM_SERVER, section=SERVE, live=True,
+        stdlib=True, flags=("--limit-request-fields",), metavar="N", help="the most header "
+        f"fields in a request head; more: 431 and close (0: {httplimits.MAX_FIELDS}, the most)")
+    limit_request_field_size = Setting(
+        integer_in(0, httplimits.MAX_HEAD), FROM_SERVER, section=SERVE, live=True, stdlib=True,
+        flags=("--limit-request-field-size",), metavar="BYTES", help="the longest header "
+        "field line (name, colon and value) in a request head or a chunked body's trailers, "
+        "in bytes; longer: 431 and close (0: no bound of its own, as for the request line)")
     root_path = Setting(
-        mount_prefix, FROM_SERVER, section=SERVE, flags=("--root-path",), live=True,
+        mount_prefix, FROM_SERVER, section=SERVE, stdlib=True, flags=("--root-path",), live=True,
         metavar="PREFIX", env_fallback=("SCRIPT_NAME",), help="the WSGI application's mount "
         "prefix (/app): its SCRIPT_NAME, split off PATH_INFO for requests under it; others keep "
         "their whole path", unset="none")
     forwarded_allow_ips = Setting(
-        ip_list, FROM_SERVER, section=SERVE, flags=("--forwarded-allow-ips",), live=True,
-        metavar="IPS", help="peers (addresses or networks, comma-separated; * for all; a unix "
-        "socket peer counts as 127.0.0.1) whose proxy headers set a "
+        ip_list, FROM_SERVER, section=SERVE, stdlib=True, flags=("--forwarded-allow-ips",),
+        live=True, metavar="IPS", help="peers (addresses or networks, comma-separated; * for "
+        "all; a unix socket peer counts as 127.0.0.1) whose proxy headers set a "
         "WSGI request's wsgi.url_scheme and REMOTE_ADDR (X-Forwarded-*, else RFC 7239 Forwarded) "
         "and an http.server handler's client_address; from others they are ignored")
     proxy_protocol = Setting(boolean, FROM_SERVER, section=SERVE, flags=("--proxy-protocol",),
                              live=True, help="connections begin with a PROXY header (v1 or v2, "
                              "before TLS) naming the client; refused from others or malformed")
     proxy_allow_ips = Setting(ip_list, FROM_SERVER, section=SERVE, flags=("--proxy-allow-from",),
-                              live=True, metavar="IPS", help="peers whose PROXY header is "
-                              "accepted (as forwarded_allow_ips; gunicorn's flag)")
+                              live=True, stdlib=True, metavar="IPS", help="peers whose PROXY "
+                              "header is accepted (as forwarded_allow_ips; gunicorn's flag)")
     certfile = Setting(
         optional_string, None, section=TLS, flags=("--certfile",), metavar="PATH",
         help="serve TLS with this certificate chain (PEM); each new generation (HUP) reads the "
@@ -350,6 +368,8 @@ BY_NAME: dict[str, Setting[Any]] = {setting.name: setting for setting in SETTING
 SERVE_KEYS = tuple(s.name for s in SETTINGS if s.flags)  # what `prefork serve` has flags for
 LIVE_SETTINGS = tuple(s.name for s in SETTINGS if s.live)  # what a reload (HUP) re-applies
 SERVER_SETTINGS = tuple(s.name for s in SETTINGS if s.server)  # attributes of PreforkMixIn
+# What the stdlib modes' request path reads from their server (handlers, the PROXY header).
+STDLIB_SETTINGS = tuple(s.name for s in SETTINGS if s.stdlib)
 HOOK_NAMES = tuple(s.name for s in SETTINGS if s.section == HOOKS)
 assert all(s.section in SECTIONS for s in SETTINGS)
 

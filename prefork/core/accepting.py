@@ -14,8 +14,9 @@ from collections.abc import Callable
 from typing import Any
 
 from prefork.core.conn import Conn
-from prefork.core.httppeek import MAX_HEAD, heads_in, request_end
-from prefork.core.keepalive import Ready
+from prefork.core.httplimits import MAX_HEAD, of
+from prefork.core.httppeek import heads_in, request_end
+from prefork.core.keepalive import Ready, handler_class
 from prefork.core.tls import ReadAheadSSLSocket
 
 PEEK = socket.MSG_PEEK | socket.MSG_DONTWAIT
@@ -72,12 +73,31 @@ def tune_listener(sock: socket.socket, ready: Ready, client_timeout: float) -> N
 
 
 class Check(enum.Enum):
-    """What a look at a waiting connection found."""
+    """What a look at a waiting connection found: a request for the handler, nothing yet, the
+    end of the stream, or a partial head refused (the status to answer, then close)."""
 
     READY = "ready"
     MORE = "more"  # wait for more
     EOF = "eof"
-    TOO_LARGE = "too large"
+    BAD = 400
+    LINE_TOO_LONG = 414
+    TOO_LARGE = 431
+    VERSION = 505
+
+
+REFUSED = {check.value: check for check in Check if isinstance(check.value, int)}
+
+
+def judge(server: Any, data: bytes | bytearray, end: int) -> Check:
+    """A partial head (``data[:end]``, not ended) for ``server``'s handler: refused already by
+    the handler's parser (its ``judge_head(data, limits)``: the status it answers once it reads
+    this far, 0 for none yet), else MORE; a full buffer is refused in any case (431)."""
+    factory = getattr(server, "RequestHandlerClass", None)
+    judge_head = getattr(handler_class(factory) or factory, "judge_head", None)
+    status = judge_head(bytes(data[:end]), of(server)) if judge_head is not None else 0
+    if status:
+        return REFUSED.get(status, Check.BAD)
+    return Check.TOO_LARGE if end >= MAX_HEAD else Check.MORE
 
 
 _socket_recv_into = socket.socket.recv_into  # on an SSLSocket: the ciphertext, which may be peeked
@@ -98,7 +118,7 @@ def look(conn: Conn, buf: bytearray) -> tuple[Check, bool]:
     buffered = conn.resumable.buffered() if conn.resumable is not None else b""
     if conn.tls:
         if conn.ready is Ready.HEAD and isinstance(conn.sock, ReadAheadSSLSocket):
-            return read_head(conn.sock, buffered)
+            return read_head(conn.sock, buffered, conn.server)
         if buffered or conn.sock.pending():
             return Check.READY, False
     head = conn.ready is Ready.HEAD and not conn.tls
@@ -120,14 +140,17 @@ def look(conn: Conn, buf: bytearray) -> tuple[Check, bool]:
     stop = request_end(data, end)
     if 0 <= stop <= end:
         return Check.READY, False
-    if stop < 0 and end >= MAX_HEAD:
-        return Check.TOO_LARGE, False
     if size == 0:
         return Check.EOF, False
+    if stop < 0 and end > 0:
+        check = judge(conn.server, data, end)
+        if check is not Check.MORE:
+            return check, False
     return Check.MORE, end > 0
 
 
-def read_head(sock: ReadAheadSSLSocket, buffered: bytes) -> tuple[Check, bool]:
+def read_head(sock: ReadAheadSSLSocket, buffered: bytes,
+              server: Any = None) -> tuple[Check, bool]:
     """:func:`look` for a TLS connection whose handler waits for a complete request head.
     Encrypted bytes cannot be peeked at, so the decrypted ones are read here, without blocking,
     into ``sock.ahead`` (which the socket's reads serve first) until the head is complete (after
@@ -138,10 +161,16 @@ def read_head(sock: ReadAheadSSLSocket, buffered: bytes) -> tuple[Check, bool]:
         return Check.READY, False
     if ended == "failed":  # the TLS stream failed: nothing to answer
         return Check.EOF, False
-    size = len(buffered) + len(sock.ahead or b"")
-    if size >= MAX_HEAD:
-        return Check.TOO_LARGE, False
-    return (Check.EOF if ended == "eof" else Check.MORE), size > 0
+    if ended == "eof":
+        return Check.EOF, False
+    data = buffered + (sock.ahead or b"")
+    if not data:
+        return Check.MORE, False
+    if request_end(data, min(len(data), MAX_HEAD)) < 0:  # (else: waiting for a small body)
+        check = judge(server, data, min(len(data), MAX_HEAD))
+        if check is not Check.MORE:
+            return check, False
+    return Check.MORE, True
 
 
 def _read_ahead(sock: ReadAheadSSLSocket, buffered: bytes, until_complete: bool) -> str:

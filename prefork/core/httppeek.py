@@ -20,6 +20,12 @@ the parser answers at once into a 408.
   judges it: a malformed request line or field line, a control byte in a value, two Host
   fields or a malformed one), which the handler then answers at once.
   16 KiB arrives within client_timeout on a slow link (16 KiB in 5 s: 3.2 KB/s).
+* **A head that has not ended** is judged as it arrives by the handler's own rules
+  (``accepting.judge``: the WSGI handler's ``judge_head`` is its parser, run over the bytes so
+  far; an http.server handler's, the limits it applies): one they refuse already -- a
+  malformed line, a request line or field line over its limit, too many fields -- is answered
+  with their status at once instead of waiting for the rest (and a 408).  The user's limits
+  are in ``httplimits.py``; this module frames, it does not bound lines.
 """
 
 from __future__ import annotations
@@ -27,8 +33,8 @@ from __future__ import annotations
 import re
 
 from prefork.core.httpgrammar import FIELD_LINE, OWS, TOKEN, valid_host
+from prefork.core.httplimits import MAX_HEAD
 
-MAX_HEAD = 64 * 1024  # bytes of request head; more is answered 431
 BODY_WAIT = 16 * 1024
 _LENGTH = re.compile(rb"\ncontent-length[ \t]*:([^\r\n]*)", re.IGNORECASE)
 _OTHER_FRAMING = re.compile(rb"\n(?:expect|transfer-encoding)[ \t]*:", re.IGNORECASE)

@@ -53,6 +53,7 @@ import time
 from contextvars import ContextVar
 from typing import Any, Protocol
 
+from prefork.core import httplimits, httpserverlimits
 from prefork.core.forwarding import client
 from prefork.core.outbox import OutboxWriter, pending
 from prefork.core.trust import LOCAL
@@ -237,12 +238,29 @@ class KeepAliveHTTPMixIn:
                 self.rfile = counting_rfile(self.connection, self.rfile,
                                             getattr(self, "rbufsize", -1))
 
+    # The multiplexer's look at a head not ended yet (httpserverlimits.py).
+    judge_head = staticmethod(httpserverlimits.judge)
+    raw_requestline: bytes
+    requestline: str
+    request_version: str
+    command: str
+
     def parse_request(self) -> bool:
-        """As BaseHTTPRequestHandler's; then ``client_address`` is the client a trusted
-        proxy's headers name, for this request (``forwarding.py``; the connection's peer is
-        kept in ``peer_address``)."""
-        ok = bool(super().parse_request())  # type: ignore[misc]
+        """As BaseHTTPRequestHandler's, within the server's limit_request_* (414, 431;
+        ``httpserverlimits.py``); then ``client_address`` is the client a trusted proxy's
+        headers name, for this request (``forwarding.py``; the connection's peer is kept in
+        ``peer_address``)."""
         self._prefork_body = None
+        limits = httplimits.of(self.server)
+        if httpserverlimits.line_too_long(self.raw_requestline, limits):
+            # (as BaseHTTPRequestHandler answers a line over its own 64 KiB)
+            self.requestline = self.request_version = self.command = ""
+            self.send_error(414)  # type: ignore[attr-defined]
+            return False
+        ok = bool(super().parse_request())  # type: ignore[misc]
+        if ok and (problem := httpserverlimits.fields_refused(self.headers, limits)):
+            self.send_error(431, None, problem)  # type: ignore[attr-defined]
+            return False
         if ok:
             size = announced(getattr(self, "headers", {}))
             start = position(self.rfile, self.connection) if size else None

@@ -24,7 +24,7 @@ from typing import Any, cast
 from prefork.core.accepting import PEEK, accept_function, head_arrived, tune_listener
 from prefork.core.conn import Conn, Deadlines
 from prefork.core.errnos import AcceptFailures, expect_peer_gone, unregister
-from prefork.core.httppeek import MAX_HEAD
+from prefork.core.httplimits import MAX_HEAD
 from prefork.core.keepalive import Ready, Resumable, ready_when
 from prefork.core.proxyproto import proxied
 from prefork.core.stdfds import ensure_open

@@ -23,9 +23,12 @@ the socket's read-ahead, which its reads serve first (``accepting.read_head``, `
   ``keep_alive`` for an idle keep-alive connection, then ``client_timeout`` from its first
   byte): a client that trickles bytes never buys more time.
   A connection past its deadline is closed (an HTTP one that sent part of a head gets a 408).
-* **Bounded.**  A head over ``MAX_HEAD`` bytes gets a 431.  At most ``worker_connections``
-  connections wait per worker; at that bound the worker stops accepting, so the kernel's queue
-  and the other workers take the new ones.
+* **Bounded, and no slower to refuse than the parser.**  A head over ``MAX_HEAD`` bytes gets
+  a 431; a head that has not ended is judged by the handler's own rules as its bytes arrive
+  (``accepting.judge``: the WSGI handler's parser itself, or the limits an http.server
+  handler applies), and one already refused gets that status at once, not a 408 later.  At
+  most ``worker_connections`` connections wait per worker; at that bound the worker stops
+  accepting, so the kernel's queue and the other workers take the new ones.
 * **The common path pays little** (measured: ``docs/benchmarks.md``, "The raw path").  Right
   after accept the connection is checked once, without waiting: a client that sent its request
   with the connect (and ``TCP_DEFER_ACCEPT`` makes that the rule) goes straight to the handler,
@@ -47,6 +50,7 @@ nothing here touches it.
 
 from __future__ import annotations
 
+import http
 import logging
 import os
 import select
@@ -57,7 +61,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from prefork.core.accepting import Check, look, requests_here
+from prefork.core.accepting import REFUSED, Check, look, requests_here
 from prefork.core.conn import Conn, Deadlines, Phase, reply_before_close
 from prefork.core.errnos import expect_peer_gone
 from prefork.core.handover import take_backlog
@@ -75,8 +79,12 @@ TLS_EVENTS = PLAIN_EVENTS | select.EPOLLOUT  # a handshake may wait to write
 SEND_EVENTS = select.EPOLLOUT | select.EPOLLET  # (TLS: EPOLLIN too, a send may want to read)
 TIMEOUT_REPLY = (b"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\n"
                  b"Content-Length: 0\r\n\r\n")
-TOO_LARGE_REPLY = (b"HTTP/1.1 431 Request Header Fields Too Large\r\nConnection: close\r\n"
-                   b"Content-Length: 0\r\n\r\n")
+# A partial head refused (accepting.judge): the status the handler's parser gives it.
+REFUSAL_REPLIES = {
+    check: (f"HTTP/1.1 {status} {http.HTTPStatus(status).phrase}\r\nConnection: close\r\n"
+            "Content-Length: 0\r\n\r\n").encode("ascii")
+    for status, check in REFUSED.items()
+}
 
 
 class Multiplexer(Listening):
@@ -255,8 +263,8 @@ class Multiplexer(Listening):
                 self._dispatch(conn)
         elif check is Check.MORE:
             self._wait(conn)
-        elif check is Check.TOO_LARGE:
-            self._reply_close(conn, TOO_LARGE_REPLY)
+        elif check in REFUSAL_REPLIES:
+            self._reply_close(conn, REFUSAL_REPLIES[check])
         elif conn.ready is Ready.DATA and conn.phase is Phase.WAITING and not conn.tls:
             self._dispatch(conn)  # EOF at once: the handler sees it, as with socketserver
         else:

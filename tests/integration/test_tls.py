@@ -22,7 +22,8 @@ import pytest
 
 import prefork
 from helpers import ServerProcess, server_process, wait_for
-from prefork.core.accepting import MAX_HEAD, Check, read_head
+from prefork.core.accepting import Check, read_head
+from prefork.core.httplimits import MAX_HEAD
 from prefork.core.tls import ReadAheadSSLSocket, read_ahead_context, server_context
 
 pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="no openssl command")

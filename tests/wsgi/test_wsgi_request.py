@@ -8,7 +8,8 @@ import pytest
 
 from prefork.apps import fasthead
 from prefork.apps.body import ChunkedBody, IncompleteBody, LengthBody, spool
-from prefork.apps.request import MAX_REQUEST_LINE, RequestError, framing
+from prefork.apps.request import RequestError, framing
+from prefork.core.httplimits import LINE as MAX_REQUEST_LINE
 
 # The head tests run with both parsers (conftest.py), the body tests need neither.
 heads = pytest.mark.usefixtures("head_parser")

@@ -1,0 +1,61 @@
+"""The bounds on a request head that a user sets, named as gunicorn names them:
+``limit_request_line`` (bytes of the request line; 414 beyond), ``limit_request_fields`` (header
+fields; 431 beyond) and ``limit_request_field_size`` (bytes of one field line, name and value;
+431 beyond).  They are read from the server here, and only here (:func:`of`); the strict parser
+(``apps/request.py``), its httptools fast path (``apps/fasthead.py``), the trailers of a
+chunked body (``apps/body.py``), the multiplexer's look at a partial head (``httppeek.py``)
+and the http.server handlers (``httpserverlimits.py``) ask for a :class:`HeadLimits`.
+
+As in gunicorn: a request line of 0 is unlimited and may not be set above 8190; 0 fields is the
+most gunicorn allows (32768); a field size of 0 is unlimited.  "Unlimited" is bounded all the
+same by the head's own bound, MAX_HEAD bytes of head in all (431), which also keeps a worker's
+buffer for a head waiting in the multiplexer at a fixed size.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from typing import Any
+
+MAX_HEAD = 64 * 1024  # bytes of request head in all; more is answered 431
+LINE = 8190  # the defaults (gunicorn's request line maximum, Apache's and gunicorn's sizes)
+FIELDS = 100
+FIELD_SIZE = 8190
+MAX_LINE = 8190  # the largest request line limit gunicorn takes
+MAX_FIELDS = 32768
+UNLIMITED = MAX_HEAD - 2  # the longest line "unlimited" allows (see effective())
+
+
+@dataclass(frozen=True, slots=True)
+class HeadLimits:
+    """The bounds in effect, in bytes and fields (no zeros: unlimited is UNLIMITED)."""
+
+    request_line: int = LINE
+    fields: int = FIELDS
+    field_size: int = FIELD_SIZE
+
+    @property
+    def smallest_line(self) -> int:
+        """A head no longer than this crosses neither line bound (the fast path's test)."""
+        return min(self.request_line, self.field_size)
+
+
+DEFAULT = HeadLimits()
+
+
+@functools.lru_cache(maxsize=64)
+def effective(request_line: int, fields: int, field_size: int) -> HeadLimits:
+    """The limits the settings' values mean (0: unlimited, or the most gunicorn allows).
+    An unlimited line is UNLIMITED bytes: a parser refuses a line once it has read two bytes
+    more than its bound without its end, and the multiplexer holds MAX_HEAD bytes of head."""
+    return HeadLimits(request_line if 0 < request_line < UNLIMITED else UNLIMITED,
+                      fields if 0 < fields <= MAX_FIELDS else MAX_FIELDS,
+                      field_size if 0 < field_size < UNLIMITED else UNLIMITED)
+
+
+def of(server: Any) -> HeadLimits:
+    """The limits ``server``'s attributes set (the defaults for a server without them)."""
+    return effective(getattr(server, "limit_request_line", LINE),
+                     getattr(server, "limit_request_fields", FIELDS),
+                     getattr(server, "limit_request_field_size", FIELD_SIZE))
