@@ -76,6 +76,7 @@ def test_target_and_host(address: Address, target: bytes, host: str, path: str,
                          query: str) -> None:
     seen = accepted(address, b"GET " + target + b" HTTP/1.1\r\nHost: p\r\n\r\n")
     assert (seen["host"], seen["path"], seen["query"]) == (host, path, query)
+    assert seen["uri"] == target.partition(b"#")[0].decode("latin-1")  # no fragment either
 
 
 @pytest.mark.parametrize("host", [b"[::1]:8080", b"127.0.0.1", b"a.b-c_d~e%41:", b""])
