@@ -2,7 +2,9 @@
 
 ``module:HandlerClass``
     a ``socketserver.BaseRequestHandler`` subclass, served as it is (or a handler factory: a
-    ``functools.partial`` of one, such as ``partial(SimpleHTTPRequestHandler, directory=d)``);
+    ``functools.partial`` of one, such as ``partial(SimpleHTTPRequestHandler, directory=d)``,
+    or any callable taking ``(request, client_address, server)`` -- a lambda, a function, a
+    callable instance -- as socketserver accepts for ``RequestHandlerClass``);
 ``module:application``
     a WSGI callable (a Flask or Django app, any ``app(environ, start_response)``), served by
     :class:`~prefork.apps.wsgi.WSGIRequestHandler`;
@@ -193,6 +195,8 @@ def served(text: str, spec: AppSpec, obj: Any) -> LoadedApp:
         cls = handler_class(obj)
         if cls is not None and issubclass(cls, socketserver.BaseRequestHandler):
             return LoadedApp(obj, handler_kind(obj))  # a handler factory, not a WSGI app
+    if callable(obj) and not _is_asgi(obj) and _is_handler_factory(obj):
+        return LoadedApp(obj, _factory_kind(obj))
     if not callable(obj):
         raise AppError(f"APP {text!r}: {what} {_describe(obj)}, neither a socketserver "
                        f"request handler class nor a WSGI callable; expected {FORMS}")
@@ -203,6 +207,40 @@ def served(text: str, spec: AppSpec, obj: Any) -> LoadedApp:
     if hint:
         raise AppError(f"APP {text!r}: {what} not a WSGI callable: {hint}")
     return LoadedApp(wsgi_handler(obj), "wsgi")
+
+
+def _is_handler_factory(obj: Any) -> bool:
+    """A callable that takes ``(request, client_address, server)`` and cannot be called as
+    ``app(environ, start_response)``: a factory of handlers, as socketserver calls it.  One
+    whose first parameter is named ``environ`` is a WSGI application written wrong (refused
+    with the reason), not a factory."""
+    try:
+        signature = inspect.signature(obj)
+    except (TypeError, ValueError):
+        return False
+    names = list(signature.parameters)
+    return (_binds(signature, 3) and not _binds(signature, 2)
+            and names[:1] != ["environ"])
+
+
+def _binds(signature: inspect.Signature, count: int) -> bool:
+    try:
+        signature.bind(*range(count))
+    except TypeError:
+        return False
+    return True
+
+
+def _factory_kind(obj: Any) -> AppKind:
+    """The kind of the handler a factory returns, when its return annotation names a handler
+    class; else "base" (any socket: what it builds is known only once it runs)."""
+    try:
+        returned = inspect.signature(obj, eval_str=True).return_annotation
+    except Exception:  # an annotation that does not evaluate says nothing
+        return "base"
+    if isinstance(returned, type) and issubclass(returned, socketserver.BaseRequestHandler):
+        return handler_kind(returned)
+    return "base"
 
 
 def _is_asgi(obj: Any) -> bool:

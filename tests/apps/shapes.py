@@ -56,3 +56,19 @@ class AsgiObject:
 
 
 asgi_object = AsgiObject()
+
+
+# Handler factories: any callable socketserver can call with (request, client_address, server).
+lambda_factory = lambda request, address, server: LineEcho(request, address, server)  # noqa: E731
+
+
+def annotated_factory(request: Any, address: Any, server: Any) -> Datagram:
+    return Datagram(request, address, server)
+
+
+class FactoryObject:
+    def __call__(self, request: Any, address: Any, server: Any) -> LineEcho:
+        return LineEcho(request, address, server)
+
+
+factory_object = FactoryObject()

@@ -11,7 +11,7 @@ from prefork.apps.wsgi import WSGIRequestHandler
 from prefork.command.app import MODES, server_class_for
 from prefork.core.servers import PreforkMixIn
 from prefork.core.sockets import parse_bind
-from tests.apps import wsgi_plain
+from tests.apps import shapes, wsgi_plain
 from workers.echo import LineEcho
 
 
@@ -54,6 +54,17 @@ def test_load_each_form() -> None:
         assert loaded.kind == "wsgi" and issubclass(loaded.handler, WSGIRequestHandler), text
     factory_made = load_app("tests.apps.wsgi_plain:make_app()").handler
     assert factory_made.application is wsgi_plain.application  # type: ignore[attr-defined]
+
+
+def test_a_callable_of_three_arguments_is_a_handler_factory() -> None:
+    """socketserver calls RequestHandlerClass(request, client_address, server): a lambda, a
+    function or a callable instance taking those is a handler, not a WSGI application."""
+    for name, kind in (("lambda_factory", "base"),  # what it builds is known once it runs
+                       ("factory_object", "stream"),  # what its return annotation says
+                       ("annotated_factory", "datagram")):
+        loaded = load_app(f"tests.apps.shapes:{name}")
+        assert loaded.handler is getattr(shapes, name)
+        assert loaded.kind == kind, name
 
 
 @pytest.mark.parametrize(
