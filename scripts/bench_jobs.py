@@ -19,8 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from prefork.jobs import JobServer, connect, enqueue
-from prefork.jobs.queue import claim, finish
+from prefork.jobs import JobServer, connect, enqueue, open_backend
 
 
 def fill(path: Path, count: int) -> None:
@@ -38,10 +37,10 @@ def bare(path: Path, procs: int) -> float:
     for n in range(procs):
         pid = os.fork()
         if pid == 0:
-            db = connect(path)
+            db = open_backend(str(path))
             owner = f"bare/{n}"
-            while (job := claim(db, owner)) is not None:
-                finish(db, job, owner)
+            while (job := db.claim(owner, 1, 30.0)) is not None:
+                db.finish(job, owner)
             os._exit(0)
         pids.append(pid)
     for pid in pids:

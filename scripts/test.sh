@@ -8,7 +8,8 @@
 # strace (sendfile seen in the wsgi.file_wrapper tests), nginx-light (docs/proxies.md's nginx
 # configuration run in front of prefork; its service is not started on install),
 # iproute2 (ip netns: the rpcbind registration tests run rpcbind in a namespace of their own),
-# wrk (a keep-alive load client: tests/integration/test_nothing_lost.py, scripts/bench*.py).
+# wrk (a keep-alive load client: tests/integration/test_nothing_lost.py, scripts/bench*.py),
+# postgresql (initdb and pg_ctl for the job pool's throwaway cluster, tests/pgcluster.py).
 # Python packages go into .venv from the `test` extra.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -28,6 +29,10 @@ command -v cc >/dev/null 2>&1 || missing+=(gcc)  # builds the rpcgen client
 command -v strace >/dev/null 2>&1 || missing+=(strace)
 command -v wrk >/dev/null 2>&1 || missing+=(wrk)  # keep-alive load in test_nothing_lost
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx-light)
+# PostgreSQL's server programs (initdb, pg_ctl): the job pool's tests start a throwaway cluster
+# of their own (tests/pgcluster.py); the package's own cluster service is not started.
+command -v initdb >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 \
+    || missing+=(postgresql)
 if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
         apt-get update -qq

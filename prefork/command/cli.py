@@ -2,9 +2,9 @@
 
 ``prefork serve [APP] -b SPEC -w N --mode prefork|fork|thread|sync ...`` runs a server;
 ``prefork status|reload|scale|stop`` talk to a running master through its control socket;
-``prefork jobs DB_PATH module:Handler`` runs a job pool, ``prefork enqueue DB_PATH JSON`` adds a
-job (command/jobs.py); ``prefork rpcgen FILE.x`` compiles an RPC language file to Python
-(command/rpcgen.py).
+``prefork jobs DB_URL module:Handler`` runs a job pool, ``prefork enqueue DB_URL JSON`` adds a
+job, ``jobs-cancel`` and ``jobs-status`` (command/jobs.py); ``prefork rpcgen FILE.x`` compiles
+an RPC language file to Python (command/rpcgen.py).
 
 Exit status: 0 after a requested stop, 2 for bad input (a bad bind spec or setting, an APP that
 does not import or is no handler, a port in use; a control command's bad argument, or no way to
@@ -39,8 +39,8 @@ from prefork.command.client import (
     control_command,
 )
 from prefork.command.config import ConfigError, describe
+from prefork.command.jobs import COMMANDS as JOB_COMMANDS
 from prefork.command.jobs import add_commands as add_job_commands
-from prefork.command.jobs import run_enqueue, run_jobs
 from prefork.command.rpcgen import add_command as add_rpcgen_command
 from prefork.command.rpcgen import run_rpcgen
 from prefork.command.runner import StartError, configure
@@ -153,10 +153,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "serve":
             return serve(args)
-        if args.command == "jobs":
-            return run_jobs(args)
-        if args.command == "enqueue":
-            return run_enqueue(args)
+        if args.command in JOB_COMMANDS:
+            return JOB_COMMANDS[args.command](args)
         if args.command == "rpcgen":
             return run_rpcgen(args)
         return control_command(args)

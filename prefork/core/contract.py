@@ -194,6 +194,18 @@ class PoolServer:
         ``get_request()`` in its own loop (core/pulling.py)."""
         return False
 
+    def master_fds(self) -> dict[int, Callable[[], None]]:
+        """fds the master's loop also waits on for this server, each with the function to call
+        when it is readable (asked every turn: the set may change).  Runs in the master: only
+        prefork's own code (the job pool's watcher of its table), never application code."""
+        return {}
+
+    def master_actions(self, now: float) -> float | None:
+        """Called in the master at every turn of its loop, after the reaps (so after every
+        ``worker_exit`` of the turn); returns the ``time.monotonic()`` time by which it wants
+        to be called again, or None.  Keep it cheap: it runs at every wake-up."""
+        return None
+
     def keep_socket_file(self) -> None:
         """Leave the unix socket files in place at close: another master serves them now (and
         withdraw() will not be called)."""

@@ -6,7 +6,8 @@ died, at once, with the reason on the row."""
 
 from __future__ import annotations
 
-from prefork.jobs.queue import Job, connect, enqueue
+from prefork.jobs.backends import Backend
+from prefork.jobs.queue import Job, connect, enqueue, open_backend
 from prefork.jobs.server import JobServer
 
-__all__ = ["Job", "JobServer", "connect", "enqueue"]
+__all__ = ["Backend", "Job", "JobServer", "connect", "enqueue", "open_backend"]

@@ -3,15 +3,17 @@
 Where each step runs.  In a worker: ``get_request()`` claims a job (one statement) as the
 worker incarnation's owner token, the handler runs it, ``shutdown_request()`` finishes it
 (guarded by ownership) and ``handle_error()`` schedules a retry (exponential back-off with
-jitter, up to ``max_attempts``).  In the master, which runs no application code:
-``worker_exit()`` -- the pool's hook for "a worker exited with status S" -- runs one fixed
-UPDATE that re-queues exactly the jobs the reaped worker held, with the reason (the signal or
-the exit status) on the row; a death counts against ``max_crashes``, after which the job is
-``dead``, so a job that kills its worker cannot loop.
+jitter, up to ``max_attempts``).  A worker waits on its doorbell (its ``fileno()``), never on
+the table: the master rings it when a job is due (prefork/jobs/doorbells.py).  In the master,
+which runs no application code, the keeper (prefork/jobs/keeper.py) runs prefork's fixed
+statements: the re-queue of exactly the jobs of a reaped worker, with the reason on the row (a
+death counts against ``max_crashes``, after which the job is ``dead``, so a job that kills its
+worker cannot loop), the wake-ups, the leases, cancellation and pruning.
 
 When a job can run twice: only if its worker died (or was stopped quickly) after the job's
-work was done and before the finish committed.  A job is never lost: a claimed job either
-finishes, is retried, or is re-queued by the master when its worker is gone.
+work was done and before the finish committed, or if its whole master vanished and its lease
+expired.  A job is never lost: a claimed job either finishes, is retried, or is re-queued by
+the master when its worker is gone (or by any master once its lease expired).
 """
 
 from __future__ import annotations
@@ -21,15 +23,18 @@ import os
 import random
 import signal
 import socketserver
-import sqlite3
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from prefork.core.contract import WorkerInfo
 from prefork.core.servers import PreforkMixIn
-from prefork.jobs.queue import Job, claim, connect, finish, requeue_held, retry
+from prefork.jobs.backends import Backend, Job
+from prefork.jobs.doorbells import Doorbells
+from prefork.jobs.keeper import Keeper, Settings
+from prefork.jobs.queue import open_backend
 
 log = logging.getLogger("prefork.jobs")
 
@@ -53,34 +58,52 @@ def exit_reason(status: int) -> str:
 
 
 class JobServer(PreforkMixIn, socketserver.BaseServer):
-    """A pool of workers running the jobs of the SQLite table at ``db_path``.
+    """A pool of workers running the jobs of the table at ``db_url`` (a SQLite path or
+    ``sqlite:///path``, or ``postgresql://...``: prefork/jobs/backends.py).
 
     Methods for the caller: serve_forever(), shutdown(), server_close(), as on any server.
     The handler class is a ``socketserver.BaseRequestHandler``: ``self.request`` is the
-    :class:`~prefork.jobs.queue.Job`.  Subclasses that override ``post_fork`` call super.
+    :class:`~prefork.jobs.backends.Job`.  Subclasses that override ``pre_fork``, ``post_fork``
+    or ``worker_exit`` call super.
 
     Tunables (class attributes): ``max_attempts`` (runs that may raise before the job is
     ``failed``), ``max_crashes`` (worker deaths before it is ``dead``), ``retry_base`` and
     ``retry_cap`` (seconds: the back-off before retry n is ``min(cap, base * 2**(n-1))``,
-    scaled by a random factor in [0.5, 1]), ``idle_wait`` (seconds between claims while the
-    queue is empty)."""
+    scaled by a random factor in [0.5, 1]), ``lease`` (seconds a claimed job is kept for a
+    master that stopped renewing it), ``retention`` (seconds finished jobs are kept; 0:
+    for ever), ``queues`` (the queues served; empty: all)."""
 
     max_attempts: int = 5
     max_crashes: int = 3
     retry_base: float = 1.0
     retry_cap: float = 300.0
-    idle_wait: float = 0.05
+    lease: float = 30.0
+    retention: float = 7 * 86400.0
+    queues: tuple[str, ...] = ()
 
-    def __init__(self, db_path: str | Path, RequestHandlerClass: Any,
+    def __init__(self, db_url: str | Path, RequestHandlerClass: Any,
                  **kwargs: Any) -> None:
-        self.db_path = str(db_path)
-        connect(self.db_path).close()  # the schema, before any worker starts
+        self.db_url = str(db_url)
+        open_backend(self.db_url).close()  # the schema, before any worker starts
         # Owner tokens: this host's boot, this master's incarnation, the worker's serial.
         self.incarnation = f"{boot_id()}/{os.getpid()}.{time.time_ns()}"
         self.owner = ""  # the worker's own token, set in each worker
-        self.db: sqlite3.Connection | None = None  # the worker's connection
+        self.generation = 0
+        self.slot = -1
+        self.backend: Backend | None = None  # the worker's connection
+        self.bells = Doorbells()
+        self.keeper = Keeper(
+            Settings(self.db_url, self.incarnation, self.max_crashes, self.lease,
+                     self.retention, tuple(self.queues)),
+            self.bells, self.owner_token)
         self._retried: int | None = None  # the job whose handle_error() ran
         super().__init__(None, RequestHandlerClass, **kwargs)
+
+    @property
+    def db(self) -> Any:
+        """The worker's own connection (sqlite3 or psycopg), for a handler's statements."""
+        assert self.backend is not None
+        return self.backend.db  # type: ignore[attr-defined]
 
     def owner_token(self, worker: WorkerInfo) -> str:
         """The token of one worker incarnation (``age`` is never reused within a master)."""
@@ -90,27 +113,36 @@ class JobServer(PreforkMixIn, socketserver.BaseServer):
 
     def post_fork(self, worker: WorkerInfo) -> None:
         self.owner = self.owner_token(worker)
-        self.db = connect(self.db_path)
+        self.generation, self.slot = worker.generation, worker.slot
+        self.backend = open_backend(self.db_url)
+        self.bells.ring(self.slot)  # a first claim at once: jobs may be waiting
+
+    def fileno(self) -> int:
+        """The worker's doorbell: its loop claims when it is readable (-1 outside a worker)."""
+        return self.bells.fd(self.slot) if self.slot >= 0 else -1
 
     def get_request(self) -> tuple[Job, None]:
-        """Claim the next due job, waiting while there is none (a stop signal ends the wait:
-        core/pulling.py; a job claimed as it arrives is re-queued by the master)."""
-        assert self.db is not None
-        while True:
-            job = claim(self.db, self.owner)
-            if job is not None:
-                self._retried = None
-                return job, None
-            time.sleep(self.idle_wait)
+        """Claim the next due job; OSError (socketserver's "nothing this time") if none."""
+        assert self.backend is not None
+        bells, slot = self.bells, self.slot
+        bells.drain(slot)
+        bells.set_idle(slot, True)  # before the claim: see doorbells.py
+        job = self.backend.claim(self.owner, self.generation, self.lease, tuple(self.queues))
+        if job is None:
+            raise OSError("no job due")
+        bells.set_idle(slot, False)
+        bells.ring(slot)  # after this job, try the next at once
+        self._retried = None
+        return job, None
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         """The handler raised: retry after a back-off, or fail the job after max_attempts."""
-        assert self.db is not None and isinstance(request, Job)
+        assert self.backend is not None and isinstance(request, Job)
         exc = sys.exc_info()[1]
         error = f"{type(exc).__name__}: {exc}"
         delay = min(self.retry_cap, self.retry_base * 2 ** (request.attempt - 1))
         delay *= random.uniform(0.5, 1.0)
-        state = retry(self.db, request, self.owner, error, delay, self.max_attempts)
+        state = self.backend.retry(request, self.owner, error, delay, self.max_attempts)
         self._retried = request.id
         log.warning("job %d attempt %d failed (%s): %s", request.id, request.attempt, error,
                     "no longer ours" if state is None else state, exc_info=True)
@@ -123,20 +155,26 @@ class JobServer(PreforkMixIn, socketserver.BaseServer):
             return
         if sys.exc_info()[1] is not None:
             return
-        assert self.db is not None
-        if not finish(self.db, request, self.owner):
+        assert self.backend is not None
+        if not self.backend.finish(request, self.owner):
             log.warning("job %d finished but no longer ours: nothing changed", request.id)
 
     # -- in the master --------------------------------------------------------------------
 
+    def pre_fork(self, worker: WorkerInfo) -> None:
+        self.keeper.started(worker)
+
     def worker_exit(self, worker: WorkerInfo, status: int) -> None:
         """Re-queue exactly the jobs the reaped worker held (prefork's fixed statement)."""
-        db = connect(self.db_path)
-        try:
-            count = requeue_held(db, self.owner_token(worker), exit_reason(status),
-                                       crashed=status != 0, max_crashes=self.max_crashes)
-        finally:
-            db.close()
-        if count:
-            log.warning("re-queued %d job(s) of worker %d (pid %d): %s", count, worker.age,
-                        worker.pid, exit_reason(status))
+        self.keeper.exited(worker, status, exit_reason(status))
+
+    def master_fds(self) -> dict[int, Callable[[], None]]:
+        return self.keeper.fds()
+
+    def master_actions(self, now: float) -> float | None:
+        return self.keeper.actions(now)
+
+    def server_close(self) -> None:
+        super().server_close()
+        if self.slot < 0:  # the master (a worker leaves with os._exit)
+            self.keeper.close()

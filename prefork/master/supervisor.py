@@ -58,6 +58,7 @@ from prefork.master.pool import Pool, ignore_event
 from prefork.master.recycling import Recycler
 from prefork.master.spawning import Spawner
 from prefork.master.stopping import Stop, StopMode
+from prefork.master.tasks import ServerTasks
 from prefork.master.templates import become_subreaper
 from prefork.master.upgrade import Upgrade, describe_status
 from prefork.master.view import Phase, View
@@ -114,6 +115,7 @@ class Master:
                          lambda: self.phase)
         self.ops = Operations(server, self.selector, self.status,
                               lambda request: on_control(self, request))
+        self.tasks = ServerTasks(server, self.selector)  # master_fds(), master_actions()
         self.on_signal = signal_table(self)
 
     # -- public -------------------------------------------------------------------------------
@@ -148,6 +150,7 @@ class Master:
             log.info("master (pid %d) starting %s", self.pid, titles.counted(self.size, "worker"))
             self._title()
             self._maintain()  # the first workers
+            self.tasks.turn(time.monotonic())
             while not self.stop.over(time.monotonic(), len(self.pool.workers)):
                 self._turn()
             if self.pool.workers:
@@ -238,6 +241,7 @@ class Master:
             self.spawner.on_template_exit(template, status, self.stop.requested)
         if self.reaps_strangers:
             self.pool.reap_strangers(also_known=self.upgrade.pid)
+        self.tasks.turn(time.monotonic())
         self._check(time.monotonic())
         self._maintain()
         self._title()
@@ -247,7 +251,7 @@ class Master:
         deadlines = [self.stop.deadline(), self.policies.deadline(self.view, now)]
         if not self.stop.requested and self._missing() > 0:
             deadlines.append(self.boot.deadline(now))
-        deadlines.extend((self.ops.deadline(), self.spawner.deadline()))
+        deadlines.extend((self.ops.deadline(), self.spawner.deadline(), self.tasks.deadline()))
         if not self.pool.use_pidfd:
             deadlines.append(now + REAP_FALLBACK_INTERVAL)
         known = [d for d in deadlines if d is not None]
@@ -356,6 +360,7 @@ class Master:
         self.waiters.cancel("the master stopped; the reload did not finish")
         self.ops.close(handed_off=self.upgrade.handed_off)
         self.upgrade.close()
+        self.tasks.close()
         self.signals.close()
         self.selector.close()
         self.pool.close()

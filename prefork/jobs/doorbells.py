@@ -1,0 +1,62 @@
+"""One doorbell per worker slot, and which workers are idle: how the master wakes one idle
+worker per new job instead of letting every worker poll the table.
+
+A doorbell is an eventfd, made by the master before the worker of that slot is forked (kept for
+the slot's next workers): the worker's ``fileno()``, so its loop (core/pulling.py) waits on it
+and claims when it rings.  The idle flags are one byte per slot in an anonymous shared mapping
+made before any fork: a worker sets its byte before it tries a claim and clears it once it
+holds a job; the master reads them to choose whom to ring.
+
+Why no new job waits.  A worker rings its own bell after each claim, so after a job it tries
+again at once, until a claim finds nothing; only then does it wait.  It sets its idle byte
+*before* that last claim: so if the master, after a job was committed, reads the byte as busy,
+the worker's next claim comes after the master's read, hence after the commit, and sees the
+job.  A worker the master rang for a job another took just finds nothing and waits again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import mmap
+import os
+
+MAX_SLOTS = 4096  # one byte each in the idle map
+
+
+class Doorbells:
+    """Methods: make(slot) (in the master, before that slot's fork), fd(slot), ring(slot),
+    drain(slot), set_idle(slot, idle), idle(slot), close()."""
+
+    def __init__(self) -> None:
+        self.bells: dict[int, int] = {}
+        self.flags = mmap.mmap(-1, MAX_SLOTS)  # MAP_SHARED: the workers write, the master reads
+
+    def make(self, slot: int) -> int:
+        if not 0 <= slot < MAX_SLOTS:
+            raise ValueError(f"worker slot {slot} beyond the doorbells' {MAX_SLOTS}")
+        fd = self.bells.get(slot)
+        if fd is None:
+            fd = self.bells[slot] = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        self.flags[slot] = 0
+        return fd
+
+    def fd(self, slot: int) -> int:
+        return self.bells[slot]
+
+    def ring(self, slot: int) -> None:
+        os.eventfd_write(self.bells[slot], 1)
+
+    def drain(self, slot: int) -> None:
+        with contextlib.suppress(BlockingIOError):
+            os.eventfd_read(self.bells[slot])
+
+    def set_idle(self, slot: int, idle: bool) -> None:
+        self.flags[slot] = 1 if idle else 0
+
+    def idle(self, slot: int) -> bool:
+        return self.flags[slot] == 1
+
+    def close(self) -> None:
+        for fd in self.bells.values():
+            os.close(fd)
+        self.bells.clear()
