@@ -37,8 +37,9 @@ REQUEST = b"GET / HTTP/1.1\r\nHost: bench\r\nUser-Agent: bench\r\n\r\n"
 CLOSE = b"GET / HTTP/1.1\r\nHost: bench\r\nUser-Agent: bench\r\nConnection: close\r\n\r\n"
 
 
-def _response(sock: socket.socket, pending: bytearray) -> None:
-    """Read one response (a head with Content-Length, then its body) off ``sock``."""
+def _response(sock: socket.socket, pending: bytearray) -> bool:
+    """Read one response (a head with Content-Length, then its body) off ``sock``; True if
+    the server keeps the connection open."""
     while b"\r\n\r\n" not in pending:
         chunk = sock.recv(65536)
         if not chunk:
@@ -53,6 +54,7 @@ def _response(sock: socket.socket, pending: bytearray) -> None:
             raise ConnectionError("the server closed the connection mid-body")
         pending += chunk
     del pending[:end]
+    return re.search(rb"(?im)^connection:\s*close", head) is None
 
 
 def drive(port: int, count: int, close: bool) -> None:
@@ -62,11 +64,16 @@ def drive(port: int, count: int, close: bool) -> None:
                 sock.sendall(CLOSE)
                 _response(sock, bytearray())
         return
-    with socket.create_connection(("127.0.0.1", port)) as sock:
-        pending = bytearray()
+    sock = socket.create_connection(("127.0.0.1", port))
+    pending = bytearray()
+    try:
         for _ in range(count):
             sock.sendall(REQUEST)
-            _response(sock, pending)
+            if not _response(sock, pending):  # (a limit of requests per connection)
+                sock.close()
+                sock = socket.create_connection(("127.0.0.1", port))
+    finally:
+        sock.close()
 
 
 def count(serve: list[str], requests: int, close: bool) -> int:
@@ -79,13 +86,15 @@ def count(serve: list[str], requests: int, close: bool) -> int:
                 *serve, "-b", f"127.0.0.1:{port}", "--log-level", "warning"]
         proc = subprocess.Popen(argv, cwd=ROOT, env=root_env({}), stderr=subprocess.DEVNULL)
         try:
-            def up() -> bool:
+            def up() -> bool:  # (a worker answering, not only the master's listener)
                 try:
-                    socket.create_connection(("127.0.0.1", port), timeout=5).close()
-                except OSError:
+                    drive(port, 1, True)
+                except OSError as exc:
+                    if not isinstance(exc, ConnectionRefusedError):
+                        print(f"not up yet: {exc!r}", file=sys.stderr)
                     return False
                 return True
-            wait_for(up, 300, 0.2, "the server under valgrind", error=RuntimeError)
+            wait_for(up, 600, 0.5, "the server under valgrind", error=RuntimeError)
             drive(port, 20, close)  # warm: the worker's first requests import and allocate
             drive(port, requests, close)
         finally:
