@@ -16,7 +16,7 @@ import socketserver
 from typing import Any
 
 from prefork.apps.loader import AppError, AppKind, HandlerFactory, handler_kind, load_app
-from prefork.core import urgent
+from prefork.core import urgent, urgenthook
 from prefork.core.keepalive import handler_class
 from prefork.core.servers import PreforkMixIn
 from prefork.core.sockets import BindSpec
@@ -65,6 +65,14 @@ class _OOBInlineMixIn:
             urgent.inline(self.socket)  # type: ignore[attr-defined]
 
 
+class _UrgentMixIn:
+    """The in-process modes call a handler's handle_urgent() too (core/urgenthook.py)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        urgenthook.watch_servers([self])
+
+
 class _UnixHTTPMixIn:
     """http.server handlers format ``client_address[0]``; a unix peer has no address."""
 
@@ -99,7 +107,7 @@ def server_class_for(
     if mixin is not None:
         bases.append(mixin)
     if mode != "prefork" and spec.kind == "tcp":
-        bases.append(_OOBInlineMixIn)
+        bases += [_OOBInlineMixIn, _UrgentMixIn]
     if kind == "http":
         if spec.kind == "unix":
             bases.append(_UnixHTTPMixIn)

@@ -70,6 +70,7 @@ from prefork.core.listeners import Limits, Listening
 from prefork.core.outbox import CLOSING, PENDING, Outbox, take
 from prefork.core.proxyproto import ProxyError, refused
 from prefork.core.proxyproto import take as take_header
+from prefork.core.urgenthook import wants_urgent
 
 log = logging.getLogger("prefork.worker")
 
@@ -136,6 +137,8 @@ class Multiplexer(Listening):
             self._handshake(conn)
         elif conn.phase is Phase.PROXY:
             self._proxy(conn)
+        elif events & select.EPOLLPRI and conn.phase is Phase.WAITING:
+            self._dispatch(conn)  # urgent data for a handler with handle_urgent() (urgenthook)
         else:
             self._check(conn, defer=False, hup=bool(events & HUP_EVENTS))
 
@@ -280,7 +283,10 @@ class Multiplexer(Listening):
 
     def _wait(self, conn: Conn) -> None:
         if not conn.registered:
-            self.ep.register(conn.fd, TLS_EVENTS if conn.tls else PLAIN_EVENTS)
+            events = TLS_EVENTS if conn.tls else PLAIN_EVENTS
+            if wants_urgent(getattr(conn.server, "RequestHandlerClass", None)):
+                events |= select.EPOLLPRI  # (only for a handler with handle_urgent())
+            self.ep.register(conn.fd, events)
             conn.registered = True
         if conn.fd not in self.conns:
             self.conns[conn.fd] = conn

@@ -8,7 +8,8 @@ urgent data is a legacy mechanism new applications should not use, and that appl
 which must still receive it should set ``SO_OOBINLINE``, so the byte stays in the stream where
 it was sent.  prefork does that on its TCP listeners (``oob_inline = False`` on the server
 class opts out); accepted sockets inherit the option on Linux.  :func:`at_mark` says whether the
-next byte read is the marked one (``SIOCATMARK``), for a handler that wants to know.
+next byte read is the marked one (``SIOCATMARK``), for a handler that wants to know; a handler
+that must be told when urgent data arrives defines ``handle_urgent()`` (core/urgenthook.py).
 """
 
 from __future__ import annotations

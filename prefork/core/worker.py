@@ -36,7 +36,7 @@ import time
 from collections.abc import Callable
 from typing import Any, NoReturn, cast
 
-from prefork.core import delegating, fdlimit, keepalive, pooled, privileges, stdfds
+from prefork.core import delegating, fdlimit, keepalive, pooled, privileges, stdfds, urgenthook
 from prefork.core.affinity import pin_to_slot_cpu
 from prefork.core.conn import Conn
 from prefork.core.contract import (
@@ -233,6 +233,7 @@ class Worker:
         overridden = type(server).service_actions is not socketserver.BaseServer.service_actions
         timeout = self.ctx.poll_interval if overridden else -1.0
         keepalive.take_over(listeners.values())  # http.server handlers: KeepAliveHTTPMixIn
+        urgenthook.watch_servers(listeners.values())  # handlers with handle_urgent()
         limits = Limits(self.server.client_timeout, self.server.keep_alive,
                         fdlimit.worker_connections(self.server.worker_connections),
                         keepalive.drain_grace(self.server.keep_alive,
