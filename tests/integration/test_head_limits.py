@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import LOCAL, server_process
+from helpers import LOCAL, ROOT, server_process, wait_for
 
 WSGI = "tests.apps.wsgi_plain:application"
 HTTP_SERVER = "tests.apps.peer_http:Peer"
@@ -161,3 +161,17 @@ def test_an_http_server_handlers_over_long_request_line_is_refused_at_once() -> 
         took, data = exchange(address, b"GET /" + b"a" * 200)
     assert statuses(data) == [414], data
     assert took < WITHIN, took
+
+
+def test_a_reload_applies_new_limits(tmp_path: Path) -> None:
+    (tmp_path / "prefork.toml").write_text("limit_request_line = 100\n")
+    env = {"PYTHONPATH": str(ROOT)}
+    with server_process("serve", WSGI, "-c", "prefork.toml", "-b", LOCAL, "-w", "1",
+                        cwd=tmp_path, env=env) as server:
+        address = server.tcp_address()
+        old = server.ready_workers(1)
+        assert statuses(exchange(address, request(line(150)))[1]) == [414]
+        (tmp_path / "prefork.toml").write_text("limit_request_line = 200\n")
+        server.reload(2)
+        wait_for(lambda: not (server.live() & old), what="the old generation gone")
+        assert statuses(exchange(address, request(line(150)))[1]) == [200]
