@@ -88,16 +88,34 @@ class Check(enum.Enum):
 REFUSED = {check.value: check for check in Check if isinstance(check.value, int)}
 
 
-def judge(server: Any, data: bytes | bytearray, end: int) -> Check:
+def judge(conn: Conn | None, server: Any, data: bytes | bytearray, end: int) -> Check:
     """A partial head (``data[:end]``, not ended) for ``server``'s handler: refused already by
     the handler's parser (its ``judge_head(data, limits)``: the status it answers once it reads
-    this far, 0 for none yet), else MORE; a full buffer is refused in any case (431)."""
+    this far, 0 for none yet), else MORE; a full buffer is refused in any case (431).
+
+    The parser runs again only when its answer may have changed since ``conn``'s last look: a
+    line more, or the last line past a limit.  So a client that drips its head a byte at a
+    time costs a count of line ends per byte, not a parse of the whole head."""
+    if end >= MAX_HEAD:
+        return REFUSED.get(_judged(server, data, end), Check.TOO_LARGE)
+    factory = getattr(server, "RequestHandlerClass", None)
+    if getattr(handler_class(factory) or factory, "judge_head", None) is None:
+        return Check.MORE
+    limits = of(server)
+    tail = end - data.rfind(b"\n", 0, end) - 1
+    key = (data.count(b"\n", 0, end), tail > limits.request_line, tail > limits.field_size)
+    if conn is not None:
+        if key == conn.judged:
+            return Check.MORE
+        conn.judged = key
+    status = _judged(server, data, end)
+    return REFUSED.get(status, Check.BAD) if status else Check.MORE
+
+
+def _judged(server: Any, data: bytes | bytearray, end: int) -> int:
     factory = getattr(server, "RequestHandlerClass", None)
     judge_head = getattr(handler_class(factory) or factory, "judge_head", None)
-    status = judge_head(bytes(data[:end]), of(server)) if judge_head is not None else 0
-    if status:
-        return REFUSED.get(status, Check.BAD)
-    return Check.TOO_LARGE if end >= MAX_HEAD else Check.MORE
+    return judge_head(bytes(data[:end]), of(server)) if judge_head is not None else 0
 
 
 _socket_recv_into = socket.socket.recv_into  # on an SSLSocket: the ciphertext, which may be peeked
@@ -118,7 +136,7 @@ def look(conn: Conn, buf: bytearray) -> tuple[Check, bool]:
     buffered = conn.resumable.buffered() if conn.resumable is not None else b""
     if conn.tls:
         if conn.ready is Ready.HEAD and isinstance(conn.sock, ReadAheadSSLSocket):
-            return read_head(conn.sock, buffered, conn.server)
+            return read_head(conn.sock, buffered, conn)
         if buffered or conn.sock.pending():
             return Check.READY, False
     head = conn.ready is Ready.HEAD and not conn.tls
@@ -143,14 +161,14 @@ def look(conn: Conn, buf: bytearray) -> tuple[Check, bool]:
     if size == 0:
         return Check.EOF, False
     if stop < 0 and end > 0:
-        check = judge(conn.server, data, end)
+        check = judge(conn, conn.server, data, end)
         if check is not Check.MORE:
             return check, False
     return Check.MORE, end > 0
 
 
 def read_head(sock: ReadAheadSSLSocket, buffered: bytes,
-              server: Any = None) -> tuple[Check, bool]:
+              conn: Conn | None = None) -> tuple[Check, bool]:
     """:func:`look` for a TLS connection whose handler waits for a complete request head.
     Encrypted bytes cannot be peeked at, so the decrypted ones are read here, without blocking,
     into ``sock.ahead`` (which the socket's reads serve first) until the head is complete (after
@@ -167,7 +185,7 @@ def read_head(sock: ReadAheadSSLSocket, buffered: bytes,
     if not data:
         return Check.MORE, False
     if request_end(data, min(len(data), MAX_HEAD)) < 0:  # (else: waiting for a small body)
-        check = judge(server, data, min(len(data), MAX_HEAD))
+        check = judge(conn, conn.server if conn else None, data, min(len(data), MAX_HEAD))
         if check is not Check.MORE:
             return check, False
     return Check.MORE, True

@@ -297,6 +297,7 @@ class Multiplexer(Listening):
     def _dispatch(self, conn: Conn) -> None:
         self.conns.pop(conn.fd, None)
         conn.phase = Phase.BUSY
+        conn.judged = None  # (the next head is judged afresh: accepting.judge)
         if not self.serve(conn):
             conn.phase = Phase.CLOSED
             return

@@ -175,3 +175,25 @@ def test_a_reload_applies_new_limits(tmp_path: Path) -> None:
         server.reload(2)
         wait_for(lambda: not (server.live() & old), what="the old generation gone")
         assert statuses(exchange(address, request(line(150)))[1]) == [200]
+
+
+def test_a_dripped_head_is_judged_line_by_line(pool: tuple[tuple[str, int], bool]) -> None:
+    """A head sent in pieces is refused as soon as its bad line is in, and a kept-alive
+    connection's next head is judged afresh (not taken for the last head it saw)."""
+    address, tls = pool
+    with connect(address, tls) as sock:
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: h\r\n")  # two lines: judged, fine
+        with pytest.raises(TimeoutError):
+            sock.settimeout(0.3)
+            sock.recv(100)
+        sock.settimeout(10)
+        sock.sendall(b"\r\n")
+        assert statuses(sock.recv(65536)) == [404]  # served, kept alive
+        started = time.monotonic()
+        sock.sendall(b"GET / HTTP/1.1\r\nHo st: h\r\n")  # two lines again, the second bad
+        data = b""
+        with contextlib.suppress(OSError):
+            while chunk := sock.recv(65536):
+                data += chunk
+        assert statuses(data) == [400], data
+        assert time.monotonic() - started < WITHIN
