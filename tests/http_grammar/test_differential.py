@@ -36,3 +36,7 @@ def test_the_judge_tells_the_outcomes_apart() -> None:
     chunked = b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n"
     assert differential.judge(chunked + b"5 \r\nhello\r\n0\r\n\r\n", "python") == (
         differential.AGREE[2])  # h11 takes "5 " as 5
+    bws = chunked + b"5 ;a=b\r\nhello\r\n0\r\n\r\n" + differential.SECOND
+    assert differential.judge(bws, "python") == differential.ALLOWED[2]
+    wrong = chunked + b"5 ;a=b\r\nhellox\r\n0\r\n\r\n" + differential.SECOND
+    assert differential.allowed(wrong, b"/", b"hellox") is None  # h11 frames no such body

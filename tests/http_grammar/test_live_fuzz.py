@@ -12,7 +12,7 @@ if importlib.util.find_spec("h11") is None:
     pytest.skip("h11 is not installed (the test extra has it)", allow_module_level=True)
 
 from tests.http_grammar import live
-from tests.http_grammar.differential import SECOND
+from tests.http_grammar.differential import ALLOWED, SECOND
 
 CASES = 1000
 
@@ -30,6 +30,8 @@ def test_the_live_judge_tells_the_outcomes_apart(address: tuple[str, int]) -> No
     assert live.judge(address, b"GET / HTTP/1.1\r\nHost: h\r\n\r\n\r\n" + SECOND) == live.BETWEEN
     chunked = b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n"
     assert live.judge(address, chunked + b"5 \r\nhello\r\n0\r\n\r\n" + SECOND) == live.AGREE[2]
+    bws = chunked + b"5 ;a=b\r\nhello\r\n0\r\n\r\n" + SECOND  # RFC 9112 7.1.1 allows it
+    assert live.judge(address, bws) == ALLOWED[2]
     # A body h11 frames as 5 bytes and the server (here: the app's view) differently would be
     # "the body differs"; a server that waits after the half-close, "no answer".
     cut = b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\nhel"
