@@ -46,9 +46,17 @@ def integer(minimum: int) -> Converter[int]:
     return _bounded(f"must be an integer >= {minimum}", (int,), int, lambda n: n >= minimum)
 
 
-def integer_in(minimum: int, maximum: int) -> Converter[int]:
-    return _bounded(f"must be an integer from {minimum} to {maximum}", (int,), int,
-                    lambda n: minimum <= n <= maximum)
+def optional_integer_in(minimum: int, maximum: int) -> Converter[int | None]:
+    """An integer from ``minimum`` to ``maximum``; the empty string means unset (None)."""
+    bounded = _bounded(f"must be an integer from {minimum} to {maximum}", (int,), int,
+                       lambda n: minimum <= n <= maximum)
+
+    def convert(value: object, layer: Layer) -> int | None:
+        if isinstance(value, str) and not value.strip():
+            return None
+        return bounded(value, layer)
+
+    return convert
 
 
 def number(minimum: float) -> Converter[float]:

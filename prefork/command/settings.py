@@ -36,11 +36,11 @@ from prefork.command.convert import (
     http_parser_choice,
     import_spec,
     integer,
-    integer_in,
     ip_list,
     log_format,
     mount_prefix,
     number,
+    optional_integer_in,
     optional_string,
     path_list,
 )
@@ -63,6 +63,10 @@ PROCESS = "The process"
 TLS = "TLS"
 HOOKS = "Hooks"
 SECTIONS = (SERVE, POOL, LIMITS, RECYCLING, ADAPTIVE, PROCESS, TLS, HOOKS)
+
+
+# What an unset limit_request_* means: each handler's own bound.
+_OWN = "the handler's own: {} for WSGI, the stdlib's {} for http.server handlers"
 
 
 def _cpu_workers(config: Config) -> int:
@@ -273,20 +277,24 @@ class Config:
         "(prefork[http]) for the common ones, else the strict parser; auto: httptools if "
         "installed")
     limit_request_line = Setting(
-        integer_in(0, httplimits.MAX_LINE), FROM_SERVER, section=SERVE, live=True, stdlib=True,
+        optional_integer_in(0, httplimits.MAX_LINE), FROM_SERVER, section=SERVE, live=True,
+        stdlib=True,
         flags=("--limit-request-line",), metavar="BYTES", help="the longest request line "
         "(method, target, version) an HTTP handler takes, in bytes; longer: 414 and close (0: "
         f"no bound of its own, the head's {httplimits.MAX_HEAD // 1024} KiB in all still "
-        "applies)")
+        "applies)", unset=_OWN.format(httplimits.LINE, "65536"))
     limit_request_fields = Setting(
-        integer_in(0, httplimits.MAX_FIELDS), FROM_SERVER, section=SERVE, live=True,
+        optional_integer_in(0, httplimits.MAX_FIELDS), FROM_SERVER, section=SERVE, live=True,
         stdlib=True, flags=("--limit-request-fields",), metavar="N", help="the most header "
-        f"fields in a request head; more: 431 and close (0: {httplimits.MAX_FIELDS}, the most)")
+        f"fields in a request head; more: 431 and close (0: {httplimits.MAX_FIELDS}, the most)",
+        unset=_OWN.format(httplimits.FIELDS, "100"))
     limit_request_field_size = Setting(
-        integer_in(0, httplimits.MAX_HEAD), FROM_SERVER, section=SERVE, live=True, stdlib=True,
+        optional_integer_in(0, httplimits.MAX_HEAD), FROM_SERVER, section=SERVE, live=True,
+        stdlib=True,
         flags=("--limit-request-field-size",), metavar="BYTES", help="the longest header "
         "field line (name, colon and value) in a request head or a chunked body's trailers, "
-        "in bytes; longer: 431 and close (0: no bound of its own, as for the request line)")
+        "in bytes; longer: 431 and close (0: no bound of its own, as for the request line)",
+        unset=_OWN.format(httplimits.FIELD_SIZE, "65536"))
     root_path = Setting(
         mount_prefix, FROM_SERVER, section=SERVE, stdlib=True, flags=("--root-path",), live=True,
         metavar="PREFIX", env_fallback=("SCRIPT_NAME",), help="the WSGI application's mount "

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from prefork.core.conn import Conn
-from prefork.core.httplimits import MAX_HEAD, of
+from prefork.core.httplimits import MAX_HEAD, HeadLimits, of
 from prefork.core.httppeek import heads_in, request_end
 from prefork.core.keepalive import Ready, handler_class
 from prefork.core.tls import ReadAheadSSLSocket
@@ -101,7 +101,7 @@ def judge(conn: Conn | None, server: Any, data: bytes | bytearray, end: int) -> 
     factory = getattr(server, "RequestHandlerClass", None)
     if getattr(handler_class(factory) or factory, "judge_head", None) is None:
         return Check.MORE
-    limits = of(server)
+    limits = _limits(server)
     tail = end - data.rfind(b"\n", 0, end) - 1
     key = (data.count(b"\n", 0, end), tail > limits.request_line, tail > limits.field_size)
     if conn is not None:
@@ -115,7 +115,14 @@ def judge(conn: Conn | None, server: Any, data: bytes | bytearray, end: int) -> 
 def _judged(server: Any, data: bytes | bytearray, end: int) -> int:
     factory = getattr(server, "RequestHandlerClass", None)
     judge_head = getattr(handler_class(factory) or factory, "judge_head", None)
-    return judge_head(bytes(data[:end]), of(server)) if judge_head is not None else 0
+    return judge_head(bytes(data[:end]), _limits(server)) if judge_head is not None else 0
+
+
+def _limits(server: Any) -> HeadLimits:
+    """The limits for ``server``'s handler: its ``head_limits`` where unset (httplimits.py)."""
+    factory = getattr(server, "RequestHandlerClass", None)
+    own = getattr(handler_class(factory) or factory, "head_limits", None)
+    return of(server, own) if own is not None else of(server)
 
 
 _socket_recv_into = socket.socket.recv_into  # on an SSLSocket: the ciphertext, which may be peeked

@@ -17,7 +17,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from prefork.core import httplimits
 from prefork.core.privileges import Credentials
 from prefork.core.scoreboard import Scoreboard
 
@@ -127,10 +126,11 @@ class PoolServer:
     # Who parses the WSGI handler's request heads (apps/fasthead.py): "auto" (httptools when
     # it is installed, with the strict parser for the rest), "httptools", or "python" alone.
     http_parser: str = "auto"
-    # Bounds on a request head, as gunicorn's (core/httplimits.py: 0 is unlimited, or most).
-    limit_request_line: int = httplimits.LINE
-    limit_request_fields: int = httplimits.FIELDS
-    limit_request_field_size: int = httplimits.FIELD_SIZE
+    # Bounds on a request head, as gunicorn's (core/httplimits.py: 0 is unlimited, or most;
+    # None: the handler's own, 8190/100/8190 for the WSGI handler, the stdlib's for http.server).
+    limit_request_line: int | None = None
+    limit_request_fields: int | None = None
+    limit_request_field_size: int | None = None
     # Whose proxy headers (X-Forwarded-*, Forwarded) are believed (apps/forwarded.py).
     forwarded_allow_ips: str = "127.0.0.1,::1"
     root_path: str | None = None  # the WSGI app's mount prefix, its SCRIPT_NAME (apps/wsgi.py)

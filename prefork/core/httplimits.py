@@ -7,7 +7,10 @@ chunked body (``apps/body.py``), the multiplexer's look at a partial head (``htt
 and the http.server handlers (``httpserverlimits.py``) ask for a :class:`HeadLimits`.
 
 As in gunicorn: a request line of 0 is unlimited and may not be set above 8190; 0 fields is the
-most gunicorn allows (32768); a field size of 0 is unlimited.  "Unlimited" is bounded all the
+most gunicorn allows (32768); a field size of 0 is unlimited.  Unset (None, the default), each
+handler keeps its own: 8190, 100 and 8190 for the WSGI handler (gunicorn's and Apache's sizes),
+the stdlib's for an http.server handler (:data:`HTTP_SERVER`), whose outcome under the pool must
+stay the one it has under ThreadingMixIn.  "Unlimited" is bounded all the
 same by the head's own bound, MAX_HEAD bytes of head in all (431), which also keeps a worker's
 buffer for a head waiting in the multiplexer at a fixed size.
 """
@@ -42,6 +45,9 @@ class HeadLimits:
 
 
 DEFAULT = HeadLimits()
+# http.server's own bounds: a request line of 65536 bytes, 100 fields (http.client), lines of
+# 65536 bytes (both beyond UNLIMITED: the multiplexer's buffer bounds them first).
+HTTP_SERVER = (65536, 100, 65536)
 
 
 @functools.lru_cache(maxsize=64)
@@ -54,8 +60,16 @@ def effective(request_line: int, fields: int, field_size: int) -> HeadLimits:
                       field_size if 0 < field_size < UNLIMITED else UNLIMITED)
 
 
-def of(server: Any) -> HeadLimits:
-    """The limits ``server``'s attributes set (the defaults for a server without them)."""
-    return effective(getattr(server, "limit_request_line", LINE),
-                     getattr(server, "limit_request_fields", FIELDS),
-                     getattr(server, "limit_request_field_size", FIELD_SIZE))
+def stdlib(limits: HeadLimits) -> bool:
+    """Whether ``limits`` are http.server's own (nothing set): its parser alone judges."""
+    return limits == effective(*HTTP_SERVER)
+
+
+def of(server: Any, own: tuple[int, int, int] = (LINE, FIELDS, FIELD_SIZE)) -> HeadLimits:
+    """The limits ``server``'s attributes set, ``own`` (the handler's) where they are unset
+    (None, or a server without them)."""
+    line = getattr(server, "limit_request_line", None)
+    fields = getattr(server, "limit_request_fields", None)
+    size = getattr(server, "limit_request_field_size", None)
+    return effective(own[0] if line is None else line, own[1] if fields is None else fields,
+                     own[2] if size is None else size)

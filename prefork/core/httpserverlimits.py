@@ -3,7 +3,8 @@ own heads: :class:`~prefork.core.keepalive.KeepAliveHTTPMixIn` applies them afte
 parser has read the head, and the multiplexer's look at a head that has not ended yet
 (:func:`judge`) refuses at once what the mix-in would refuse once the head is complete.
 
-What applies: ``limit_request_line`` (the line without its CRLF; 414) in full.  The fields
+Unset (the default), none of this applies: the handler answers as under the stdlib's servers.
+What applies once set: ``limit_request_line`` (the line without its CRLF; 414) in full.  The fields
 (431): ``limit_request_fields`` up to 100, since ``http.client`` refuses more than 100 itself
 (its own 431), and ``limit_request_field_size``, measured on the field as the stdlib keeps it,
 written ``name: value`` (the blanks the client put after the colon are not known, one is
@@ -16,7 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from prefork.core.httplimits import HeadLimits
+from prefork.core.httplimits import HeadLimits, stdlib
 
 _CR, _LF = 13, 10
 
@@ -46,7 +47,9 @@ def fields_refused(headers: Any, limits: HeadLimits) -> str | None:
 
 def judge(data: bytes, limits: HeadLimits) -> int:
     """414 if the request line at the start of the partial head ``data`` is already longer
-    than allowed (whatever follows), else 0."""
+    than allowed (whatever follows), else 0 (always, with the stdlib's own limits)."""
+    if stdlib(limits):
+        return 0
     newline = data.find(b"\n")
     if newline >= 0:
         return 414 if line_too_long(data[:newline + 1], limits) else 0

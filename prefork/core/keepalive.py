@@ -238,8 +238,9 @@ class KeepAliveHTTPMixIn:
                 self.rfile = counting_rfile(self.connection, self.rfile,
                                             getattr(self, "rbufsize", -1))
 
-    # The multiplexer's look at a head not ended yet (httpserverlimits.py).
+    # The multiplexer's look at a head not ended yet (httpserverlimits.py), with these limits.
     judge_head = staticmethod(httpserverlimits.judge)
+    head_limits = httplimits.HTTP_SERVER
     raw_requestline: bytes
     requestline: str
     request_version: str
@@ -251,14 +252,15 @@ class KeepAliveHTTPMixIn:
         headers name, for this request (``forwarding.py``; the connection's peer is kept in
         ``peer_address``)."""
         self._prefork_body = None
-        limits = httplimits.of(self.server)
-        if httpserverlimits.line_too_long(self.raw_requestline, limits):
+        limits = httplimits.of(self.server, httplimits.HTTP_SERVER)
+        own = httplimits.stdlib(limits)  # nothing set: exactly as the stdlib
+        if not own and httpserverlimits.line_too_long(self.raw_requestline, limits):
             # (as BaseHTTPRequestHandler answers a line over its own 64 KiB)
             self.requestline = self.request_version = self.command = ""
             self.send_error(414)  # type: ignore[attr-defined]
             return False
         ok = bool(super().parse_request())  # type: ignore[misc]
-        if ok and (problem := httpserverlimits.fields_refused(self.headers, limits)):
+        if ok and not own and (problem := httpserverlimits.fields_refused(self.headers, limits)):
             self.send_error(431, None, problem)  # type: ignore[attr-defined]
             return False
         if ok:

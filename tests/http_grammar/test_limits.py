@@ -62,8 +62,8 @@ def test_the_field_limits(reader: fasthead.HeadReader) -> None:
 
 
 def test_the_settings_take_gunicorns_ranges() -> None:
-    line = convert.integer_in(0, httplimits.MAX_LINE)
-    assert line("0", "flag") == 0 and line(8190, "file") == 8190
+    line = convert.optional_integer_in(0, httplimits.MAX_LINE)
+    assert line("0", "flag") == 0 and line(8190, "file") == 8190 and line("", "file") is None
     for bad in ("8191", "-1", "x"):
         with pytest.raises(Invalid):
             line(bad, "flag")
@@ -74,6 +74,13 @@ def test_the_settings_take_gunicorns_ranges() -> None:
         limit_request_line, limit_request_fields, limit_request_field_size = 10, 2, 30
 
     assert httplimits.of(Server()) == HeadLimits(10, 2, 30)
+
+    class Unset:
+        limit_request_line = limit_request_fields = limit_request_field_size = None
+
+    assert httplimits.of(Unset()) == httplimits.DEFAULT
+    assert httplimits.stdlib(httplimits.of(Unset(), httplimits.HTTP_SERVER))
+    assert not httplimits.stdlib(httplimits.of(Server(), httplimits.HTTP_SERVER))
 
 
 # Heads the parser refuses (and some it takes), each judged at every prefix.
@@ -112,6 +119,7 @@ def test_a_partial_head_is_judged_as_the_parser_judges_the_whole(
 
 
 def test_an_http_server_handlers_request_line_is_judged_as_the_mixin_judges_it() -> None:
+    assert httpserverlimits.judge(b"GET /" + b"a" * 70000, effective(*httplimits.HTTP_SERVER)) == 0
     limits = effective(20, 100, 8190)
     line = b"GET /" + b"a" * 11 + b" HTTP/1.1"  # 25 bytes
     for end in range(1, len(line) + 2):

@@ -197,3 +197,16 @@ def test_a_dripped_head_is_judged_line_by_line(pool: tuple[tuple[str, int], bool
                 data += chunk
         assert statuses(data) == [400], data
         assert time.monotonic() - started < WITHIN
+
+
+@pytest.mark.parametrize("mode", ["prefork", "thread"])
+def test_unset_limits_are_each_handlers_own(mode: str) -> None:
+    """Unset, an http.server handler keeps the stdlib's bounds (a 9000-byte request line is
+    served, as under ThreadingMixIn), the WSGI handler its 8190 (414)."""
+    long = request(line(9000))
+    for app, expected in ((HTTP_SERVER, 200), (WSGI, 414)):
+        with server_process("serve", app, "-b", LOCAL, "-w", "1", "--mode", mode) as server:
+            address = server.tcp_address()
+            if mode == "prefork":
+                server.wait_workers(1)
+            assert statuses(exchange(address, long)[1]) == [expected], app
