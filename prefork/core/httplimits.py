@@ -18,7 +18,7 @@ buffer for a head waiting in the multiplexer at a fixed size.
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 MAX_HEAD = 64 * 1024  # bytes of request head in all; more is answered 431
@@ -37,11 +37,11 @@ class HeadLimits:
     request_line: int = LINE
     fields: int = FIELDS
     field_size: int = FIELD_SIZE
+    # A head no longer than this crosses neither line bound (the fast path's test; derived).
+    smallest_line: int = field(init=False)
 
-    @property
-    def smallest_line(self) -> int:
-        """A head no longer than this crosses neither line bound (the fast path's test)."""
-        return min(self.request_line, self.field_size)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "smallest_line", min(self.request_line, self.field_size))
 
 
 DEFAULT = HeadLimits()
