@@ -2,7 +2,8 @@
 ``python scripts/fuzz_http.py [CASES] [SEED]`` judges the parsers in process
 (tests/http_grammar/differential.py); ``python scripts/fuzz_http.py --live CASES [SEED]`` sends
 the mutants to a real one-worker pool per head parser over sockets (tests/http_grammar/live.py).
-Prints each outcome's count and an example of each disagreement; exits 1 if there is any."""
+Prints each outcome's count and an example of each disagreement; exits 1 if there is any.
+The runs made, and each class where prefork and h11 differ: docs/http-fuzzing.md."""
 
 from __future__ import annotations
 
