@@ -44,6 +44,12 @@ def ignore_event(mask: int) -> None:
     loop reaps; the signal and report pipes: the loop drains them)."""
 
 
+
+def preloads(server: PoolServer) -> bool:
+    """True when ``server``'s workers are forked by their generation's template (``preload``;
+    the one place that reads the setting: the supervisor asks here)."""
+    return bool(server.preload)
+
 class Pool:
     """The live workers of every generation, keyed by pid.
 
@@ -79,7 +85,7 @@ class Pool:
         self.use_pidfd = pidfds.usable()
         # With preload, workers are forked by their generation's template (prefork.core.template).
         self.templates: Templates | None = None
-        if server.preload:
+        if preloads(server):
             self.templates = Templates(server, selector, self.handled_signals, self.child_context)
 
     # -- views --------------------------------------------------------------------------------

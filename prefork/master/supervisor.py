@@ -54,7 +54,7 @@ from prefork.master.generations import Generations
 from prefork.master.operations import Operations
 from prefork.master.outcomes import Outcomes
 from prefork.master.policies import Policies
-from prefork.master.pool import Pool, ignore_event
+from prefork.master.pool import Pool, ignore_event, preloads
 from prefork.master.recycling import Recycler
 from prefork.master.spawning import Spawner
 from prefork.master.stopping import Stop, StopMode
@@ -91,7 +91,7 @@ class Master:
         self.restarts: Counter[str] = Counter()  # reason -> count, for status and metrics
         # As PID 1, or the subreaper that a template's workers are re-parented to, orphaned
         # descendants of workers become ours too: SIGCHLD wakes the loop to collect them.
-        self.reaps_strangers = server.preload or self.pid == 1
+        self.reaps_strangers = preloads(server) or self.pid == 1
         strangers = (signal.SIGCHLD,) if self.reaps_strangers else ()
         self.signals = SignalQueue(MASTER_SIGNALS + strangers)
         self.selector = selectors.DefaultSelector()
@@ -139,7 +139,7 @@ class Master:
             log.debug("master (pid %d) raised its fd limit from %d to %d", self.pid, before,
                       after)
         self.signals.install()
-        if self.server.preload:
+        if self.pool.templates is not None:  # (preload)
             become_subreaper()
         self.selector.register(self.signals.read_fd, selectors.EVENT_READ, ignore_event)
         self.selector.register(self.pool.report_r, selectors.EVENT_READ, ignore_event)

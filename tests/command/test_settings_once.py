@@ -71,7 +71,6 @@ PENDING: dict[str, str] = {
                  "max_spare",
     "max_spare": SPREAD.format("master/policies.py") + "; command/config.py checks it against "
                  "min_spare",
-    "preload": SPREAD.format("master/pool.py and master/supervisor.py"),
     "forwarded_allow_ips": SPREAD.format("apps/wsgi.py and core/keepalive.py") + "; the runner "
                            "sets it on the stdlib modes' servers",
     "log_file": SPREAD.format("command/cli.py (it sets up the log) and ops/logs.py") + "; the "
