@@ -10,12 +10,13 @@ import contextlib
 import os
 import signal
 import socketserver
+import sqlite3
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 from helpers import forked, wait_exit
-from prefork.jobs import JobServer, open_backend
+from prefork.jobs import JobServer, enqueue, open_backend
 
 
 class Recording(socketserver.BaseRequestHandler):
@@ -69,6 +70,19 @@ class Table:
         assert job_id is not None
         return job_id
 
+    def fill(self, count: int, kind: str = "ok") -> None:
+        """``count`` jobs in one transaction."""
+        db = self.backend.db  # type: ignore[attr-defined]
+        if isinstance(db, sqlite3.Connection):
+            db.execute("BEGIN")
+            for n in range(count):
+                enqueue(db, {"kind": kind, "n": n})
+            db.execute("COMMIT")
+            return
+        with db.transaction():
+            for n in range(count):
+                enqueue(db, {"kind": kind, "n": n})
+
     def row(self, job_id: int) -> dict[str, Any]:
         found = self.backend.row(job_id)
         assert found is not None
@@ -83,6 +97,19 @@ class Table:
 
     def close(self) -> None:
         self.backend.close()
+
+
+@contextlib.contextmanager
+def serving(server: JobServer) -> Iterator[int]:
+    """``server`` (made in this process, so its shared counters are readable here:
+    ``server.stats``) served by a master in a forked child; TERM at the end, exit 0."""
+    with forked(server.serve_forever) as pid:
+        try:
+            yield pid
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+        assert wait_exit(pid) == 0
 
 
 @contextlib.contextmanager

@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -156,6 +157,7 @@ class Backend:
 
     dialect = ""
     url = ""
+    tally: Callable[[], None] | None = None  # called once per statement (prefork/jobs/stats.py)
 
     def execute(self, sql: str, params: dict[str, Any]) -> Any:
         """Run one statement; a cursor (``fetchone``, ``fetchall``, ``rowcount``)."""

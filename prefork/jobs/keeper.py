@@ -27,13 +27,15 @@ import os
 import signal
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from prefork.core.contract import WorkerInfo
 from prefork.jobs.backends import Backend
 from prefork.jobs.doorbells import Doorbells
 from prefork.jobs.queue import open_backend
+from prefork.jobs.stats import CRASHED, MASTER, REQUEUED, RESCUED, RINGS, STATEMENTS, Stats
 
 log = logging.getLogger("prefork.jobs")
 
@@ -66,45 +68,31 @@ class Timers:
     next_due: float | None = None  # a scheduled job becomes due
 
 
-@dataclass
-class Counters:
-    """What the keeper did, for metrics and tests."""
-
-    requeued: int = 0
-    crashes: int = 0
-    rescued: int = 0
-    rings: int = 0
-    checks: int = 0  # due-job queries
-    statements: int = 0
-    killed: dict[str, int] = field(default_factory=dict)
-
-
 class Keeper:
     """Methods: forking(), started(worker), exited(worker, status, reason), fds(), actions(now),
     close().  ``owner_of(worker)`` gives a worker's owner token."""
 
-    def __init__(self, settings: Settings, bells: Doorbells,
+    def __init__(self, settings: Settings, bells: Doorbells, stats: Stats,
                  owner_of: Callable[[WorkerInfo], str]) -> None:
-        self.settings, self.bells, self.owner_of = settings, bells, owner_of
+        self.settings, self.bells, self.stats, self.owner_of = settings, bells, stats, owner_of
         self.live: dict[int, WorkerInfo] = {}  # slot -> worker
         self.kills: dict[int, str] = {}  # worker age -> why the keeper killed it
         self.backend: Backend | None = None
         self.watcher: Any = None
         self.dirty = True  # something may be due: check at the next turn
         self.timers = Timers()
-        self.counters = Counters()
 
     # -- the connection ------------------------------------------------------------------
 
     def _db(self) -> Backend:
         if self.backend is None:
             self.backend = open_backend(self.settings.url)
+            self.backend.tally = partial(self.stats.add, MASTER, STATEMENTS)
             if self.watcher is None or self.backend.dialect == "postgresql":
                 if self.watcher is not None:
                     self.watcher.close()
                 self.watcher = self.backend.watcher()
             self.dirty = True
-        self.counters.statements += 1
         return self.backend
 
     def _drop(self, what: str) -> None:
@@ -146,8 +134,8 @@ class Keeper:
             self._drop("re-queue")
             raise
         if count:
-            self.counters.requeued += count
-            self.counters.crashes += count if crashed else 0
+            self.stats.add(MASTER, REQUEUED, count)
+            self.stats.add(MASTER, CRASHED, count if crashed else 0)
             self.dirty = True
             log.warning("re-queued %d job(s) of worker %d (pid %d): %s", count, worker.age,
                         worker.pid, reason)
@@ -211,12 +199,11 @@ class Keeper:
         idle = self._idle()
         if not idle:  # the busy ones claim again after their job (doorbells.py)
             return
-        self.counters.checks += 1
         count, later = self._db().due(len(idle), self.settings.queues)
         for slot in idle[:count]:
             self.bells.set_idle(slot, False)  # rung: not a candidate for the next job
             self.bells.ring(slot)
-        self.counters.rings += min(count, len(idle))
+        self.stats.add(MASTER, RINGS, min(count, len(idle)))
         if later is not None:
             self.timers.next_due = now + max(0.0, later - time.time())
 
@@ -228,7 +215,7 @@ class Keeper:
             db.renew(settings.incarnation, settings.lease)
         rescued = db.rescue(settings.incarnation, settings.max_crashes)
         if rescued:
-            self.counters.rescued += rescued
+            self.stats.add(MASTER, RESCUED, rescued)
             self.dirty = True
             log.warning("re-queued %d job(s) whose lease expired (their master is gone)",
                         rescued)
@@ -242,7 +229,6 @@ class Keeper:
                 continue
             why = "cancelled" if cancelled else "job timeout"
             self.kills[worker.age] = why
-            self.counters.killed[why] = self.counters.killed.get(why, 0) + 1
             log.warning("job %d %s: killing worker %d (pid %d)", job_id, why, worker.age,
                         worker.pid)
             try:

@@ -120,6 +120,8 @@ class PostgresBackend(Backend):
         self._sql: dict[str, str] = {}  # :name statements as %(name)s, converted once
 
     def execute(self, sql: str, params: dict[str, Any]) -> Any:
+        if self.tally is not None:
+            self.tally()
         converted = self._sql.get(sql)
         if converted is None:
             converted = self._sql[sql] = to_pyformat(sql)

@@ -26,6 +26,7 @@ import socketserver
 import sys
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,7 @@ from prefork.jobs.backends import Backend, Job
 from prefork.jobs.doorbells import Doorbells
 from prefork.jobs.keeper import Keeper, Settings
 from prefork.jobs.queue import open_backend
+from prefork.jobs.stats import CLAIMS, DONE, EMPTY_CLAIMS, FAILED, RETRIED, STATEMENTS, Stats
 
 log = logging.getLogger("prefork.jobs")
 
@@ -92,11 +94,13 @@ class JobServer(PreforkMixIn, socketserver.BaseServer):
         self.slot = -1
         self.backend: Backend | None = None  # the worker's connection
         self.bells = Doorbells()
+        self.stats = Stats()
         self.keeper = Keeper(
             Settings(self.db_url, self.incarnation, self.max_crashes, self.lease,
                      self.retention, tuple(self.queues)),
-            self.bells, self.owner_token)
+            self.bells, self.stats, self.owner_token)
         self._retried: int | None = None  # the job whose handle_error() ran
+        self._started = 0.0  # time.monotonic() of the claim of the job in hand
         super().__init__(None, RequestHandlerClass, **kwargs)
 
     @property
@@ -115,6 +119,7 @@ class JobServer(PreforkMixIn, socketserver.BaseServer):
         self.owner = self.owner_token(worker)
         self.generation, self.slot = worker.generation, worker.slot
         self.backend = open_backend(self.db_url)
+        self.backend.tally = partial(self.stats.add, self.slot, STATEMENTS)
         self.bells.ring(self.slot)  # a first claim at once: jobs may be waiting
 
     def fileno(self) -> int:
@@ -129,7 +134,10 @@ class JobServer(PreforkMixIn, socketserver.BaseServer):
         bells.set_idle(slot, True)  # before the claim: see doorbells.py
         job = self.backend.claim(self.owner, self.generation, self.lease, tuple(self.queues))
         if job is None:
+            self.stats.add(slot, EMPTY_CLAIMS)
             raise OSError("no job due")
+        self.stats.add(slot, CLAIMS)
+        self._started = time.monotonic()
         bells.set_idle(slot, False)
         bells.ring(slot)  # after this job, try the next at once
         self._retried = None
@@ -144,6 +152,8 @@ class JobServer(PreforkMixIn, socketserver.BaseServer):
         delay *= random.uniform(0.5, 1.0)
         state = self.backend.retry(request, self.owner, error, delay, self.max_attempts)
         self._retried = request.id
+        self.stats.add(self.slot, FAILED if state == "failed" else RETRIED)
+        self.stats.observe(self.slot, time.monotonic() - self._started)
         log.warning("job %d attempt %d failed (%s): %s", request.id, request.attempt, error,
                     "no longer ours" if state is None else state, exc_info=True)
 
@@ -156,7 +166,10 @@ class JobServer(PreforkMixIn, socketserver.BaseServer):
         if sys.exc_info()[1] is not None:
             return
         assert self.backend is not None
-        if not self.backend.finish(request, self.owner):
+        self.stats.observe(self.slot, time.monotonic() - self._started)
+        if self.backend.finish(request, self.owner):
+            self.stats.add(self.slot, DONE)
+        else:
             log.warning("job %d finished but no longer ours: nothing changed", request.id)
 
     # -- in the master --------------------------------------------------------------------

@@ -112,6 +112,8 @@ class SQLiteBackend(Backend):
         self.db = connect(self.path)
 
     def execute(self, sql: str, params: dict[str, Any]) -> Any:
+        if self.tally is not None:
+            self.tally()
         return self.db.execute(sql, params)
 
     def claim_sql(self, queues: str) -> str:
