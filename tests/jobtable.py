@@ -21,8 +21,8 @@ from prefork.jobs import JobServer, enqueue, open_backend
 
 class Recording(socketserver.BaseRequestHandler):
     """Records each run, then does what the payload says: "ok", "fail" (raise), "hang once"
-    (sleep on the first attempt), "sleep" (payload["s"] seconds), "poison" (kill its own
-    worker)."""
+    (sleep on the first attempt), "sleep" (payload["s"] seconds), "hog once" (allocate
+    payload["mb"] MB on the first attempt), "poison" (kill its own worker)."""
 
     def handle(self) -> None:
         job = self.request
@@ -36,6 +36,9 @@ class Recording(socketserver.BaseRequestHandler):
             time.sleep(60)
         if kind == "sleep":
             time.sleep(job.payload["s"])
+        if kind == "hog once" and job.attempt == 1:
+            hog = bytearray(job.payload["mb"] * 1024 * 1024)  # past max_memory: MemoryError
+            del hog
         if kind == "poison":
             os.kill(os.getpid(), signal.SIGKILL)
         job.result = {"done by": os.getpid()}

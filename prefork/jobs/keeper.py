@@ -191,7 +191,9 @@ class Keeper:
                 if not worker.stopping and self.bells.idle(slot)]
 
     def _any_busy(self) -> bool:
-        return any(not self.bells.idle(slot) for slot in self.live)
+        """Some worker may hold a job (one still booting holds none)."""
+        return any(worker.ready and not self.bells.idle(slot)
+                   for slot, worker in self.live.items())
 
     def _dispatch(self, now: float) -> None:
         self.dirty = False

@@ -103,7 +103,9 @@ def kill_workers_under_load(table: Table, master: int, kills: int, jobs: int) ->
         # Kill once some more jobs ran since the last kill: under way, never in a burst.
         wait_for(lambda seen=seen: table.one("SELECT count(*) FROM runs") > seen + 3
                  or table.count("done") == jobs, timeout=30, what="progress")
-        workers = psutil.Process(master).children()
+        # Only workers that ran a job (booted): a booting one's death is a boot failure.
+        workers = [w for w in psutil.Process(master).children()
+                   if table.q("SELECT 1 FROM runs WHERE pid = :pid", pid=w.pid)]
         if not workers:
             continue
         with contextlib.suppress(ProcessLookupError):
