@@ -203,5 +203,6 @@ def format_status(reply: dict[str, Any]) -> str:
             f"{w['requests']:>8} {_fmt(w['request_age'], '8.2f'):>8} "
             f"{_fmt(w['rss_mb'], '7.1f'):>7} {_fmt(w['cpu_percent'], '6.1f'):>6} "
             f"{w['uptime']:>8.1f} {100 * w['accept_share']:>5.1f}%"
+            + (f"  job {w['job']}" if w.get("job") else "")  # the job pool's
         )
     return "\n".join(lines)

@@ -180,6 +180,11 @@ class PoolServer:
         worker.  The default has none."""
         return ""
 
+    def worker_status(self, worker: WorkerInfo) -> dict[str, Any]:
+        """Called in the master for ``prefork status``: fields added to ``worker``'s row (read
+        what the workers share, never ask a worker; the job pool gives the job it runs)."""
+        return {}
+
     def listening_servers(self) -> list[Any]:
         """The socketserver servers whose sockets the workers serve."""
         return []

@@ -121,11 +121,13 @@ SELECT id, owner, cancel_requested FROM prefork_jobs
    AND (cancel_requested = 1 OR (timeout IS NOT NULL AND started_at + timeout < :now))
 """
 
-DUE_COUNT = """
-SELECT count(*) FROM (SELECT id FROM prefork_jobs
-                       WHERE state = 'queued' AND run_at <= :now {queues} LIMIT :cap) AS due
+# One statement: how many are due (at most :cap), and when the next later one is.
+DUE = """
+SELECT (SELECT count(*) FROM (SELECT id FROM prefork_jobs
+                               WHERE state = 'queued' AND run_at <= :now {queues}
+                               LIMIT :cap) AS due),
+       (SELECT min(run_at) FROM prefork_jobs WHERE state = 'queued' AND run_at > :now {queues})
 """
-NEXT_AT = "SELECT min(run_at) FROM prefork_jobs WHERE state = 'queued' AND run_at > :now {queues}"
 
 PRUNE = """
 DELETE FROM prefork_jobs
@@ -236,12 +238,8 @@ class Backend:
         (epoch seconds; None if none is scheduled)."""
         clause, names = queue_filter(queues)
         now = time.time()
-        count = self.execute(DUE_COUNT.format(queues=clause),
-                             {"now": now, "cap": cap, **names}).fetchone()[0]
-        later = None
-        if count < cap:
-            later = self.execute(NEXT_AT.format(queues=clause),
-                                 {"now": now, **names}).fetchone()[0]
+        count, later = self.execute(DUE.format(queues=clause),
+                                    {"now": now, "cap": cap, **names}).fetchone()
         return int(count), None if later is None else float(later)
 
     def prune(self, retention: float) -> int:

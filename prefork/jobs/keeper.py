@@ -35,7 +35,16 @@ from prefork.core.contract import WorkerInfo
 from prefork.jobs.backends import Backend
 from prefork.jobs.doorbells import Doorbells
 from prefork.jobs.queue import open_backend
-from prefork.jobs.stats import CRASHED, MASTER, REQUEUED, RESCUED, RINGS, STATEMENTS, Stats
+from prefork.jobs.stats import (
+    CRASHED,
+    CURRENT,
+    MASTER,
+    REQUEUED,
+    RESCUED,
+    RINGS,
+    STATEMENTS,
+    Stats,
+)
 
 log = logging.getLogger("prefork.jobs")
 
@@ -123,6 +132,7 @@ class Keeper:
         """Re-queue exactly the jobs the reaped worker held, with the reason."""
         if self.live.get(worker.slot) is worker:
             del self.live[worker.slot]
+        self.stats.set(worker.slot, CURRENT, 0)  # the worker is gone: the row is ours now
         why = self.kills.pop(worker.age, None)
         if why is not None:
             reason = f"{why}: {reason}"
@@ -191,9 +201,8 @@ class Keeper:
                 if not worker.stopping and self.bells.idle(slot)]
 
     def _any_busy(self) -> bool:
-        """Some worker may hold a job (one still booting holds none)."""
-        return any(worker.ready and not self.bells.idle(slot)
-                   for slot, worker in self.live.items())
+        """Some worker holds a job (the id it set at its claim: stats.py)."""
+        return any(self.stats.get(slot, CURRENT) for slot in self.live)
 
     def _dispatch(self, now: float) -> None:
         self.dirty = False
@@ -237,6 +246,14 @@ class Keeper:
                 os.kill(worker.pid, signal.SIGKILL)
             except ProcessLookupError:
                 continue
+
+    def depth(self) -> dict[str, dict[str, int]] | None:
+        """Jobs by queue and state (for the metrics), or None if the table cannot be read."""
+        try:
+            return self._db().counts()
+        except Exception:
+            self._drop("count")
+            return None
 
     def close(self) -> None:
         if self.watcher is not None:

@@ -35,8 +35,18 @@ from prefork.core.servers import PreforkMixIn
 from prefork.jobs.backends import Backend, Job
 from prefork.jobs.doorbells import Doorbells
 from prefork.jobs.keeper import Keeper, Settings
+from prefork.jobs.metrics import render
 from prefork.jobs.queue import open_backend
-from prefork.jobs.stats import CLAIMS, DONE, EMPTY_CLAIMS, FAILED, RETRIED, STATEMENTS, Stats
+from prefork.jobs.stats import (
+    CLAIMS,
+    CURRENT,
+    DONE,
+    EMPTY_CLAIMS,
+    FAILED,
+    RETRIED,
+    STATEMENTS,
+    Stats,
+)
 
 log = logging.getLogger("prefork.jobs")
 
@@ -137,6 +147,7 @@ class JobServer(PreforkMixIn, socketserver.BaseServer):
             self.stats.add(slot, EMPTY_CLAIMS)
             raise OSError("no job due")
         self.stats.add(slot, CLAIMS)
+        self.stats.set(slot, CURRENT, job.id)
         self._started = time.monotonic()
         bells.set_idle(slot, False)
         bells.ring(slot)  # after this job, try the next at once
@@ -152,6 +163,7 @@ class JobServer(PreforkMixIn, socketserver.BaseServer):
         delay *= random.uniform(0.5, 1.0)
         state = self.backend.retry(request, self.owner, error, delay, self.max_attempts)
         self._retried = request.id
+        self.stats.set(self.slot, CURRENT, 0)
         self.stats.add(self.slot, FAILED if state == "failed" else RETRIED)
         self.stats.observe(self.slot, time.monotonic() - self._started)
         log.warning("job %d attempt %d failed (%s): %s", request.id, request.attempt, error,
@@ -166,6 +178,7 @@ class JobServer(PreforkMixIn, socketserver.BaseServer):
         if sys.exc_info()[1] is not None:
             return
         assert self.backend is not None
+        self.stats.set(self.slot, CURRENT, 0)
         self.stats.observe(self.slot, time.monotonic() - self._started)
         if self.backend.finish(request, self.owner):
             self.stats.add(self.slot, DONE)
@@ -186,6 +199,15 @@ class JobServer(PreforkMixIn, socketserver.BaseServer):
 
     def master_actions(self, now: float) -> float | None:
         return self.keeper.actions(now)
+
+    def worker_status(self, worker: WorkerInfo) -> dict[str, Any]:
+        """The job ``worker`` runs, for ``prefork status`` (from the shared counters)."""
+        job = self.stats.get(worker.slot, CURRENT)
+        return {"job": job} if job else {}
+
+    def metrics_text(self) -> str:
+        """The job pool's families (prefork/jobs/metrics.py)."""
+        return super().metrics_text() + render(self.stats, self.keeper.depth())
 
     def server_close(self) -> None:
         super().server_close()

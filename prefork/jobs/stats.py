@@ -7,8 +7,9 @@ master) sums the rows.  A worker's row is kept when it exits: counts only grow.
 
 Per row: the statements sent, the claims, the claims that found nothing, the jobs finished,
 retried and failed, and the run-time histogram (:data:`BUCKETS`, cumulative as Prometheus
-wants them when summed) with its sum in microseconds.  The master's row: statements, jobs
-re-queued at a reap, of them crashes, jobs rescued after a lease expired, doorbells rung.
+wants them when summed) with its sum in microseconds; and the id of the job it runs now.  The
+master's row: statements, jobs re-queued at a reap, of them crashes, jobs rescued after a
+lease expired, doorbells rung.
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0, 120.0)  # seconds
 STATEMENTS, CLAIMS, EMPTY_CLAIMS, DONE, RETRIED, FAILED, RUN_US = range(7)
 HISTOGRAM = 7  # the first bucket's cell; len(BUCKETS) + 1 of them
 REQUEUED, CRASHED, RESCUED, RINGS = 1, 2, 3, 4  # the master's row (0 is STATEMENTS)
-CELLS = HISTOGRAM + len(BUCKETS) + 1
+CURRENT = HISTOGRAM + len(BUCKETS) + 1  # the id of the job the worker runs, 0: none
+CELLS = CURRENT + 1
 CELL = struct.Struct("q")
 ROWS = MAX_SLOTS + 1
 MASTER = MAX_SLOTS
@@ -39,6 +41,9 @@ class Stats:
 
     def add(self, row: int, cell: int, n: int = 1) -> None:
         self.cells[row * CELLS + cell] += n
+
+    def set(self, row: int, cell: int, value: int) -> None:
+        self.cells[row * CELLS + cell] = value
 
     def get(self, row: int, cell: int) -> int:
         return int(self.cells[row * CELLS + cell])

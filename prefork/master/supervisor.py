@@ -220,8 +220,13 @@ class Master:
             "stopping": stopping, "restarts": dict(self.restarts),
             "max_children": self.server.max_children,
         }
-        return status_report(header, self.pool.board, self.pool.workers.values(),
-                             self.pool.retired_requests)
+        report = status_report(header, self.pool.board, self.pool.workers.values(),
+                               self.pool.retired_requests)
+        by_age = {info.age: info for info in self.pool.workers.values()}
+        for row in report["workers"]:
+            if row["worker"] in by_age:
+                row.update(self.server.worker_status(by_age[row["worker"]]))
+        return report
 
     # -- the loop -----------------------------------------------------------------------------
 
