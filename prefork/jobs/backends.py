@@ -77,23 +77,25 @@ UPDATE prefork_jobs
  WHERE owner = :owner AND state = 'running'
 """
 
-# A master renews the leases of the jobs its live workers hold (all its running jobs: those of
-# a worker it reaped were re-queued at the reap).
+# A master renews the leases of the jobs its live workers hold -- by their tokens, not by its
+# prefix: a claim of a worker killed while its statement ran may commit on a PostgreSQL server
+# after the master's re-queue at the reap (see Keeper), and such a job must expire too.
 RENEW = """
 UPDATE prefork_jobs SET lease_until = :until
- WHERE state = 'running' AND owner LIKE :mine
+ WHERE state = 'running' AND owner IN ({owners})
 """
 
-# Any master takes back, once, the jobs whose lease expired: their master is gone.  Counted as
-# a crash (a job that takes its whole host down must not loop either).
+# Any master takes back, once, the jobs whose lease expired: their master is gone (or their
+# worker is, and no re-queue saw the job).  Counted as a crash (a job that takes its whole
+# host down must not loop either).
 RESCUE = f"""
 UPDATE prefork_jobs
    SET state = {_REQUEUE_STATE.replace(":crash = 1 AND ", "")},
        finished_at = CASE WHEN cancel_requested = 1 OR crashes + 1 >= :max_crashes
                           THEN :now END,
-       crashes = crashes + 1, last_error = 'lease expired (master gone): ' || owner,
+       crashes = crashes + 1, last_error = 'lease expired: ' || owner,
        owner = NULL, lease_until = NULL, run_at = :now, requeued_at = :now
- WHERE state = 'running' AND lease_until < :now AND owner NOT LIKE :mine
+ WHERE state = 'running' AND lease_until < :now
 """
 
 ENQUEUE = """
@@ -214,16 +216,19 @@ class Backend:
                                         "reason": reason, "now": time.time(), "owner": owner})
         return int(cursor.rowcount)
 
-    def renew(self, incarnation: str, lease: float) -> int:
-        """Extend the leases of every job this master's workers run; how many."""
-        cursor = self.execute(RENEW, {"until": time.time() + lease,
-                                      "mine": like_prefix(incarnation)})
+    def renew(self, owners: list[str], lease: float) -> int:
+        """Extend the leases of the jobs held by ``owners`` (a master's live workers); how
+        many."""
+        if not owners:
+            return 0
+        names = {f"o{i}": owner for i, owner in enumerate(owners)}
+        sql = RENEW.format(owners=", ".join(f":{key}" for key in names))
+        cursor = self.execute(sql, {"until": time.time() + lease, **names})
         return int(cursor.rowcount)
 
-    def rescue(self, incarnation: str, max_crashes: int) -> int:
-        """Re-queue (once) the jobs of other masters whose lease expired; how many."""
-        cursor = self.execute(RESCUE, {"now": time.time(), "max_crashes": max_crashes,
-                                       "mine": like_prefix(incarnation)})
+    def rescue(self, max_crashes: int) -> int:
+        """Re-queue (once) the jobs whose lease expired; how many."""
+        cursor = self.execute(RESCUE, {"now": time.time(), "max_crashes": max_crashes})
         return int(cursor.rowcount)
 
     def to_stop(self, incarnation: str) -> list[tuple[int, str, bool]]:

@@ -3,13 +3,17 @@
 What it does, each from the master's loop (``master_fds``/``master_actions``/``worker_exit``):
 
 * **re-queue at the reap**: the jobs a reaped worker held, in one guarded UPDATE, with the
-  reason; then it rings an idle worker at once, so the job runs again within milliseconds;
+  reason; then it rings an idle worker at once, so the job runs again within milliseconds.
+  Once more :data:`LATE_REQUEUE` seconds later: on PostgreSQL a claim whose worker was killed
+  while the statement ran still commits on the server, possibly after the first re-queue
+  (SQLite's claim dies with its process).  And should both miss it, the job's lease is not
+  renewed (leases are renewed by the live workers' tokens) and it expires;
 * **wake-up**: when the watcher (inotify on SQLite's WAL, LISTEN on PostgreSQL) says the table
   changed and some worker is idle, it counts the due jobs (at most one per idle worker) and
   rings that many idle workers' doorbells (prefork/jobs/doorbells.py); scheduled jobs set a
   deadline; a safety poll every :data:`SAFETY_POLL` seconds covers what no watcher saw;
 * **leases**: every ``lease / 3`` seconds it renews the leases of its live workers' jobs and
-  re-queues, once, other masters' jobs whose lease expired (their master or host is gone);
+  re-queues, once, any job whose lease expired (its master or host is gone);
 * **cancel and per-job timeouts**: while a worker is busy, once a second, it looks for its
   jobs that were cancelled or ran past their timeout and kills their workers (a job stuck in C
   too); the reap then writes the reason;
@@ -52,6 +56,7 @@ SAFETY_POLL = 2.0  # seconds between checks of the table when nothing said it ch
 STOP_CHECK = 1.0  # seconds between looks for cancelled or overdue jobs, while any runs
 PRUNE_EVERY = 300.0
 RETRY_AFTER_ERROR = 1.0
+LATE_REQUEUE = 1.0  # seconds after a reap, the re-queue once more (see the module's text)
 
 
 @dataclass
@@ -89,6 +94,8 @@ class Keeper:
         self.backend: Backend | None = None
         self.watcher: Any = None
         self.dirty = True  # something may be due: check at the next turn
+        # Re-queues to run again: (monotonic time, owner token, reason, crashed).
+        self.late: list[tuple[float, str, str, bool]] = []
         self.timers = Timers()
 
     # -- the connection ------------------------------------------------------------------
@@ -137,18 +144,21 @@ class Keeper:
         if why is not None:
             reason = f"{why}: {reason}"
         crashed = status != 0
+        owner = self.owner_of(worker)
+        self.late.append((time.monotonic() + LATE_REQUEUE, owner, reason, crashed))
         try:
-            count = self._db().requeue_held(self.owner_of(worker), reason, crashed,
-                                            self.settings.max_crashes)
+            count = self._db().requeue_held(owner, reason, crashed, self.settings.max_crashes)
         except Exception:
             self._drop("re-queue")
             raise
+        self._requeued(count, crashed, f"of worker {worker.age} (pid {worker.pid}): {reason}")
+
+    def _requeued(self, count: int, crashed: bool, what: str) -> None:
         if count:
             self.stats.add(MASTER, REQUEUED, count)
             self.stats.add(MASTER, CRASHED, count if crashed else 0)
             self.dirty = True
-            log.warning("re-queued %d job(s) of worker %d (pid %d): %s", count, worker.age,
-                        worker.pid, reason)
+            log.warning("re-queued %d job(s) %s", count, what)
 
     # -- the loop ------------------------------------------------------------------------
 
@@ -169,6 +179,12 @@ class Keeper:
         if timers.next_due is not None and now >= timers.next_due:
             timers.next_due, self.dirty = None, True
         try:
+            while self.late and self.late[0][0] <= now:
+                _, owner, reason, crashed = self.late[0]
+                count = self._db().requeue_held(owner, reason, crashed,
+                                                self.settings.max_crashes)
+                self.late.pop(0)
+                self._requeued(count, crashed, f"of {owner}, claimed as it died: {reason}")
             if self.dirty or now >= timers.poll:
                 self._dispatch(now)
             if now >= timers.renew:
@@ -189,7 +205,7 @@ class Keeper:
         self._on_change()
         if self.dirty:
             return now
-        deadlines = [timers.poll, timers.renew]
+        deadlines = [timers.poll, timers.renew, *(at for at, *_ in self.late[:1])]
         if timers.next_due is not None:
             deadlines.append(timers.next_due)
         if self._any_busy():
@@ -222,14 +238,12 @@ class Keeper:
         settings = self.settings
         self.timers.renew = now + settings.lease / 3
         db = self._db()
-        if self.live:
-            db.renew(settings.incarnation, settings.lease)
-        rescued = db.rescue(settings.incarnation, settings.max_crashes)
+        db.renew([self.owner_of(w) for w in self.live.values()], settings.lease)
+        rescued = db.rescue(settings.max_crashes)
         if rescued:
             self.stats.add(MASTER, RESCUED, rescued)
             self.dirty = True
-            log.warning("re-queued %d job(s) whose lease expired (their master is gone)",
-                        rescued)
+            log.warning("re-queued %d job(s) whose lease expired", rescued)
 
     def _stop_overdue(self, now: float) -> None:
         self.timers.stop_check = now + STOP_CHECK

@@ -60,7 +60,7 @@ def test_a_job_of_a_vanished_master_is_taken_back_once_its_lease_expired(db_url:
     with pool(db_url, server_class=ShortLease):
         wait_for(lambda: table.row(job_id)["state"] == "done", timeout=30, what="taken back")
     row = table.row(job_id)
-    assert row["last_error"].startswith("lease expired (master gone): ")
+    assert row["last_error"].startswith("lease expired: ")
     assert row["crashes"] == 1 and row["attempts"] == 2
     runs = table.runs(job_id)
     assert len(runs) == 2 and runs[1][1] != first[0][1]

@@ -73,6 +73,15 @@ class FakeServer:
     def pre_fork(self, worker: WorkerInfo) -> None:
         self.calls.append(("pre_fork", worker.age))
 
+    def master_fds(self) -> dict[int, Any]:
+        return {}
+
+    def master_actions(self, now: float) -> float | None:
+        return None
+
+    def worker_status(self, worker: WorkerInfo) -> dict[str, Any]:
+        return {}
+
     def post_fork(self, worker: WorkerInfo) -> None:
         self.calls.append(("post_fork", worker.age))
 
