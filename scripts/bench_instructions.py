@@ -6,7 +6,10 @@ a figure that does not move with the machine's load, for comparing two variants 
 The command ``python -m prefork serve SERVE ARGS... -b 127.0.0.1:PORT`` runs under
 ``valgrind --tool=callgrind --trace-children=yes`` (so the master and every worker are counted),
 is sent N requests over one kept-alive connection (or N connections with ``--close``), one
-after the other, and is stopped with SIGTERM; the instructions of every process are summed.
+after the other, and is stopped with SIGTERM; the instructions of the master's children (the
+workers, and the import probe, the same in every run) are summed.  The master is left out
+unless ``--master``: its timers run by the clock, and under valgrind on a loaded machine the
+wall time of a run, hence the master's count, varies.
 Run for two values of N, the difference divided by the difference of N is the cost of one
 request, without the start and the stop.  Example, the access log's cost::
 
@@ -76,15 +79,20 @@ def drive(port: int, count: int, close: bool) -> None:
         sock.close()
 
 
-def count(serve: list[str], requests: int, close: bool) -> int:
-    """Instructions of the whole tree for one run of ``requests`` requests."""
+def count(serve: list[str], requests: int, close: bool, master: bool) -> int:
+    """Instructions of the master's children (and of the master with ``master``) for one run
+    of ``requests`` requests."""
     port = free_port(socket.SOCK_STREAM)
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "cg.%p")
-        argv = ["valgrind", "--tool=callgrind", "--trace-children=yes", "--quiet",
+        # No address-space randomisation either (setarch -R), where setarch is.
+        fixed = ["setarch", os.uname().machine, "-R"] if shutil.which("setarch") else []
+        argv = [*fixed, "valgrind", "--tool=callgrind", "--trace-children=yes", "--quiet",
                 f"--callgrind-out-file={out}", sys.executable, "-m", "prefork", "serve",
                 *serve, "-b", f"127.0.0.1:{port}", "--log-level", "warning"]
-        proc = subprocess.Popen(argv, cwd=ROOT, env=root_env({}), stderr=subprocess.DEVNULL)
+        # One hash seed: with random ones, the counts of two runs differ by more than a request.
+        proc = subprocess.Popen(argv, cwd=ROOT, env=root_env({"PYTHONHASHSEED": "0"}),
+                                stderr=subprocess.DEVNULL)
         try:
             def up() -> bool:  # (a worker answering, not only the master's listener)
                 try:
@@ -106,6 +114,8 @@ def count(serve: list[str], requests: int, close: bool) -> int:
                 proc.wait()
         total = 0
         for name in os.listdir(tmp):
+            if name == f"cg.{proc.pid}" and not master:
+                continue  # (valgrind runs python in its own pid: this is the master)
             text = Path(tmp, name).read_text(errors="replace")
             match = re.search(r"^(?:summary|totals):\s*(\d+)", text, re.M)
             if match:
@@ -118,6 +128,9 @@ def main() -> int:
     parser.add_argument("--requests", default="400,2000",
                         help="two request counts, comma-separated (default 400,2000)")
     parser.add_argument("--close", action="store_true", help="a new connection per request")
+    parser.add_argument("--master", action="store_true",
+                        help="count the master too (its timers run by the clock, so its count "
+                             "grows with the wall time a run takes: noisy under load)")
     parser.add_argument("serve", nargs=argparse.REMAINDER, help="-- then prefork serve's args")
     args = parser.parse_args()
     if shutil.which("valgrind") is None:
@@ -125,7 +138,8 @@ def main() -> int:
         return 2
     serve = [a for a in args.serve if a != "--"] or ["workers.wsgi_hello:app", "-w", "1"]
     low, high = (int(n) for n in args.requests.split(","))
-    first, second = count(serve, low, args.close), count(serve, high, args.close)
+    first = count(serve, low, args.close, args.master)
+    second = count(serve, high, args.close, args.master)
     per = (second - first) / (high - low)
     print(f"{' '.join(serve)}: {per / 1000:.1f}k instructions/request "
           f"({'close' if args.close else 'keep-alive'}; {low}: {first}, {high}: {second})")
