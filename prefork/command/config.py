@@ -38,6 +38,7 @@ from typing import Any
 
 from prefork.command.convert import Invalid, Layer, is_import_spec, toml_value
 from prefork.command.settings import (
+    BOUNDS,
     BY_NAME,
     ENV_PREFIX,
     HOOK_NAMES,
@@ -206,19 +207,14 @@ def _from_cli(cli: Mapping[str, Any]) -> _Layer:
 
 
 def _check_together(merged: _Layer) -> None:
-    """The rules that tie two settings together (checked on the merged values)."""
-    workers, max_children = merged.values["workers"], merged.values["max_children"]
-    min_spare, max_spare = merged.values["min_spare"], merged.values["max_spare"]
-    if min_spare and max_spare and max_spare < min_spare:
-        raise ConfigError(
-            f"{merged.where['max_spare']}: must be >= min_spare ({min_spare}, from "
-            f"{merged.sources['min_spare']}), not {max_spare}"
-        )
-    if workers > max_children:
-        raise ConfigError(
-            f"{merged.where['workers']}: must be <= max_children ({max_children}, from "
-            f"{merged.sources['max_children']}), not {workers}"
-        )
+    """The rules that tie two settings together (the table's BOUNDS, on the merged values)."""
+    for bound in BOUNDS:
+        value, other = merged.values[bound.name], merged.values[bound.other]
+        if bound.broken(value, other):
+            raise ConfigError(
+                f"{merged.where[bound.name]}: must be {bound.op} {bound.other} ({other}, from "
+                f"{merged.sources[bound.other]}), not {value}"
+            )
 
 
 def _did_you_mean(word: str, choices: Iterable[str]) -> str:

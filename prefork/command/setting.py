@@ -4,6 +4,7 @@ how to read, check and show its value (see that module for why the table is a cl
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Final, Generic, Protocol, TypeVar, cast, overload
 
 from prefork.command.convert import Converter, Invalid, toml_value
@@ -108,3 +109,19 @@ class Setting(Generic[T]):
 
     def shown_default(self) -> str:
         return self.unset or toml_value(self.default)
+
+
+@dataclass(frozen=True)
+class Bound:
+    """A rule that ties two settings together: ``name`` must be ``op`` (``<=`` or ``>=``)
+    ``other``.  With ``unset_exempt``, a zero (unset) on either side means no rule."""
+
+    name: str
+    op: str
+    other: str
+    unset_exempt: bool = False
+
+    def broken(self, value: float, other: float) -> bool:
+        if self.unset_exempt and not (value and other):
+            return False
+        return value > other if self.op == "<=" else value < other

@@ -45,7 +45,7 @@ from prefork.command.convert import (
     path_list,
 )
 from prefork.command.setting import ENV_PREFIX as ENV_PREFIX  # (for config.py)
-from prefork.command.setting import FROM_SERVER, Setting
+from prefork.command.setting import FROM_SERVER, Bound, Setting
 from prefork.core import httplimits
 from prefork.core.servers import PreforkMixIn, default_workers
 from prefork.core.sockets import BindSpec, parse_bind
@@ -379,5 +379,10 @@ SERVER_SETTINGS = tuple(s.name for s in SETTINGS if s.server)  # attributes of P
 # What the stdlib modes' request path reads from their server (handlers, the PROXY header).
 STDLIB_SETTINGS = tuple(s.name for s in SETTINGS if s.stdlib)
 HOOK_NAMES = tuple(s.name for s in SETTINGS if s.section == HOOKS)
+
+
+# Checked by the loader on the merged values (command/config.py), the mistake blamed on ``name``.
+BOUNDS = (Bound("max_spare", ">=", "min_spare", unset_exempt=True),
+          Bound("workers", "<=", "max_children"))
 assert all(s.section in SECTIONS for s in SETTINGS)
 

@@ -123,6 +123,13 @@ class Resize:
 Action = Recycle | DumpStack | Kill | Resize
 
 
+def boot_limit(server: PoolServer) -> float:
+    """Seconds a new process of the pool -- a worker, or a preload template -- may take to
+    report ready before it is killed (0: no limit).  Read here, at each look, so a reload that
+    changes it applies at once; the spawner asks it for the templates."""
+    return server.boot_timeout
+
+
 class Policies:
     """All of them, with one deadline.  Methods: deadline(view, now), check(view, now)."""
 
@@ -143,8 +150,9 @@ class Policies:
         deadlines.extend(w.recycle_at for w in view.live() if w.recycle_at)
         deadlines.extend(w.retire_by for w in view.live()
                          if w.retire_by and w.kill_at != KILLED)
-        if self.server.boot_timeout:
-            deadlines.extend(w.started + self.server.boot_timeout for w in view.live()
+        boot = boot_limit(self.server)
+        if boot:
+            deadlines.extend(w.started + boot for w in view.live()
                              if not w.ready and not w.kill_at)
         if self.server.request_timeout:
             timeout = self.server.request_timeout
@@ -159,7 +167,7 @@ class Policies:
 
     def check(self, view: PoolView, now: float) -> list[Action]:
         actions: list[Action] = []
-        timeout = self.server.request_timeout
+        timeout, boot = self.server.request_timeout, boot_limit(self.server)
         for info in view.live():
             if info.kill_at and now >= info.kill_at:
                 actions.append(Kill(info))
@@ -167,9 +175,8 @@ class Policies:
                 actions.append(Kill(info, retired=True))
             elif info.recycle_at and now >= info.recycle_at:
                 actions.append(Recycle(info, "max_age"))
-            elif not info.ready and not info.kill_at and self.server.boot_timeout and (
-                now - info.started > self.server.boot_timeout
-            ):  # an import that hangs: its exit is a boot failure, or ends a reload
+            elif not info.ready and not info.kill_at and boot and now - info.started > boot:
+                # an import that hangs: its exit is a boot failure, or ends a reload
                 actions.append(Kill(info, boot_waited=now - info.started))
             elif timeout and info.ready and not info.kill_at:
                 age = view.slot(info).request_age(now)

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from prefork.core.contract import WorkerInfo
 from prefork.master.boot import BootGuard
 from prefork.master.generations import Generations
+from prefork.master.policies import boot_limit
 from prefork.master.pool import Pool
 from prefork.master.templates import Template
 from prefork.master.upgrade import describe_status
@@ -63,11 +64,11 @@ class Spawner:
 
     def deadline(self) -> float | None:
         templates = self.pool.templates
-        return templates.deadline(self.pool.server.boot_timeout) if templates else None
+        return templates.deadline(boot_limit(self.pool.server)) if templates else None
 
     def expire(self, now: float) -> None:
         if self.pool.templates is not None:
-            self.pool.templates.expire(now, self.pool.server.boot_timeout)
+            self.pool.templates.expire(now, boot_limit(self.pool.server))
 
     def on_template_exit(self, template: Template, status: int, stopping: bool) -> None:
         why, generation = describe_status(status), template.generation

@@ -48,10 +48,8 @@ PENDING: dict[str, str] = {
     "pidfile": COMMON.format("the pid file module and the client's lookup"),
     # Settings read in several parts.
     "max_children": SPREAD.format("master/pool.py, master/policies.py and master/supervisor.py")
-                    + "; command/config.py and the control client check workers against it",
+                    + "; the control client checks workers against it",
     "request_timeout": SPREAD.format("master/policies.py and master/enforcing.py") + "; " + JOBS,
-    "boot_timeout": SPREAD.format("master/policies.py (workers) and master/spawning.py "
-                                  "(preload templates)"),
     "graceful_timeout": SPREAD.format("master/pool.py, master/stopping.py, master/enforcing.py "
                                       "and core/worker.py") + "; " + JOBS,
     "client_timeout": SPREAD.format("core/worker.py, core/mux.py, core/listeners.py and "
@@ -67,10 +65,6 @@ PENDING: dict[str, str] = {
                + "; " + JOBS,
     "max_memory": SPREAD.format("master/policies.py, master/enforcing.py and core/worker.py")
                   + "; " + JOBS,
-    "min_spare": SPREAD.format("master/policies.py") + "; command/config.py checks it against "
-                 "max_spare",
-    "max_spare": SPREAD.format("master/policies.py") + "; command/config.py checks it against "
-                 "min_spare",
     "forwarded_allow_ips": SPREAD.format("apps/wsgi.py and core/keepalive.py") + "; the runner "
                            "sets it on the stdlib modes' servers",
     "log_file": SPREAD.format("command/cli.py (it sets up the log) and ops/logs.py") + "; the "
