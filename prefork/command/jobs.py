@@ -4,10 +4,11 @@ enqueue DB_URL JSON``, ``prefork jobs-cancel DB_URL ID`` and ``prefork jobs-stat
 ``jobs`` runs a :class:`~prefork.jobs.JobServer` pool on the table at DB_URL (a SQLite path or
 ``sqlite:///path``, created with its table if missing; or ``postgresql://...``) with the handler
 class ``module:Handler``, under the same signals as ``serve`` (TERM graceful, INT/QUIT quick,
-HUP a new generation, TTIN/TTOU); the pool settings it takes are :data:`JOB_KEYS`, from the
-settings table.  ``enqueue`` adds one job whose payload is the JSON text and prints its id
-(``--queue``, ``--priority``, ``--at``, ``--unique``, ``--timeout``); ``jobs-cancel`` cancels
-a queued or running job; ``jobs-status`` prints the jobs by queue and state and those running.
+HUP a new generation, TTIN/TTOU); the pool settings it takes are those the settings table
+marks ``jobs`` (:data:`JOB_KEYS`).  ``enqueue`` adds one job whose payload is the JSON text and
+prints its id (``--queue``, ``--priority``, ``--at``, ``--unique``, ``--timeout``);
+``jobs-cancel`` cancels a queued or running job; ``jobs-status`` prints the jobs by queue and
+state and those running.
 """
 
 from __future__ import annotations
@@ -23,14 +24,13 @@ from collections.abc import Callable
 from typing import Any
 
 from prefork.command.client import UsageError
+from prefork.command.settings import JOB_SETTINGS
 from prefork.jobs import JobServer, open_backend
 from prefork.master.supervisor import BootError
 from prefork.ops.logs import setup_logging
 
-# The settings (prefork/command/settings.py) that `prefork jobs` has flags for.
-JOB_KEYS = ("workers", "graceful_timeout", "request_timeout", "max_requests",
-            "max_requests_jitter", "max_age", "max_memory", "log_level", "name", "control",
-            "metrics", "pidfile")
+# The settings that `prefork jobs` has flags for (marked ``jobs`` in the table).
+JOB_KEYS = JOB_SETTINGS
 URL_HELP = "the job table: a SQLite file (created if missing) or a postgresql:// URL"
 
 

@@ -40,7 +40,8 @@ class Setting(Generic[T]):
     CPU), and ``effective`` computes that value for ``--print-config``.  ``env_fallback`` names
     variables read, with lower precedence, when no ``PREFORK_`` variable sets the setting.
     ``stdlib``: the stdlib modes' request path reads it too (a class attribute of their
-    server; the runner sets it).
+    server; the runner sets it).  ``jobs``: ``prefork jobs`` takes it too (a tunable of its
+    JobServer).
     """
 
     name: str
@@ -50,7 +51,7 @@ class Setting(Generic[T]):
         self, convert: Converter[T], default: T | _FromServer, *, section: str, help: str,
         flags: tuple[str, ...] = (), metavar: str = "", live: bool = False,
         aliases: tuple[str, ...] = (), env_fallback: tuple[str, ...] = (), unset: str = "",
-        effective: Callable[[Any], T] | None = None, stdlib: bool = False,
+        effective: Callable[[Any], T] | None = None, stdlib: bool = False, jobs: bool = False,
     ) -> None:
         self.convert = convert
         self._declared_default = default
@@ -64,6 +65,7 @@ class Setting(Generic[T]):
         self.unset = unset
         self.effective = effective
         self.stdlib = stdlib
+        self.jobs = jobs
 
     @property
     def server(self) -> bool:

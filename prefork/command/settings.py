@@ -121,7 +121,7 @@ class Config:
     workers = Setting(
         integer(0), FROM_SERVER, section=POOL, flags=("-w", "--workers"), metavar="N", live=True,
         env_fallback=("WEB_CONCURRENCY",), help="worker processes",
-        unset="one per usable CPU, at most max_children", effective=_cpu_workers)
+        unset="one per usable CPU, at most max_children", effective=_cpu_workers, jobs=True)
     threads = Setting(
         integer(1), FROM_SERVER, section=POOL, flags=("--threads",), metavar="N",
         help="handler threads in each worker, so a worker serves up to N requests at once "
@@ -137,7 +137,7 @@ class Config:
         number(0), FROM_SERVER, section=LIMITS, flags=("-t", "--timeout", "--request-timeout"),
         metavar="S", live=True, aliases=("timeout",),
         help="kill a worker whose request runs longer than this, after dumping its stack to the "
-        "log (0: never)")
+        "log (0: never)", jobs=True)
     boot_timeout = Setting(
         number(0), FROM_SERVER, section=LIMITS, flags=("--boot-timeout",), metavar="S",
         live=True, help="kill a new worker (or --preload template) that has not reported ready "
@@ -146,7 +146,7 @@ class Config:
     graceful_timeout = Setting(
         number(0), FROM_SERVER, section=LIMITS, flags=("--graceful-timeout",), metavar="S",
         live=True, help="how long a graceful stop (TERM) waits for requests in flight; a worker "
-        "retired by a reload, a recycle, a scale-down or WINCH is killed after as long")
+        "retired by a reload, a recycle, a scale-down or WINCH is killed after as long", jobs=True)
     client_timeout = Setting(
         number(0.001), FROM_SERVER, section=LIMITS, flags=("--client-timeout",), metavar="S",
         live=True, stdlib=True, help="close a new connection that has not sent its first bytes "
@@ -169,21 +169,22 @@ class Config:
         "application)")
     max_requests = Setting(
         integer(0), FROM_SERVER, section=RECYCLING, flags=("--max-requests",), metavar="N",
-        live=True, help="recycle a worker after this many requests (0: never)")
+        live=True, help="recycle a worker after this many requests (0: never)", jobs=True)
     max_requests_jitter = Setting(
         integer(0), FROM_SERVER, section=RECYCLING, flags=("--max-requests-jitter",),
         metavar="J", live=True,
-        help="plus a random 0..J requests, so workers do not all restart at once")
+        help="plus a random 0..J requests, so workers do not all restart at once", jobs=True)
     max_age = Setting(
         number(0), FROM_SERVER, section=RECYCLING, flags=("--max-age",), metavar="S", live=True,
-        help="recycle a worker after this many seconds alive, plus up to 10 % (0: never)")
+        help="recycle a worker after this many seconds alive, plus up to 10 % (0: never)",
+        jobs=True)
     max_memory = Setting(
         integer(0), FROM_SERVER, section=RECYCLING, flags=("--max-memory",), metavar="MB",
         live=True, help="recycle a worker whose resident memory exceeds this many MB, checked "
         "every 5 s; an allocation that would take a worker past 1.5x this fails (RLIMIT_DATA: "
         "MemoryError in the request, a 500 for WSGI, then the worker is replaced); a request "
         "at twice this in shared memory, or over it for 3 s, is stopped like a hung one, its "
-        "stack dumped (0: never)")
+        "stack dumped (0: never)", jobs=True)
     min_spare = Setting(
         integer(0), FROM_SERVER, section=ADAPTIVE, flags=("--min-spare",), metavar="N",
         live=True, help="grow the pool (up to max_children) while fewer than N workers are idle "
@@ -205,15 +206,15 @@ class Config:
         "from (they share its memory); a reload starts a new template on the current code")
     pidfile = Setting(
         optional_string, FROM_SERVER, section=PROCESS, flags=("-p", "--pidfile"), metavar="PATH",
-        help="write the master's pid here while it serves")
+        help="write the master's pid here while it serves", jobs=True)
     name = Setting(
         optional_string, FROM_SERVER, section=PROCESS, flags=("-n", "--name"), metavar="NAME",
-        help="process name in ps/top titles", unset="the APP", effective=_app_name)
+        help="process name in ps/top titles", unset="the APP", effective=_app_name, jobs=True)
     log_level = Setting(
         choice(("debug", "info", "warning", "error", "critical")), "info", section=PROCESS,
         flags=("--log-level",), metavar="LEVEL",
         help="debug, info, warning, error or critical: what prefork's own loggers (prefork.*) "
-        "write")
+        "write", jobs=True)
     log_root = Setting(
         boolean, False, section=PROCESS, flags=("--log-root",),
         help="put the log handler on the root logger instead of prefork's own, so whatever the "
@@ -267,10 +268,10 @@ class Config:
     control = Setting(
         optional_string, FROM_SERVER, section=PROCESS, flags=("--control",), metavar="PATH",
         help="the control socket (prefork status, top, reload, scale, stop)",
-        unset="PIDFILE.ctl when --pidfile is given")
+        unset="PIDFILE.ctl when --pidfile is given", jobs=True)
     metrics = Setting(
         host_port, FROM_SERVER, section=PROCESS, flags=("--metrics",), metavar="HOST:PORT",
-        help="serve Prometheus metrics from the master")
+        help="serve Prometheus metrics from the master", jobs=True)
     http_parser = Setting(
         http_parser_choice, FROM_SERVER, section=SERVE, flags=("--http-parser",), live=True,
         metavar="auto|httptools|python", stdlib=True, help="WSGI request heads: httptools "
@@ -378,6 +379,7 @@ LIVE_SETTINGS = tuple(s.name for s in SETTINGS if s.live)  # what a reload (HUP)
 SERVER_SETTINGS = tuple(s.name for s in SETTINGS if s.server)  # attributes of PreforkMixIn
 # What the stdlib modes' request path reads from their server (handlers, the PROXY header).
 STDLIB_SETTINGS = tuple(s.name for s in SETTINGS if s.stdlib)
+JOB_SETTINGS = tuple(s.name for s in SETTINGS if s.jobs)  # what `prefork jobs` has flags for
 HOOK_NAMES = tuple(s.name for s in SETTINGS if s.section == HOOKS)
 
 

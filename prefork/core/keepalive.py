@@ -357,11 +357,12 @@ def with_keep_alive(factory: Any) -> Any:
 DRAIN_GRACE = 1.0
 
 
-def drain_grace(keep_alive: float, graceful_timeout: float) -> float:
-    """DRAIN_GRACE, within keep_alive and half of graceful_timeout (when that kills)."""
+def drain_grace(keep_alive: float, kill_after: float) -> float:
+    """DRAIN_GRACE, within keep_alive and half of ``kill_after`` (the graceful timeout, when
+    that kills)."""
     grace = min(DRAIN_GRACE, keep_alive)
-    if graceful_timeout:
-        grace = min(grace, graceful_timeout / 2)
+    if kill_after:
+        grace = min(grace, kill_after / 2)
     return grace
 
 

@@ -16,6 +16,7 @@ from collections import Counter
 from prefork.core.contract import PoolServer
 from prefork.master.policies import (
     KILLED,
+    MEMORY,
     RUNAWAY_FACTOR,
     RUNAWAY_GRACE,
     Action,
@@ -23,8 +24,10 @@ from prefork.master.policies import (
     Kill,
     Recycle,
     Resize,
+    memory_limit,
+    request_limit,
 )
-from prefork.master.pool import Pool
+from prefork.master.pool import Pool, grace
 from prefork.master.recycling import Recycler
 
 log = logging.getLogger("prefork.master")
@@ -49,11 +52,11 @@ class Enforcer:
             if action.retired:
                 log.warning("worker %d (pid %d) still serving %.1f s after it was retired "
                             "(graceful_timeout): killing it", action.worker.age,
-                            action.worker.pid, self.server.graceful_timeout)
+                            action.worker.pid, grace(self.server))
             action.worker.kill_at = KILLED
             self.pool.kill_group(action.worker)
         elif isinstance(action, Recycle):
-            if action.reason == "max_age":
+            if action.once:
                 action.worker.recycle_at = 0.0  # due once
             self.recycler.due(action.worker, action.reason)
         elif isinstance(action, DumpStack):
@@ -67,9 +70,9 @@ class Enforcer:
         if action.rss_mb is None:
             reason = "timeout"
             why = (f"request in flight for {action.request_age:.1f} s "
-                   f"(timeout {self.server.request_timeout:.1f} s)")
+                   f"(timeout {request_limit(self.server):.1f} s)")
         else:
-            reason, limit = "max_memory", self.server.max_memory
+            reason, limit = MEMORY, memory_limit(self.server)
             margin = (f"over {RUNAWAY_FACTOR:g}x max_memory ({limit} MB)"
                       if action.rss_mb > limit * RUNAWAY_FACTOR else
                       f"over max_memory ({limit} MB) for {RUNAWAY_GRACE:g} s")

@@ -27,6 +27,7 @@ none): the action says so (``DumpStack.stopped``) and it is killed at once.
 from __future__ import annotations
 
 import math
+import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -43,6 +44,9 @@ BUSY_MEMORY_INTERVAL = 0.1  # busy workers' RSS, for runaway requests
 OVER_MEMORY_INTERVAL = 0.02  # ... while one of them is over max_memory
 RUNAWAY_FACTOR = 2.0  # a request past this many times max_memory is stopped at once
 RUNAWAY_GRACE = 3.0  # seconds a request may stay over max_memory before it is stopped
+MAX_AGE_JITTER = 0.1  # max_age plus up to 10 %, so workers born together do not retire together
+# Why a worker is recycled (and, for a runaway's kill, the restarts' reason).
+AGE, MEMORY = "max_age", "max_memory"
 # The adaptive pool looks at the scoreboard this often and changes the size by at most one
 # worker per look (and not while a spawn is still booting): the spawn rate limit.
 ADAPT_INTERVAL = 0.5
@@ -85,7 +89,12 @@ class PoolView(Protocol):
 @dataclass(frozen=True)
 class Recycle:
     worker: WorkerInfo
-    reason: str  # max_age, max_memory
+    reason: str  # AGE, MEMORY
+
+    @property
+    def once(self) -> bool:
+        """Due once (its recycle_at cleared): a recycle by age, not one that memory repeats."""
+        return self.reason == AGE
 
 
 @dataclass(frozen=True)
@@ -130,6 +139,24 @@ def boot_limit(server: PoolServer) -> float:
     return server.boot_timeout
 
 
+def recycle_deadline(server: PoolServer, started: float) -> float:
+    """When a worker started at ``started`` is due for recycling by age (0.0: never); the
+    pool sets it on the worker when it spawns one, the age check reads it."""
+    if not server.max_age:
+        return 0.0
+    return started + server.max_age + random.uniform(0, server.max_age * MAX_AGE_JITTER)
+
+
+def request_limit(server: PoolServer) -> float:
+    """Seconds a request may run before its worker is killed (0: no limit)."""
+    return server.request_timeout
+
+
+def memory_limit(server: PoolServer) -> int:
+    """The MB over which a worker is recycled (and its request a runaway past the margin)."""
+    return server.max_memory
+
+
 class Policies:
     """All of them, with one deadline.  Methods: deadline(view, now), check(view, now)."""
 
@@ -154,11 +181,11 @@ class Policies:
         if boot:
             deadlines.extend(w.started + boot for w in view.live()
                              if not w.ready and not w.kill_at)
-        if self.server.request_timeout:
-            timeout = self.server.request_timeout
+        timeout = request_limit(self.server)
+        if timeout:
             look = min(self.intervals.hung_look_max, timeout / HUNG_LOOKS_PER_TIMEOUT)
             deadlines.append(now + look)
-        if self.server.max_memory:
+        if memory_limit(self.server):
             # A worker cannot say that its request started: the scoreboard is looked at.
             deadlines.extend((self.next_memory_check, self.next_busy_check))
         if self.adaptive():
@@ -167,14 +194,14 @@ class Policies:
 
     def check(self, view: PoolView, now: float) -> list[Action]:
         actions: list[Action] = []
-        timeout, boot = self.server.request_timeout, boot_limit(self.server)
+        timeout, boot = request_limit(self.server), boot_limit(self.server)
         for info in view.live():
             if info.kill_at and now >= info.kill_at:
                 actions.append(Kill(info))
             elif info.retire_by and now >= info.retire_by and info.kill_at != KILLED:
                 actions.append(Kill(info, retired=True))
             elif info.recycle_at and now >= info.recycle_at:
-                actions.append(Recycle(info, "max_age"))
+                actions.append(Recycle(info, AGE))
             elif not info.ready and not info.kill_at and boot and now - info.started > boot:
                 # an import that hangs: its exit is a boot failure, or ends a reload
                 actions.append(Kill(info, boot_waited=now - info.started))
@@ -188,15 +215,15 @@ class Policies:
             resize = self._adapt(view)
             if resize is not None:
                 actions.append(resize)
-        if self.server.max_memory and now >= self.next_busy_check:
+        if memory_limit(self.server) and now >= self.next_busy_check:
             actions.extend(self._runaways(view, now, {a.worker.pid for a in actions
                                                       if isinstance(a, (DumpStack, Kill))}))
-        if self.server.max_memory and now >= self.next_memory_check:
+        if memory_limit(self.server) and now >= self.next_memory_check:
             self.next_memory_check = now + self.intervals.memory
             for info in view.live():
                 rss = view.memory_mb(info.pid)
-                if rss is not None and rss > self.server.max_memory and info.ready:
-                    actions.append(Recycle(info, "max_memory"))
+                if rss is not None and rss > memory_limit(self.server) and info.ready:
+                    actions.append(Recycle(info, MEMORY))
         return actions
 
     @staticmethod
@@ -209,7 +236,7 @@ class Policies:
     def _runaways(self, view: PoolView, now: float, acted: set[int]) -> list[Action]:
         """Busy workers past max_memory by the margin (see the module's docstring); not those
         in ``acted``, which already have an action."""
-        limit = self.server.max_memory
+        limit = memory_limit(self.server)
         over: dict[int, tuple[float, float]] = {}
         actions: list[Action] = []
         for info in view.live():

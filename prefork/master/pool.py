@@ -20,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import random
 import selectors
 import signal
 import time
@@ -31,18 +30,25 @@ from prefork.core import signals as sigs
 from prefork.core.contract import REPORT, REPORT_READY, ChildContext, PoolServer, WorkerInfo
 from prefork.core.scoreboard import Scoreboard
 from prefork.core.worker import run_worker
+from prefork.master.policies import recycle_deadline
 from prefork.master.templates import Template, Templates
 
 log = logging.getLogger("prefork.master")
 
 EXIT_UNKNOWN = 255 << 8  # the status of a worker someone else collected
-MAX_AGE_JITTER = 0.1  # max_age plus up to 10 %, so workers born together do not retire together
 
 
 def ignore_event(mask: int) -> None:
     """Selector callback of an fd the loop handles after every wake-up anyway (pidfds: the
     loop reaps; the signal and report pipes: the loop drains them)."""
 
+
+
+def grace(server: PoolServer) -> float:
+    """Seconds a worker asked to leave -- retired, or in a graceful stop -- may go on serving
+    before it is killed (0: no limit for a retired one).  Read at each use, so a reload that
+    changes it applies at once; stopping and the enforcer ask it."""
+    return server.graceful_timeout
 
 
 def preloads(server: PoolServer) -> bool:
@@ -121,9 +127,7 @@ class Pool:
         with contextlib.suppress(OSError):
             os.setpgid(pid, pid)  # also done in the child; whichever runs first wins
         info.pid, info.started = pid, time.monotonic()
-        if self.server.max_age:
-            jitter = random.uniform(0, self.server.max_age * MAX_AGE_JITTER)
-            info.recycle_at = info.started + self.server.max_age + jitter
+        info.recycle_at = recycle_deadline(self.server, info.started)
         if self.use_pidfd:
             info.pidfd = os.pidfd_open(pid)
             self.selector.register(info.pidfd, selectors.EVENT_READ, ignore_event)
@@ -280,8 +284,8 @@ class Pool:
         (a stream, a pipeline).  (The pool's stop signals its workers itself, with its own
         deadline.)"""
         info.stopping = True
-        if self.server.graceful_timeout and not info.retire_by:
-            info.retire_by = time.monotonic() + self.server.graceful_timeout
+        if grace(self.server) and not info.retire_by:
+            info.retire_by = time.monotonic() + grace(self.server)
         self.signal(info, sig)
 
     def retire_surplus(self, generation: int, size: int) -> None:

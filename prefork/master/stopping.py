@@ -11,7 +11,7 @@ import os
 import signal
 
 from prefork.core.contract import PoolServer
-from prefork.master.pool import Pool
+from prefork.master.pool import Pool, grace
 
 log = logging.getLogger("prefork.master")
 
@@ -61,7 +61,7 @@ class Stop:
         if self.mode is None:
             self.mode = mode
             graceful = mode is StopMode.GRACEFUL
-            timeout = self.server.graceful_timeout if graceful else self.server.quick_timeout
+            timeout = grace(self.server) if graceful else self.server.quick_timeout
             self.deadline_at = now + timeout
             log.info("master (pid %d) %s stop", os.getpid(), mode.value)
             return mode.worker_signal

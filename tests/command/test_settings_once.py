@@ -28,7 +28,8 @@ BOUND = 3  # the table, the contract's default, the part
 
 COMMON = "a common identifier: most of these modules spell it for something else ({})"
 SPREAD = "read by {} each; to be one part that the others ask"
-JOBS = "also read by the jobs command (command/jobs.py), which builds its own pool from them"
+WORKER = ("read in one part on the master's side, {}; and by the worker (core/worker.py), on "
+          "the other side of the fork, for {}")
 PENDING: dict[str, str] = {
     # Names that are ordinary words in the code too: the count says nothing about the setting.
     "app": COMMON.format("a WSGI app, a loaded app"),
@@ -49,9 +50,8 @@ PENDING: dict[str, str] = {
     # Settings read in several parts.
     "max_children": SPREAD.format("master/pool.py, master/policies.py and master/supervisor.py")
                     + "; the control client checks workers against it",
-    "request_timeout": SPREAD.format("master/policies.py and master/enforcing.py") + "; " + JOBS,
-    "graceful_timeout": SPREAD.format("master/pool.py, master/stopping.py, master/enforcing.py "
-                                      "and core/worker.py") + "; " + JOBS,
+    "graceful_timeout": WORKER.format("master/pool.py (grace(server): stopping and the enforcer "
+                                      "ask it)", "its keep-alive drain (within half of it)"),
     "client_timeout": SPREAD.format("core/worker.py, core/mux.py, core/listeners.py and "
                                     "core/proxyproto.py") + "; the runner sets it",
     "keep_alive": SPREAD.format("core/worker.py, core/mux.py, core/listeners.py and "
@@ -59,12 +59,8 @@ PENDING: dict[str, str] = {
     "send_timeout": SPREAD.format("core/worker.py, core/mux.py and core/listeners.py"),
     "worker_connections": SPREAD.format("core/worker.py, core/listeners.py and "
                                         "core/handover.py"),
-    "max_requests": SPREAD.format("core/worker.py") + "; " + JOBS,
-    "max_requests_jitter": SPREAD.format("core/worker.py") + "; " + JOBS,
-    "max_age": SPREAD.format("master/pool.py, master/policies.py and master/enforcing.py")
-               + "; " + JOBS,
-    "max_memory": SPREAD.format("master/policies.py, master/enforcing.py and core/worker.py")
-                  + "; " + JOBS,
+    "max_memory": WORKER.format("master/policies.py (recycling, runaways: the enforcer asks)",
+                                "the allocation budget the kernel enforces, core/memguard.py"),
     "forwarded_allow_ips": SPREAD.format("apps/wsgi.py and core/keepalive.py") + "; the runner "
                            "sets it on the stdlib modes' servers",
     "log_file": SPREAD.format("command/cli.py (it sets up the log) and ops/logs.py") + "; the "
