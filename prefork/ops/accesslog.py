@@ -44,7 +44,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
-from typing import Any, cast
+from typing import Any, cast, overload
 
 DEFAULT_FORMAT = '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s"'
 ATOMS = ["h", "l", "u", "t", "r", "m", "U", "q", "H", "s", "b", "B", "f", "a", "D", "T", "M",
@@ -67,16 +67,10 @@ class AccessLog:
         self.pending: list[str] = []
         self.first = 0.0
         self.lock = threading.Lock()
-
-    def record(self, environ: Mapping[str, Any], status: str | None, sent: int,
-               seconds: float) -> None:
-        """The line of one WSGI request (``status``: the status line the app gave)."""
-        line = self.line(environ, status, sent, seconds)
-        pending = self.pending
-        if not self.buffered or not pending or len(pending) >= BATCH_LINES - 1:
-            self.write(line)  # (the first of a batch, or the last, or unbuffered)
-        else:
-            pending.append(line)
+        # record(environ, status, sent, seconds): the line of one WSGI request (``status``: the
+        # status line the app gave), made and added to the batch by one compiled function: the
+        # line where a batch has begun and has room, else through write().
+        self.record: Record = compile_format(fmt, self)
 
     def record_http(self, handler: Any, code: Any, length: str | None, seconds: float) -> None:
         """The line of one ``http.server`` request (``code``: what log_request got)."""
@@ -231,11 +225,17 @@ _EXPRESSIONS = {
 }
 assert list(_EXPRESSIONS) == ATOMS
 Line = Callable[[Mapping[str, Any], "str | None", int, float], str]
+Record = Callable[[Mapping[str, Any], "str | None", int, float], None]
 
 
-def compile_format(fmt: str) -> Line:
+@overload
+def compile_format(fmt: str) -> Line: ...
+@overload
+def compile_format(fmt: str, log: AccessLog) -> Record: ...
+def compile_format(fmt: str, log: AccessLog | None = None) -> Line | Record:
     """``fmt`` as a function of (environ, status, sent, seconds) -> the line; KeyError names
-    an unknown atom, ValueError a ``%`` that is neither ``%%`` nor an atom.
+    an unknown atom, ValueError a ``%`` that is neither ``%%`` nor an atom.  With ``log``: a
+    function that gives the line to ``log`` (its ``record``).
 
     The function is one f-string (a ``%`` over nine values costs about three times as much):
     an atom converted with plain ``s`` is an f-string field, one with another conversion
@@ -263,15 +263,19 @@ def compile_format(fmt: str) -> Line:
     # The server's environ always has the keys of ALWAYS: read with e[...] (a subscript costs
     # a fifth of a call to get); if an app took one away, the line is made with get().
     fast = _ALWAYS_RE.sub(lambda m: f'e["{m.group(1)}"]', text)
-    body = f"    return f'{text}'\n" if fast == text else (
-        f"    try:\n        return f'{fast}'\n    except KeyError:\n        return f'{text}'\n")
-    source = f"def line(e, s, n, d):\n    g = e.get\n{clock}{body}"
+    body = f"    line = f'{text}'\n" if fast == text else (
+        f"    try:\n        line = f'{fast}'\n    except KeyError:\n        line = f'{text}'\n")
+    tail = ("    if _P and len(_P) < _LAST:\n        _P.append(line)\n    else:\n"
+            "        _W(line)\n") if log is not None else "    return line\n"
+    source = f"def line(e, s, n, d):\n    g = e.get\n{clock}{body}{tail}"
     namespace: dict[str, Any] = {
         "_user": _user, "_time": time.time, "_PID": _PID, "request_id": request_id,
         "_S0": 0.0, "_S1": 0.0, "_ST": ""}
+    if log is not None:
+        namespace.update(_P=log.pending, _W=log.write, _LAST=BATCH_LINES - 1)
     namespace["_stamp_at"] = functools.partial(_restamp, namespace)
     exec(source, namespace)  # (our own expressions; the format's text is escaped)
-    return cast(Line, namespace["line"])
+    return cast("Line | Record", namespace["line"])
 
 
 # The environ's keys that the WSGI handler and http_environ() always set.
