@@ -197,7 +197,9 @@ def redis_server() -> Iterator[str | None]:
             proc.wait()
 
 
-def rq_run(sock: str, func: Callable[..., Any], count: int, workers: int) -> float:
+def rq_run(sock: str, func: str, count: int, workers: int) -> float:
+    """RQ's default forking Worker x ``workers`` on ``count`` jobs of ``func`` (by name: RQ
+    refuses functions of ``__main__``); seconds from the first start to the last end."""
     from redis import Redis
     from rq import Queue, Worker
 
@@ -301,9 +303,9 @@ def main() -> None:
             if sock is None:
                 print("RQ left out: no redis-server or no rq package")
             else:
-                rq_empty = [args.jobs / rq_run(sock, empty, args.jobs, 2)
+                rq_empty = [args.jobs / rq_run(sock, "bench_jobs.empty", args.jobs, 2)
                             for _ in range(args.rounds)]
-                rq_cpu = [args.cpu_jobs / rq_run(sock, burn, args.cpu_jobs, 2)
+                rq_cpu = [args.cpu_jobs / rq_run(sock, "bench_jobs.burn", args.cpu_jobs, 2)
                           for _ in range(args.rounds)]
                 out.update(rq_empty_per_s=rq_empty, rq_cpu_per_s=rq_cpu)
                 print(f"RQ, 2 workers: empty {', '.join(f'{r:.0f}' for r in rq_empty)}/s; "

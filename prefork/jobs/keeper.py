@@ -238,7 +238,8 @@ class Keeper:
         settings = self.settings
         self.timers.renew = now + settings.lease / 3
         db = self._db()
-        db.renew([self.owner_of(w) for w in self.live.values()], settings.lease)
+        if self._any_busy():  # an idle pool renews nothing (and sends nothing for it)
+            db.renew([self.owner_of(w) for w in self.live.values()], settings.lease)
         rescued = db.rescue(settings.max_crashes)
         if rescued:
             self.stats.add(MASTER, RESCUED, rescued)
