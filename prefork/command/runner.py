@@ -258,12 +258,11 @@ class Runner:
     def prepare_reload(self, server: PreforkMixIn, app: str) -> Callable[[], None]:
         """Re-read the config for a new generation (whose workers import the current code of
         the APP themselves); return the undo."""
-        base = server  # the attributes below live on the instance from here on
         try:
             fresh = self.reread()
         except ConfigError as exc:
             raise ReloadRefused(f"configuration: {exc}") from None
-        saved = {name: getattr(base, name) for name in LIVE_SETTINGS}
+        saved = {name: getattr(server, name) for name in LIVE_SETTINGS}
         if "on_reload" in self.hooks:
             self.hooks["on_reload"](server)
         # The new generation's TLS context, from the files as they are now (renewed ones).
@@ -273,12 +272,12 @@ class Runner:
         for name in LIVE_SETTINGS:
             value = fresh.get(name)
             if name == "workers" and not value:
-                value = base.workers  # 0 (one per CPU) keeps the size the server started with
-            setattr(base, name, value)
+                value = server.workers  # 0 (one per CPU) keeps the size the server started with
+            setattr(server, name, value)
 
         def rollback() -> None:
             for attr, value in saved.items():
-                setattr(base, attr, value)
+                setattr(server, attr, value)
             undo_tls()
 
         return rollback

@@ -7,6 +7,14 @@ keyword argument, an assigned name or a string constant equal to the name, found
 (comments and docstrings do not count; a string does, since ``getattr(x, "name")`` reads the
 setting as surely as ``x.name``).
 
+A few settings are named with ordinary words (ORDINARY: ``name``, ``workers``, ``mode``...),
+which most modules spell for something else; for those, only what reads or declares the setting
+counts (:func:`reads`): an attribute of a server or a config (``server.workers``,
+``self.server.name``, ``config.bind``, ``config.values["env"]``), ``self.<name>`` or ``cls.<name>``
+and a class-level assignment in a server class (a subclass of PoolServer or PreforkMixIn, or
+the table's Config), and a ``getattr``-family call on a server or a config with the name as a
+string.
+
 PENDING lists the settings spelled in more modules today, each with the reason it is not yet
 one part; the test fails when a setting not in it goes over the bound, and when one in it no
 longer does (take it off the list).
@@ -26,27 +34,31 @@ from prefork.command.settings import Config
 PACKAGE = Path(__file__).resolve().parents[2] / "prefork"
 BOUND = 3  # the table, the contract's default, the part
 
-COMMON = "a common identifier: most of these modules spell it for something else ({})"
 SPREAD = "read by {} each; to be one part that the others ask"
 WORKER = ("read in one part on the master's side, {}; and by the worker (core/worker.py), on "
           "the other side of the fork, for {}")
+# Settings named with ordinary words, counted by what reads them (see the module's docstring).
+ORDINARY = frozenset({"app", "bind", "backlog", "rpcbind", "workers", "threads", "mode", "name",
+                      "reload", "env", "user", "group", "control", "metrics", "pidfile"})
+HOLDERS = frozenset({"server", "config"})  # what a setting is read from
+SERVER_CLASSES = frozenset({"PoolServer", "PreforkMixIn", "Config"})  # whose self is a holder
+ACCESSORS = frozenset({"getattr", "setattr", "hasattr", "delattr"})
 PENDING: dict[str, str] = {
-    # Names that are ordinary words in the code too: the count says nothing about the setting.
-    "app": COMMON.format("a WSGI app, a loaded app"),
-    "bind": COMMON.format("socket.bind, the ops endpoints' own binds"),
-    "backlog": COMMON.format("the listen queue the ops sockets and metrics report"),
-    "rpcbind": COMMON.format("the rpc package's registration with rpcbind"),
-    "workers": COMMON.format("the pool's worker objects, status and metrics fields"),
-    "threads": COMMON.format("thread objects, status fields"),
-    "mode": COMMON.format("file modes, log modes, a stop's mode"),
-    "name": COMMON.format("every object's name"),
-    "reload": COMMON.format("the reload command and its messages"),
-    "env": COMMON.format("os.environ copies"),
-    "user": COMMON.format("privileges' user objects"),
-    "group": COMMON.format("regex groups, process groups"),
-    "control": COMMON.format("the control socket's objects"),
-    "metrics": COMMON.format("the metrics objects"),
-    "pidfile": COMMON.format("the pid file module and the client's lookup"),
+    # Settings named with ordinary words (ORDINARY), read in several parts.
+    "workers": SPREAD.format("core/servers.py (the count), master/supervisor.py (the pool's "
+                             "size), master/policies.py (the adaptive pool's low bound), "
+                             "command/runner.py (a reload to 0 keeps the size) and "
+                             "command/cli.py (the announcement)"),
+    "name": SPREAD.format("the process titles' callers (core/template.py, core/worker.py, "
+                          "master/supervisor.py) and command/runner.py (its default, the APP)"),
+    "threads": SPREAD.format("master/pool.py (the scoreboard's size) and apps/wsgi.py "
+                             "(wsgi.multithread)"),
+    "user": SPREAD.format("command/runner.py (it refuses them outside --mode prefork) and "
+                          "core/servers.py (it resolves the credentials)"),
+    "group": SPREAD.format("command/runner.py (it refuses them outside --mode prefork) and "
+                           "core/servers.py (it resolves the credentials)"),
+    "pidfile": SPREAD.format("command/cli.py (it claims the file before the start) and "
+                             "master/operations.py (it writes and removes it)"),
     # Settings read in several parts.
     "max_children": SPREAD.format("master/pool.py, master/policies.py and master/supervisor.py")
                     + "; the control client checks workers against it",
@@ -93,12 +105,72 @@ def spelled(tree: ast.Module) -> set[str]:
     return names
 
 
+def _base_name(expr: ast.expr) -> str:
+    if isinstance(expr, ast.Name):
+        return expr.id
+    return expr.attr if isinstance(expr, ast.Attribute) else ""
+
+
+def _holds(expr: ast.expr, in_server: bool) -> bool:
+    """Whether ``expr`` is a server or a config (``server``, ``x.server``, ``config.values``;
+    ``self``/``cls`` inside a server class)."""
+    if in_server and isinstance(expr, ast.Name) and expr.id in ("self", "cls"):
+        return True
+    if isinstance(expr, ast.Attribute) and expr.attr == "values":
+        expr = expr.value
+    return _base_name(expr) in HOLDERS
+
+
+def _reads_in(node: ast.AST, in_server: bool, names: set[str]) -> None:
+    for child in ast.iter_child_nodes(node):
+        if isinstance(child, ast.ClassDef):
+            server = any(_base_name(b) in SERVER_CLASSES for b in child.bases) or (
+                child.name in SERVER_CLASSES)
+            for statement in child.body:  # the class's own declarations
+                targets = (statement.targets if isinstance(statement, ast.Assign) else
+                           [statement.target] if isinstance(statement, ast.AnnAssign) else [])
+                names.update(t.id for t in targets if server and isinstance(t, ast.Name))
+            _reads_in(child, server, names)
+            continue
+        if isinstance(child, ast.Attribute) and _holds(child.value, in_server):
+            names.add(child.attr)
+        elif (isinstance(child, ast.Subscript) and _holds(child.value, in_server)
+              and isinstance(child.slice, ast.Constant) and isinstance(child.slice.value, str)):
+            names.add(child.slice.value)
+        elif (isinstance(child, ast.Call) and _base_name(child.func) in ACCESSORS
+              and len(child.args) >= 2 and _holds(child.args[0], in_server)
+              and isinstance(child.args[1], ast.Constant)
+              and isinstance(child.args[1].value, str)):
+            names.add(child.args[1].value)
+        _reads_in(child, in_server, names)
+
+
+def reads(tree: ast.Module) -> set[str]:
+    """The settings ``tree`` reads or declares (for ORDINARY names; see the docstring)."""
+    names: set[str] = set()
+    _reads_in(tree, False, names)
+    return names
+
+
+@cache
+def readings() -> dict[str, set[str]]:
+    return {module: reads(tree) for module, tree in trees().items()}
+
+
 @cache
 def spellings() -> dict[str, set[str]]:
     return {module: spelled(tree) for module, tree in trees().items()}
 
 
 def modules_spelling(name: str) -> list[str]:
+    """The modules counted for setting ``name``."""
+    if name not in ORDINARY:
+        return spelled_in(name)
+    return [module for module, names in readings().items() if name in names]
+
+
+def spelled_in(name: str) -> list[str]:
+    """Every module that spells ``name`` at all (the count of a setting not in ORDINARY)."""
     return [module for module, names in spellings().items() if name in names]
 
 
@@ -111,6 +183,11 @@ def test_the_count_sees_a_setting_where_the_table_declares_it() -> None:
     for name in SETTINGS:
         assert "command/settings.py" in modules_spelling(name), name
     assert "core/contract.py" in modules_spelling("graceful_timeout")
+    # An ordinary word counts where the setting is read, not where it names something else:
+    # PreforkMixIn's self.workers and the supervisor's server.workers, not the pool's dict.
+    workers = modules_spelling("workers")
+    assert {"core/servers.py", "master/supervisor.py"} <= set(workers), workers
+    assert "master/pool.py" not in workers and "master/pool.py" in spelled_in("workers")
 
 
 @pytest.mark.parametrize("name", SETTINGS)
@@ -129,3 +206,4 @@ def test_a_setting_is_spelled_in_at_most_three_modules(name: str) -> None:
 
 def test_pending_names_settings() -> None:
     assert set(PENDING) <= set(SETTINGS)
+    assert set(SETTINGS) >= ORDINARY
