@@ -183,15 +183,14 @@ class WSGIRequestHandler(socketserver.StreamRequestHandler):
         plain = None if isinstance(self.connection, ssl.SSLSocket) else self.connection
         response = Response(self.wfile, head_only=head.method == "HEAD", http11=head.http11,
                             keep_alive=not close, sock=plain)
-        started = time.perf_counter()
+        started = time.perf_counter() if accesslog.ACTIVE else 0.0  # (for the log only)
         try:
             return self._respond(app, head, environ, body, response)
         finally:
             if environ["wsgi.input"] is not body:
                 environ["wsgi.input"].close()
             if accesslog.ACTIVE:  # --access-logfile (ops/accesslog.py)
-                accesslog.ACTIVE[0].record(environ, response.status, response.sent,
-                                           time.perf_counter() - started)
+                accesslog.ACTIVE[0].record(environ, response.status, response.sent, started)
 
     def _respond(self, app: WSGIApp, head: RequestHead, environ: dict[str, Any], body: Body,
                  response: Response) -> bool:

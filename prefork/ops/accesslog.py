@@ -67,9 +67,11 @@ class AccessLog:
         self.pending: list[str] = []
         self.first = 0.0
         self.lock = threading.Lock()
-        # record(environ, status, sent, seconds): the line of one WSGI request (``status``: the
-        # status line the app gave), made and added to the batch by one compiled function: the
-        # line where a batch has begun and has room, else through write().
+        # record(environ, status, sent, started): the line of one WSGI request (``status``: the
+        # status line the app gave, ``started``: time.perf_counter() as it began), made and
+        # added to the batch by one compiled function: the line where a batch has begun and has
+        # room, else through write().  The request's duration is computed only if the format
+        # shows it.
         self.record: Record = compile_format(fmt, self)
 
     def record_http(self, handler: Any, code: Any, length: str | None, seconds: float) -> None:
@@ -104,7 +106,7 @@ class AccessLog:
         if now >= due:
             self.flush()
             return wait
-        return due - now if wait < 0 else min(wait, due - now)
+        return due - now if wait < 0 or now + wait > due else wait  # (no min(): a call less)
 
     def _write(self, text: str) -> None:
         data = text.encode("utf-8", "backslashreplace")
@@ -203,7 +205,7 @@ def _restamp(space: dict[str, Any], now: float) -> str:
 _EXPRESSIONS = {
     "h": 'g("REMOTE_ADDR", "-")',
     "l": '"-"',
-    "u": '(_user(z) if (z := g("HTTP_AUTHORIZATION")) else "-")',
+    "u": '(_user(e["HTTP_AUTHORIZATION"]) if "HTTP_AUTHORIZATION" in e else "-")',
     "t": "(_ST if _S0 <= w < _S1 else _stamp_at(w))",
     "r": ('"%s %s %s" % (g("REQUEST_METHOD", "-"), g("REQUEST_URI") or g("PATH_INFO", ""), '
           'g("SERVER_PROTOCOL", "-"))'),
@@ -214,8 +216,8 @@ _EXPRESSIONS = {
     "s": '(s[:3] if s else "-")',
     "b": '(n or "-")',
     "B": "n",
-    "f": 'g("HTTP_REFERER", "-")',
-    "a": 'g("HTTP_USER_AGENT", "-")',
+    "f": '(e["HTTP_REFERER"] if "HTTP_REFERER" in e else "-")',
+    "a": '(e["HTTP_USER_AGENT"] if "HTTP_USER_AGENT" in e else "-")',
     "D": "int(d * 1_000_000)",
     "T": "int(d)",
     "M": "int(d * 1000)",
@@ -244,6 +246,7 @@ def compile_format(fmt: str, log: AccessLog | None = None) -> Line | Record:
     pieces: list[str] = []
     clock = ""
     last = 0
+    timed = False
     for token in _TOKEN_RE.finditer(fmt):
         pieces.append(_literal(fmt[last:token.start()]))
         last = token.end()
@@ -253,6 +256,7 @@ def compile_format(fmt: str, log: AccessLog | None = None) -> Line | Record:
             continue
         expression = _EXPRESSIONS[name]
         clock = "    w = _time()\n" if name == "t" else clock
+        timed = timed or name in "DTML"
         if spec == "s":
             pieces.append(_SPLICED.get(name) or "{" + expression + "}")
         else:
@@ -267,9 +271,14 @@ def compile_format(fmt: str, log: AccessLog | None = None) -> Line | Record:
         f"    try:\n        line = f'{fast}'\n    except KeyError:\n        line = f'{text}'\n")
     tail = ("    if _P and len(_P) < _LAST:\n        _P.append(line)\n    else:\n"
             "        _W(line)\n") if log is not None else "    return line\n"
-    source = f"def line(e, s, n, d):\n    g = e.get\n{clock}{body}{tail}"
+    if log is None:
+        source = f"def line(e, s, n, d):\n    g = e.get\n{clock}{body}{tail}"
+    else:  # (d is the start; the duration is computed only if the format shows it)
+        since = "    d = _perf() - d\n" if timed else ""
+        source = f"def line(e, s, n, d):\n    g = e.get\n{clock}{since}{body}{tail}"
     namespace: dict[str, Any] = {
-        "_user": _user, "_time": time.time, "_PID": _PID, "request_id": request_id,
+        "_user": _user, "_time": time.time, "_perf": time.perf_counter, "_PID": _PID,
+        "request_id": request_id,
         "_S0": 0.0, "_S1": 0.0, "_ST": ""}
     if log is not None:
         namespace.update(_P=log.pending, _W=log.write, _LAST=BATCH_LINES - 1)

@@ -3,7 +3,9 @@ for every atom, with any conversion and any literal text; refused formats; the t
 
 from __future__ import annotations
 
+import os
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -90,3 +92,20 @@ def test_the_time_stamp_follows_the_clock_both_ways(monkeypatch: pytest.MonkeyPa
     now[0] -= 3600  # the clock set back an hour: not the cached text
     assert line({}, None, 0, 0.0) == time.strftime(
         "[%d/%b/%Y:%H:%M:%S %z]", time.localtime(int(now[0])))
+
+
+def test_record_takes_the_start_and_writes_the_duration(tmp_path: Path) -> None:
+    """AccessLog.record gets the request's perf_counter() start; the duration atoms show the
+    time since (computed only for formats that show it)."""
+    log = accesslog.AccessLog("%(s)s %(D)s %(L)s", str(tmp_path / "access.log"))
+    try:
+        log.record(ENVIRON, "200 OK", 3, time.perf_counter() - 0.25)
+        untimed = accesslog.AccessLog("%(s)s %(b)s", str(tmp_path / "untimed.log"))
+        untimed.record(ENVIRON, "204 No Content", 0, 0.0)
+        os.close(untimed.fd)
+    finally:
+        os.close(log.fd)
+    status, micros, seconds = (tmp_path / "access.log").read_text().split()
+    assert status == "200" and 250_000 <= int(micros) < 5_000_000
+    assert 0.25 <= float(seconds) < 5.0
+    assert (tmp_path / "untimed.log").read_text() == "204 -\n"
