@@ -43,6 +43,7 @@ from prefork.core import httplimits
 from prefork.core.keepalive import Ready, hold, outbox_writer, read_ahead, retiring
 from prefork.core.memguard import check_error
 from prefork.core.servers import PreforkMixIn
+from prefork.core.trust import forwarders
 from prefork.ops import accesslog
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
@@ -113,7 +114,7 @@ class WSGIRequestHandler(socketserver.StreamRequestHandler):
             app = self.server.get_app()  # type: ignore[attr-defined]
         self._app, self._base, self._count = app, self.base_environ(), 0
         # Proxy headers count from the peers that forwarded_allow_ips trusts (apps/forwarded.py).
-        trust = forwarded.trusted(getattr(self.server, "forwarded_allow_ips", forwarded.DEFAULT))
+        trust = forwarded.trusted(forwarders(self.server))
         self._trust = trust if trust.peer(self.client_address) else None
         self._read_head = fasthead.for_server(self.server)
         self._limits = httplimits.of(self.server)  # limit_request_* (core/httplimits.py)

@@ -56,7 +56,7 @@ from typing import Any, Protocol
 from prefork.core import httplimits, httpserverlimits
 from prefork.core.forwarding import client
 from prefork.core.outbox import OutboxWriter, pending
-from prefork.core.trust import LOCAL
+from prefork.core.trust import forwarders
 from prefork.core.unread import announced, counting_rfile, drop_unread, position
 from prefork.ops import accesslog
 
@@ -270,7 +270,7 @@ class KeepAliveHTTPMixIn:
                 self._prefork_body = (size, start)
             if self.peer_address is None:
                 self.peer_address = self.client_address
-            spec = getattr(self.server, "forwarded_allow_ips", LOCAL)
+            spec = forwarders(self.server)
             self.client_address = client(self.headers, self.peer_address, spec)
         return ok
 

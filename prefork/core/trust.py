@@ -46,6 +46,14 @@ class Trusted:
 
 
 @functools.lru_cache(maxsize=8)
+def forwarders(server: Any) -> str:
+    """The peers whose proxy headers (X-Forwarded-For, Forwarded) ``server`` takes, as
+    written: its ``forwarded_allow_ips``, LOCAL when it has none (a stdlib server the runner
+    did not set).  The one place that reads the setting: the WSGI handler and the keep-alive
+    handler ask here."""
+    return str(getattr(server, "forwarded_allow_ips", LOCAL))
+
+
 def trusted(spec: str) -> Trusted:
     return Trusted(spec)
 

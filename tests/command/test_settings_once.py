@@ -73,8 +73,6 @@ PENDING: dict[str, str] = {
                                         "core/handover.py"),
     "max_memory": WORKER.format("master/policies.py (recycling, runaways: the enforcer asks)",
                                 "the allocation budget the kernel enforces, core/memguard.py"),
-    "forwarded_allow_ips": SPREAD.format("apps/wsgi.py and core/keepalive.py") + "; the runner "
-                           "sets it on the stdlib modes' servers",
     "log_file": SPREAD.format("command/cli.py (it sets up the log) and ops/logs.py") + "; the "
                 "runner gives the file to the workers' user",
     "capture_output": SPREAD.format("command/cli.py and ops/logs.py") + "; the runner passes "
