@@ -50,6 +50,7 @@ import http.server
 import socket
 import ssl
 import time
+from collections.abc import Callable
 from contextvars import ContextVar
 from typing import Any, Protocol
 
@@ -76,6 +77,17 @@ def handler_class(factory: Any) -> type | None:
     while isinstance(factory, functools.partial):
         factory = factory.func
     return factory if isinstance(factory, type) else None
+
+
+def replace_class(factory: Any, change: Callable[[Any], Any]) -> Any:
+    """``change(factory)``, or for a ``functools.partial`` the same partial around
+    ``change`` of what it wraps (``factory`` itself where that is unchanged)."""
+    if isinstance(factory, functools.partial):
+        inner = replace_class(factory.func, change)
+        if inner is factory.func:
+            return factory
+        return functools.partial(inner, *factory.args, **factory.keywords)
+    return change(factory)
 
 
 def takes_over(factory: Any) -> bool:
@@ -340,10 +352,7 @@ def with_keep_alive(factory: Any) -> Any:
     lacks it; else ``factory`` itself, untouched (any other callable, any handler with a
     ``handle()`` or ``resume()`` of its own)."""
     if isinstance(factory, functools.partial):
-        inner = with_keep_alive(factory.func)
-        if inner is factory.func:
-            return factory
-        return functools.partial(inner, *factory.args, **factory.keywords)
+        return replace_class(factory, with_keep_alive)
     cls = handler_class(factory)
     if (cls is None or not takes_over(cls) or issubclass(cls, KeepAliveHTTPMixIn)
             or callable(getattr(cls, "resume", None))):

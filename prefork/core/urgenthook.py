@@ -42,7 +42,7 @@ import signal
 import threading
 from typing import Any
 
-from prefork.core.keepalive import handler_class
+from prefork.core.keepalive import handler_class, replace_class
 from prefork.core.urgent import is_tcp
 
 _HOLDERS: dict[int, Any] = {}  # fd -> the handler holding it in this process
@@ -67,10 +67,7 @@ def watching(factory: Any) -> Any:
     """``factory`` serving through :class:`UrgentWatched` if its handler defines the hook;
     else ``factory`` itself (a partial's class is replaced inside the partial)."""
     if isinstance(factory, functools.partial):
-        inner = watching(factory.func)
-        if inner is factory.func:
-            return factory
-        return functools.partial(inner, *factory.args, **factory.keywords)
+        return replace_class(factory, watching)
     cls = handler_class(factory)
     if cls is None or not wants_urgent(cls) or issubclass(cls, UrgentWatched):
         return factory
