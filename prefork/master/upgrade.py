@@ -17,6 +17,7 @@ import selectors
 import signal
 from collections.abc import Iterable, Mapping, Sequence
 
+from prefork.core import pidfds
 from prefork.core import signals as sigs
 from prefork.core.contract import PoolServer
 
@@ -118,6 +119,10 @@ class Upgrade:
             # The old master's exit would end the PID namespace, the new master with it.
             log.warning("master (pid 1) ignores SIGUSR2: as PID 1 its exit would end the "
                         "container; roll out a new one instead")
+            return
+        if not pidfds.usable():  # (how this master learns that the new one died)
+            log.warning("master (pid %d) ignores SIGUSR2: an upgrade needs pidfd_open, which "
+                        "this system refuses", os.getpid())
             return
         fds = [s.socket.fileno() for s in self.server.listening_servers()]
         env = dict(os.environ)

@@ -1,6 +1,6 @@
 """Where ``pidfd_open`` fails (an old kernel, valgrind, a container's seccomp profile), the
 import probe and the master wait for their children another way: the server starts, serves,
-replaces a killed worker and stops."""
+replaces a killed worker and stops; an upgrade (USR2) is refused in one line."""
 
 from __future__ import annotations
 
@@ -34,5 +34,9 @@ def test_the_pool_runs_where_pidfd_open_fails(tmp_path: Path) -> None:
         second = wait_for(lambda: pid_of(address), what="a replacement worker")
         assert second != first
         assert time.monotonic() - began < 10
+        # An upgrade cannot watch its new master: refused in one line, this one serves on.
+        server.signal(signal.SIGUSR2)
+        server.wait_line(r"ignores SIGUSR2: an upgrade needs pidfd_open", 10)
+        assert pid_of(address) == second
         server.stop_ok()
     assert "pidfd_open refused by the test" not in server.text()
