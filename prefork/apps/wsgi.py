@@ -43,6 +43,7 @@ from prefork.core import httplimits
 from prefork.core.keepalive import Ready, hold, outbox_writer, read_ahead, retiring
 from prefork.core.memguard import check_error
 from prefork.core.servers import PreforkMixIn
+from prefork.core.threads import handler_threads
 from prefork.core.trust import forwarders
 from prefork.ops import accesslog
 
@@ -280,7 +281,7 @@ class WSGIRequestHandler(socketserver.StreamRequestHandler):
             else self.url_scheme,
             "wsgi.errors": sys.stderr,
             "wsgi.multithread": isinstance(server, socketserver.ThreadingMixIn)
-            or (isinstance(server, PreforkMixIn) and server.threads > 1),
+            or (isinstance(server, PreforkMixIn) and handler_threads(server) > 1),
             "wsgi.multiprocess": isinstance(server, (socketserver.ForkingMixIn, PreforkMixIn)),
             "wsgi.run_once": False,
             # Both kinds of body end where the request's body ends: reading to EOF is safe.

@@ -52,6 +52,7 @@ from prefork.core.servers import PreforkMixIn
 from prefork.core.signals import SignalQueue
 from prefork.core.sockets import BindSpec, BindSpecError, format_address
 from prefork.core.tls import TLSMixIn
+from prefork.master import sizing
 from prefork.master.supervisor import BootError
 from prefork.master.upgrade import ENV_OLD_MASTER
 from prefork.ops.accesslog import setup_access_log
@@ -247,7 +248,8 @@ def announce(server: socketserver.BaseServer, specs: list[BindSpec], mode: str, 
         if is_http_handler(handler) and spec.kind == "tcp":
             where = f"{'https' if isinstance(one, TLSMixIn) else 'http'}://{where}/"
         places.append(where)
-    workers = f", {counted(server.workers, 'worker')}" if isinstance(server, PreforkMixIn) else ""
+    workers = (f", {counted(sizing.configured(server), 'worker')}"
+               if isinstance(server, PreforkMixIn) else "")
     log.info("prefork %s: serving %s on %s (mode %s%s, pid %d)",
              __version__, app, " ".join(places), mode, workers, os.getpid())
 

@@ -18,6 +18,7 @@ import sys
 import time
 from typing import Any
 
+from prefork.master import sizing
 from prefork.ops.control import ControlError, request
 
 CONTROL_SUFFIX = ".ctl"  # the control socket next to a pid file: prefork.pid -> prefork.pid.ctl
@@ -119,7 +120,7 @@ def clamp_note(reply: dict[str, Any]) -> None:
     master, requested = reply.get("master", {}), reply.get("requested")
     size = master.get("size")
     if requested is not None and size is not None and requested != size:
-        limit = "max_children" if requested > size else "the minimum"
+        limit = sizing.bound_name(requested, size)
         print(f"prefork: note: asked for {requested} workers, set {size} ({limit})",
               file=sys.stderr)
 

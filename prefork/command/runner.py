@@ -42,6 +42,7 @@ from prefork.core.proxyproto import ProxyProtocolMixIn
 from prefork.core.servers import PreforkMixIn
 from prefork.core.sockets import BindSpec, Kind
 from prefork.core.tls import TLSMixIn, server_context
+from prefork.master import sizing
 from prefork.ops.sdnotify import listen_fds
 
 log = logging.getLogger("prefork.master")
@@ -271,8 +272,8 @@ class Runner:
             log.warning("master (pid %d) reload: bind changes need a restart", os.getpid())
         for name in LIVE_SETTINGS:
             value = fresh.get(name)
-            if name == "workers" and not value:
-                value = server.workers  # 0 (one per CPU) keeps the size the server started with
+            if name == "workers":
+                value = sizing.reloaded(server, value)  # 0 (one per CPU) keeps the size
             setattr(server, name, value)
 
         def rollback() -> None:

@@ -47,8 +47,9 @@ from prefork.command.convert import (
 from prefork.command.setting import ENV_PREFIX as ENV_PREFIX  # (for config.py)
 from prefork.command.setting import FROM_SERVER, Bound, Setting
 from prefork.core import httplimits
-from prefork.core.servers import PreforkMixIn, default_workers
+from prefork.core.servers import PreforkMixIn
 from prefork.core.sockets import BindSpec, parse_bind
+from prefork.master import sizing
 from prefork.ops.accesslog import DEFAULT_FORMAT
 
 SOURCE_DEFAULT = "default"
@@ -70,7 +71,7 @@ _OWN = "the handler's own: {} for WSGI, the stdlib's {} for http.server handlers
 
 
 def _cpu_workers(config: Config) -> int:
-    return min(default_workers(), config.max_children)
+    return sizing.one_per_cpu(config.max_children)
 
 
 def _default_app(config: Config) -> str | None:

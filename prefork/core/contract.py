@@ -216,5 +216,14 @@ class PoolServer:
         withdraw() will not be called)."""
 
 
+def grace(server: PoolServer) -> float:
+    """Seconds a worker asked to leave -- retired, or in a graceful stop -- may go on serving
+    before it is killed (0: no limit for a retired one); a worker's keep-alive drain stays
+    within half of it.  The one place that reads ``graceful_timeout``, at each use, so a reload
+    that changes it applies at once: the master's pool, stopping and enforcer ask it, and the
+    worker for its drain."""
+    return server.graceful_timeout
+
+
 def _nothing() -> None:
     pass

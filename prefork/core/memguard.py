@@ -37,11 +37,21 @@ import sys
 import threading
 from collections.abc import Callable
 
+from prefork.core.contract import PoolServer
+
 log = logging.getLogger("prefork.worker")
 
 FACTOR = 1.5  # the worker's RSS stays under this many times max_memory
 MIB = 1024 * 1024
 _STATUS_FIELD = r"^%s:\s+(\d+) kB"
+
+
+def memory_limit(server: PoolServer) -> int:
+    """The MB over which a worker of ``server`` is recycled, and its request a runaway past
+    the master's margin; the budget armed in the worker is FACTOR times it (0: no limit).  The
+    one place that reads ``max_memory``: the worker arms its budget from it, the master's
+    policies and enforcer ask it at each look (a reload that changes it applies at once)."""
+    return server.max_memory
 
 
 def _status_mib(text: str, field: str) -> float | None:

@@ -26,8 +26,9 @@ from typing import Any
 
 from prefork.core import pooled, privileges, sockets, urgent
 from prefork.core.contract import PoolServer
-from prefork.core.cpus import usable_cpus
 from prefork.core.keepalive import HoldsConnections
+from prefork.master import sizing
+from prefork.master.sizing import default_workers as default_workers  # (public here too)
 from prefork.master.supervisor import Master
 
 log = logging.getLogger("prefork.worker")
@@ -46,12 +47,6 @@ def is_client_gone(exc: BaseException | None) -> bool:
     if isinstance(exc, gone):  # socket.timeout is TimeoutError
         return True
     return isinstance(exc, OSError) and exc.errno in CLIENT_GONE_ERRNOS
-
-
-def default_workers() -> int:
-    """The number of CPUs this process may use: the CPUs it may run on, bounded by its
-    cgroup's CPU quota (a container's CPU limit), rounded up (``core/cpus.py``)."""
-    return usable_cpus()
 
 
 class PreforkMixIn(HoldsConnections, PoolServer):
@@ -78,14 +73,7 @@ class PreforkMixIn(HoldsConnections, PoolServer):
     server_address: Any
 
     def __init__(self, *args: Any, workers: int | None = None, **kwargs: Any) -> None:
-        count = self.workers if workers is None else workers
-        if not count:
-            count = min(default_workers(), self.max_children)
-        if not isinstance(count, int) or isinstance(count, bool) or count < 1:
-            raise ValueError(f"workers must be a positive integer, not {count!r}")
-        if count > self.max_children:
-            raise ValueError(f"workers ({count}) exceeds max_children ({self.max_children})")
-        self.workers = count
+        sizing.settle(self, workers)  # ValueError: not in [1, max_children]
         # Checked before binding: a user that does not exist fails here, not in each worker.
         self.credentials = privileges.resolve(self.user, self.group)
         self._prefork_master: Master | None = None

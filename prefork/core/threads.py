@@ -46,6 +46,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from prefork.core.conn import Conn, Phase
+from prefork.core.contract import PoolServer
 from prefork.core.keepalive import Resumable
 from prefork.core.listeners import Limits
 from prefork.core.mux import Multiplexer
@@ -57,6 +58,14 @@ log = logging.getLogger("prefork.worker")
 # if it held it, else None), and the next request on a held one (False: close it).
 Process = Callable[[socketserver.BaseServer, Any, Any], "Resumable | None"]
 Resume = Callable[[Conn], bool]
+
+
+def handler_threads(server: PoolServer) -> int:
+    """How many handler threads each worker of ``server`` runs (1: the worker's loop serves
+    requests itself).  The one place that reads ``threads``: the pool sizes the scoreboard
+    from it (a slot per thread; the worker learns the count from the board), and the WSGI
+    handler asks it for ``wsgi.multithread``."""
+    return server.threads
 
 
 class HandlerThreads:

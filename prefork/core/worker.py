@@ -47,11 +47,12 @@ from prefork.core.contract import (
     ChildContext,
     PoolServer,
     WorkerInfo,
+    grace,
 )
 from prefork.core.dispatch import Bookkeeping, Serve, request_path
 from prefork.core.errnos import BrokenWorker
 from prefork.core.listeners import Limits
-from prefork.core.memguard import BUDGET, check_error
+from prefork.core.memguard import BUDGET, check_error, memory_limit
 from prefork.core.mux import Multiplexer
 from prefork.core.parent import set_parent_death_signal, wait_for_parent
 from prefork.core.pulling import Puller, StopPulling
@@ -184,8 +185,8 @@ class Worker:
         if not self.ctx.app_loaded:
             server.load_app()
         server.post_fork(self.info)
-        if server.max_memory:  # a budget the kernel enforces (core/memguard.py)
-            BUDGET.arm(server.max_memory, lambda: self._report(REPORT_OVER_MEMORY),
+        if memory_limit(server):  # a budget the kernel enforces (core/memguard.py)
+            BUDGET.arm(memory_limit(server), lambda: self._report(REPORT_OVER_MEMORY),
                        self.ctx.board.threads if self.ctx.board.threads > 1 else 0)
         if server.max_requests:
             self.recycle_after = server.max_requests + random.randint(
@@ -236,8 +237,7 @@ class Worker:
         urgenthook.watch_servers(listeners.values())  # handlers with handle_urgent()
         limits = Limits(self.server.client_timeout, self.server.keep_alive,
                         fdlimit.worker_connections(self.server.worker_connections),
-                        keepalive.drain_grace(self.server.keep_alive,
-                                              self.server.graceful_timeout),
+                        keepalive.drain_grace(self.server.keep_alive, grace(self.server)),
                         self.server.send_timeout)
         assert self.slot is not None
         if self.ctx.board.threads > 1:

@@ -13,7 +13,8 @@ from __future__ import annotations
 import logging
 from collections import Counter
 
-from prefork.core.contract import PoolServer
+from prefork.core.contract import PoolServer, grace
+from prefork.core.memguard import memory_limit
 from prefork.master.policies import (
     KILLED,
     MEMORY,
@@ -24,10 +25,9 @@ from prefork.master.policies import (
     Kill,
     Recycle,
     Resize,
-    memory_limit,
     request_limit,
 )
-from prefork.master.pool import Pool, grace
+from prefork.master.pool import Pool
 from prefork.master.recycling import Recycler
 
 log = logging.getLogger("prefork.master")

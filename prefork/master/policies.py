@@ -32,8 +32,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from prefork.core.contract import PoolServer, WorkerInfo
+from prefork.core.contract import RECYCLE_REPORTS, REPORT_OVER_MEMORY, PoolServer, WorkerInfo
+from prefork.core.memguard import memory_limit
 from prefork.core.scoreboard import Slot, State
+from prefork.master.sizing import adaptive_range
 
 # A hung worker is asked for its stack (SIGUSR2 -> faulthandler), then killed this much later.
 STACK_DUMP_GRACE = 0.2
@@ -46,7 +48,7 @@ RUNAWAY_FACTOR = 2.0  # a request past this many times max_memory is stopped at 
 RUNAWAY_GRACE = 3.0  # seconds a request may stay over max_memory before it is stopped
 MAX_AGE_JITTER = 0.1  # max_age plus up to 10 %, so workers born together do not retire together
 # Why a worker is recycled (and, for a runaway's kill, the restarts' reason).
-AGE, MEMORY = "max_age", "max_memory"
+AGE, MEMORY = "max_age", RECYCLE_REPORTS[REPORT_OVER_MEMORY]
 # The adaptive pool looks at the scoreboard this often and changes the size by at most one
 # worker per look (and not while a spawn is still booting): the spawn rate limit.
 ADAPT_INTERVAL = 0.5
@@ -150,11 +152,6 @@ def recycle_deadline(server: PoolServer, started: float) -> float:
 def request_limit(server: PoolServer) -> float:
     """Seconds a request may run before its worker is killed (0: no limit)."""
     return server.request_timeout
-
-
-def memory_limit(server: PoolServer) -> int:
-    """The MB over which a worker is recycled (and its request a runaway past the margin)."""
-    return server.max_memory
 
 
 class Policies:
@@ -264,7 +261,7 @@ class Policies:
         if not view.steady():
             return None
         idle = [w for w in view.current() if view.slot(w).state == State.IDLE]
-        low, high = self.server.workers, self.server.max_children
+        low, high = adaptive_range(self.server)
         min_spare, max_spare = self.server.min_spare, self.server.max_spare
         if min_spare and len(idle) < min_spare and view.size < high:
             why = f"{len(idle)} idle < min_spare {min_spare}: growing to {view.size + 1}"

@@ -27,10 +27,12 @@ from collections.abc import Callable, Iterable
 
 from prefork.core import forksafe, pidfds
 from prefork.core import signals as sigs
-from prefork.core.contract import REPORT, REPORT_READY, ChildContext, PoolServer, WorkerInfo
+from prefork.core.contract import REPORT, REPORT_READY, ChildContext, PoolServer, WorkerInfo, grace
 from prefork.core.scoreboard import Scoreboard
+from prefork.core.threads import handler_threads
 from prefork.core.worker import run_worker
 from prefork.master.policies import recycle_deadline
+from prefork.master.sizing import slots
 from prefork.master.templates import Template, Templates
 
 log = logging.getLogger("prefork.master")
@@ -42,13 +44,6 @@ def ignore_event(mask: int) -> None:
     """Selector callback of an fd the loop handles after every wake-up anyway (pidfds: the
     loop reaps; the signal and report pipes: the loop drains them)."""
 
-
-
-def grace(server: PoolServer) -> float:
-    """Seconds a worker asked to leave -- retired, or in a graceful stop -- may go on serving
-    before it is killed (0: no limit for a retired one).  Read at each use, so a reload that
-    changes it applies at once; stopping and the enforcer ask it."""
-    return server.graceful_timeout
 
 
 def preloads(server: PoolServer) -> bool:
@@ -79,7 +74,7 @@ class Pool:
         self.pid = os.getpid()
         self.workers: dict[int, WorkerInfo] = {}
         # Two generations may run side by side during a reload.
-        self.board = Scoreboard(2 * server.max_children, server.threads)
+        self.board = Scoreboard(slots(server), handler_threads(server))
         self.report_r, self.report_w = os.pipe()
         self.alive_r, self.alive_w = os.pipe()
         os.set_blocking(self.report_r, False)

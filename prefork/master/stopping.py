@@ -10,8 +10,8 @@ import logging
 import os
 import signal
 
-from prefork.core.contract import PoolServer
-from prefork.master.pool import Pool, grace
+from prefork.core.contract import PoolServer, grace
+from prefork.master.pool import Pool
 
 log = logging.getLogger("prefork.master")
 

@@ -41,6 +41,7 @@ from typing import Any
 from prefork.core import fdlimit
 from prefork.core.contract import PoolServer, WorkerInfo
 from prefork.core.signals import SignalQueue
+from prefork.master import sizing
 from prefork.master.boot import BootError, BootGuard
 from prefork.master.commands import (
     MASTER_SIGNALS,
@@ -85,7 +86,7 @@ class Master:
         self.server = server
         self.pid = os.getpid()
         self.thread_ident = threading.get_ident()
-        self.size = server.workers
+        self.size = sizing.configured(server)
         self.phase = Phase.BOOTING
         self.announced = False  # READY was sent (and, after an upgrade, the old master retired)
         self.restarts: Counter[str] = Counter()  # reason -> count, for status and metrics
@@ -169,7 +170,7 @@ class Master:
             return False
         if self.phase is Phase.PAUSED and resume:
             self.phase = Phase.SERVING if self.announced else Phase.BOOTING
-        size = max(1, min(size, self.server.max_children))
+        size = sizing.within(self.server, size)
         if size != self.size:
             log.info("master (pid %d) pool size %d -> %d", self.pid, self.size, size)
         self.size = size
@@ -190,7 +191,7 @@ class Master:
         self.waiters.began()
         self.phase = Phase.RELOADING
         self.notifier.reloading(f"starting generation {self.generations.number}")
-        self.size = self.server.workers  # prepare_reload may have changed it
+        self.size = sizing.configured(self.server)  # prepare_reload may have changed it
         self._title()
 
     def pause(self) -> None:
@@ -218,7 +219,7 @@ class Master:
             "generation": self.generations.number, "phase": self.phase.value,
             "reloading": self.phase is Phase.RELOADING, "paused": self.phase is Phase.PAUSED,
             "stopping": stopping, "restarts": dict(self.restarts),
-            "max_children": self.server.max_children,
+            **sizing.reported(self.server),
         }
         report = status_report(header, self.pool.board, self.pool.workers.values(),
                                self.pool.retired_requests)
@@ -319,7 +320,7 @@ class Master:
             self.pool.templates.stop(aborted)
         self.notifier.ready(f"reload failed; generation {self.generations.number} serving")
         self.phase = Phase.SERVING if self.announced else Phase.BOOTING
-        self.size = self.server.workers
+        self.size = sizing.configured(self.server)
         self._title()
         if queued:
             self.reload()

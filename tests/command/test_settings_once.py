@@ -35,8 +35,6 @@ PACKAGE = Path(__file__).resolve().parents[2] / "prefork"
 BOUND = 3  # the table, the contract's default, the part
 
 SPREAD = "read by {} each; to be one part that the others ask"
-WORKER = ("read in one part on the master's side, {}; and by the worker (core/worker.py), on "
-          "the other side of the fork, for {}")
 # Settings named with ordinary words, counted by what reads them (see the module's docstring).
 ORDINARY = frozenset({"app", "bind", "backlog", "rpcbind", "workers", "threads", "mode", "name",
                       "reload", "env", "user", "group", "control", "metrics", "pidfile"})
@@ -45,14 +43,8 @@ SERVER_CLASSES = frozenset({"PoolServer", "PreforkMixIn", "Config"})  # whose se
 ACCESSORS = frozenset({"getattr", "setattr", "hasattr", "delattr"})
 PENDING: dict[str, str] = {
     # Settings named with ordinary words (ORDINARY), read in several parts.
-    "workers": SPREAD.format("core/servers.py (the count), master/supervisor.py (the pool's "
-                             "size), master/policies.py (the adaptive pool's low bound), "
-                             "command/runner.py (a reload to 0 keeps the size) and "
-                             "command/cli.py (the announcement)"),
     "name": SPREAD.format("the process titles' callers (core/template.py, core/worker.py, "
                           "master/supervisor.py) and command/runner.py (its default, the APP)"),
-    "threads": SPREAD.format("master/pool.py (the scoreboard's size) and apps/wsgi.py "
-                             "(wsgi.multithread)"),
     "user": SPREAD.format("command/runner.py (it refuses them outside --mode prefork) and "
                           "core/servers.py (it resolves the credentials)"),
     "group": SPREAD.format("command/runner.py (it refuses them outside --mode prefork) and "
@@ -60,10 +52,6 @@ PENDING: dict[str, str] = {
     "pidfile": SPREAD.format("command/cli.py (it claims the file before the start) and "
                              "master/operations.py (it writes and removes it)"),
     # Settings read in several parts.
-    "max_children": SPREAD.format("master/pool.py, master/policies.py and master/supervisor.py")
-                    + "; the control client checks workers against it",
-    "graceful_timeout": WORKER.format("master/pool.py (grace(server): stopping and the enforcer "
-                                      "ask it)", "its keep-alive drain (within half of it)"),
     "client_timeout": SPREAD.format("core/worker.py, core/mux.py, core/listeners.py and "
                                     "core/proxyproto.py") + "; the runner sets it",
     "keep_alive": SPREAD.format("core/worker.py, core/mux.py, core/listeners.py and "
@@ -71,8 +59,6 @@ PENDING: dict[str, str] = {
     "send_timeout": SPREAD.format("core/worker.py, core/mux.py and core/listeners.py"),
     "worker_connections": SPREAD.format("core/worker.py, core/listeners.py and "
                                         "core/handover.py"),
-    "max_memory": WORKER.format("master/policies.py (recycling, runaways: the enforcer asks)",
-                                "the allocation budget the kernel enforces, core/memguard.py"),
     "log_file": SPREAD.format("command/cli.py (it sets up the log) and ops/logs.py") + "; the "
                 "runner gives the file to the workers' user",
     "capture_output": SPREAD.format("command/cli.py and ops/logs.py") + "; the runner passes "
@@ -182,10 +168,15 @@ def test_the_count_sees_a_setting_where_the_table_declares_it() -> None:
         assert "command/settings.py" in modules_spelling(name), name
     assert "core/contract.py" in modules_spelling("graceful_timeout")
     # An ordinary word counts where the setting is read, not where it names something else:
-    # PreforkMixIn's self.workers and the supervisor's server.workers, not the pool's dict.
+    # master/sizing.py's server.workers, not the pool's dict of workers.
     workers = modules_spelling("workers")
-    assert {"core/servers.py", "master/supervisor.py"} <= set(workers), workers
+    assert "master/sizing.py" in workers, workers
     assert "master/pool.py" not in workers and "master/pool.py" in spelled_in("workers")
+    # ... and self.workers in a server class, its class-level declaration, a config's value.
+    code = ("class S(PreforkMixIn):\n    threads = 2\n    def f(self): return self.workers\n"
+            "def g(config, pool): return config.values['env'], pool.name, getattr(config, 'user')")
+    names = reads(ast.parse(code))
+    assert {"threads", "workers", "env", "user"} <= names and "name" not in names, names
 
 
 @pytest.mark.parametrize("name", SETTINGS)
