@@ -55,10 +55,11 @@ from prefork.core.tls import TLSMixIn
 from prefork.master import sizing
 from prefork.master.supervisor import BootError
 from prefork.master.upgrade import ENV_OLD_MASTER
+from prefork.ops import pidfile
 from prefork.ops.accesslog import setup_access_log
 from prefork.ops.control import ControlError
 from prefork.ops.logs import LogFileError, capture_output, setup_logging
-from prefork.ops.pidfile import PidfileError, claim_pidfile, remove_pidfile
+from prefork.ops.pidfile import PidfileError
 from prefork.ops.titles import counted
 
 EXIT_USAGE = 2
@@ -184,8 +185,8 @@ def serve(args: argparse.Namespace) -> int:
         return 0
     # Claimed before anything is written or bound: a live master keeps its pid file.  The new
     # master of an upgrade (USR2) leaves it to the old one until its pool is ready.
-    if config.pidfile and not upgrading():
-        claim_pidfile(config.pidfile)
+    if not upgrading():
+        pidfile.claim_for(config)
     if config.reload and config.mode != "prefork":
         raise StartError(f"--reload needs --mode prefork, not {config.mode}")
     watcher = 0
@@ -228,8 +229,7 @@ def serve(args: argparse.Namespace) -> int:
     finally:
         if watcher:
             stop_watcher(watcher)
-        if config.pidfile:
-            remove_pidfile(config.pidfile)  # only while it names this process
+        pidfile.remove_for(config)  # only while it names this process
     return 0
 
 

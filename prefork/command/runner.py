@@ -34,6 +34,7 @@ from prefork.command.settings import (
     SERVER_SETTINGS,
     STDLIB_SETTINGS,
     Config,
+    server_name,
 )
 from prefork.core import privileges
 from prefork.core.contract import ReloadRefused, WorkerInfo
@@ -82,7 +83,7 @@ class Runner:
         """What ties settings to this machine and to each other; the workers' credentials."""
         config = self.config
         try:
-            credentials = privileges.resolve(config.user, config.group)
+            credentials = privileges.of_workers(config)
         except privileges.PrivilegeError as exc:
             raise StartError(str(exc)) from None
         if credentials and config.mode != "prefork":
@@ -208,7 +209,7 @@ class Runner:
         config, hooks, runner = self.config, self.hooks, self
         attrs: dict[str, Any] = {name: config.get(name) for name in SERVER_SETTINGS}
         attrs.update(
-            name=config.name or app,
+            name=server_name(config),
             # USR2 runs the same command line again; the new master inherits the socket.
             upgrade_argv=[sys.executable, *sys.orig_argv[1:]],
             upgrade_cwd=self.start_dir,  # where that command line was typed (before --chdir)

@@ -82,6 +82,11 @@ def _app_name(config: Config) -> str | None:
     return config.app or DEFAULT_APP
 
 
+def server_name(config: Config) -> str:
+    """The name the command's server gets: ``name``, else the APP (as --print-config shows)."""
+    return config.name or _app_name(config) or ""
+
+
 def _hook(when: str) -> Setting[str | None]:
     return Setting(import_spec("callable"), None, section=HOOKS, help=when)
 

@@ -20,6 +20,7 @@ import grp
 import os
 import pwd
 from dataclasses import dataclass
+from typing import Any
 
 
 class PrivilegeError(ValueError):
@@ -64,6 +65,14 @@ def resolve(user: str | None, group: str | None) -> Credentials:
             f"cannot run workers as {describe(creds)}: the master is not root"
         )
     return creds
+
+
+def of_workers(server: Any) -> Credentials:
+    """Who the workers of ``server`` -- a server, or the command's config that builds one --
+    run as: its ``user`` and ``group``, resolved.  The one place that reads the two settings:
+    the server's constructor and the command's start rules ask here.  Raises
+    :class:`PrivilegeError` as :func:`resolve` does."""
+    return resolve(server.user, server.group)
 
 
 def describe(creds: Credentials) -> str:

@@ -75,7 +75,7 @@ class PreforkMixIn(HoldsConnections, PoolServer):
     def __init__(self, *args: Any, workers: int | None = None, **kwargs: Any) -> None:
         sizing.settle(self, workers)  # ValueError: not in [1, max_children]
         # Checked before binding: a user that does not exist fails here, not in each worker.
-        self.credentials = privileges.resolve(self.user, self.group)
+        self.credentials = privileges.of_workers(self)
         self._prefork_master: Master | None = None
         self._prefork_lock = threading.Lock()
         self._prefork_shutdown = False

@@ -104,7 +104,7 @@ class _Template:
         for sig in IGNORED_SIGNALS:
             signal.signal(sig, signal.SIG_IGN)
         unblock(self.ctx.blocked_mask)
-        titles.set_title(titles.template_title(self.server.name, self.generation))
+        titles.set_title(titles.template_title(titles.name_of(self.server), self.generation))
         self.server.load_app()
         gc.collect()
         gc.freeze()  # what the import built stays shared: the collector will not touch it

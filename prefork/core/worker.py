@@ -123,7 +123,7 @@ class Worker:
         self.stop: str | None = None
         self.slot: SlotWriter | None = None
         self.recycle_after = 0  # requests; 0 = never
-        self.title = titles.WorkerTitle(info.age, server.name, self._label)
+        self.title = titles.WorkerTitle(info.age, titles.name_of(server), self._label)
         self.threads: HandlerThreads | None = None  # handler threads (threads > 1)
         self.puller: Puller | None = None  # a server without a socket (core/pulling.py)
 

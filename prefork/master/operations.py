@@ -16,9 +16,9 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from prefork.core.contract import PoolServer
+from prefork.ops import pidfile
 from prefork.ops.control import ControlServer, PendingReply
 from prefork.ops.metrics import MetricsServer
-from prefork.ops.pidfile import remove_pidfile, write_pidfile
 
 log = logging.getLogger("prefork.master")
 
@@ -57,8 +57,7 @@ class Operations:
         """Claim the pid file and the control socket (``replacing``: from the old master of an
         upgrade, whose socket file is removed first -- it will not remove ours: inode check); then
         the server announces its listeners (``PoolServer.announce``)."""
-        if self.server.pidfile:
-            write_pidfile(self.server.pidfile)
+        pidfile.write_for(self.server)
         if self.server.control:
             if replacing:
                 with contextlib.suppress(FileNotFoundError):
@@ -106,5 +105,4 @@ class Operations:
         for endpoint in self.endpoints:
             endpoint.close()
         self.endpoints.clear()
-        if self.server.pidfile:
-            remove_pidfile(self.server.pidfile)
+        pidfile.remove_for(self.server)

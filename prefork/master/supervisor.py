@@ -215,7 +215,7 @@ class Master:
     def status(self) -> dict[str, Any]:
         stopping = self.stop.mode.value if self.stop.mode is not None else None
         header = {
-            "pid": self.pid, "name": self.server.name, "size": self.size,
+            "pid": self.pid, "name": titles.name_of(self.server), "size": self.size,
             "generation": self.generations.number, "phase": self.phase.value,
             "reloading": self.phase is Phase.RELOADING, "paused": self.phase is Phase.PAUSED,
             "stopping": stopping, "restarts": dict(self.restarts),
@@ -353,7 +353,7 @@ class Master:
         state = self.phase.value if self.phase in (Phase.PAUSED, Phase.RELOADING,
                                                    Phase.STOPPING) else ""
         count = len(self.pool.current(self.generations.number))
-        titles.set_title(titles.master_title(self.server.name, count,
+        titles.set_title(titles.master_title(titles.name_of(self.server), count,
                                              self.server.listener_names(), state))
 
     def _close(self) -> None:

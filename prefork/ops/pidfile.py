@@ -28,6 +28,7 @@ import secrets
 import stat
 import time
 from collections.abc import Iterator
+from typing import Any
 
 from prefork.ops.errors import PathError
 
@@ -185,3 +186,26 @@ def remove_pidfile(path: str) -> None:
         return
     with contextlib.suppress(FileNotFoundError):
         os.unlink(path)
+
+
+# The setting, read here only: the command claims the file before the start and removes it at
+# the end; the master writes it when it takes over (at its start, or as the new master of an
+# upgrade) and removes it at its close.  ``server``: a server, or the command's config.
+
+
+def claim_for(server: Any) -> None:
+    """Claim the pid file ``server``'s ``pidfile`` names, if it names one (see claim_pidfile)."""
+    if server.pidfile:
+        claim_pidfile(server.pidfile)
+
+
+def write_for(server: Any) -> None:
+    """Write this process's pid to ``server``'s pid file, if it has one."""
+    if server.pidfile:
+        write_pidfile(server.pidfile)
+
+
+def remove_for(server: Any) -> None:
+    """Remove ``server``'s pid file, if it has one and it names this process."""
+    if server.pidfile:
+        remove_pidfile(server.pidfile)

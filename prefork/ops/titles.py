@@ -26,9 +26,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from typing import Any
 
 __all__ = [
-    "PREFIX", "available", "counted", "master_title", "set_title", "title", "worker_title",
+    "PREFIX", "available", "counted", "master_title", "name_of", "set_title", "title",
+    "worker_title",
 ]
 
 _setproctitle: Callable[[str], None] | None
@@ -52,6 +54,12 @@ def _clean(text: str) -> str:
 
 def _name_part(name: str) -> str:
     return f" [{_clean(name)}]" if name else ""
+
+
+def name_of(server: Any) -> str:
+    """The name ``server``'s titles show (and ``prefork status``): its ``name`` setting, the
+    one place that reads it ("": none; the command's server has the APP when none is set)."""
+    return str(server.name)
 
 
 def counted(count: int, noun: str) -> str:

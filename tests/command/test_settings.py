@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from helpers import ROOT
+from prefork.command.app import DEFAULT_APP
 from prefork.command.cli import build_parser
 from prefork.command.config import ConfigError, describe, load_config
 from prefork.command.convert import number
@@ -22,6 +23,7 @@ from prefork.command.settings import (
     SETTINGS,
     Config,
     Setting,
+    server_name,
 )
 from prefork.core.servers import PreforkMixIn, default_workers
 
@@ -213,3 +215,10 @@ def test_http_parser_refuses_httptools_where_it_is_not_installed(
     with pytest.raises(convert.Invalid, match="not installed"):
         convert.http_parser_choice("httptools", "file")
     assert convert.http_parser_choice("auto", "file") == "auto"  # auto falls back
+
+
+def test_the_server_is_named_by_name_else_by_the_app() -> None:
+    assert server_name(Config(app="mod:Handler")) == "mod:Handler"
+    assert server_name(Config(app="mod:Handler", name="web")) == "web"
+    assert server_name(Config()) == DEFAULT_APP  # the demo, as --print-config says
+

@@ -42,15 +42,6 @@ HOLDERS = frozenset({"server", "config"})  # what a setting is read from
 SERVER_CLASSES = frozenset({"PoolServer", "PreforkMixIn", "Config"})  # whose self is a holder
 ACCESSORS = frozenset({"getattr", "setattr", "hasattr", "delattr"})
 PENDING: dict[str, str] = {
-    # Settings named with ordinary words (ORDINARY), read in several parts.
-    "name": SPREAD.format("the process titles' callers (core/template.py, core/worker.py, "
-                          "master/supervisor.py) and command/runner.py (its default, the APP)"),
-    "user": SPREAD.format("command/runner.py (it refuses them outside --mode prefork) and "
-                          "core/servers.py (it resolves the credentials)"),
-    "group": SPREAD.format("command/runner.py (it refuses them outside --mode prefork) and "
-                           "core/servers.py (it resolves the credentials)"),
-    "pidfile": SPREAD.format("command/cli.py (it claims the file before the start) and "
-                             "master/operations.py (it writes and removes it)"),
     # Settings read in several parts.
     "client_timeout": SPREAD.format("core/worker.py, core/mux.py, core/listeners.py and "
                                     "core/proxyproto.py") + "; the runner sets it",
