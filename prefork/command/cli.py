@@ -55,10 +55,10 @@ from prefork.core.tls import TLSMixIn
 from prefork.master import sizing
 from prefork.master.supervisor import BootError
 from prefork.master.upgrade import ENV_OLD_MASTER
-from prefork.ops import pidfile
+from prefork.ops import logs, pidfile
 from prefork.ops.accesslog import setup_access_log
 from prefork.ops.control import ControlError
-from prefork.ops.logs import LogFileError, capture_output, setup_logging
+from prefork.ops.logs import LogFileError, capture_output
 from prefork.ops.pidfile import PidfileError
 from prefork.ops.titles import counted
 
@@ -191,8 +191,7 @@ def serve(args: argparse.Namespace) -> int:
         raise StartError(f"--reload needs --mode prefork, not {config.mode}")
     watcher = 0
     try:
-        setup_logging(config.log_level, config.log_file, root=config.log_root,
-                      capture_output=config.capture_output)
+        logs.setup_for(config)
         if config.mode != "prefork":
             capture_output()  # the application runs in this process
         try:

@@ -39,11 +39,12 @@ from prefork.command.settings import (
 from prefork.core import privileges
 from prefork.core.contract import ReloadRefused, WorkerInfo
 from prefork.core.keepalive import with_keep_alive
-from prefork.core.proxyproto import ProxyProtocolMixIn
+from prefork.core.proxyproto import ProxyProtocolMixIn, reads_header
 from prefork.core.servers import PreforkMixIn
 from prefork.core.sockets import BindSpec, Kind
 from prefork.core.tls import TLSMixIn, server_context
 from prefork.master import sizing
+from prefork.ops import logs
 from prefork.ops.sdnotify import listen_fds
 
 log = logging.getLogger("prefork.master")
@@ -90,12 +91,12 @@ class Runner:
             raise StartError(f"user and group need --mode prefork, not {config.mode}")
         if len(specs) > 1 and config.mode != "prefork":
             raise StartError(f"several listeners need --mode prefork, not {config.mode}")
-        if config.proxy_protocol and not all(spec.stream for spec in specs):
+        if reads_header(config) and not all(spec.stream for spec in specs):
             raise StartError("--proxy-protocol needs stream listeners (TCP or unix), not UDP")
         if (config.keyfile or config.ca_certs) and not config.certfile:
             raise StartError("TLS: --keyfile and --ca-certs need --certfile")
-        if config.capture_output and not config.log_file:
-            raise StartError("--capture-output needs --log-file")
+        if (why := logs.refusal(config)) is not None:
+            raise StartError(why)
         return credentials
 
     def _probe(
@@ -128,8 +129,8 @@ class Runner:
         inherited = listen_fds()
         specs = [inherited_spec(sock) for sock in inherited] if inherited else config.bind_specs()
         credentials = self._start_rules(specs)
-        for path in (config.log_file, config.access_logfile):
-            if credentials and path and path != "-":
+        for path in logs.reopened_files(config):
+            if credentials:
                 # The workers reopen it on USR1 as that user (see core/privileges.py).
                 with contextlib.suppress(FileNotFoundError):
                     privileges.chown(path, credentials)
@@ -202,7 +203,7 @@ class Runner:
         proxy headers and the access log.)"""
         config = self.config
         attrs = {name: config.get(name) for name in STDLIB_SETTINGS}
-        bases = (ProxyProtocolMixIn, base) if config.proxy_protocol else (base,)
+        bases = (ProxyProtocolMixIn, base) if reads_header(config) else (base,)
         return type(base.__name__, bases, attrs)
 
     def _prefork_class(self, base: type, app: str) -> type:

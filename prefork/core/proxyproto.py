@@ -142,11 +142,19 @@ def _address(host: str, port: int, version: int) -> tuple[Any, ...]:
     return (host, port) if version == 4 else (host, port, 0, 0)
 
 
+def reads_header(server: Any) -> bool:
+    """Whether each connection to ``server`` -- a server, or the command's config -- begins
+    with a PROXY header: its ``proxy_protocol`` (False for a server without one).  The one
+    place that reads the setting: the worker's listeners (:func:`proxied`) and the command
+    (its start rule, the stdlib modes' server class) ask here."""
+    return bool(getattr(server, "proxy_protocol", False))
+
+
 def proxied(servers: dict[int, socketserver.BaseServer]) -> dict[int, Trusted]:
-    """The listeners (by fd) whose connections begin with a PROXY header (the server's
-    ``proxy_protocol``), each with the peers it takes one from (``proxy_allow_ips``)."""
+    """The listeners (by fd) whose connections begin with a PROXY header (:func:`reads_header`),
+    each with the peers it takes one from (``proxy_allow_ips``)."""
     return {fd: trusted(getattr(server, "proxy_allow_ips", LOCAL))
-            for fd, server in servers.items() if getattr(server, "proxy_protocol", False)}
+            for fd, server in servers.items() if reads_header(server)}
 
 
 def refused(peer: Any, why: str) -> None:

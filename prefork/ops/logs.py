@@ -7,7 +7,7 @@ import io
 import logging
 import os
 import sys
-from typing import cast
+from typing import Any, cast
 
 from prefork.ops import accesslog
 from prefork.ops.errors import PathError
@@ -58,6 +58,31 @@ def setup_logging(level: str, log_file: str | None = None, *, root: bool = False
     if root:
         own.setLevel(logging.NOTSET)
     _CAPTURE[:] = [handler] if capture_output and isinstance(handler, logging.FileHandler) else []
+
+
+# The command's settings of the log, read here only (``config``: the command's Config): the
+# command sets the log up from them, its runner checks them and gives the workers' user the
+# files the workers reopen; the workers capture their output as setup_logging() left it.
+
+
+def setup_for(config: Any) -> None:
+    """:func:`setup_logging` as ``config`` says: its log_level, log_file, log_root and
+    capture_output.  Raises :class:`LogFileError`."""
+    setup_logging(config.log_level, config.log_file, root=config.log_root,
+                  capture_output=config.capture_output)
+
+
+def refusal(config: Any) -> str | None:
+    """Why ``config``'s log settings cannot work together, in one line; None when they can."""
+    if config.capture_output and not config.log_file:
+        return "--capture-output needs --log-file"
+    return None
+
+
+def reopened_files(config: Any) -> list[str]:
+    """The files ``config`` logs to that a worker reopens on USR1 (the log and the access log;
+    not stdout, ``-``): the workers' user must own them."""
+    return [path for path in (config.log_file, config.access_logfile) if path and path != "-"]
 
 
 def capture_output() -> None:

@@ -50,12 +50,6 @@ PENDING: dict[str, str] = {
     "send_timeout": SPREAD.format("core/worker.py, core/mux.py and core/listeners.py"),
     "worker_connections": SPREAD.format("core/worker.py, core/listeners.py and "
                                         "core/handover.py"),
-    "log_file": SPREAD.format("command/cli.py (it sets up the log) and ops/logs.py") + "; the "
-                "runner gives the file to the workers' user",
-    "capture_output": SPREAD.format("command/cli.py and ops/logs.py") + "; the runner passes "
-                      "it to the workers",
-    "proxy_protocol": SPREAD.format("core/proxyproto.py") + "; the runner sets it on the "
-                      "stdlib modes' servers",
 }
 
 
