@@ -22,11 +22,8 @@ import argparse
 import gc
 import logging
 import os
-import selectors
-import signal
 import socketserver
 import sys
-import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -47,9 +44,9 @@ from prefork.command.rpcgen import run_rpcgen
 from prefork.command.runner import StartError, configure
 from prefork.command.setting import Setting
 from prefork.command.settings import SERVE_KEYS, SETTINGS
+from prefork.command.stdlib import serve_stdlib
 from prefork.command.watch import WatchError, start_watcher, stop_watcher
 from prefork.core.servers import PreforkMixIn
-from prefork.core.signals import SignalQueue
 from prefork.core.sockets import BindSpec, BindSpecError, format_address
 from prefork.core.tls import TLSMixIn
 from prefork.master import sizing
@@ -65,7 +62,6 @@ from prefork.ops.titles import counted
 EXIT_USAGE = 2
 EXIT_BOOT_FAILURE = BootError.exit_status
 EXIT_CONTROL = 1
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)
 
 log = logging.getLogger("prefork.master")
 KINDS = {"wsgi": "a WSGI application", "http": "an http.server handler",
@@ -251,20 +247,3 @@ def announce(server: socketserver.BaseServer, specs: list[BindSpec], mode: str, 
                if isinstance(server, PreforkMixIn) else "")
     log.info("prefork %s: serving %s on %s (mode %s%s, pid %d)",
              __version__, app, " ".join(places), mode, workers, os.getpid())
-
-
-def serve_stdlib(server: socketserver.BaseServer) -> None:
-    """Run a stdlib server in a thread until TERM, INT or QUIT, then shut it down."""
-    stops = SignalQueue(STOP_SIGNALS)
-    stops.install()
-    thread = threading.Thread(target=server.serve_forever, name="serve_forever", daemon=True)
-    thread.start()
-    try:
-        with selectors.DefaultSelector() as selector:
-            selector.register(stops.read_fd, selectors.EVENT_READ)
-            while not stops.drain():
-                selector.select()
-        server.shutdown()
-    finally:
-        stops.close()
-        thread.join()

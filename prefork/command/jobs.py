@@ -5,7 +5,9 @@ enqueue DB_URL JSON``, ``prefork jobs-cancel DB_URL ID`` and ``prefork jobs-stat
 ``sqlite:///path``, created with its table if missing; or ``postgresql://...``) with the handler
 class ``module:Handler``, under the same signals as ``serve`` (TERM graceful, INT/QUIT quick,
 HUP a new generation, TTIN/TTOU); the pool settings it takes are those the settings table
-marks ``jobs`` (:data:`JOB_KEYS`).  ``enqueue`` adds one job whose payload is the JSON text and
+marks ``jobs`` (:data:`JOB_KEYS`); ``--mode sync|thread|fork`` runs the same handler in the
+stdlib's server instead (prefork/jobs/inprocess.py), stopped by TERM, INT or QUIT.
+``enqueue`` adds one job whose payload is the JSON text and
 prints its id (``--queue``, ``--priority``, ``--at``, ``--unique``, ``--timeout``);
 ``jobs-cancel`` cancels a queued or running job; ``jobs-status`` prints the jobs by queue and
 state and those running.
@@ -17,20 +19,34 @@ import argparse
 import datetime
 import importlib
 import json
+import logging
+import os
 import socketserver
 import sys
 import time
 from collections.abc import Callable
 from typing import Any
 
+from prefork import __version__
 from prefork.command.client import UsageError
 from prefork.command.settings import JOB_SETTINGS
-from prefork.jobs import JobServer, open_backend
+from prefork.command.stdlib import serve_stdlib
+from prefork.jobs import (
+    ForkingJobServer,
+    JobServer,
+    JobTableServer,
+    ThreadingJobServer,
+    open_backend,
+)
 from prefork.master.supervisor import BootError
 from prefork.ops.logs import setup_logging
 
 # The settings that `prefork jobs` has flags for (marked ``jobs`` in the table).
 JOB_KEYS = JOB_SETTINGS
+log = logging.getLogger("prefork.jobs")
+MODE_SERVERS: dict[str, type[JobTableServer]] = {
+    "sync": JobTableServer, "thread": ThreadingJobServer, "fork": ForkingJobServer,
+}
 URL_HELP = "the job table: a SQLite file (created if missing) or a postgresql:// URL"
 
 
@@ -100,14 +116,24 @@ def parse_at(text: str | None, now: float) -> float | None:
 
 def run_jobs(args: argparse.Namespace) -> int:
     handler = load_handler(args.handler)
-    setup_logging(args.log_level or "info")
+    mode = args.mode or "prefork"
     tunables = {key: value for key in JOB_KEYS
-                if key != "log_level" and (value := getattr(args, key)) is not None}
+                if key not in ("log_level", "mode") and (value := getattr(args, key)) is not None}
+    if mode != "prefork":
+        pool_only = sorted(key for key in tunables if key != "workers")
+        if pool_only:
+            flags = ", ".join("--" + key.replace("_", "-") for key in pool_only)
+            raise UsageError(f"{flags}: the pool's, not --mode {mode}'s")
+        if args.retention is not None:
+            raise UsageError(f"--retention: the pool prunes, not --mode {mode}")
+    setup_logging(args.log_level or "info")
     for key in ("max_attempts", "max_crashes", "retention"):
         if getattr(args, key) is not None:
             tunables[key] = getattr(args, key)
     if args.queues:
         tunables["queues"] = tuple(args.queues)
+    if mode != "prefork":
+        return run_in_process(mode, args.db, handler, tunables)
     server_class = type("Jobs", (JobServer,), tunables)
     with server_class(args.db, handler) as server:
         try:
@@ -115,6 +141,18 @@ def run_jobs(args: argparse.Namespace) -> int:
         except BootError as exc:
             print(f"prefork: {exc}", file=sys.stderr)
             return BootError.exit_status
+    return 0
+
+
+def run_in_process(mode: str, db: str, handler: type[socketserver.BaseRequestHandler],
+                   tunables: dict[str, Any]) -> int:
+    """``--mode sync|thread|fork``: the stdlib's server on the table, stopped by TERM, INT or
+    QUIT as ``serve`` stops its stdlib modes (prefork/jobs/inprocess.py)."""
+    server_class = type("Jobs", (MODE_SERVERS[mode],), tunables)
+    with server_class(db, handler) as server:
+        log.info("prefork %s: jobs of %s with %s (mode %s, pid %d)", __version__, db,
+                 handler.__name__, mode, os.getpid())
+        serve_stdlib(server)
     return 0
 
 

@@ -138,7 +138,8 @@ class Config:
         help="upper bound on the pool, for TTIN, scaling and the adaptive pool too")
     mode = Setting(
         choice(tuple(MODES)), "prefork", section=SERVE, flags=("--mode",), metavar="MODE",
-        help="prefork, or the stdlib's fork, thread or sync server with the same handler")
+        help="prefork, or the stdlib's fork, thread or sync server with the same handler",
+        jobs=True)
     request_timeout = Setting(
         number(0), FROM_SERVER, section=LIMITS, flags=("-t", "--timeout", "--request-timeout"),
         metavar="S", live=True, aliases=("timeout",),

@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import logging
 import os
-import random
-import signal
 import socketserver
 import sys
 import time
@@ -36,6 +34,7 @@ from prefork.jobs.backends import Backend, Job
 from prefork.jobs.doorbells import Doorbells
 from prefork.jobs.keeper import Keeper, Settings
 from prefork.jobs.metrics import render
+from prefork.jobs.outcomes import backoff, error_text, exit_reason
 from prefork.jobs.queue import open_backend
 from prefork.jobs.stats import (
     CLAIMS,
@@ -57,16 +56,6 @@ def boot_id() -> str:
         return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
     except OSError:
         return os.uname().nodename
-
-
-def exit_reason(status: int) -> str:
-    """What a worker's exit status (as ``os.waitstatus_to_exitcode``) says, for the row."""
-    if status < 0:
-        try:
-            return f"worker killed by {signal.Signals(-status).name}"
-        except ValueError:
-            return f"worker killed by signal {-status}"
-    return f"worker exited with status {status}"
 
 
 class JobServer(PreforkMixIn, socketserver.BaseServer):
@@ -158,9 +147,8 @@ class JobServer(PreforkMixIn, socketserver.BaseServer):
         """The handler raised: retry after a back-off, or fail the job after max_attempts."""
         assert self.backend is not None and isinstance(request, Job)
         exc = sys.exc_info()[1]
-        error = f"{type(exc).__name__}: {exc}"
-        delay = min(self.retry_cap, self.retry_base * 2 ** (request.attempt - 1))
-        delay *= random.uniform(0.5, 1.0)
+        error = error_text(exc)
+        delay = backoff(request.attempt, self.retry_base, self.retry_cap)
         state = self.backend.retry(request, self.owner, error, delay, self.max_attempts)
         self._retried = request.id
         self.stats.set(self.slot, CURRENT, 0)
