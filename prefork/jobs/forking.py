@@ -47,7 +47,6 @@ class ForkingJobServer(socketserver.ForkingMixIn, JobTableServer):
         self.kills: dict[int, str] = {}  # pid -> why the parent killed it
         self._next_stop_check = 0.0
         super().__init__(*args, **kwargs)
-        self.max_children = self.capacity + 1  # the mix-in's own bound never blocks us
 
     def has_room(self) -> bool:
         return len(self.children) < self.capacity
@@ -96,8 +95,9 @@ class ForkingJobServer(socketserver.ForkingMixIn, JobTableServer):
             os._exit(EXIT_UNFINISHED)
 
     def collect_children(self, *, blocking: bool = False) -> None:
-        """Reap each child by its pid (never ``waitpid(-1)``); re-queue the job of one that
-        died."""
+        """Reap each child by its pid (never ``waitpid(-1)``, the mix-in's way past its own
+        bound, which therefore never applies: ``workers`` bounds the children); re-queue the
+        job of one that died."""
         for pid in list(self.children):
             try:
                 done, status = os.waitpid(pid, 0 if blocking else os.WNOHANG)
