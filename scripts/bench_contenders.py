@@ -20,7 +20,8 @@ from procs import ROOT, Proc
 PY = sys.executable
 HOST = "127.0.0.1"
 
-POOLS = ("prefork", "floor", "gunicorn", "gunicorn-preload", "uwsgi")  # contenders with N workers
+# contenders with N worker processes
+POOLS = ("prefork", "floor", "wsgi-floor", "gunicorn", "gunicorn-preload", "uwsgi", "granian")
 
 # -- workloads and contenders -------------------------------------------------------------------
 
@@ -62,7 +63,7 @@ WORKLOADS: dict[str, Workload] = {
             "workers.wsgi_hello:app",
             "workers.wsgi_hello:app",
             "wrk-ka",
-            ("prefork", "gunicorn", "uwsgi"),
+            ("prefork", "wsgi-floor", "uwsgi", "granian", "gunicorn"),
         ),
         Workload(
             "wsgi-close",
@@ -70,7 +71,7 @@ WORKLOADS: dict[str, Workload] = {
             "workers.wsgi_hello:app",
             "workers.wsgi_hello:app",
             "wrk-close",
-            ("prefork", "gunicorn", "uwsgi"),
+            ("prefork", "wsgi-floor", "uwsgi", "granian", "gunicorn"),
         ),
         Workload(
             "wsgi-tls",
@@ -140,6 +141,15 @@ def contender_argv(
             str(workers),
             *(["--udp"] if udp else []),
         ]
+    if name == "wsgi-floor":  # the least a pure-Python WSGI server does (issue 20)
+        assert work.wsgi is not None, work
+        return [PY, str(ROOT / "scripts" / "wsgi_floor.py"), work.wsgi, "-b", hostport,
+                "-w", str(workers)]
+    if name == "granian":  # Rust (the granian package), its WSGI interface on HTTP/1.1
+        assert work.wsgi is not None, work
+        return [str(Path(PY).with_name("granian")), "--interface", "wsgi", "--http", "1",
+                "--workers", str(workers), "--host", HOST, "--port", str(port),
+                "--log-level", "warning", "--no-ws", work.wsgi]
     if name == "uwsgi":  # the compiled reference (the pyuwsgi package)
         assert work.wsgi is not None, work
         module, _, callable_ = work.wsgi.partition(":")

@@ -30,9 +30,15 @@ from procs import free_port
 
 
 def workers_cpu(server: Server) -> tuple[float, float]:
-    """User and sys seconds of the server's children (the workers), alive now."""
+    """User and sys seconds of the server's whole process tree (master and workers), alive
+    now."""
     user = system = 0.0
-    for child in server.children():
+    server.children()  # (remembered, so that the server's stop kills them)
+    try:
+        tree = [psutil.Process(server.pid), *server.descendants()]
+    except psutil.Error:
+        tree = server.descendants()
+    for child in tree:
         try:
             times = child.cpu_times()
         except psutil.Error:
@@ -72,6 +78,9 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=2, help="echo client processes")
     parser.add_argument("-c", "--connections", type=int, default=16, help="wrk connections")
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--floor", default=None,
+                        help="the contender the others are compared with (floor, or wsgi-floor "
+                        "when it runs)")
     args = parser.parse_args()
     work = WORKLOADS[args.workload]
     names = [c for c in args.contenders.split(",") if c]
@@ -91,15 +100,18 @@ def main() -> None:
     # Also the ratio within each round (the floor and the contender ran one after the other),
     # whose median shrugs off a round that a neighbour on the machine made slow for both.
     by_round = {(s["contender"], s["round"]): s["us_per_request"] for s in samples}
-    floor = medians.get("floor")
+    base = args.floor or ("wsgi-floor" if "wsgi-floor" in names else "floor")
+    floor = medians.get(base)
     paired = {}
     for n, us in medians.items():
         ratio = ""
         if floor:
-            paired[n] = statistics.median(by_round["floor", r] / by_round[n, r]
+            paired[n] = statistics.median(by_round[base, r] / by_round[n, r]
                                           for r in range(args.rounds))
-            ratio = f"  floor/this {floor / us:.3f} (median of rounds' ratios {paired[n]:.3f})"
-        print(f"{n:10} median {us:6.2f} us CPU/request{ratio}")
+            ratio = (f"  this/{base} {us / floor:.2f}x (median of rounds' ratios "
+                     f"{1 / paired[n]:.2f}x)")
+        rps = statistics.median(s["rps"] for s in samples if s["contender"] == n)
+        print(f"{n:10} median {us:6.2f} us CPU/request {rps:8.0f} req/s{ratio}")
     if args.json:
         args.json.write_text(json.dumps(
             {"command": " ".join(sys.argv), "samples": samples, "medians": medians,

@@ -79,7 +79,8 @@ def drive(port: int, count: int, close: bool) -> None:
         sock.close()
 
 
-def count(serve: list[str], requests: int, close: bool, master: bool) -> int:
+def count(serve: list[str], requests: int, close: bool, master: bool,
+          floor: bool = False) -> int:
     """Instructions of the master's children (and of the master with ``master``) for one run
     of ``requests`` requests."""
     port = free_port(socket.SOCK_STREAM)
@@ -87,9 +88,11 @@ def count(serve: list[str], requests: int, close: bool, master: bool) -> int:
         out = os.path.join(tmp, "cg.%p")
         # No address-space randomisation either (setarch -R), where setarch is.
         fixed = ["setarch", os.uname().machine, "-R"] if shutil.which("setarch") else []
+        command = ([str(ROOT / "scripts" / "wsgi_floor.py"), *serve] if floor else
+                   ["-m", "prefork", "serve", *serve, "--log-level", "warning"])
         argv = [*fixed, "valgrind", "--tool=callgrind", "--trace-children=yes", "--quiet",
-                f"--callgrind-out-file={out}", sys.executable, "-m", "prefork", "serve",
-                *serve, "-b", f"127.0.0.1:{port}", "--log-level", "warning"]
+                f"--callgrind-out-file={out}", sys.executable, *command,
+                "-b", f"127.0.0.1:{port}"]
         # One hash seed: with random ones, the counts of two runs differ by more than a request.
         proc = subprocess.Popen(argv, cwd=ROOT, env=root_env({"PYTHONHASHSEED": "0"}),
                                 stderr=subprocess.DEVNULL)
@@ -131,6 +134,9 @@ def main() -> int:
     parser.add_argument("--master", action="store_true",
                         help="count the master too (its timers run by the clock, so its count "
                              "grows with the wall time a run takes: noisy under load)")
+    parser.add_argument("--floor", action="store_true",
+                        help="run scripts/wsgi_floor.py with these args instead (issue 20's "
+                             "pure-Python floor: -- workers.wsgi_hello:app -w 1)")
     parser.add_argument("serve", nargs=argparse.REMAINDER, help="-- then prefork serve's args")
     args = parser.parse_args()
     if shutil.which("valgrind") is None:
@@ -138,10 +144,11 @@ def main() -> int:
         return 2
     serve = [a for a in args.serve if a != "--"] or ["workers.wsgi_hello:app", "-w", "1"]
     low, high = (int(n) for n in args.requests.split(","))
-    first = count(serve, low, args.close, args.master)
-    second = count(serve, high, args.close, args.master)
+    first = count(serve, low, args.close, args.master, args.floor)
+    second = count(serve, high, args.close, args.master, args.floor)
     per = (second - first) / (high - low)
-    print(f"{' '.join(serve)}: {per / 1000:.1f}k instructions/request "
+    name = ("floor " if args.floor else "") + " ".join(serve)
+    print(f"{name}: {per / 1000:.1f}k instructions/request "
           f"({'close' if args.close else 'keep-alive'}; {low}: {first}, {high}: {second})")
     return 0
 

@@ -12,7 +12,7 @@ serves one connection, request after request while the client keeps it alive:
   error says otherwise; HTTP/1.0 ones close after it.  Between requests a prefork worker's
   multiplexer holds the connection (``hold()``, prefork.core.keepalive); where nobody can take
   it (the stdlib modes) the handler waits at most ``idle_timeout`` seconds itself.  A connection
-  serves at most ``max_keepalive_requests``.
+  serves at most ``max_keepalive_requests`` (0, the default: no limit, as gunicorn and uWSGI).
   Under a sync server (one connection at a time for the whole server) every response closes.
 * An exception from the application is logged once with its traceback and answered with 500
   when no header was sent yet; otherwise the connection is closed, which is all HTTP/1.1 lets a
@@ -39,7 +39,7 @@ from prefork.apps.body import Body, ChunkedBody, IncompleteBody, LengthBody, spo
 from prefork.apps.filewrapper import FileWrapper
 from prefork.apps.request import RequestError, RequestHead, framing, host, judge
 from prefork.apps.response import ClientGone, Response
-from prefork.core import httplimits
+from prefork.core import connio, httplimits
 from prefork.core.keepalive import Ready, hold, outbox_writer, read_ahead, retiring
 from prefork.core.memguard import check_error
 from prefork.core.servers import PreforkMixIn
@@ -78,7 +78,7 @@ class WSGIRequestHandler(socketserver.StreamRequestHandler):
 
     timeout: ClassVar[float | None] = 30.0
     idle_timeout: ClassVar[float] = 5.0
-    max_keepalive_requests: ClassVar[int] = 100
+    max_keepalive_requests: ClassVar[int] = 0  # 0: no limit
     drain_limit: ClassVar[int] = 1 << 20
     url_scheme: ClassVar[str] = "http"
     buffer_chunked: ClassVar[bool] = True
@@ -91,9 +91,13 @@ class WSGIRequestHandler(socketserver.StreamRequestHandler):
         super().setup()
         # In a prefork worker, what the client does not read at once is sent by the worker's
         # multiplexer after this handler (prefork.core.outbox): a slow reader holds no handler.
-        writer = outbox_writer(self.request) if self.wbufsize == 0 else None
+        writer = outbox_writer(self.request, self.timeout) if self.wbufsize == 0 else None
         if writer is not None:
             self.wfile = writer
+            # Reads that wait only when they must, under ``timeout`` (core/connio.py).
+            self.rfile = connio.rfile_for(self.connection, self.rfile, self.rbufsize,
+                                          self.timeout)
+            self._raw = connio.raw_of(self.rfile)
         # A prefork listener has TCP_NODELAY already, and accepted sockets inherit it.
         if (not isinstance(self.server, PreforkMixIn)
                 and self.connection.family in (socket.AF_INET, socket.AF_INET6)):
@@ -106,6 +110,7 @@ class WSGIRequestHandler(socketserver.StreamRequestHandler):
     # multiplexer, so one it refuses is answered at once (core/httppeek.py).
     judge_head = staticmethod(judge)
     _held = False
+    _raw: connio.ConnIO | None = None  # rfile's raw stream in a prefork worker
     _trust: forwarded.Trusted | None = None
     _limits = httplimits.DEFAULT
 
@@ -129,7 +134,8 @@ class WSGIRequestHandler(socketserver.StreamRequestHandler):
     def resume(self) -> bool:
         """Serve the next request on this connection; True if it may carry another."""
         self._count += 1
-        self.connection.settimeout(self.timeout)  # the multiplexer left it blocking
+        if self._raw is None:  # (else its reads set the timeout when one must wait)
+            self.connection.settimeout(self.timeout)
         try:
             head = self._read_head(self.rfile, self._limits)
         except RequestError as exc:
@@ -140,12 +146,14 @@ class WSGIRequestHandler(socketserver.StreamRequestHandler):
         if head is None:
             return False
         # A retiring worker says so: "Connection: close" (see prefork.core.keepalive).
-        allow = (self._keep_alive and self._count < self.max_keepalive_requests
-                 and not retiring())
+        most = self.max_keepalive_requests
+        allow = (self._keep_alive and (not most or self._count < most) and not retiring())
         return self.serve(self._app, head, self._base, allow)
 
     def buffered(self) -> bytes:
         """A pipelined request already read from the socket (for the multiplexer)."""
+        if self._raw is not None:
+            return connio.buffered(self.rfile, self._raw)
         return read_ahead(self.rfile, self.connection)
 
     def finish(self) -> None:
@@ -234,13 +242,19 @@ class WSGIRequestHandler(socketserver.StreamRequestHandler):
         ``drain_limit`` bytes; True: the connection may carry another request).  A body still
         on its way closes the connection instead: read at the client's pace, a dripped body
         would hold this handler for as long as the client likes."""
-        self.connection.settimeout(0.0)  # a read that would wait ends the drain
+        raw = self._raw
+        if raw is None:
+            self.connection.settimeout(0.0)  # a read that would wait ends the drain
         try:
-            return body.drain(self.drain_limit)
+            if raw is None:
+                return body.drain(self.drain_limit)
+            with connio.nowait(raw):
+                return body.drain(self.drain_limit)
         except (RequestError, OSError):  # (IncompleteBody, BlockingIOError, TLS want-read)
             return False
         finally:
-            self.connection.settimeout(self.timeout)
+            if raw is None:
+                self.connection.settimeout(self.timeout)
 
     def make_body(self, head: RequestHead) -> Body:
         kind, length = framing(head)

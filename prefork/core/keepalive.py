@@ -191,16 +191,17 @@ class HoldsConnections:
         super().shutdown_request(request)  # type: ignore[misc]
 
 
-def outbox_writer(request: Any) -> OutboxWriter | None:
+def outbox_writer(request: Any, timeout: float | None = None) -> OutboxWriter | None:
     """A ``wfile`` for the handler of ``request`` whose writes never wait for the client
     (core/outbox.py), where this dispatch may hold the connection (a prefork worker's); else
-    None: the handler keeps its own (``sendall``)."""
+    None: the handler keeps its own (``sendall``).  ``timeout``: the handler's, for a write
+    that must wait (default: the socket's)."""
     offer = OFFER.get()
     if offer is None or not offer.allowed or offer.request is not request:
         return None
     if not isinstance(request, socket.socket) or request.type != socket.SOCK_STREAM:
         return None
-    return OutboxWriter(request)
+    return OutboxWriter(request, timeout)
 
 
 def read_ahead(rfile: Any, sock: socket.socket) -> bytes:

@@ -327,7 +327,9 @@ class Multiplexer(Listening):
         conn.phase = Phase.IDLE
         # Blocking mode, whatever timeout the handler left: with a timeout set, Python polls
         # before every recv (MSG_DONTWAIT or not), and a peek would wait for the client.
-        conn.sock.settimeout(None)
+        # (A handler whose reads never had to wait left it so: core/connio.py.)
+        if conn.sock.gettimeout() is not None:
+            conn.sock.settimeout(None)
         now = time.monotonic()
         conn.deadline = now + idle_for(conn.resumable, self.limits.keep_alive)
         if self.draining:
@@ -341,6 +343,12 @@ class Multiplexer(Listening):
                 return
             conn.budget -= 1
             conn.deadline = min(conn.deadline, now + self.limits.drain_grace)
+        elif not conn.tls and conn.resumable is not None and not conn.resumable.buffered():
+            # Nothing pipelined: the connection waits for its next request without a peek.
+            # Edge-triggered, an arrival since the handler's last read is still reported
+            # (and registering a connection reports what it has already).
+            self._wait(conn)
+            return
         self._check(conn, defer=True)
         if conn.phase is Phase.IDLE and conn.fd not in self.conns:
             self.conns[conn.fd] = conn  # queued in self.ready: waiting all the same

@@ -280,9 +280,11 @@ class OutboxWriter(io.BufferedIOBase):
     """A handler's ``wfile`` whose writes never wait for the client (see the module
     docstring); ``flush`` sends nothing more: the multiplexer does."""
 
-    def __init__(self, sock: Any) -> None:
+    def __init__(self, sock: Any, timeout: float | None = None) -> None:
         super().__init__()
         self.sock = sock
+        # The wait for a client that reads too slowly (the socket may be blocking meanwhile).
+        self.timeout = timeout if timeout is not None else sock.gettimeout()
         self.tls = isinstance(sock, ssl.SSLSocket)
         self.outbox = Outbox()
 
@@ -309,7 +311,7 @@ class OutboxWriter(io.BufferedIOBase):
             if outbox.size:
                 PENDING[self.sock] = outbox
                 if outbox.size > SPOOL_LIMIT:
-                    outbox.wait(self.sock, SPOOL_LIMIT // 2, self.sock.gettimeout())
+                    outbox.wait(self.sock, SPOOL_LIMIT // 2, self.timeout)
         except (BrokenPipeError, ConnectionError):
             discard(self.sock)
             raise
@@ -322,6 +324,8 @@ class OutboxWriter(io.BufferedIOBase):
             raise ValueError("write to a closed file")
         self.outbox.append_file(fd, offset, count)
         PENDING[self.sock] = self.outbox
+        if not self.tls and self.sock.gettimeout() is None:  # non-blocking: sendfile
+            self.sock.settimeout(self.timeout if self.timeout else 0.0)
         try:
             self.outbox.send(self.sock)
         except (BrokenPipeError, ConnectionError):

@@ -1,0 +1,102 @@
+"""The raw stream under a WSGI handler's ``rfile`` in a prefork worker: reads that cost one
+system call when the bytes are there, and wait (under the handler's timeout) only when not.
+
+Why.  Between requests the multiplexer keeps a connection blocking (``timeout`` None: a
+``MSG_DONTWAIT`` peek is one ``recvfrom``; with a timeout set, Python polls before every read
+and a peek would wait for it).  The handler's reads want the opposite: a timeout, so a client
+that stops half way through a body cannot hold the worker.  Switching the socket's timeout at
+every hand-over costs an ``ioctl`` each way, and a request whose bytes are all there (the
+multiplexer hands it over once its head has arrived) never needs the timeout at all.
+
+What.  :class:`ConnIO` reads with ``MSG_DONTWAIT`` while the socket is blocking; only a read
+that would wait sets the handler's ``timeout`` on the socket (from then on Python's own
+poll-then-read), and the multiplexer puts the socket back to blocking when the handler hands
+the connection back (``mux.py``).  :meth:`ConnIO.buffered` tells what ``rfile`` holds
+without touching the socket (the multiplexer peeks the socket itself), and :meth:`ConnIO.nowait`
+reads only what has arrived (a read that would wait ends as with a non-blocking socket).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import socket
+from collections.abc import Iterator
+from typing import Any
+
+DONTWAIT = socket.MSG_DONTWAIT
+
+WAIT, NOWAIT, BUFFER_ONLY = 0, 1, 2  # ConnIO.reads
+
+
+class ConnIO(socket.SocketIO):
+    """A socket's raw reader whose reads wait only when they must (see the module docstring);
+    ``timeout``: the handler's, set on the socket when a read must wait."""
+
+    def __init__(self, sock: socket.socket, timeout: float | None) -> None:
+        super().__init__(sock, "rb")
+        self.timeout = timeout
+        self.reads = WAIT
+
+    def readinto(self, b: Any) -> int | None:
+        if self.reads == BUFFER_ONLY:
+            return None  # (BufferedReader.peek then returns what it holds, or b"")
+        sock = self._sock  # type: ignore[attr-defined]
+        if sock.gettimeout() is None:  # as the multiplexer left it: try without waiting
+            try:
+                return int(sock.recv_into(b, 0, DONTWAIT))
+            except (BlockingIOError, InterruptedError):
+                if self.reads == NOWAIT:
+                    return None
+            sock.settimeout(self.timeout)  # (None: the handler has no timeout; it blocks)
+        elif self.reads == NOWAIT and sock.gettimeout() != 0.0:
+            try:
+                return self._now(sock, b)
+            except (BlockingIOError, InterruptedError):
+                return None
+        return super().readinto(b)
+
+    @staticmethod
+    def _now(sock: socket.socket, b: Any) -> int | None:
+        """A read of what has arrived on a socket with a timeout (switched to 0 and back)."""
+        timeout = sock.gettimeout()
+        sock.settimeout(0.0)
+        try:
+            return int(sock.recv_into(b))
+        finally:
+            sock.settimeout(timeout)
+
+
+def raw_of(rfile: Any) -> ConnIO | None:
+    raw = getattr(rfile, "raw", None)
+    return raw if isinstance(raw, ConnIO) else None
+
+
+def rfile_for(sock: socket.socket, old: Any, bufsize: int, timeout: float | None) -> Any:
+    """A buffered reader of ``sock`` over :class:`ConnIO`, in place of ``old`` (closed:
+    nothing was read from it yet)."""
+    old.close()
+    return io.BufferedReader(ConnIO(sock, timeout),
+                             bufsize if bufsize > 0 else io.DEFAULT_BUFFER_SIZE)
+
+
+def buffered(rfile: Any, raw: ConnIO) -> bytes:
+    """What ``rfile`` holds (nothing is read from the socket)."""
+    raw.reads = BUFFER_ONLY
+    try:
+        return bytes(rfile.peek())
+    except ValueError:  # closed
+        return b""
+    finally:
+        raw.reads = WAIT
+
+
+@contextlib.contextmanager
+def nowait(raw: ConnIO) -> Iterator[None]:
+    """Reads inside the block take only what has arrived (a read that would wait returns
+    None from the raw stream, as from a non-blocking socket's)."""
+    raw.reads = NOWAIT
+    try:
+        yield
+    finally:
+        raw.reads = WAIT
