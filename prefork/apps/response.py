@@ -46,17 +46,79 @@ class ClientGone(Exception):
 
 
 class _Clock:
-    """The Date header, formatted at most once a second."""
+    """The Date header's line, formatted at most once a second."""
 
     second = -1
     text = ""
 
     @classmethod
-    def date(cls) -> str:
+    def line(cls) -> str:
         now = int(time.time())
         if now != cls.second:
-            cls.second, cls.text = now, email.utils.formatdate(now, usegmt=True)
+            cls.second = now
+            cls.text = f"Date: {email.utils.formatdate(now, usegmt=True)}\r\n"
         return cls.text
+
+
+class Head:
+    """An application's headers, checked, and what the server's head takes from them:
+    ``text`` (the lines to send, without Connection), the Content-Length declared, whether
+    they say ``Connection: close``, whether they have their own Date, and the Server line
+    unless they have their own."""
+
+    __slots__ = ("close", "dated", "headers", "length", "server", "text")
+
+    def __init__(self, headers: list[tuple[str, str]]) -> None:
+        self.headers = headers
+        names = {name.lower() for name, _ in headers}
+        kept = [(n, v) for n, v in headers if n.lower() != "connection"]
+        self.close = any(v.strip().lower() == "close" for n, v in headers
+                         if n.lower() == "connection")
+        self.length = (int(next(v for n, v in kept if n.lower() == "content-length"))
+                       if "content-length" in names else None)
+        self.dated = "date" in names
+        self.server = "" if "server" in names else f"Server: {SERVER}\r\n"
+        self.text = "".join(f"{n}: {v}\r\n" for n, v in kept)
+
+
+# Checked heads and statuses by value: an application sends the same few again and again.
+_HEADS: dict[tuple[tuple[str, str], ...], Head] = {}
+_STATUSES: dict[str, str] = {}
+CACHED = 512  # entries of each, then it starts again
+
+
+def head_of(headers: Any) -> Head:
+    """``headers`` checked (TypeError, ValueError as :func:`_check_headers`), as a Head."""
+    if type(headers) is list:
+        try:
+            key = tuple(headers)
+            found = _HEADS.get(key)
+        except TypeError:  # an unhashable item: checked (and refused) below
+            key, found = None, None
+        if found is not None:  # (equal to headers that passed: they pass too)
+            return found
+    else:
+        key = None
+    head = Head(_check_headers(headers))
+    if key is not None and all(type(item) is tuple and type(item[0]) is str
+                               and type(item[1]) is str for item in key):
+        if len(_HEADS) >= CACHED:
+            _HEADS.clear()
+        _HEADS[key] = head
+    return head
+
+
+def checked_status(status: Any) -> str:
+    """``status`` checked (TypeError, ValueError as :func:`_check_status`)."""
+    if type(status) is str:
+        found = _STATUSES.get(status)
+        if found is not None:
+            return found
+        if len(_STATUSES) >= CACHED:
+            _STATUSES.clear()
+        _STATUSES[status] = _check_status(status)
+        return status
+    return _check_status(status)
 
 
 def _no_body(status: str) -> bool:
@@ -78,6 +140,7 @@ class Response:
         self.close = not keep_alive
         self.status: str | None = None
         self.headers: list[tuple[str, str]] = []
+        self.head: Head | None = None  # the headers checked, as sent (head_of)
         self.headers_sent = False
         self.chunked = False
         self.length: int | None = None  # declared Content-Length
@@ -95,8 +158,9 @@ class Response:
                 exc_info = None  # no reference cycle through the traceback
         elif self.status is not None:
             raise AssertionError("start_response called a second time without exc_info")
-        self.status = _check_status(status)
-        self.headers = _check_headers(headers)
+        self.status = checked_status(status)
+        self.head = head_of(headers)
+        self.headers = self.head.headers
         return self.write
 
     def write(self, data: bytes) -> None:
@@ -183,46 +247,41 @@ class Response:
         body = f"{code} {reason}\n{message}\n".encode("latin-1", "replace")
         self.close = True
         self.status = f"{code} {reason}"
-        self.headers = [("Content-Type", "text/plain; charset=utf-8")]
+        self.head = head_of([("Content-Type", "text/plain; charset=utf-8")])
+        self.headers = self.head.headers
         self._send_head(len(body), body)
 
     # -- the wire -----------------------------------------------------------------------------
 
     def _send_head(self, known_length: int | None, first: bytes) -> None:
-        assert self.status is not None
-        names = {name.lower() for name, _ in self.headers}
-        headers = [(n, v) for n, v in self.headers if n.lower() != "connection"]
-        if "connection" in names and any(
-            v.strip().lower() == "close" for n, v in self.headers if n.lower() == "connection"
-        ):
+        status, head = self.status, self.head
+        assert status is not None and head is not None
+        if head.close:
             self.close = True
-        no_body = _no_body(self.status)
-        if "content-length" in names:
-            self.length = int(next(v for n, v in headers if n.lower() == "content-length"))
+        no_body = _no_body(status)
+        framing = ""
+        if head.length is not None:
+            self.length = head.length
         elif no_body:
             pass
         elif known_length is not None:
             self.length = known_length
-            headers.append(("Content-Length", str(known_length)))
+            framing = f"Content-Length: {known_length}\r\n"
         elif self.http11:
             self.chunked = True
-            headers.append(("Transfer-Encoding", "chunked"))
+            framing = "Transfer-Encoding: chunked\r\n"
         else:
             self.close = True  # the end of the body is the end of the connection
-        if "date" not in names:
-            headers.append(("Date", _Clock.date()))
-        if "server" not in names:
-            headers.append(("Server", SERVER))
-        if self.close:
-            headers.append(("Connection", "close"))
-        lines = [f"HTTP/1.1 {self.status}\r\n", *(f"{n}: {v}\r\n" for n, v in headers), "\r\n"]
-        head = "".join(lines).encode("latin-1")
+        text = (f"HTTP/1.1 {status}\r\n{head.text}{framing}"
+                f"{'' if head.dated else _Clock.line()}{head.server}"
+                f"{'Connection: close' + chr(13) + chr(10) if self.close else ''}\r\n")
+        data = text.encode("latin-1")
         self.headers_sent = True
         if self.head_only or no_body:
             self.head_only = True
-            self._send(head)
+            self._send(data)
         else:
-            self._send(head + self._frame(first))
+            self._send(data + self._frame(first))
 
     def _send_piece(self, data: bytes) -> None:
         if not self.head_only:
