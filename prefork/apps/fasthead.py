@@ -1,4 +1,4 @@
-"""The request head parsed by httptools (llhttp, in C) when it is installed.
+"""The request head's fast paths: one expression of the strict grammar, or httptools (llhttp).
 
 Why the strict parser stays the judge.  llhttp is a good parser, but it is not this server's
 parser: it accepts heads that :mod:`prefork.apps.request` refuses (two spaces in the request
@@ -21,19 +21,23 @@ so the answers and their statuses are the strict parser's.  The body's framing i
 byte by byte and by mutation, that the fast path never accepts what the strict parser refuses.
 
 The server's ``http_parser`` (the setting ``--http-parser``) picks the parser: ``auto`` (the
-default: httptools if it imports), ``httptools`` (refused at start where it does not) or
-``python``; a server without the attribute (the stdlib's servers) gets ``auto``.
+default: :func:`read_head_grammar`, the common shape of head matched whole by one expression of
+the strict grammar, in C, the rest read by the strict parser; about half llhttp's cost here,
+with its callbacks into Python, and it needs nothing installed), ``httptools`` (llhttp's fast
+path above; refused at start where httptools does not import) or ``python`` (the strict parser
+alone); a server without the attribute (the stdlib's servers) gets ``auto``.
 """
 
 from __future__ import annotations
 
 import io
+import re
 from collections.abc import Callable
 from typing import Any
 
 from prefork.apps import request
 from prefork.apps.request import RequestHead
-from prefork.core.httpgrammar import OWS, valid_value
+from prefork.core.httpgrammar import FIELD_VALUE, OWS, TCHAR, valid_value
 from prefork.core.httplimits import DEFAULT, HeadLimits
 
 try:
@@ -93,12 +97,50 @@ def read_head_httptools(rfile: io.BufferedIOBase,
     return RequestHead(method.decode("ascii"), target.decode("latin-1"), version, fields.headers)
 
 
+# The common shape of head, whole, in one expression of the strict grammar: a request line
+# "METHOD SP target SP HTTP/1.0|1 CRLF", then field lines "name: value CRLF", then CRLF.
+_REQUEST_LINE = rb"(" + TCHAR + rb"+) ([\x21-\x7e\x80-\xff]+) HTTP/1\.([01])\r\n"
+_FIELD_LINE = TCHAR + rb"+:[ \t]*" + FIELD_VALUE.pattern + rb"[ \t]*\r\n"
+COMMON_HEAD = re.compile(_REQUEST_LINE + rb"(?:" + _FIELD_LINE + rb")*\r\n")
+_MINOR = {b"1": "HTTP/1.1", b"0": "HTTP/1.0"}
+
+
+def read_head_grammar(rfile: io.BufferedIOBase,
+                      limits: HeadLimits = DEFAULT) -> RequestHead | None:
+    """:func:`prefork.apps.request.read_head`, with the common shape of head (buffered whole,
+    no longer than the shorter line limit, CRLF lines, HTTP/1.0 or 1.1, at most
+    ``limit_request_fields`` fields) matched by one expression of the strict grammar
+    (:data:`COMMON_HEAD`, built from :mod:`prefork.core.httpgrammar`) and split in C; every
+    other head, every refusal included, is the strict parser's."""
+    peek = getattr(rfile, "peek", None)
+    buffered: bytes = peek() if peek is not None else b""
+    end = buffered.find(b"\r\n\r\n") + 4
+    if end < 4 or end > limits.smallest_line:
+        return request.read_head(rfile, limits)
+    match = COMMON_HEAD.match(buffered, 0, end)
+    if match is None or match.end() != end:
+        return request.read_head(rfile, limits)
+    start = match.end(3) + 2
+    lines = buffered[start:end - 4].split(b"\r\n") if end - 4 > start else []
+    if len(lines) > limits.fields:
+        return request.read_head(rfile, limits)
+    headers = []
+    for line in lines:
+        name, _, value = line.partition(b":")
+        headers.append((name.decode("ascii").lower(), value.strip(OWS).decode("latin-1")))
+    rfile.read(end)
+    return RequestHead(match[1].decode("ascii"), match[2].decode("latin-1"), _MINOR[match[3]],
+                       headers)
+
+
 def choose(name: str = "auto") -> HeadReader:
     """The head reader ``name`` (auto, httptools or python) names."""
     name = name.lower()
-    if name == "python" or (name == "auto" and not HTTPTOOLS):
+    if name == "python":
         return request.read_head
-    if name in ("httptools", "auto"):
+    if name == "auto":
+        return read_head_grammar
+    if name == "httptools":
         if not HTTPTOOLS:
             raise RuntimeError("http_parser is httptools, but httptools is not installed "
                                "(pip install 'prefork[http]')")

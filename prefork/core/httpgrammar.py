@@ -21,6 +21,7 @@ OWS_STR = " \t"
 MAX_CHUNK_DIGITS = 16
 
 _TCHAR = rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]"
+TCHAR = _TCHAR  # (the pattern of one tchar, for expressions built on the grammar)
 TOKEN = re.compile(_TCHAR + rb"+")
 # A field value as it is kept: OWS stripped, so it starts and ends with a visible byte.
 _VCHAR = rb"[\x21-\x7e\x80-\xff]"

@@ -16,7 +16,7 @@ from prefork.command.convert import Invalid
 from prefork.core import httplimits, httpserverlimits
 from prefork.core.httplimits import HeadLimits, effective
 
-READERS = [request.read_head]
+READERS = [request.read_head, fasthead.read_head_grammar]
 if importlib.util.find_spec("httptools") is not None:
     READERS.append(fasthead.read_head_httptools)
 

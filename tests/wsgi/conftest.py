@@ -1,4 +1,5 @@
-"""The two head parsers: every test that asks for ``head_parser`` runs with each."""
+"""The head parsers (the strict one alone, the grammar's fast path, httptools): every test that
+asks for ``head_parser`` runs with each."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import pytest
 
 from prefork.apps import fasthead
 
-PARSERS = ["python", "httptools"]
+PARSERS = ["python", "auto", "httptools"]
 
 
 @pytest.fixture(params=PARSERS)

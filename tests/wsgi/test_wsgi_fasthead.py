@@ -1,8 +1,10 @@
-"""prefork/apps/fasthead.py: the httptools head parser never accepts what the strict parser
-refuses, reads the same head where it accepts, and takes the fast path on common heads."""
+"""prefork/apps/fasthead.py: each fast head reader (the grammar's one expression, and httptools
+where it is installed) never accepts what the strict parser refuses, reads the same head where
+it accepts, and takes the fast path on common heads."""
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import random
 
@@ -11,7 +13,9 @@ import pytest
 from prefork.apps import fasthead, request
 from prefork.apps.request import RequestError, RequestHead
 
-pytest.importorskip("httptools")
+FAST: list[fasthead.HeadReader] = [fasthead.read_head_grammar]
+if importlib.util.find_spec("httptools") is not None:
+    FAST.append(fasthead.read_head_httptools)
 
 BASES = [
     b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
@@ -33,7 +37,9 @@ def outcome(reader: fasthead.HeadReader, raw: bytes) -> Outcome:
 
 
 def assert_same(raw: bytes) -> None:
-    assert outcome(fasthead.read_head_httptools, raw) == outcome(request.read_head, raw), raw
+    strict = outcome(request.read_head, raw)
+    for reader in FAST:
+        assert outcome(reader, raw) == strict, (reader.__name__, raw)
 
 
 @pytest.mark.parametrize("base", BASES)
@@ -84,25 +90,31 @@ def test_where_the_parsers_differ_the_strict_one_answers(raw: bytes) -> None:
     assert_same(raw)
 
 
-def test_common_heads_take_the_fast_path(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("reader", FAST, ids=lambda r: r.__name__)
+def test_common_heads_take_the_fast_path(monkeypatch: pytest.MonkeyPatch,
+                                         reader: fasthead.HeadReader) -> None:
     def no_fallback(rfile: io.BufferedIOBase) -> RequestHead | None:
         raise AssertionError("fell back to the strict parser")
 
     monkeypatch.setattr(request, "read_head", no_fallback)
     rfile = io.BufferedReader(io.BytesIO(BASES[3]))
-    head = fasthead.read_head_httptools(rfile)  # type: ignore[arg-type]
+    head = reader(rfile)  # type: ignore[arg-type]
     assert head == RequestHead("OPTIONS", "*", "HTTP/1.1",
                                [("host", "x"), ("expect", "100-continue")])
     assert rfile.read() == b"GET / HTTP/1.1\r\n\r\n"  # the pipelined request is left alone
     browser = (b"GET /s/app.js?v=3 HTTP/1.1\r\nHost: example.com\r\nUser-Agent: Mozilla/5.0\r\n"
                b"Accept: */*\r\nAccept-Encoding: gzip, br\r\nCookie: a=1; b=2\r\n\r\n")
-    head = fasthead.read_head_httptools(io.BufferedReader(io.BytesIO(browser)))  # type: ignore[arg-type]
+    head = reader(io.BufferedReader(io.BytesIO(browser)))  # type: ignore[arg-type]
     assert head is not None and head.get("cookie") == "a=1; b=2"
+    assert reader(io.BufferedReader(io.BytesIO(b"GET / HTTP/1.0\r\n\r\n"))) == RequestHead(
+        "GET", "/", "HTTP/1.0", [])  # type: ignore[arg-type]
 
 
-def test_a_head_not_yet_buffered_is_read_by_the_strict_parser() -> None:
+@pytest.mark.parametrize("reader", FAST, ids=lambda r: r.__name__)
+def test_a_head_not_yet_buffered_is_read_by_the_strict_parser(
+        reader: fasthead.HeadReader) -> None:
     rfile = io.BufferedReader(io.BytesIO(b"GET / HTTP/1.1\r\nHost: x\r\n\r\nrest"), 8)
-    head = fasthead.read_head_httptools(rfile)  # type: ignore[arg-type]
+    head = reader(rfile)  # type: ignore[arg-type]
     assert head == RequestHead("GET", "/", "HTTP/1.1", [("host", "x")])
     assert rfile.read() == b"rest"
 
@@ -112,8 +124,11 @@ def test_the_server_chooses_the_parser() -> None:
         http_parser = "python"
 
     assert fasthead.for_server(Server()) is request.read_head
-    Server.http_parser = "httptools"
-    assert fasthead.for_server(Server()) is fasthead.read_head_httptools
-    assert fasthead.for_server(object()) is fasthead.read_head_httptools  # auto, installed
+    assert fasthead.for_server(object()) is fasthead.read_head_grammar  # auto
+    Server.http_parser = "auto"
+    assert fasthead.for_server(Server()) is fasthead.read_head_grammar
+    if importlib.util.find_spec("httptools") is not None:
+        Server.http_parser = "httptools"
+        assert fasthead.for_server(Server()) is fasthead.read_head_httptools
     with pytest.raises(ValueError, match="http_parser"):
         fasthead.choose("llhttp")
