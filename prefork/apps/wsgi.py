@@ -94,6 +94,7 @@ class WSGIRequestHandler(socketserver.StreamRequestHandler):
         writer = outbox_writer(self.request, self.timeout) if self.wbufsize == 0 else None
         if writer is not None:
             self.wfile = writer
+        if writer is not None and not isinstance(self.connection, ssl.SSLSocket):
             # Reads that wait only when they must, under ``timeout`` (core/connio.py).
             self.rfile = connio.rfile_for(self.connection, self.rfile, self.rbufsize,
                                           self.timeout)
@@ -193,14 +194,15 @@ class WSGIRequestHandler(socketserver.StreamRequestHandler):
         plain = None if isinstance(self.connection, ssl.SSLSocket) else self.connection
         response = Response(self.wfile, head_only=head.method == "HEAD", http11=head.http11,
                             keep_alive=not close, sock=plain)
-        started = time.perf_counter() if accesslog.ACTIVE else 0.0  # (for the log only)
+        access = accesslog.ACTIVE[0] if accesslog.ACTIVE else None  # --access-logfile
+        started = time.perf_counter() if access is not None and access.timed else 0.0
         try:
             return self._respond(app, head, environ, body, response)
         finally:
             if environ["wsgi.input"] is not body:
                 environ["wsgi.input"].close()
-            if accesslog.ACTIVE:  # --access-logfile (ops/accesslog.py)
-                accesslog.ACTIVE[0].record(environ, response.status, response.sent, started)
+            if access is not None:  # (ops/accesslog.py)
+                access.record(environ, response.status, response.sent, started)
 
     def _respond(self, app: WSGIApp, head: RequestHead, environ: dict[str, Any], body: Body,
                  response: Response) -> bool:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import http
 import math
 import socket
 import socketserver
@@ -86,6 +87,15 @@ class Check(enum.Enum):
 
 
 REFUSED = {check.value: check for check in Check if isinstance(check.value, int)}
+# What the multiplexer answers a head that did not end in time, and one refused.
+TIMEOUT_REPLY = (b"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\n"
+                 b"Content-Length: 0\r\n\r\n")
+# A partial head refused (accepting.judge): the status the handler's parser gives it.
+REFUSAL_REPLIES = {
+    check: (f"HTTP/1.1 {status} {http.HTTPStatus(status).phrase}\r\nConnection: close\r\n"
+            "Content-Length: 0\r\n\r\n").encode("ascii")
+    for status, check in REFUSED.items()
+}
 
 
 def judge(conn: Conn | None, server: Any, data: bytes | bytearray, end: int) -> Check:

@@ -50,7 +50,6 @@ nothing here touches it.
 
 from __future__ import annotations
 
-import http
 import logging
 import os
 import select
@@ -59,36 +58,27 @@ import ssl
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from prefork.core.accepting import REFUSED, Check, look, requests_here
+from prefork.core.accepting import REFUSAL_REPLIES, TIMEOUT_REPLY, Check, look, requests_here
 from prefork.core.conn import Conn, Deadlines, Phase, reply_before_close
 from prefork.core.errnos import expect_peer_gone
 from prefork.core.handover import take_backlog
 from prefork.core.keepalive import Ready, Resumable, idle_for, retire
 from prefork.core.listeners import Limits, Listening
-from prefork.core.outbox import CLOSING, PENDING, Outbox, take
+from prefork.core.outbox import CLOSING, PENDING, take
 from prefork.core.proxyproto import ProxyError, refused
 from prefork.core.proxyproto import take as take_header
+from prefork.core.sending import PLAIN_EVENTS, TLS_EVENTS, Sending
 from prefork.core.urgenthook import wants_urgent
+
+if TYPE_CHECKING:
+    from prefork.ops.accesslog import AccessLog as Batch
 
 log = logging.getLogger("prefork.worker")
 
-PLAIN_EVENTS = select.EPOLLIN | select.EPOLLRDHUP | select.EPOLLET
 HUP_EVENTS = select.EPOLLRDHUP | select.EPOLLHUP
-TLS_EVENTS = PLAIN_EVENTS | select.EPOLLOUT  # a handshake may wait to write
-SEND_EVENTS = select.EPOLLOUT | select.EPOLLET  # (TLS: EPOLLIN too, a send may want to read)
-TIMEOUT_REPLY = (b"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\n"
-                 b"Content-Length: 0\r\n\r\n")
-# A partial head refused (accepting.judge): the status the handler's parser gives it.
-REFUSAL_REPLIES = {
-    check: (f"HTTP/1.1 {status} {http.HTTPStatus(status).phrase}\r\nConnection: close\r\n"
-            "Content-Length: 0\r\n\r\n").encode("ascii")
-    for status, check in REFUSED.items()
-}
-
-
-class Multiplexer(Listening):
+class Multiplexer(Listening, Sending):
     """The waiting connections of one worker.  Methods for the worker's loop: on_event(fd,
     events) for every fd it does not own, run_ready() when :attr:`ready` is not empty,
     expire(now) when :attr:`deadlines` is not empty or not :attr:`accepting`, timeout(default)
@@ -115,7 +105,15 @@ class Multiplexer(Listening):
 
     # -- the loop's interface ------------------------------------------------------------------
 
-    def timeout(self, default: float, now: float) -> float:
+    def timeout(self, default: float, now: float, batch: Batch | None = None) -> float:
+        """The loop's wait: ``default`` (-1: none), bounded by the deadlines, a pause, and the
+        access log's batch (its lines written once they waited their delay: ops/accesslog.py)."""
+        if batch is not None and batch.pending:
+            written = batch.first + batch.delay
+            if now >= written:
+                batch.flush()
+            elif default < 0 or now + default > written:
+                default = written - now
         if self.ready:
             return 0.0
         due = self.failures.sooner(self.deadlines.next())  # (a pause for resource pressure)
@@ -355,37 +353,6 @@ class Multiplexer(Listening):
             self.deadlines.arm(conn, conn.deadline)
 
     # -- the way out ---------------------------------------------------------------------------
-
-    def _send_rest(self, conn: Conn, outbox: Outbox) -> None:
-        """The handler returned with part of its response unsent (``outbox``, see outbox.py):
-        the rest is sent from here as the client reads, within send_timeout in all."""
-        conn.phase = Phase.SENDING
-        conn.outbox = outbox
-        conn.sock.settimeout(0.0)
-        events = SEND_EVENTS | (select.EPOLLIN if conn.tls else 0)
-        if conn.registered:
-            self.ep.modify(conn.fd, events)  # (edge-triggered: reports writable at once)
-        else:
-            self.ep.register(conn.fd, events)
-            conn.registered = True
-        self.conns[conn.fd] = conn
-        self.deadlines.arm(conn, time.monotonic() + self.limits.send_timeout)
-
-    def _send_more(self, conn: Conn) -> None:
-        outbox = conn.outbox
-        assert outbox is not None
-        try:
-            if not outbox.send(conn.sock):
-                return
-        except OSError as exc:
-            expect_peer_gone("sending a response", exc)
-            self._close(conn)
-            return
-        conn.outbox = None
-        self.conns.pop(conn.fd, None)
-        self.ep.modify(conn.fd, TLS_EVENTS if conn.tls else PLAIN_EVENTS)
-        conn.phase = Phase.BUSY  # (between the two: _held makes it IDLE, or closes it)
-        self._held(conn)
 
     def _reply_close(self, conn: Conn, reply: bytes) -> None:
         reply_before_close(conn.sock, reply)

@@ -260,9 +260,9 @@ class Worker:
         try:
             while True:
                 wait = due_wait if title.due else timeout
-                wait = access.before_wait(wait, monotonic()) if access and access.pending else wait
-                events = poll(mux.timeout(wait, monotonic())
-                              if ready or deadlines or not mux.accepting else wait)
+                if ready or deadlines or not mux.accepting or (access and access.pending):
+                    wait = mux.timeout(wait, monotonic(), access)  # (one clock read for all)
+                events = poll(wait)
                 look_at_title = not events
                 for fd, fd_events in events:
                     # A signal's handler has run (``pending``) before the poll returned: a

@@ -73,6 +73,9 @@ class AccessLog:
         # room, else through write().  The request's duration is computed only if the format
         # shows it.
         self.record: Record = compile_format(fmt, self)
+        # Whether the format shows the request's duration (only then is its start read).
+        self.timed = any((m.group(1) or "x") in "DTML" for m in _TOKEN_RE.finditer(fmt))
+        self.delay = BATCH_DELAY  # (the loop's wait is bounded by it: mux.timeout)
 
     def record_http(self, handler: Any, code: Any, length: str | None, seconds: float) -> None:
         """The line of one ``http.server`` request (``code``: what log_request got)."""
@@ -98,15 +101,6 @@ class AccessLog:
                 text = "\n".join(pending[:count]) + "\n"
                 del pending[:count]
                 self._write(text)
-
-    def before_wait(self, wait: float, now: float) -> float:
-        """The worker's loop is about to wait ``wait`` seconds (-1: no bound) with lines
-        pending: they are written if they waited BATCH_DELAY, else the wait ends in time."""
-        due = self.first + BATCH_DELAY
-        if now >= due:
-            self.flush()
-            return wait
-        return due - now if wait < 0 or now + wait > due else wait  # (no min(): a call less)
 
     def _write(self, text: str) -> None:
         data = text.encode("utf-8", "backslashreplace")
@@ -134,8 +128,9 @@ BATCH_DELAY = 0.05  # ... or once the first has waited this many seconds
 
 
 def buffering() -> AccessLog | None:
-    """In a prefork worker, whose loop calls before_wait() and flush() at its end: the access
-    log in use, its lines from now on written in batches; None without one."""
+    """In a prefork worker, whose loop bounds its wait by the batch's delay (mux.timeout) and
+    flushes at its end: the access log in use, its lines from now on written in batches; None
+    without one."""
     if not ACTIVE:
         return None
     ACTIVE[0].buffered = True
