@@ -262,15 +262,17 @@ def compile_format(fmt: str, log: AccessLog | None = None) -> Line | Record:
     # The server's environ always has the keys of ALWAYS: read with e[...] (a subscript costs
     # a fifth of a call to get); if an app took one away, the line is made with get().
     fast = _ALWAYS_RE.sub(lambda m: f'e["{m.group(1)}"]', text)
-    body = f"    line = f'{text}'\n" if fast == text else (
-        f"    try:\n        line = f'{fast}'\n    except KeyError:\n        line = f'{text}'\n")
+    # (``g``, the environ's get, only where it is used: on the common path a lookup less.)
+    body = f"    g = e.get\n    line = f'{text}'\n" if fast == text else (
+        f"    try:\n        line = f'{fast}'\n    except KeyError:\n        g = e.get\n"
+        f"        line = f'{text}'\n")
     tail = ("    if _P and len(_P) < _LAST:\n        _P.append(line)\n    else:\n"
             "        _W(line)\n") if log is not None else "    return line\n"
     if log is None:
-        source = f"def line(e, s, n, d):\n    g = e.get\n{clock}{body}{tail}"
+        source = f"def line(e, s, n, d):\n{clock}{body}{tail}"
     else:  # (d is the start; the duration is computed only if the format shows it)
         since = "    d = _perf() - d\n" if timed else ""
-        source = f"def line(e, s, n, d):\n    g = e.get\n{clock}{since}{body}{tail}"
+        source = f"def line(e, s, n, d):\n{clock}{since}{body}{tail}"
     namespace: dict[str, Any] = {
         "_user": _user, "_time": time.time, "_perf": time.perf_counter, "_PID": _PID,
         "request_id": request_id,
@@ -291,7 +293,7 @@ _TOKEN_RE = re.compile(r"%%|%\((\w+)\)([#0 +-]*\d*(?:\.\d+)?[a-zA-Z])")
 # Atoms whose value is a str only under plain s: for another conversion (%r), a str too.
 _AS_STR = {"b": '(str(n) if n else "-")'}
 # Atoms whose plain-s text is spliced into the f-string in parts (no inner format).
-_SPLICED = {"r": '{g("REQUEST_METHOD", "-")} {g("REQUEST_URI") or g("PATH_INFO", "")} '
+_SPLICED = {"l": "-", "r": '{g("REQUEST_METHOD", "-")} {g("REQUEST_URI") or g("PATH_INFO", "")} '
                  '{g("SERVER_PROTOCOL", "-")}'}
 
 
