@@ -185,6 +185,12 @@ class PoolServer:
         what the workers share, never ask a worker; the job pool gives the job it runs)."""
         return {}
 
+    def busy_title(self) -> str:
+        """Called in a worker when its title shows a request in hand: the words in place of
+        ``busy`` (the job pool: the job it runs).  A pulled request (``pulls_requests()``) is
+        shown as it begins and ends, every time; a connection's, rate-limited (ops/titles.py)."""
+        return "busy"
+
     def listening_servers(self) -> list[Any]:
         """The socketserver servers whose sockets the workers serve."""
         return []

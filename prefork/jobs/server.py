@@ -100,6 +100,7 @@ class JobServer(PreforkMixIn, socketserver.BaseServer):
             self.bells, self.stats, self.owner_token)
         self._retried: int | None = None  # the job whose handle_error() ran
         self._started = 0.0  # time.monotonic() of the claim of the job in hand
+        self._job: Job | None = None  # the job in hand, for the title
         super().__init__(None, RequestHandlerClass, **kwargs)
 
     @property
@@ -141,11 +142,20 @@ class JobServer(PreforkMixIn, socketserver.BaseServer):
         bells.set_idle(slot, False)
         bells.ring(slot)  # after this job, try the next at once
         self._retried = None
+        self._job = job
         return job, None
+
+    def busy_title(self) -> str:
+        """The worker's title while it runs a job: ``job 42 queue=default attempt 1``."""
+        job = self._job
+        if job is None:
+            return "busy"
+        return f"job {job.id} queue={job.queue} attempt {job.attempt}"
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         """The handler raised: retry after a back-off, or fail the job after max_attempts."""
         assert self.backend is not None and isinstance(request, Job)
+        self._job = None
         exc = sys.exc_info()[1]
         error = error_text(exc)
         delay = backoff(request.attempt, self.retry_base, self.retry_cap)
@@ -166,6 +176,7 @@ class JobServer(PreforkMixIn, socketserver.BaseServer):
         if sys.exc_info()[1] is not None:
             return
         assert self.backend is not None
+        self._job = None
         self.stats.set(self.slot, CURRENT, 0)
         self.stats.observe(self.slot, time.monotonic() - self._started)
         if self.backend.finish(request, self.owner):

@@ -1,14 +1,17 @@
 """What the job pool shows: ``prefork status`` rows carry the job each worker runs, and the
 master's ``/metrics`` the job families (counters, the run-time histogram, the queue depth by
-state), read from shared memory and one statement of the master's."""
+state), read from shared memory and one statement of the master's; the worker's process title
+shows the job it runs."""
 
 from __future__ import annotations
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from helpers import wait_for
 from jobtable import Recording, Server, Table, serving
 from prefork.core.contract import WorkerInfo
+from prefork.ops import titles
 
 
 def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -49,3 +52,27 @@ def test_status_shows_the_running_job_and_metrics_count_the_jobs(db_url: str) ->
         == 1
     assert found[("prefork_jobs_statements_total", ())] > 0
     assert failing
+
+
+def cmdline(pid: int) -> str:
+    with open(f"/proc/{pid}/cmdline", "rb") as f:
+        return f.read().replace(b"\0", b" ").decode().strip()
+
+
+@pytest.mark.skipif(not titles.available(), reason="setproctitle is not installed")
+def test_the_title_shows_the_job_the_worker_runs_then_idle(db_url: str) -> None:
+    table = Table(db_url)
+    server = Server(db_url, Recording, workers=1)
+    with serving(server):
+        first = table.enqueue({"kind": "ok"})  # a job just before: no rate limit hides the next
+        sleeper = table.enqueue({"kind": "sleep", "s": 3}, queue="slow")
+        runs = wait_for(lambda: table.runs(sleeper), timeout=30, what="the sleeper started")
+        pid = runs[0][1]
+        assert table.runs(first)[0][1] == pid
+        wait_for(lambda: f"job {sleeper} queue=slow attempt 1" in cmdline(pid), timeout=2,
+                 what=f"the job in the title (it shows {cmdline(pid)!r})")
+        assert cmdline(pid).startswith("prefork: worker 1 ")
+        wait_for(lambda: table.row(sleeper)["state"] == "done", timeout=30, what="done")
+        wait_for(lambda: " idle " in cmdline(pid), timeout=2,
+                 what=f"idle in the title (it shows {cmdline(pid)!r})")
+        assert "job" not in cmdline(pid)
