@@ -113,7 +113,10 @@ def bare(url: str, procs: int) -> float:
 
 @contextlib.contextmanager
 def running_pool(url: str, handler: type[socketserver.BaseRequestHandler],
-                 workers: int) -> Iterator[Backend]:
+                 workers: int, usage: dict[str, float] | None = None) -> Iterator[Backend]:
+    """The pool's master in a forked child; ``usage["cpu"]``: the CPU seconds (user + system)
+    of the master and its workers, from the master's reap (wait4 counts the workers it
+    reaped)."""
     master = os.fork()
     if master == 0:
         try:
@@ -125,7 +128,9 @@ def running_pool(url: str, handler: type[socketserver.BaseRequestHandler],
         yield db
     finally:
         os.kill(master, signal.SIGTERM)
-        os.waitpid(master, 0)
+        _, _, rusage = os.wait4(master, 0)
+        if usage is not None:
+            usage["cpu"] = rusage.ru_utime + rusage.ru_stime
         db.close()
 
 
@@ -138,9 +143,11 @@ def wait(check: Callable[[], bool], timeout: float = 600.0) -> None:
 
 
 def pool(url: str, count: int, workers: int,
-         handler: type[socketserver.BaseRequestHandler] = Empty) -> float:
-    """The pool's seconds from its first start to its last finish over ``count`` jobs."""
-    with running_pool(url, handler, workers) as db:
+         handler: type[socketserver.BaseRequestHandler] = Empty,
+         usage: dict[str, float] | None = None) -> float:
+    """The pool's seconds from its first start to its last finish over ``count`` jobs
+    (``usage``: see running_pool)."""
+    with running_pool(url, handler, workers, usage) as db:
         done = "SELECT count(*) FROM prefork_jobs WHERE state = 'done'"
         wait(lambda: db.execute(done, {}).fetchone()[0] >= count)
         first, last = db.execute("SELECT min(started_at), max(finished_at) FROM prefork_jobs",
@@ -266,7 +273,9 @@ def main() -> None:
     with database(args.backend) as url:
         open_backend(url).close()
         ratios, bare_rates, pool_rates = [], [], []
+        empty_loads = []
         for _ in range(args.rounds):  # alternating, in the same run
+            empty_loads.append(os.getloadavg()[0])
             reset(url)
             fill(url, args.jobs)
             bare_s = bare(url, 2)
@@ -276,20 +285,33 @@ def main() -> None:
             bare_rates.append(args.jobs / bare_s)
             pool_rates.append(args.jobs / pool_s)
             ratios.append(bare_s / pool_s)
-            print(f"empty jobs: bare claim+finish x2 {args.jobs / bare_s:7.0f}/s, "
-                  f"pool 2 workers {args.jobs / pool_s:7.0f}/s, pool/bare {bare_s / pool_s:.2f}")
-        out.update(bare_per_s=bare_rates, pool_per_s=pool_rates, pool_over_bare=ratios)
-        cpu = []
+            print(f"empty jobs (load {empty_loads[-1]:.2f}): bare claim+finish x2 "
+                  f"{args.jobs / bare_s:7.0f}/s, pool 2 workers {args.jobs / pool_s:7.0f}/s, "
+                  f"pool/bare {bare_s / pool_s:.2f}")
+        out.update(bare_per_s=bare_rates, pool_per_s=pool_rates, pool_over_bare=ratios,
+                   empty_round_loads=empty_loads)
+        cpu, cores, loads = [], [], []
         for _ in range(args.rounds):
-            times = {}
+            times, used = {}, {}
+            loads.append(os.getloadavg()[0])
             for workers in (1, 2):
                 reset(url)
                 fill(url, args.cpu_jobs)
-                times[workers] = pool(url, args.cpu_jobs, workers, Cpu)
+                usage: dict[str, float] = {}
+                times[workers] = pool(url, args.cpu_jobs, workers, Cpu, usage)
+                used[workers] = usage["cpu"]
             cpu.append(times[1] / times[2])
-            print(f"CPU-bound jobs: 1 worker {args.cpu_jobs / times[1]:.1f}/s, 2 workers "
-                  f"{args.cpu_jobs / times[2]:.1f}/s, speed-up {times[1] / times[2]:.2f}x")
-        out["cpu_speedup"] = cpu
+            # CPU seconds of master and workers over the jobs' span: how many cores the pool
+            # had on average (boots and the stop are in the CPU, not in the span: a little
+            # high).
+            cores.append(used[2] / times[2])
+            print(f"CPU-bound jobs (load {loads[-1]:.2f}): 1 worker "
+                  f"{args.cpu_jobs / times[1]:.1f}/s, 2 workers {args.cpu_jobs / times[2]:.1f}/s,"
+                  f" speed-up {times[1] / times[2]:.2f}x; CPU per job "
+                  f"{used[1] / args.cpu_jobs * 1000:.1f} ms (1 worker), "
+                  f"{used[2] / args.cpu_jobs * 1000:.1f} ms (2); cores busy with 2 workers "
+                  f"{cores[-1]:.2f}")
+        out.update(cpu_speedup=cpu, cpu_cores_busy=cores, cpu_round_loads=loads)
         if args.kills:
             reset(url)
             delays = rerun_delays(url, args.kills)
