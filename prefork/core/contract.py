@@ -186,9 +186,9 @@ class PoolServer:
         return {}
 
     def busy_title(self) -> str:
-        """Called in a worker when its title shows a request in hand: the words in place of
-        ``busy`` (the job pool: the job it runs).  A pulled request (``pulls_requests()``) is
-        shown as it begins and ends, every time; a connection's, rate-limited (ops/titles.py)."""
+        """Called in a worker whose server ``pulls_requests()`` when its title shows a request
+        in hand: the words in place of ``busy`` (the job pool: the job it runs), shown as each
+        request begins and ends (core/pulling.py)."""
         return "busy"
 
     def listening_servers(self) -> list[Any]:

@@ -26,6 +26,7 @@ import socketserver
 from collections.abc import Callable
 
 from prefork.core.dispatch import Serve
+from prefork.ops.titles import WorkerTitle
 
 
 class StopPulling(BaseException):
@@ -47,12 +48,15 @@ class Puller:
 
     def __init__(self, server: socketserver.BaseServer, ep: select.epoll, serve: Serve,
                  on_event: Callable[[int], None], stopping: Callable[[], bool],
-                 service_timeout: float | None) -> None:
+                 service_timeout: float | None, title: WorkerTitle | None = None) -> None:
         self.server, self.ep, self.serve = server, ep, serve
         self.on_event, self.stopping = on_event, stopping
         self.service_timeout = service_timeout  # None: service_actions() is not overridden
         self.fd = source_fd(server)
         self.pulling = False
+        self.title = title
+        if title is not None:  # "busy" in the title: the server's words (the job pool: the job)
+            title.busy = getattr(server, "busy_title", title.busy)
 
     def run(self) -> None:
         """Serve requests until ``stopping()``; a stop also ends a blocked ``get_request()``."""
@@ -83,5 +87,17 @@ class Puller:
             return
         finally:
             self.pulling = False
-        self.serve(request, address)
+        title = self.title
+        if title is None:
+            self.serve(request, address)
+            return
+        # Shown as it begins and as it ends, each time: not rate-limited as a connection's
+        # request is, since a pulled request (a table row) costs far more than the prctl, and
+        # this loop's wait has no time-out that would show a late change.
+        title.show("busy")
+        try:
+            self.serve(request, address)
+        finally:
+            if not self.stopping():
+                title.show("idle")
 

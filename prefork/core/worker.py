@@ -222,8 +222,7 @@ class Worker:
     def _label(self, state: str) -> tuple[str, int]:
         """What the title shows: with threads, the busy count and all threads' requests."""
         if (threads := self.threads) is None:
-            text = self.server.busy_title() if state == "busy" else state
-            return text, self.slot.requests if self.slot else 0
+            return state, self.slot.requests if self.slot else 0
         text = f"busy {threads.busy}/{threads.count}" if state == "busy" else state
         return text, threads.served
 
@@ -314,26 +313,10 @@ class Worker:
             self.slot, self.title, self.signals.pending, QUICK_SIGNALS,
             lambda: self.stop is not None, lambda: self._report(REPORT_RECYCLE),
             self.recycle_after)
-        self.puller = Puller(server, ep, self._titled(book.serving(server)), self._on_own_fd,
+        self.puller = Puller(server, ep, book.serving(server), self._on_own_fd,
                              lambda: self._interrupted() or self.stop is not None,
-                             self.ctx.poll_interval if overridden else None)
+                             self.ctx.poll_interval if overridden else None, self.title)
         self.puller.run()
-
-    def _titled(self, serve: Serve) -> Serve:
-        """A pulled request shown in the title as it begins and as it ends, each time (not
-        rate-limited: a pulled request -- a table row -- costs far more than the prctl, and
-        the puller's wait has no time-out that would show a late change)."""
-        title = self.title
-
-        def serve_titled(request: Any, address: Any) -> Any:
-            title.show("busy")
-            try:
-                return serve(request, address)
-            finally:
-                if self.stop is None:
-                    title.show("idle")
-
-        return serve_titled
 
     def _on_own_fd(self, fd: int) -> None:
         """An event on the signal pipe or the master's alive pipe."""

@@ -114,6 +114,10 @@ def set_title(text: str) -> bool:
 TITLE_INTERVAL = 0.5  # seconds between per-request title changes under load
 
 
+def _busy() -> str:
+    return "busy"
+
+
 class WorkerTitle:
     """A worker's title, changed per request but rate-limited: setproctitle costs a prctl()
     system call, and twice a request would be 2 of ~5 system calls of a small UDP request.  A
@@ -129,9 +133,10 @@ class WorkerTitle:
         self.state, self.at = "", 0.0
         self.due = 0.0  # when a skipped change is shown, if the worker is waiting; 0: none
         self.idle_since = 0.0  # when the last request ended
+        self.busy: Callable[[], str] = _busy  # the words for "busy" (the server's busy_title)
 
     def show(self, state: str) -> None:
-        text, requests = self.label(state)
+        text, requests = self.label(self.busy() if state == "busy" else state)
         set_title(worker_title(self.number, self.name, text, requests))
         self.state, self.at, self.due = state, time.monotonic(), 0.0
 
