@@ -36,6 +36,7 @@ from urllib.parse import unquote_to_bytes
 
 from prefork.apps import fasthead, forwarded
 from prefork.apps.body import Body, ChunkedBody, IncompleteBody, LengthBody, spool
+from prefork.apps.environ import listener_address, mount_point, path_of
 from prefork.apps.filewrapper import FileWrapper
 from prefork.apps.request import RequestError, RequestHead, framing, host, judge
 from prefork.apps.response import ClientGone, Response
@@ -88,18 +89,22 @@ class WSGIRequestHandler(socketserver.StreamRequestHandler):
     connection: socket.socket
 
     def setup(self) -> None:
-        super().setup()
         # In a prefork worker, what the client does not read at once is sent by the worker's
         # multiplexer after this handler (prefork.core.outbox): a slow reader holds no handler.
         writer = outbox_writer(self.request, self.timeout) if self.wbufsize == 0 else None
+        if writer is not None and not isinstance(self.request, ssl.SSLSocket):
+            # On a plain socket, reads that wait only when they must, under ``timeout``
+            # (core/connio.py): no timeout set on the socket now, no file made to be replaced.
+            # (A prefork listener has TCP_NODELAY already, and accepted sockets inherit it.)
+            self.connection = self.request
+            self.rfile, self._raw = connio.reader(self.request, self.rbufsize, self.timeout)
+            self.wfile = writer
+            if self.disable_nagle_algorithm:
+                self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, True)
+            return
+        super().setup()
         if writer is not None:
             self.wfile = writer
-        if writer is not None and not isinstance(self.connection, ssl.SSLSocket):
-            # Reads that wait only when they must, under ``timeout`` (core/connio.py).
-            self.rfile = connio.rfile_for(self.connection, self.rfile, self.rbufsize,
-                                          self.timeout)
-            self._raw = connio.raw_of(self.rfile)
-        # A prefork listener has TCP_NODELAY already, and accepted sockets inherit it.
         if (not isinstance(self.server, PreforkMixIn)
                 and self.connection.family in (socket.AF_INET, socket.AF_INET6)):
             self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -127,7 +132,10 @@ class WSGIRequestHandler(socketserver.StreamRequestHandler):
         self._limits = httplimits.of(self.server)  # limit_request_* (core/httplimits.py)
         # A sync server serves one connection at a time: an idle client would stall it.
         self._keep_alive = bool(self._base["wsgi.multithread"] or self._base["wsgi.multiprocess"])
-        while self._wait_for_request() and self.resume():
+        # (In a prefork worker the first head is there already: the multiplexer waited for it.)
+        first = self._raw is not None
+        while (first or self._wait_for_request()) and self.resume():
+            first = False
             if hold(self.request, self):  # the worker waits for the next request head
                 self._held = True
                 return
@@ -280,7 +288,7 @@ class WSGIRequestHandler(socketserver.StreamRequestHandler):
         """What every request on this connection shares."""
         server = self.server
         if self.connection.family in (socket.AF_INET, socket.AF_INET6):
-            local = self.connection.getsockname()
+            local = listener_address(server) or self.connection.getsockname()
             name, port = str(local[0]), str(local[1])
             remote, remote_port = str(self.client_address[0]), str(self.client_address[1])
         else:  # a unix socket: the peer is on this host, and has no address
@@ -309,7 +317,7 @@ class WSGIRequestHandler(socketserver.StreamRequestHandler):
         authority = host(head)
         environ = dict(base)
         # The target decoded once, as bytes (PEP 3333); a fragment is not passed on.
-        path, _, query = _path_of(head.target).partition("#")[0].partition("?")
+        path, _, query = path_of(head.target).partition("#")[0].partition("?")
         path_info = unquote_to_bytes(path.encode("latin-1")).decode("latin-1")
         prefix = base["SCRIPT_NAME"]
         if prefix:  # --root-path: the mount prefix comes off PATH_INFO (see mount_point)
@@ -355,28 +363,6 @@ class WSGIRequestHandler(socketserver.StreamRequestHandler):
     def _error(self, response: Response, code: int, message: str) -> None:
         with contextlib.suppress(ClientGone):
             response.send_error(code, REASONS.get(code, "Error"), message)
-
-
-def mount_point(root_path: str) -> str:
-    """``root_path`` as SCRIPT_NAME: the prefix under which the application is mounted (the
-    ``root_path`` setting, or the ``SCRIPT_NAME`` environment variable, as gunicorn reads it),
-    in the environ's latin-1 form, without a trailing slash.  A request under it has it split
-    off ``PATH_INFO`` (``/app/x`` -> ``SCRIPT_NAME=/app``, ``PATH_INFO=/x``); a request outside
-    it (``/healthz``) keeps its whole path in ``PATH_INFO`` and an empty ``SCRIPT_NAME``."""
-    return root_path.rstrip("/").encode("utf-8").decode("latin-1")
-
-
-def _path_of(target: str) -> str:
-    """The path and query of a request target: origin form as is, absolute form without its
-    scheme and authority, ``*`` as is."""
-    if target.startswith("/") or target == "*":
-        return target
-    scheme, sep, rest = target.partition("://")
-    if sep and scheme.lower() in ("http", "https"):
-        end = min((i for i in (rest.find(c) for c in "/?#") if i >= 0), default=len(rest))
-        rest = rest[end:]
-        return rest if rest.startswith("/") else "/" + rest
-    raise RequestError(400, "unsupported request target")
 
 
 def wsgi_handler(app: WSGIApp) -> type[WSGIRequestHandler]:

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import fcntl
 import http
 import math
+import os
 import socket
 import socketserver
 import ssl
@@ -18,6 +20,7 @@ from prefork.core.conn import Conn
 from prefork.core.httplimits import MAX_HEAD, HeadLimits, of
 from prefork.core.httppeek import heads_in, request_end
 from prefork.core.keepalive import Ready, handler_class
+from prefork.core.stdfds import ensure_open
 from prefork.core.tls import ReadAheadSSLSocket
 
 PEEK = socket.MSG_PEEK | socket.MSG_DONTWAIT
@@ -39,7 +42,8 @@ def head_arrived(request: socket.socket, buf: bytearray) -> bool:
 def accept_function(server: socketserver.BaseServer) -> Callable[[], tuple[Any, Any]]:
     """``server.get_request``, or, where that is socketserver's own ``TCPServer.get_request``
     on a plain socket, the same accept without the Python layers of ``socket.accept`` (its
-    ``family`` and ``type`` properties build enums on every call)."""
+    ``family`` and ``type`` properties build enums on every call), which also keeps a new
+    connection off fds 0-2 without a look before each accept (:func:`moved_up`)."""
     lsock = getattr(server, "socket", None)
     if (type(server).get_request is not socketserver.TCPServer.get_request
             or type(lsock) is not socket.socket):
@@ -51,12 +55,32 @@ def accept_function(server: socketserver.BaseServer) -> Callable[[], tuple[Any, 
 
     def accept() -> tuple[socket.socket, Any]:
         fd, address = raw_accept()
+        if fd <= 2:  # one of fds 0-2 was closed: the socket goes above them (stdfds.py)
+            fd = moved_up(fd)
         sock = new_socket(family, kind, proto, fileno=fd)
         if default_timeout() is None and timeout():  # as socket.accept does
             sock.setblocking(True)
         return sock, address
 
+    accept.keeps_std_fds = True  # type: ignore[attr-defined]
     return accept
+
+
+def keeps_std_fds(accept: Callable[[], tuple[Any, Any]]) -> bool:
+    """Whether ``accept`` (from :func:`accept_function`) never leaves a connection on fds
+    0-2 by itself; for any other, the caller reopens closed ones before accepting."""
+    return getattr(accept, "keeps_std_fds", False)
+
+
+def moved_up(fd: int) -> int:
+    """A new connection's ``fd`` that took one of fds 0-2 (a handler closed it): moved above
+    them, and the closed ones reopened (``stdfds.ensure_open``)."""
+    try:
+        high = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 3)
+    finally:
+        os.close(fd)
+    ensure_open()
+    return high
 
 
 def tune_listener(sock: socket.socket, ready: Ready, client_timeout: float) -> None:

@@ -67,17 +67,12 @@ class ConnIO(socket.SocketIO):
             sock.settimeout(timeout)
 
 
-def raw_of(rfile: Any) -> ConnIO | None:
-    raw = getattr(rfile, "raw", None)
-    return raw if isinstance(raw, ConnIO) else None
-
-
-def rfile_for(sock: socket.socket, old: Any, bufsize: int, timeout: float | None) -> Any:
-    """A buffered reader of ``sock`` over :class:`ConnIO`, in place of ``old`` (closed:
-    nothing was read from it yet)."""
-    old.close()
-    return io.BufferedReader(ConnIO(sock, timeout),
-                             bufsize if bufsize > 0 else io.DEFAULT_BUFFER_SIZE)
+def reader(sock: socket.socket, bufsize: int,
+           timeout: float | None) -> tuple[io.BufferedReader, ConnIO]:
+    """A buffered reader of ``sock`` over a :class:`ConnIO` (``bufsize`` <= 0: the default
+    size), and that raw stream."""
+    raw = ConnIO(sock, timeout)
+    return io.BufferedReader(raw, bufsize if bufsize > 0 else io.DEFAULT_BUFFER_SIZE), raw
 
 
 def buffered(rfile: Any, raw: ConnIO) -> bytes:

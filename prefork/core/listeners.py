@@ -21,7 +21,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, cast
 
-from prefork.core.accepting import PEEK, accept_function, head_arrived, tune_listener
+from prefork.core.accepting import (
+    PEEK,
+    accept_function,
+    head_arrived,
+    keeps_std_fds,
+    tune_listener,
+)
 from prefork.core.conn import Conn, Deadlines
 from prefork.core.errnos import AcceptFailures, expect_peer_gone, unregister
 from prefork.core.httplimits import MAX_HEAD
@@ -66,8 +72,9 @@ class Listening:
                        for fd, s in servers.items()}
         self.accepts = {fd: accept_function(s) for fd, s in servers.items()}
         self.serve_new = {fd: serve_new(s) for fd, s in servers.items()}
-        # What accept() needs of a listener, in one lookup.
-        self.entries = {fd: (self.accepts[fd], self.ready_modes[fd], self.serve_new[fd])
+        # What accept() needs of a listener, in one lookup: (and whether to look at fds 0-2)
+        self.entries = {fd: (self.accepts[fd], self.ready_modes[fd], self.serve_new[fd],
+                             not keeps_std_fds(self.accepts[fd]))
                         for fd, stream in self.stream.items() if stream}
         self.proxied = proxied(servers)  # fd -> whom its PROXY headers are taken from
         self.empty_accept = empty_accept
@@ -88,7 +95,8 @@ class Listening:
         if len(self.conns) >= self.limits.worker_connections:
             self._pause_accepting()
             return
-        ensure_open()  # fds 0-2: a client socket must never take one (stdfds.py)
+        if entry[3]:  # fds 0-2: a client socket must never take one (stdfds.py)
+            ensure_open()
         try:
             request, address = entry[0]()
         except BlockingIOError:
@@ -113,7 +121,7 @@ class Listening:
     def admit(self, fd: int, request: Any, address: Any) -> None:
         """A connection just accepted from ``fd``: to its handler at once if it has work, else
         to wait here."""
-        _, ready, serve = self.entries[fd]
+        _, ready, serve, _ = self.entries[fd]
         if fd in self.proxied or isinstance(request, ssl.SSLSocket):
             self._open(fd, Conn(request, address, self.listeners[fd], ready))
             return

@@ -3,8 +3,11 @@
 A handler that closes fds 0-2 (a daemonizing library, a careless ``os.closerange``) frees the
 lowest fd numbers, and the kernel gives the lowest free number to the next ``accept()``: that
 client's socket would then be the worker's stdout or stderr, and every log line and traceback
-would go to it.  So before each accept the worker looks (one ``poll(2)`` with no events asked
-for: a closed fd answers ``POLLNVAL``, ~0.5 us) and reopens a closed one: stdout and stderr from
+would go to it.  So the worker reopens a closed one: where it accepts with socketserver's own
+``get_request`` (core/accepting.py), a connection that took one of them is moved above them and
+they are reopened at once (no system call in the common case); before any other accept (a
+``get_request`` of the server's own, TLS) it looks (one ``poll(2)`` with no events asked for: a
+closed fd answers ``POLLNVAL``, ~0.5 us).  Each is reopened: stdout and stderr from
 the copies kept at the worker's start (the same file, checked by device and inode, so the log
 still goes where it went), stdin, or a copy that is gone too, on ``/dev/null``.
 

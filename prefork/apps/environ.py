@@ -1,0 +1,58 @@
+"""Pieces of the WSGI environ that do not depend on one request: the mount prefix
+(``SCRIPT_NAME``), the local address a listener's connections share, and the path of a
+request target."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import weakref
+from typing import Any
+
+from prefork.apps.request import RequestError
+
+# server -> its listening socket's local address (None: ask each connection)
+_LISTENING: weakref.WeakKeyDictionary[Any, tuple[Any, ...] | None] = weakref.WeakKeyDictionary()
+_WILDCARDS = ("0.0.0.0", "::", "")
+
+
+def listener_address(server: Any) -> tuple[Any, ...] | None:
+    """The local address every connection of ``server`` has: its listening socket's, asked
+    once, unless it listens on every address (then each connection's own is asked)."""
+    try:
+        return _LISTENING[server]
+    except KeyError:
+        pass
+    except TypeError:  # (a server that takes no weak reference: asked each time)
+        return None
+    listener = getattr(server, "socket", None)
+    try:
+        local = listener.getsockname() if isinstance(listener, socket.socket) else None
+    except OSError:
+        local = None
+    keep = isinstance(local, tuple) and str(local[0]) not in _WILDCARDS
+    with contextlib.suppress(TypeError):
+        _LISTENING[server] = local if keep else None
+    return local if keep else None
+
+
+def mount_point(root_path: str) -> str:
+    """``root_path`` as SCRIPT_NAME: the prefix under which the application is mounted (the
+    ``root_path`` setting, or the ``SCRIPT_NAME`` environment variable, as gunicorn reads it),
+    in the environ's latin-1 form, without a trailing slash.  A request under it has it split
+    off ``PATH_INFO`` (``/app/x`` -> ``SCRIPT_NAME=/app``, ``PATH_INFO=/x``); a request outside
+    it (``/healthz``) keeps its whole path in ``PATH_INFO`` and an empty ``SCRIPT_NAME``."""
+    return root_path.rstrip("/").encode("utf-8").decode("latin-1")
+
+
+def path_of(target: str) -> str:
+    """The path and query of a request target: origin form as is, absolute form without its
+    scheme and authority, ``*`` as is."""
+    if target.startswith("/") or target == "*":
+        return target
+    scheme, sep, rest = target.partition("://")
+    if sep and scheme.lower() in ("http", "https"):
+        end = min((i for i in (rest.find(c) for c in "/?#") if i >= 0), default=len(rest))
+        rest = rest[end:]
+        return rest if rest.startswith("/") else "/" + rest
+    raise RequestError(400, "unsupported request target")
