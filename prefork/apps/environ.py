@@ -36,13 +36,36 @@ def listener_address(server: Any) -> tuple[Any, ...] | None:
     return local if keep else None
 
 
-def mount_point(root_path: str) -> str:
-    """``root_path`` as SCRIPT_NAME: the prefix under which the application is mounted (the
+def script_name(server: Any) -> str:
+    """The SCRIPT_NAME of ``server``'s requests: its ``root_path`` as :func:`mount_point`."""
+    return mount_point(getattr(server, "root_path", None) or "")
+
+
+def mount_point(prefix: str) -> str:
+    """A mount prefix as SCRIPT_NAME: the prefix under which the application is mounted (the
     ``root_path`` setting, or the ``SCRIPT_NAME`` environment variable, as gunicorn reads it),
     in the environ's latin-1 form, without a trailing slash.  A request under it has it split
     off ``PATH_INFO`` (``/app/x`` -> ``SCRIPT_NAME=/app``, ``PATH_INFO=/x``); a request outside
     it (``/healthz``) keeps its whole path in ``PATH_INFO`` and an empty ``SCRIPT_NAME``."""
-    return root_path.rstrip("/").encode("utf-8").decode("latin-1")
+    return prefix.rstrip("/").encode("utf-8").decode("latin-1")
+
+
+def add_fields(environ: dict[str, Any], headers: list[tuple[str, str]]) -> None:
+    """The request's header fields into ``environ`` (PEP 3333: ``HTTP_*``, CONTENT_TYPE and
+    CONTENT_LENGTH; repeated fields joined, cookies with "; ")."""
+    for name, value in headers:
+        if name == "content-type":
+            key = "CONTENT_TYPE"
+        elif name == "content-length":
+            key = "CONTENT_LENGTH"
+        elif "_" in name:
+            continue  # X-Forwarded_For would pose as X-Forwarded-For: dropped, as nginx does
+        else:
+            key = "HTTP_" + name.upper().replace("-", "_")
+        if key in environ:
+            environ[key] += ("; " if key == "HTTP_COOKIE" else ", ") + value
+        else:
+            environ[key] = value
 
 
 def path_of(target: str) -> str:

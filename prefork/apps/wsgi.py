@@ -36,7 +36,7 @@ from urllib.parse import unquote_to_bytes
 
 from prefork.apps import fasthead, forwarded
 from prefork.apps.body import Body, ChunkedBody, IncompleteBody, LengthBody, spool
-from prefork.apps.environ import listener_address, mount_point, path_of
+from prefork.apps.environ import add_fields, listener_address, path_of, script_name
 from prefork.apps.filewrapper import FileWrapper
 from prefork.apps.request import RequestError, RequestHead, framing, host, judge
 from prefork.apps.response import ClientGone, Response
@@ -298,7 +298,7 @@ class WSGIRequestHandler(socketserver.StreamRequestHandler):
             "SERVER_PORT": port,
             "REMOTE_ADDR": remote,
             "REMOTE_PORT": remote_port,
-            "SCRIPT_NAME": mount_point(getattr(server, "root_path", None) or ""),
+            "SCRIPT_NAME": script_name(server),
             "wsgi.version": (1, 0),
             # Per listener: a TLS one says https whatever the class says.
             "wsgi.url_scheme": "https" if isinstance(self.connection, ssl.SSLSocket)
@@ -333,19 +333,7 @@ class WSGIRequestHandler(socketserver.StreamRequestHandler):
             "SERVER_PROTOCOL": head.version,
             "wsgi.input": body,
         })
-        for name, value in head.headers:
-            if name == "content-type":
-                key = "CONTENT_TYPE"
-            elif name == "content-length":
-                key = "CONTENT_LENGTH"
-            elif "_" in name:
-                continue  # X-Forwarded_For would pose as X-Forwarded-For: dropped, as nginx does
-            else:
-                key = "HTTP_" + name.upper().replace("-", "_")
-            if key in environ:
-                environ[key] += ("; " if key == "HTTP_COOKIE" else ", ") + value
-            else:
-                environ[key] = value
+        add_fields(environ, head.headers)
         if authority is not None:
             environ["HTTP_HOST"] = authority  # an absolute-form target's authority wins
         if isinstance(body, ChunkedBody):
