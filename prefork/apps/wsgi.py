@@ -318,7 +318,8 @@ class WSGIRequestHandler(socketserver.StreamRequestHandler):
         environ = dict(base)
         # The target decoded once, as bytes (PEP 3333); a fragment is not passed on.
         path, _, query = path_of(head.target).partition("#")[0].partition("?")
-        path_info = unquote_to_bytes(path.encode("latin-1")).decode("latin-1")
+        path_info = (unquote_to_bytes(path.encode("latin-1")).decode("latin-1")
+                     if "%" in path else path)  # (nothing to decode: as it is)
         prefix = base["SCRIPT_NAME"]
         if prefix:  # --root-path: the mount prefix comes off PATH_INFO (see mount_point)
             if path_info == prefix or path_info.startswith(prefix + "/"):
