@@ -46,7 +46,8 @@ def main() -> int:
     args = args[1:] if socketed else args
     cases = int(args[0]) if args else 100_000
     seed = int(args[1]) if len(args) > 1 else 0
-    parsers = ("python", "httptools") if importlib.util.find_spec("httptools") else ("python",)
+    parsers = (("python", "auto", "httptools") if importlib.util.find_spec("httptools")
+               else ("python", "auto"))
     started = time.monotonic()
     outcomes, examples = (over_sockets if socketed else in_process)(cases, seed, parsers)
     print(f"{cases} mutants{' over sockets' if socketed else ''}, seed {seed}, parsers "

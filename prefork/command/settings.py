@@ -281,9 +281,10 @@ class Config:
         help="serve Prometheus metrics from the master", jobs=True)
     http_parser = Setting(
         http_parser_choice, FROM_SERVER, section=SERVE, flags=("--http-parser",), live=True,
-        metavar="auto|httptools|python", stdlib=True, help="WSGI request heads: httptools "
-        "(prefork[http]) for the common ones, else the strict parser; auto: httptools if "
-        "installed")
+        metavar="auto|httptools|python", stdlib=True, help="WSGI request heads of the common "
+        "shape: auto matches them whole with one expression of the strict grammar, httptools "
+        "(prefork[http]) has llhttp read them, python leaves them to the strict parser, which "
+        "reads every other head")
     limit_request_line = Setting(
         optional_integer_in(0, httplimits.MAX_LINE), FROM_SERVER, section=SERVE, live=True,
         stdlib=True,

@@ -17,7 +17,7 @@ APP = "tests.apps.grammar_echo:application"
 SECOND = b"GET /second HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n"
 
 
-@pytest.fixture(scope="module", params=["python", "httptools"])
+@pytest.fixture(scope="module", params=["python", "auto", "httptools"])
 def address(request: pytest.FixtureRequest) -> Iterator[tuple[str, int]]:
     """A one-worker server with the head parser ``request.param``."""
     if request.param == "httptools" and importlib.util.find_spec("httptools") is None:

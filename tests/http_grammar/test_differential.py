@@ -17,7 +17,8 @@ CASES = 3000
 
 @pytest.mark.parametrize("seed", [1, 2])
 def test_prefork_frames_as_h11_does(seed: int) -> None:
-    parsers = ("python", "httptools") if importlib.util.find_spec("httptools") else ("python",)
+    parsers = (("python", "auto", "httptools") if importlib.util.find_spec("httptools")
+               else ("python", "auto"))
     outcomes, examples = differential.run(CASES, seed, parsers)
     assert not examples, examples
     # The fuzzer must exercise both sides: many mutants accepted by both, many refused.

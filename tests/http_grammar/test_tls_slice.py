@@ -59,7 +59,7 @@ def cert(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
     return str(folder / "cert.pem"), str(folder / "key.pem")
 
 
-@pytest.fixture(scope="module", params=["python", "httptools"])
+@pytest.fixture(scope="module", params=["python", "auto", "httptools"])
 def tls_address(request: pytest.FixtureRequest,
                 cert: tuple[str, str]) -> Iterator[tuple[str, int]]:
     if request.param == "httptools" and importlib.util.find_spec("httptools") is None:
