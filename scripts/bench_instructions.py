@@ -1,7 +1,8 @@
 """Instructions per request of a server's whole process tree, counted by valgrind's callgrind:
 a figure that does not move with the machine's load, for comparing two variants of one server.
 
-``python scripts/bench_instructions.py [--requests 400,2000] [--close] -- SERVE ARGS...``
+``python scripts/bench_instructions.py [--requests 400,2000] [--close] [--tls] [--floor]
+-- SERVE ARGS...``
 
 The command ``python -m prefork serve SERVE ARGS... -b 127.0.0.1:PORT`` runs under
 ``valgrind --tool=callgrind --trace-children=yes`` (so the master and every worker are counted),
@@ -27,6 +28,7 @@ import re
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -60,21 +62,29 @@ def _response(sock: socket.socket, pending: bytearray) -> bool:
     return re.search(rb"(?im)^connection:\s*close", head) is None
 
 
+TLS: list[ssl.SSLContext] = []  # the client's context with --tls
+
+
+def _connect(port: int) -> socket.socket:
+    sock = socket.create_connection(("127.0.0.1", port))
+    return TLS[0].wrap_socket(sock, server_hostname="127.0.0.1") if TLS else sock
+
+
 def drive(port: int, count: int, close: bool) -> None:
     if close:
         for _ in range(count):
-            with socket.create_connection(("127.0.0.1", port)) as sock:
+            with _connect(port) as sock:
                 sock.sendall(CLOSE)
                 _response(sock, bytearray())
         return
-    sock = socket.create_connection(("127.0.0.1", port))
+    sock = _connect(port)
     pending = bytearray()
     try:
         for _ in range(count):
             sock.sendall(REQUEST)
             if not _response(sock, pending):  # (a limit of requests per connection)
                 sock.close()
-                sock = socket.create_connection(("127.0.0.1", port))
+                sock = _connect(port)
     finally:
         sock.close()
 
@@ -134,6 +144,8 @@ def main() -> int:
     parser.add_argument("--master", action="store_true",
                         help="count the master too (its timers run by the clock, so its count "
                              "grows with the wall time a run takes: noisy under load)")
+    parser.add_argument("--tls", action="store_true",
+                        help="over HTTPS (a self-signed certificate made with openssl)")
     parser.add_argument("--floor", action="store_true",
                         help="run scripts/wsgi_floor.py with these args instead (issue 20's "
                              "pure-Python floor: -- workers.wsgi_hello:app -w 1)")
@@ -143,6 +155,15 @@ def main() -> int:
         print("bench_instructions: needs valgrind (apt-get install valgrind)", file=sys.stderr)
         return 2
     serve = [a for a in args.serve if a != "--"] or ["workers.wsgi_hello:app", "-w", "1"]
+    if args.tls:  # a self-signed certificate, made once (openssl)
+        folder = tempfile.mkdtemp(prefix="bench-instructions-tls-")
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                        "-subj", "/CN=127.0.0.1", "-keyout", f"{folder}/key.pem", "-out",
+                        f"{folder}/cert.pem"], check=True, capture_output=True)
+        serve += ["--certfile", f"{folder}/cert.pem", "--keyfile", f"{folder}/key.pem"]
+        context = ssl.create_default_context()
+        context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+        TLS.append(context)
     low, high = (int(n) for n in args.requests.split(","))
     first = count(serve, low, args.close, args.master, args.floor)
     second = count(serve, high, args.close, args.master, args.floor)

@@ -37,7 +37,10 @@ def v2_tcp6(src: str, port: int) -> bytes:
 
 def exchange(sock: socket.socket, path: str) -> bytes:
     """One request with Connection: close; everything the server sent back."""
-    sock.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+    try:
+        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+    except (BrokenPipeError, ConnectionResetError):
+        return b""  # the server refused the header and closed before the request went out
     data = b""
     try:
         while chunk := sock.recv(65536):
