@@ -89,6 +89,10 @@ class Multiplexer(Listening, Sending):
     holding it, or None); ``interrupted()`` says a quick stop is pending; ``empty_accept()``
     counts a wake-up for nothing."""
 
+    # Whether handlers run outside this loop (threads): an event for a connection in its
+    # handler is then taken, and dropped, by the loop (see _held).
+    busy_elsewhere = False
+
     def __init__(
         self, ep: select.epoll, servers: dict[int, socketserver.BaseServer],
         serve: Callable[[Conn], bool],
@@ -341,10 +345,12 @@ class Multiplexer(Listening, Sending):
                 return
             conn.budget -= 1
             conn.deadline = min(conn.deadline, now + self.limits.drain_grace)
-        elif not conn.tls and conn.resumable is not None and not conn.resumable.buffered():
+        elif (not self.busy_elsewhere and not conn.tls and conn.resumable is not None
+              and not conn.resumable.buffered()):
             # Nothing pipelined: the connection waits for its next request without a peek.
             # Edge-triggered, an arrival since the handler's last read is still reported
-            # (and registering a connection reports what it has already).
+            # (and registering a connection reports what it has already).  Not so where the
+            # handler ran in another thread: this loop may have taken that event meanwhile.
             self._wait(conn)
             return
         self._check(conn, defer=True)

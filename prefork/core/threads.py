@@ -176,6 +176,8 @@ class ThreadedMultiplexer(Multiplexer):
     ``threads`` instead of being served in this thread.  ``changed(busy)`` is called (in this
     thread) whenever requests were handed out or came back, with the busy thread count."""
 
+    busy_elsewhere = True
+
     def __init__(
         self, ep: select.epoll, servers: dict[int, socketserver.BaseServer],
         threads: HandlerThreads, interrupted: Callable[[], bool],

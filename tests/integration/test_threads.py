@@ -214,6 +214,32 @@ def test_keep_alive_connections_come_back_from_the_threads(tmp_path: Path) -> No
         server.stop_ok()
 
 
+@pytest.mark.parametrize("app", ["threadapp:SleepHTTP", "tests.apps.wsgi_plain:application"])
+def test_back_to_back_requests_on_one_kept_alive_connection_never_wait(
+        tmp_path: Path, app: str) -> None:
+    # The client sends each request as soon as the last answer is in, so the request often
+    # arrives while the connection is still with its handler thread: the loop must not take
+    # that event and drop it (the connection would wait for keep_alive, then close).
+    (tmp_path / "threadapp.py").write_text(APP_SOURCE)
+    env = {"PYTHONPATH": f"{tmp_path}{os.pathsep}{ROOT}", "PYTHONDONTWRITEBYTECODE": "1"}
+    path = "/0" if "Sleep" in app else "/hello"
+    with server_process("serve", app, "-b", LOCAL, "-w", "1", "--threads", "4",
+                        cwd=tmp_path, env=env) as server:
+        server.wait_workers(1)
+        with socket.create_connection(server.tcp_address(), timeout=3) as sock:
+            reader = sock.makefile("rb")
+            for i in range(400):
+                sock.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+                status = reader.readline()
+                assert status.startswith(b"HTTP/1.1 200"), (i, status)  # (not a timeout)
+                length = 0
+                while (line := reader.readline()) not in (b"\r\n", b""):
+                    if line.lower().startswith(b"content-length:"):
+                        length = int(line.split(b":")[1])
+                reader.read(length)
+        server.stop_ok()
+
+
 def test_a_saturated_worker_leaves_new_clients_to_the_others(tmp_path: Path) -> None:
     with _serve(tmp_path, "Sleep", "-w", "2", "--threads", "2") as (server, pidfile):
         address = server.tcp_address()
