@@ -67,6 +67,27 @@ def measure(
             "user_us": user / requests * 1e6, "sys_us": system / requests * 1e6}
 
 
+def chart(path: Path, title: str, medians: dict[str, float], base: str) -> None:
+    """Server CPU per request, one bar per contender, the floor's drawn as a line."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = sorted(medians, key=medians.__getitem__)
+    fig, ax = plt.subplots(figsize=(7, 3.2))
+    bars = ax.barh(names, [medians[n] for n in names],
+                   color=["#c44" if n == "prefork" else "#888" for n in names])
+    ax.bar_label(bars, fmt="%.1f us", padding=3)
+    if base in medians:
+        ax.axvline(medians[base], color="#44c", linestyle=":", linewidth=1)
+    ax.set_xlabel("server CPU per request, us (user + system, whole process tree)")
+    ax.set_title(title, fontsize=10)
+    ax.set_xlim(0, max(medians.values()) * 1.25)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--workload", default="raw", choices=sorted(WORKLOADS))
@@ -78,6 +99,8 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=2, help="echo client processes")
     parser.add_argument("-c", "--connections", type=int, default=16, help="wrk connections")
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--chart", type=Path, default=None,
+                        help="a bar chart of the medians (PNG; needs matplotlib)")
     parser.add_argument("--floor", default=None,
                         help="the contender the others are compared with (floor, or wsgi-floor "
                         "when it runs)")
@@ -112,6 +135,8 @@ def main() -> None:
                      f"{1 / paired[n]:.2f}x)")
         rps = statistics.median(s["rps"] for s in samples if s["contender"] == n)
         print(f"{n:10} median {us:6.2f} us CPU/request {rps:8.0f} req/s{ratio}")
+    if args.chart:
+        chart(args.chart, work.title, medians, base)
     if args.json:
         args.json.write_text(json.dumps(
             {"command": " ".join(sys.argv), "samples": samples, "medians": medians,

@@ -41,7 +41,10 @@ the socket's read-ahead, which its reads serve first (``accepting.read_head``, `
   whose server keeps socketserver's own ``get_request`` is accepted from without the Python
   layers of ``socket.accept`` (same socket, same timeout rule).  ``TCP_NODELAY`` is set on the
   listening socket, which accepted sockets inherit, instead of once per connection.  The
-  accepting side (the listeners, pausing and resuming them) is ``listeners.py``.
+  accepting side (the listeners, pausing and resuming them) is ``listeners.py``.  A kept-alive
+  connection back from its handler with nothing pipelined waits without a peek (its next
+  request's edge is still to come, or already queued), and keeps the blocking mode it had (a
+  WSGI handler's reads wait only when they must: ``connio.py``).
 
 Invariants: a connection is in :attr:`Multiplexer.conns` exactly while its phase is a waiting
 one (:data:`WAITING`); a connection in the handler (BUSY) belongs to the worker's dispatch and
