@@ -11,7 +11,9 @@ What it does, each from the master's loop (``master_fds``/``master_actions``/``w
 * **wake-up**: when the watcher (inotify on SQLite's WAL, LISTEN on PostgreSQL) says the table
   changed and some worker is idle, it counts the due jobs (at most one per idle worker) and
   rings that many idle workers' doorbells (prefork/jobs/doorbells.py); scheduled jobs set a
-  deadline; a safety poll every :data:`SAFETY_POLL` seconds covers what no watcher saw;
+  deadline; a safety poll every :data:`SAFETY_POLL` seconds covers what no watcher saw.  The
+  watcher is waited on only while a worker is idle; a worker that finds nothing rings the
+  master's bell (doorbells.py), and the master counts the due jobs then;
 * **leases**: every ``lease / 3`` seconds it renews the leases of its live workers' jobs and
   re-queues, once, any job whose lease expired (its master or host is gone);
 * **cancel and per-job timeouts**: while a worker is busy, once a second, it looks for its
@@ -163,8 +165,17 @@ class Keeper:
     # -- the loop ------------------------------------------------------------------------
 
     def fds(self) -> dict[int, Callable[[], None]]:
+        """The master's bell always; the table's watcher while a worker is idle (a busy one
+        claims again after its job, and rings the master's bell when it finds nothing)."""
+        fds = {self.bells.master_fd: self._on_idle}
         fd = None if self.watcher is None else self.watcher.fileno()
-        return {} if fd is None else {fd: self._on_change}
+        if fd is not None and self._idle():
+            fds[fd] = self._on_change
+        return fds
+
+    def _on_idle(self) -> None:
+        self.bells.drain_master()
+        self.dirty = True
 
     def _on_change(self) -> None:
         try:

@@ -135,6 +135,7 @@ class JobServer(PreforkMixIn, socketserver.BaseServer):
         job = self.backend.claim(self.owner, self.generation, self.lease, tuple(self.queues))
         if job is None:
             self.stats.add(slot, EMPTY_CLAIMS)
+            bells.ring_master()  # it watches the table again while a worker is idle
             raise OSError("no job due")
         self.stats.add(slot, CLAIMS)
         self.stats.set(slot, CURRENT, job.id)
