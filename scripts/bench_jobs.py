@@ -34,6 +34,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
+import psutil  # noqa: E402
+
 from prefork.jobs import Backend, JobServer, enqueue, open_backend  # noqa: E402
 
 CPU_LOOPS = 200_000  # one CPU-bound job: ~10-20 ms of pure Python here
@@ -93,9 +95,11 @@ def reset(url: str) -> None:
     db.close()
 
 
-def bare(url: str, procs: int) -> float:
-    """Claim+finish in ``procs`` processes until the table is empty; seconds."""
+def bare(url: str, procs: int, usage: dict[str, float] | None = None) -> float:
+    """Claim+finish in ``procs`` processes until the table is empty; seconds.  ``usage["cpu"]``:
+    their CPU seconds (user + system, from wait4)."""
     start = time.perf_counter()
+    cpu = 0.0
     pids = []
     for n in range(procs):
         pid = os.fork()
@@ -107,8 +111,25 @@ def bare(url: str, procs: int) -> float:
             os._exit(0)
         pids.append(pid)
     for pid in pids:
-        os.waitpid(pid, 0)
+        _, _, rusage = os.wait4(pid, 0)
+        cpu += rusage.ru_utime + rusage.ru_stime
+    if usage is not None:
+        usage["cpu"] = cpu
     return time.perf_counter() - start
+
+
+LEFT = "SELECT 1 FROM prefork_jobs WHERE state IN ('queued', 'running') LIMIT 1"
+
+
+def pool_cpu(master: int) -> float:
+    """CPU seconds (user + system) so far of the master ``master`` and its live workers."""
+    proc = psutil.Process(master)
+    total = 0.0
+    for one in (proc, *proc.children()):
+        with contextlib.suppress(psutil.NoSuchProcess):
+            times = one.cpu_times()
+            total += times.user + times.system
+    return total
 
 
 @contextlib.contextmanager
@@ -124,13 +145,14 @@ def running_pool(url: str, handler: type[socketserver.BaseRequestHandler],
         finally:
             os._exit(0)
     db = open_backend(url)
+    db.master = master  # type: ignore[attr-defined]  # for pool_cpu()
     try:
         yield db
     finally:
         os.kill(master, signal.SIGTERM)
         _, _, rusage = os.wait4(master, 0)
         if usage is not None:
-            usage["cpu"] = rusage.ru_utime + rusage.ru_stime
+            usage["cpu"] = rusage.ru_utime + rusage.ru_stime  # pool() keeps it as cpu_all
         db.close()
 
 
@@ -145,13 +167,24 @@ def wait(check: Callable[[], bool], timeout: float = 600.0) -> None:
 def pool(url: str, count: int, workers: int,
          handler: type[socketserver.BaseRequestHandler] = Empty,
          usage: dict[str, float] | None = None) -> float:
-    """The pool's seconds from its first start to its last finish over ``count`` jobs
-    (``usage``: see running_pool)."""
+    """The pool's seconds from its first start to its last finish over ``count`` jobs, added
+    (one transaction) once its workers wait.  ``usage["cpu"]``: the CPU seconds of master and
+    workers while the jobs ran (their boots and the stop left out); ``usage["cpu_all"]``: from
+    the master's reap, everything."""
     with running_pool(url, handler, workers, usage) as db:
-        done = "SELECT count(*) FROM prefork_jobs WHERE state = 'done'"
-        wait(lambda: db.execute(done, {}).fetchone()[0] >= count)
+        master = db.master  # type: ignore[attr-defined]
+        wait(lambda: len(psutil.Process(master).children()) >= workers)
+        time.sleep(0.5)  # booted and waiting (an idle pool uses no CPU)
+        before = pool_cpu(master)
+        fill(url, count)
+        # One index probe per look (a count of the done rows every 20 ms was a reader beside
+        # the pool that the bare loop did not have).
+        wait(lambda: db.execute(LEFT, {}).fetchone() is None)
+        spent = pool_cpu(master) - before
         first, last = db.execute("SELECT min(started_at), max(finished_at) FROM prefork_jobs",
                                  {}).fetchone()
+    if usage is not None:
+        usage["cpu_all"], usage["cpu"] = usage["cpu"], spent
     return float(last - first)
 
 
@@ -273,37 +306,42 @@ def main() -> None:
     with database(args.backend) as url:
         open_backend(url).close()
         ratios, bare_rates, pool_rates = [], [], []
-        empty_loads = []
+        empty_loads, cpu_ratios, bare_us, pool_us = [], [], [], []
         for _ in range(args.rounds):  # alternating, in the same run
             empty_loads.append(os.getloadavg()[0])
             reset(url)
             fill(url, args.jobs)
-            bare_s = bare(url, 2)
+            spent: dict[str, float] = {}
+            bare_s = bare(url, 2, spent)
+            bare_us.append(spent["cpu"] / args.jobs * 1e6)
             reset(url)
-            fill(url, args.jobs)
-            pool_s = pool(url, args.jobs, 2)
+            pool_s = pool(url, args.jobs, 2, Empty, spent)
+            pool_us.append(spent["cpu"] / args.jobs * 1e6)
             bare_rates.append(args.jobs / bare_s)
             pool_rates.append(args.jobs / pool_s)
             ratios.append(bare_s / pool_s)
+            # CPU per job: what each costs, whatever share of the cores the load left it.
+            cpu_ratios.append(bare_us[-1] / pool_us[-1])
             print(f"empty jobs (load {empty_loads[-1]:.2f}): bare claim+finish x2 "
                   f"{args.jobs / bare_s:7.0f}/s, pool 2 workers {args.jobs / pool_s:7.0f}/s, "
-                  f"pool/bare {bare_s / pool_s:.2f}")
+                  f"pool/bare {bare_s / pool_s:.2f}; CPU per job bare {bare_us[-1]:.0f} us, "
+                  f"pool {pool_us[-1]:.0f} us (master and workers), bare/pool "
+                  f"{cpu_ratios[-1]:.2f}")
         out.update(bare_per_s=bare_rates, pool_per_s=pool_rates, pool_over_bare=ratios,
-                   empty_round_loads=empty_loads)
+                   empty_round_loads=empty_loads, bare_cpu_us=bare_us, pool_cpu_us=pool_us,
+                   cpu_bare_over_pool=cpu_ratios)
         cpu, cores, loads = [], [], []
         for _ in range(args.rounds):
             times, used = {}, {}
             loads.append(os.getloadavg()[0])
             for workers in (1, 2):
                 reset(url)
-                fill(url, args.cpu_jobs)
                 usage: dict[str, float] = {}
                 times[workers] = pool(url, args.cpu_jobs, workers, Cpu, usage)
                 used[workers] = usage["cpu"]
             cpu.append(times[1] / times[2])
-            # CPU seconds of master and workers over the jobs' span: how many cores the pool
-            # had on average (boots and the stop are in the CPU, not in the span: a little
-            # high).
+            # CPU seconds of master and workers while the jobs ran, over the jobs' span: how
+            # many cores the pool had on average.
             cores.append(used[2] / times[2])
             print(f"CPU-bound jobs (load {loads[-1]:.2f}): 1 worker "
                   f"{args.cpu_jobs / times[1]:.1f}/s, 2 workers {args.cpu_jobs / times[2]:.1f}/s,"

@@ -168,13 +168,24 @@ class Keeper:
         """The master's bell always; the table's watcher while a worker is idle (a busy one
         claims again after its job, and rings the master's bell when it finds nothing)."""
         fds = {self.bells.master_fd: self._on_idle}
-        fd = None if self.watcher is None else self.watcher.fileno()
-        if fd is not None and self._idle():
+        watcher = self.watcher
+        if watcher is None:
+            return fds
+        if not self._idle():
+            watcher.pause()  # SQLite: no inotify event per commit while all are busy
+            return fds
+        watcher.resume()
+        fd = watcher.fileno()
+        if fd is not None:
             fds[fd] = self._on_change
         return fds
 
     def _on_idle(self) -> None:
+        """A worker found nothing: watch again, and look at the table (before anything that
+        was committed while the watch was paused could be missed)."""
         self.bells.drain_master()
+        if self.watcher is not None:
+            self.watcher.resume()
         self.dirty = True
 
     def _on_change(self) -> None:

@@ -157,6 +157,12 @@ class ListenWatcher:
     def mark(self) -> None:
         self.changed = True
 
+    def pause(self) -> None:
+        """Nothing: a NOTIFY is sent only when a job becomes queued, not per commit."""
+
+    def resume(self) -> None:
+        """Nothing (see pause)."""
+
     def consume(self) -> bool:
         pgconn = self.db.pgconn
         pgconn.consume_input()
