@@ -162,6 +162,8 @@ class Backend:
     dialect = ""
     url = ""
     tally: Callable[[], None] | None = None  # called once per statement (prefork/jobs/stats.py)
+    # The claim statement and its parameters, per tuple of queues (made once, not per claim).
+    _claims: dict[tuple[str, ...], tuple[str, dict[str, str]]] | None = None
 
     def execute(self, sql: str, params: dict[str, Any]) -> Any:
         """Run one statement; a cursor (``fetchone``, ``fetchall``, ``rowcount``)."""
@@ -182,11 +184,17 @@ class Backend:
     def claim(self, owner: str, generation: int, lease: float,
               queues: tuple[str, ...] = ()) -> Job | None:
         """Take the next due job (highest priority, then oldest run_at) as ``owner``."""
-        clause, names = queue_filter(queues)
+        claims = self._claims
+        if claims is None:
+            claims = self._claims = {}
+        made = claims.get(queues)
+        if made is None:
+            clause, names = queue_filter(queues)
+            made = claims[queues] = (self.claim_sql(clause), names)
+        sql, names = made
         now = time.time()
-        row = self.execute(self.claim_sql(clause),
-                           {"owner": owner, "generation": generation, "now": now,
-                            "lease": now + lease, **names}).fetchone()
+        row = self.execute(sql, {"owner": owner, "generation": generation, "now": now,
+                                 "lease": now + lease, **names}).fetchone()
         if row is None:
             return None
         job_id, payload, attempts, crashes, queue, timeout = row
@@ -194,7 +202,9 @@ class Backend:
 
     def finish(self, job: Job, owner: str) -> bool:
         """Mark ``job`` done if it is still ``owner``'s; False (nothing changed) otherwise."""
-        cursor = self.execute(FINISH, {"now": time.time(), "result": json.dumps(job.result),
+        result = job.result
+        cursor = self.execute(FINISH, {"now": time.time(),
+                                       "result": "null" if result is None else json.dumps(result),
                                        "id": job.id, "owner": owner})
         return bool(cursor.rowcount == 1)
 

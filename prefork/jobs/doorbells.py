@@ -7,11 +7,13 @@ and claims when it rings.  The idle flags are one byte per slot in an anonymous 
 made before any fork: a worker sets its byte before it tries a claim and clears it once it
 holds a job; the master reads them to choose whom to ring.
 
-Why no new job waits.  A worker rings its own bell after each claim, so after a job it tries
-again at once, until a claim finds nothing; only then does it wait.  It sets its idle byte
-*before* that last claim: so if the master, after a job was committed, reads the byte as busy,
-the worker's next claim comes after the master's read, hence after the commit, and sees the
-job.  A worker the master rang for a job another took just finds nothing and waits again.
+Why no new job waits.  A worker's bell stays rung while its claims find jobs, so after a job it
+tries again at once (no system call), until a claim finds nothing; only then does it drain the
+bell, claim once more (a ring between the first claim and the drain is not lost) and wait.  It
+sets its idle byte *before* those claims: so if the master, after a job was committed, reads
+the byte as busy, the worker's next claim comes after the master's read, hence after the
+commit, and sees the job.  A worker the master rang for a job another took just finds nothing
+and waits again.
 
 The master's own bell.  While every worker is busy the master does not watch the table at all
 (each worker claims again after its job; a wake-up per commit cost the master ~190 us of CPU

@@ -119,6 +119,7 @@ class JobServer(PreforkMixIn, socketserver.BaseServer):
         self.owner = self.owner_token(worker)
         self.generation, self.slot = worker.generation, worker.slot
         self.backend = open_backend(self.db_url)
+        self.queues = tuple(self.queues)
         self.backend.tally = partial(self.stats.add, self.slot, STATEMENTS)
         self.bells.ring(self.slot)  # a first claim at once: jobs may be waiting
 
@@ -129,19 +130,24 @@ class JobServer(PreforkMixIn, socketserver.BaseServer):
     def get_request(self) -> tuple[Job, None]:
         """Claim the next due job; OSError (socketserver's "nothing this time") if none."""
         assert self.backend is not None
-        bells, slot = self.bells, self.slot
-        bells.drain(slot)
+        bells, slot, backend = self.bells, self.slot, self.backend
         bells.set_idle(slot, True)  # before the claim: see doorbells.py
-        job = self.backend.claim(self.owner, self.generation, self.lease, tuple(self.queues))
+        job = backend.claim(self.owner, self.generation, self.lease, self.queues)
         if job is None:
-            self.stats.add(slot, EMPTY_CLAIMS)
-            bells.ring_master()  # it watches the table again while a worker is idle
-            raise OSError("no job due")
+            # The bell is drained only now (while jobs come, it stays rung: the loop claims
+            # again after each job, no system call); once more after the drain, so that a
+            # ring for a job committed after the first claim is not eaten.
+            bells.drain(slot)
+            job = backend.claim(self.owner, self.generation, self.lease, self.queues)
+            if job is None:
+                self.stats.add(slot, EMPTY_CLAIMS)
+                bells.ring_master()  # it watches the table again while a worker is idle
+                raise OSError("no job due")
+            bells.ring(slot)  # after this job, try the next at once
         self.stats.add(slot, CLAIMS)
         self.stats.set(slot, CURRENT, job.id)
         self._started = time.monotonic()
         bells.set_idle(slot, False)
-        bells.ring(slot)  # after this job, try the next at once
         self._retried = None
         self._job = job
         return job, None
