@@ -188,7 +188,7 @@ class PoolServer:
     def busy_title(self) -> str:
         """Called in a worker whose server ``pulls_requests()`` when its title shows a request
         in hand: the words in place of ``busy`` (the job pool: the job it runs), shown as each
-        request begins and ends (core/pulling.py)."""
+        request begins; ``idle`` once a ``get_request()`` found nothing (core/pulling.py)."""
         return "busy"
 
     def listening_servers(self) -> list[Any]:

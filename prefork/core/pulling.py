@@ -81,23 +81,21 @@ class Puller:
     def _one(self) -> None:
         """One ``get_request()`` and, if it gave a request, socketserver's path for it."""
         self.pulling = self.fd is None
+        title = self.title
         try:
             request, address = self.server.get_request()
         except (OSError, StopPulling):
+            # Nothing this time: the worker waits, and its title says so.
+            if title is not None and title.state != "idle" and not self.stopping():
+                title.show("idle")
             return
         finally:
             self.pulling = False
-        title = self.title
-        if title is None:
-            self.serve(request, address)
-            return
-        # Shown as it begins and as it ends, each time: not rate-limited as a connection's
-        # request is, since a pulled request (a table row) costs far more than the prctl, and
-        # this loop's wait has no time-out that would show a late change.
-        title.show("busy")
-        try:
-            self.serve(request, address)
-        finally:
-            if not self.stopping():
-                title.show("idle")
+        # Each request shown as it begins, not rate-limited as a connection's request is (a
+        # pulled request -- a table row -- costs far more than the prctl, and this loop's wait
+        # has no time-out that would show a late change); "idle" once a get_request() found
+        # nothing, not between two requests.
+        if title is not None:
+            title.show("busy")
+        self.serve(request, address)
 
