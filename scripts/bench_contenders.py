@@ -5,6 +5,7 @@ that is ready once its workers exist and it answers a probe.
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import socket
 import ssl
@@ -21,7 +22,8 @@ PY = sys.executable
 HOST = "127.0.0.1"
 
 # contenders with N worker processes
-POOLS = ("prefork", "floor", "wsgi-floor", "gunicorn", "gunicorn-preload", "uwsgi", "granian")
+POOLS = ("prefork", "prefork-base", "floor", "wsgi-floor", "gunicorn", "gunicorn-preload",
+         "uwsgi", "granian")
 
 # -- workloads and contenders -------------------------------------------------------------------
 
@@ -191,6 +193,11 @@ def contender_argv(
         ]
     bind = f"udp://{hostport}" if udp else hostport
     argv = [PY, "-m", "prefork", "serve", work.app, "-b", bind, *tls]
+    if name == "prefork-base":  # another checkout of prefork (PREFORK_BENCH_BASE), same flags
+        base = os.environ.get("PREFORK_BENCH_BASE")
+        if not base:
+            raise SystemExit("bench: prefork-base needs PREFORK_BENCH_BASE=<a checkout>")
+        return ["env", f"PYTHONPATH={base}", *argv, "-w", str(workers), "--mode", "prefork"]
     if name == "prefork":
         argv += ["-w", str(workers), "--mode", "prefork"]
     else:
