@@ -193,10 +193,10 @@ def contender_argv(
         ]
     bind = f"udp://{hostport}" if udp else hostport
     argv = [PY, "-m", "prefork", "serve", work.app, "-b", bind, *tls]
-    if name == "prefork-base":  # another checkout of prefork (PREFORK_BENCH_BASE), same flags
-        base = os.environ.get("PREFORK_BENCH_BASE")
+    if name == "prefork-base":  # another checkout of prefork (BENCH_PREFORK_BASE), same flags
+        base = os.environ.get("BENCH_PREFORK_BASE")
         if not base:
-            raise SystemExit("bench: prefork-base needs PREFORK_BENCH_BASE=<a checkout>")
+            raise SystemExit("bench: prefork-base needs BENCH_PREFORK_BASE=<a checkout>")
         return ["env", f"PYTHONPATH={base}", *argv, "-w", str(workers), "--mode", "prefork"]
     if name == "prefork":
         argv += ["-w", str(workers), "--mode", "prefork"]
