@@ -140,3 +140,27 @@ def test_pool_settings_are_refused_outside_the_pool(sqlite_url: str) -> None:
     with jobs_process(sqlite_url, "thread", "--max-requests", "5") as server:
         assert server.wait(30) == 2
         assert "--max-requests: the pool's, not --mode thread's" in server.text()
+
+
+def test_fork_mode_kills_the_child_of_a_cancelled_or_overdue_job(db_url: str) -> None:
+    (cancelled,) = prepare(db_url, [{"sleep": 60}])
+    with table(db_url) as db:
+        overdue = db.enqueue({"sleep": 60}, timeout=1.0)
+    assert overdue is not None
+    with jobs_process(db_url, "fork") as server:
+        wait_for(lambda: {j for j, _, _ in runs(db_url)} == {cancelled, overdue}, timeout=30,
+                 what="both jobs running")
+        with table(db_url) as db:
+            assert db.cancel(cancelled) == "running"
+        wait_for(lambda: states(db_url)[cancelled] == "cancelled", timeout=15,
+                 what="the cancelled job's child killed")
+        # The overdue job's child is killed and the job runs again (no sleep after a crash).
+        wait_for(lambda: states(db_url)[overdue] == "done", timeout=15,
+                 what="the overdue job run again")
+        server.stop_ok()
+    with table(db_url) as db:
+        stopped, rerun = db.row(cancelled), db.row(overdue)
+    assert stopped is not None and rerun is not None
+    assert stopped["last_error"] == "cancelled: child killed by SIGKILL"
+    assert (rerun["crashes"], rerun["attempts"]) == (1, 2)
+    assert rerun["last_error"] == "job timeout: child killed by SIGKILL"
