@@ -197,7 +197,8 @@ def contender_argv(
         base = os.environ.get("BENCH_PREFORK_BASE")
         if not base:
             raise SystemExit("bench: prefork-base needs BENCH_PREFORK_BASE=<a checkout>")
-        return ["env", f"PYTHONPATH={base}", *argv, "-w", str(workers), "--mode", "prefork"]
+        return ["env", "-C", base, f"PYTHONPATH={base}", *argv, "-w", str(workers), "--mode",
+                "prefork"]  # (run there: the working directory comes first on the path)
     if name == "prefork":
         argv += ["-w", str(workers), "--mode", "prefork"]
     else:
