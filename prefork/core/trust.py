@@ -10,6 +10,7 @@ from typing import Any
 
 LOCAL = "127.0.0.1,::1"  # the default of both lists, as gunicorn's
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+PEERS = 4096  # peers' addresses remembered per list, then it starts again
 
 
 class Trusted:
@@ -25,6 +26,7 @@ class Trusted:
                 self.everyone = True
             else:
                 self.networks.append(ipaddress.ip_network(item, strict=False))  # ValueError
+        self.peers: dict[str, bool] = {}  # peer address -> trusted (asked per connection)
         self.local = self.everyone or self.trusts("127.0.0.1")
 
     def trusts(self, address: str) -> bool:
@@ -41,7 +43,13 @@ class Trusted:
     def peer(self, client_address: Any) -> bool:
         """Whether the connection's peer (socketserver's ``client_address``) is trusted."""
         if isinstance(client_address, tuple) and client_address and client_address[0] != "unix":
-            return self.trusts(str(client_address[0]))
+            address = str(client_address[0])
+            known = self.peers.get(address)
+            if known is None:  # (kept for the peers, not for what their headers say)
+                if len(self.peers) >= PEERS:
+                    self.peers.clear()
+                known = self.peers[address] = self.trusts(address)
+            return known
         return self.local  # a unix socket: the peer is on this host
 
 
@@ -54,7 +62,10 @@ def forwarders(server: Any) -> str:
     return str(getattr(server, "forwarded_allow_ips", LOCAL))
 
 
+@functools.lru_cache(maxsize=32)
 def trusted(spec: str) -> Trusted:
+    """``spec`` parsed (ValueError if it is not a list of addresses and networks), once: the
+    handlers ask on every connection."""
     return Trusted(spec)
 
 
