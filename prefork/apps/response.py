@@ -127,17 +127,17 @@ def _no_body(status: str) -> bool:
 
 
 class Response:
-    """One response on ``wfile``.  ``keep_alive`` is what the request allows; ``close`` is
+    """One response on ``wfile``.  ``reusable`` is what the request allows; ``close`` is
     true once the connection must be closed after this response.  ``sock`` is the plain
     socket behind ``wfile`` when a file may be sent with ``sendfile`` (None under TLS)."""
 
     def __init__(self, wfile: io.BufferedIOBase, *, head_only: bool, http11: bool,
-                 keep_alive: bool, sock: socket.socket | None = None) -> None:
+                 reusable: bool, sock: socket.socket | None = None) -> None:
         self.wfile = wfile
         self.sock = sock
         self.head_only = head_only
         self.http11 = http11
-        self.close = not keep_alive
+        self.close = not reusable
         self.status: str | None = None
         self.headers: list[tuple[str, str]] = []
         self.head: Head | None = None  # the headers checked, as sent (head_of)

@@ -201,7 +201,7 @@ class WSGIRequestHandler(socketserver.StreamRequestHandler):
         # A plain socket may take a file with sendfile (wsgi.file_wrapper); TLS may not.
         plain = None if isinstance(self.connection, ssl.SSLSocket) else self.connection
         response = Response(self.wfile, head_only=head.method == "HEAD", http11=head.http11,
-                            keep_alive=not close, sock=plain)
+                            reusable=not close, sock=plain)
         access = accesslog.ACTIVE[0] if accesslog.ACTIVE else None  # --access-logfile
         started = time.perf_counter() if access is not None and access.timed else 0.0
         try:
@@ -346,7 +346,7 @@ class WSGIRequestHandler(socketserver.StreamRequestHandler):
     # -- refusing -----------------------------------------------------------------------------
 
     def _refuse(self, exc: RequestError) -> None:
-        response = Response(self.wfile, head_only=False, http11=True, keep_alive=False)
+        response = Response(self.wfile, head_only=False, http11=True, reusable=False)
         self._error(response, exc.status, str(exc))
 
     def _error(self, response: Response, code: int, message: str) -> None:

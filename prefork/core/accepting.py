@@ -83,7 +83,7 @@ def moved_up(fd: int) -> int:
     return high
 
 
-def tune_listener(sock: socket.socket, ready: Ready, client_timeout: float) -> None:
+def tune_listener(sock: socket.socket, ready: Ready, head_wait: float) -> None:
     """TCP_NODELAY (inherited by accepted sockets: keep-alive replies are not held back by
     Nagle against delayed ACK) and, when the handler waits for the client anyway,
     TCP_DEFER_ACCEPT (the kernel keeps a connection until its first bytes arrive)."""
@@ -94,7 +94,7 @@ def tune_listener(sock: socket.socket, ready: Ready, client_timeout: float) -> N
     defer = getattr(socket, "TCP_DEFER_ACCEPT", None)
     if defer is not None and ready is not Ready.ACCEPTED:
         with contextlib.suppress(OSError):
-            sock.setsockopt(socket.IPPROTO_TCP, defer, max(1, math.ceil(client_timeout)))
+            sock.setsockopt(socket.IPPROTO_TCP, defer, max(1, math.ceil(head_wait)))
 
 
 class Check(enum.Enum):

@@ -28,7 +28,7 @@ def raise_soft_limit() -> tuple[int, int]:
     return soft, hard
 
 
-def worker_connections(configured: int) -> int:
+def connections_bound(configured: int) -> int:
     """``configured``, or for 0 the soft fd limit less the reserve (at least 1)."""
     if configured > 0:
         return configured

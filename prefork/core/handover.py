@@ -30,7 +30,7 @@ from prefork.core.errnos import unregister
 
 class Bounded(Protocol):
     @property
-    def worker_connections(self) -> int: ...
+    def most_waiting(self) -> int: ...
 
 
 def take_backlog(ep: select.epoll, listeners: dict[int, socketserver.BaseServer],
@@ -50,7 +50,7 @@ def take_backlog(ep: select.epoll, listeners: dict[int, socketserver.BaseServer]
         if sock.type != socket.SOCK_STREAM:
             continue
         taken: list[tuple[Any, Any]] = []
-        while len(conns) + len(taken) < limits.worker_connections:
+        while len(conns) + len(taken) < limits.most_waiting:
             got = take(fd)
             if got is None:
                 break

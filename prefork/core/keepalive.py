@@ -117,11 +117,11 @@ def ready_when(factory: Any) -> Ready:
     return Ready.DATA
 
 
-def idle_for(resumable: Any, keep_alive: float) -> float:
+def idle_for(resumable: Any, idle: float) -> float:
     """A held connection's idle wait: ``keep_alive``, or the handler's own shorter ``timeout``
     (StreamRequestHandler's), which bounds that wait under socketserver too."""
     own = getattr(resumable, "timeout", None)
-    return own if isinstance(own, (int, float)) and 0 < own < keep_alive else keep_alive
+    return own if isinstance(own, (int, float)) and 0 < own < idle else idle
 
 
 class Resumable(Protocol):
@@ -367,10 +367,10 @@ def with_keep_alive(factory: Any) -> Any:
 DRAIN_GRACE = 1.0
 
 
-def drain_grace(keep_alive: float, kill_after: float) -> float:
+def drain_grace(idle: float, kill_after: float) -> float:
     """DRAIN_GRACE, within keep_alive and half of ``kill_after`` (the graceful timeout, when
     that kills)."""
-    grace = min(DRAIN_GRACE, keep_alive)
+    grace = min(DRAIN_GRACE, idle)
     if kill_after:
         grace = min(grace, kill_after / 2)
     return grace

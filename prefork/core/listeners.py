@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, cast
 
+from prefork.core import waits
 from prefork.core.accepting import (
     PEEK,
     accept_function,
@@ -31,7 +32,7 @@ from prefork.core.accepting import (
 from prefork.core.conn import Conn, Deadlines
 from prefork.core.errnos import AcceptFailures, expect_peer_gone, unregister
 from prefork.core.httplimits import MAX_HEAD
-from prefork.core.keepalive import Ready, Resumable, ready_when
+from prefork.core.keepalive import Ready, Resumable, drain_grace, ready_when
 from prefork.core.proxyproto import proxied
 from prefork.core.stdfds import ensure_open
 
@@ -41,11 +42,19 @@ LISTEN_EVENTS = select.EPOLLIN | getattr(select, "EPOLLEXCLUSIVE", 0)
 
 @dataclass(frozen=True)
 class Limits:
-    client_timeout: float = 5.0
-    keep_alive: float = 5.0
-    worker_connections: int = 1000
+    head_wait: float = 5.0  # the PROXY header, handshake and head (client_timeout)
+    idle_wait: float = 5.0  # an idle kept-alive connection (keep_alive)
+    most_waiting: int = 1000  # connections waiting (worker_connections)
     drain_grace: float = 1.0  # how long a retiring worker keeps an idle connection (see drain)
-    send_timeout: float = 60.0  # the whole rest of a response the handler left (outbox.py)
+    send_wait: float = 60.0  # the whole rest of a response the handler left (send_timeout)
+
+    @classmethod
+    def of(cls, server: Any, kill_after: float) -> Limits:
+        """``server``'s (core/waits.py), with the drain's grace within half of
+        ``kill_after`` (the graceful timeout)."""
+        idle = waits.idle_wait(server)
+        return cls(waits.head_wait(server), idle, waits.most_waiting(server),
+                   drain_grace(idle, kill_after), waits.send_wait(server))
 
 
 class Listening:
@@ -84,7 +93,7 @@ class Listening:
         self.buf = bytearray(MAX_HEAD)
         for fd, server in servers.items():
             tune_listener(server.socket,  # type: ignore[attr-defined]
-                          self.ready_modes[fd], limits.client_timeout)
+                          self.ready_modes[fd], limits.head_wait)
 
     def accept(self, fd: int) -> None:
         """An event on the listener ``fd`` (what on_event does for a listener)."""
@@ -92,7 +101,7 @@ class Listening:
         if entry is None:
             self._take_datagrams(fd)
             return
-        if len(self.conns) >= self.limits.worker_connections:
+        if len(self.conns) >= self.limits.most_waiting:
             self._pause_accepting()
             return
         if entry[3]:  # fds 0-2: a client socket must never take one (stdfds.py)
@@ -141,7 +150,7 @@ class Listening:
                 self._held_new(fd, request, address, resumable)
             return
         conn = Conn(request, address, self.listeners[fd], ready)
-        conn.deadline = time.monotonic() + self.limits.client_timeout
+        conn.deadline = time.monotonic() + self.limits.head_wait
         self._check(conn, defer=False)
 
     def _take_datagrams(self, fd: int) -> None:
@@ -166,7 +175,7 @@ class Listening:
                 unregister(self.ep, fd)
 
     def _resume_accepting(self) -> None:
-        if self.failures.over() and len(self.conns) < self.limits.worker_connections:
+        if self.failures.over() and len(self.conns) < self.limits.most_waiting:
             self.accepting = True
             for fd in self.listeners:
                 self.ep.register(fd, LISTEN_EVENTS)

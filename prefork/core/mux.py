@@ -203,7 +203,7 @@ class Multiplexer(Listening, Sending):
 
     def _open(self, listener: int, conn: Conn) -> None:
         # client_timeout from accept, for the PROXY header, the handshake and the head.
-        self.deadlines.arm(conn, time.monotonic() + self.limits.client_timeout)
+        self.deadlines.arm(conn, time.monotonic() + self.limits.head_wait)
         trust = self.proxied.get(listener)
         if trust is None:
             self._begin(conn)
@@ -282,7 +282,7 @@ class Multiplexer(Listening, Sending):
         check, started = look(conn, self.buf)
         if started and conn.phase is not Phase.PARTIAL:
             if conn.phase is Phase.IDLE:  # a new request began: its head has client_timeout
-                self.deadlines.arm(conn, time.monotonic() + self.limits.client_timeout)
+                self.deadlines.arm(conn, time.monotonic() + self.limits.head_wait)
             conn.phase = Phase.PARTIAL
         return check
 
@@ -336,7 +336,7 @@ class Multiplexer(Listening, Sending):
         if conn.sock.gettimeout() is not None:
             conn.sock.settimeout(None)
         now = time.monotonic()
-        conn.deadline = now + idle_for(conn.resumable, self.limits.keep_alive)
+        conn.deadline = now + idle_for(conn.resumable, self.limits.idle_wait)
         if self.draining:
             # Answer what was received; with nothing received, wait drain_grace for the next
             # request (the response before it may not have said close).  A handler that keeps

@@ -34,6 +34,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from prefork.core import waits
 from prefork.core.trust import LOCAL, Trusted, trusted
 
 log = logging.getLogger("prefork.worker")
@@ -229,14 +230,13 @@ class ProxyProtocolMixIn:
     instead: PreforkMixIn's ``proxy_protocol`` attribute.)"""
 
     proxy_allow_ips: str = LOCAL
-    client_timeout: float = 5.0
 
     def finish_request(self, request: Any, client_address: Any) -> None:
         if not trusted(self.proxy_allow_ips).peer(client_address):
             refused(client_address, "a PROXY header from a peer not in proxy_allow_ips")
             return
         try:
-            header = read(request, self.client_timeout)
+            header = read(request, waits.head_wait(self))
         except (ProxyError, OSError) as exc:
             refused(client_address, f"PROXY protocol: {exc}")
             return

@@ -43,7 +43,7 @@ class Sending:
             self.ep.register(conn.fd, events)
             conn.registered = True
         self.conns[conn.fd] = conn
-        self.deadlines.arm(conn, time.monotonic() + self.limits.send_timeout)
+        self.deadlines.arm(conn, time.monotonic() + self.limits.send_wait)
 
     def _send_more(self, conn: Conn) -> None:
         outbox = conn.outbox

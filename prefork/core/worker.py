@@ -36,7 +36,7 @@ import time
 from collections.abc import Callable
 from typing import Any, NoReturn, cast
 
-from prefork.core import delegating, fdlimit, keepalive, pooled, privileges, stdfds, urgenthook
+from prefork.core import delegating, keepalive, pooled, privileges, stdfds, urgenthook
 from prefork.core.affinity import pin_to_slot_cpu
 from prefork.core.conn import Conn
 from prefork.core.contract import (
@@ -235,10 +235,7 @@ class Worker:
         timeout = self.ctx.poll_interval if overridden else -1.0
         keepalive.take_over(listeners.values())  # http.server handlers: KeepAliveHTTPMixIn
         urgenthook.watch_servers(listeners.values())  # handlers with handle_urgent()
-        limits = Limits(self.server.client_timeout, self.server.keep_alive,
-                        fdlimit.worker_connections(self.server.worker_connections),
-                        keepalive.drain_grace(self.server.keep_alive, grace(self.server)),
-                        self.server.send_timeout)
+        limits = Limits.of(self.server, grace(self.server))  # (core/waits.py)
         assert self.slot is not None
         if self.ctx.board.threads > 1:
             mux = self._threaded(ep, listeners, limits)

@@ -58,7 +58,7 @@ class Notifier:
     because of the socket.
     """
 
-    send_timeout = SEND_TIMEOUT
+    notify_timeout = SEND_TIMEOUT
 
     def __init__(
         self,
@@ -90,7 +90,7 @@ class Notifier:
         data = ("\n".join(lines) + "\n").encode()
         try:
             with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
-                sock.settimeout(self.send_timeout)
+                sock.settimeout(self.notify_timeout)
                 sock.sendto(data, self._target)
         except OSError as exc:
             log.debug(

@@ -34,23 +34,13 @@ from prefork.command.settings import Config
 PACKAGE = Path(__file__).resolve().parents[2] / "prefork"
 BOUND = 3  # the table, the contract's default, the part
 
-SPREAD = "read by {} each; to be one part that the others ask"
 # Settings named with ordinary words, counted by what reads them (see the module's docstring).
 ORDINARY = frozenset({"app", "bind", "backlog", "rpcbind", "workers", "threads", "mode", "name",
                       "reload", "env", "user", "group", "control", "metrics", "pidfile"})
 HOLDERS = frozenset({"server", "config"})  # what a setting is read from
 SERVER_CLASSES = frozenset({"PoolServer", "PreforkMixIn", "Config"})  # whose self is a holder
 ACCESSORS = frozenset({"getattr", "setattr", "hasattr", "delattr"})
-PENDING: dict[str, str] = {
-    # Settings read in several parts.
-    "client_timeout": SPREAD.format("core/worker.py, core/mux.py, core/listeners.py and "
-                                    "core/proxyproto.py") + "; the runner sets it",
-    "keep_alive": SPREAD.format("core/worker.py, core/mux.py, core/listeners.py and "
-                                "apps/wsgi.py"),
-    "send_timeout": SPREAD.format("core/worker.py, core/mux.py and core/listeners.py"),
-    "worker_connections": SPREAD.format("core/worker.py, core/listeners.py and "
-                                        "core/handover.py"),
-}
+PENDING: dict[str, str] = {}  # (none left: each setting is one part now)
 
 
 @cache

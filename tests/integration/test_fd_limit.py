@@ -56,7 +56,7 @@ def test_idle_connections_beyond_the_old_default_leave_fresh_clients_answered() 
 def _sized_under(limits: tuple[int, int]) -> list[int]:
     resource.setrlimit(resource.RLIMIT_NOFILE, limits)
     before, after = fdlimit.raise_soft_limit()
-    return [before, after, fdlimit.worker_connections(0), fdlimit.worker_connections(7)]
+    return [before, after, fdlimit.connections_bound(0), fdlimit.connections_bound(7)]
 
 
 def test_the_soft_limit_is_raised_and_the_default_follows_it() -> None:

@@ -14,7 +14,7 @@ from prefork.apps.response import Response
 
 def sent(status: Any, headers: Any, body: bytes = b"hi", **kwargs: Any) -> bytes:
     out = io.BytesIO()
-    response = Response(out, head_only=False, http11=True, keep_alive=kwargs.pop("keep", True))
+    response = Response(out, head_only=False, http11=True, reusable=kwargs.pop("keep", True))
     response.start_response(status, headers)
     response.run([body])
     return out.getvalue()
