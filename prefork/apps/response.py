@@ -66,10 +66,9 @@ class Head:
     they say ``Connection: close``, whether they have their own Date, and the Server line
     unless they have their own."""
 
-    __slots__ = ("close", "dated", "headers", "length", "server", "text")
+    __slots__ = ("close", "dated", "length", "server", "text")
 
     def __init__(self, headers: list[tuple[str, str]]) -> None:
-        self.headers = headers
         names = {name.lower() for name, _ in headers}
         kept = [(n, v) for n, v in headers if n.lower() != "connection"]
         self.close = any(v.strip().lower() == "close" for n, v in headers
@@ -83,7 +82,7 @@ class Head:
 
 # Checked heads and statuses by value: an application sends the same few again and again.
 _HEADS: dict[tuple[tuple[str, str], ...], Head] = {}
-_STATUSES: dict[str, str] = {}
+_STATUSES: set[str] = set()
 CACHED = 512  # entries of each, then it starts again
 
 
@@ -110,15 +109,14 @@ def head_of(headers: Any) -> Head:
 
 def checked_status(status: Any) -> str:
     """``status`` checked (TypeError, ValueError as :func:`_check_status`)."""
+    if type(status) is str and status in _STATUSES:
+        return status
+    checked = _check_status(status)
     if type(status) is str:
-        found = _STATUSES.get(status)
-        if found is not None:
-            return found
         if len(_STATUSES) >= CACHED:
             _STATUSES.clear()
-        _STATUSES[status] = _check_status(status)
-        return status
-    return _check_status(status)
+        _STATUSES.add(checked)
+    return checked
 
 
 def _no_body(status: str) -> bool:
@@ -139,7 +137,6 @@ class Response:
         self.http11 = http11
         self.close = not reusable
         self.status: str | None = None
-        self.headers: list[tuple[str, str]] = []
         self.head: Head | None = None  # the headers checked, as sent (head_of)
         self.headers_sent = False
         self.chunked = False
@@ -160,7 +157,6 @@ class Response:
             raise AssertionError("start_response called a second time without exc_info")
         self.status = checked_status(status)
         self.head = head_of(headers)
-        self.headers = self.head.headers
         return self.write
 
     def write(self, data: bytes) -> None:
@@ -248,7 +244,6 @@ class Response:
         self.close = True
         self.status = f"{code} {reason}"
         self.head = head_of([("Content-Type", "text/plain; charset=utf-8")])
-        self.headers = self.head.headers
         self._send_head(len(body), body)
 
     # -- the wire -----------------------------------------------------------------------------

@@ -252,19 +252,11 @@ class WSGIRequestHandler(socketserver.StreamRequestHandler):
         ``drain_limit`` bytes; True: the connection may carry another request).  A body still
         on its way closes the connection instead: read at the client's pace, a dripped body
         would hold this handler for as long as the client likes."""
-        raw = self._raw
-        if raw is None:
-            self.connection.settimeout(0.0)  # a read that would wait ends the drain
         try:
-            if raw is None:
-                return body.drain(self.drain_limit)
-            with connio.nowait(raw):
+            with connio.nowait(self._raw, self.connection):  # a read that would wait ends it
                 return body.drain(self.drain_limit)
         except (RequestError, OSError):  # (IncompleteBody, BlockingIOError, TLS want-read)
             return False
-        finally:
-            if raw is None:
-                self.connection.settimeout(self.timeout)
 
     def make_body(self, head: RequestHead) -> Body:
         kind, length = framing(head)

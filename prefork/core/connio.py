@@ -87,11 +87,20 @@ def buffered(rfile: Any, raw: ConnIO) -> bytes:
 
 
 @contextlib.contextmanager
-def nowait(raw: ConnIO) -> Iterator[None]:
+def nowait(raw: ConnIO | None, sock: Any) -> Iterator[None]:
     """Reads inside the block take only what has arrived (a read that would wait returns
-    None from the raw stream, as from a non-blocking socket's)."""
-    raw.reads = NOWAIT
+    None from the raw stream, as from a non-blocking socket's): through ``raw`` where the
+    handler has one, else with ``sock`` switched to non-blocking and back."""
+    if raw is not None:
+        raw.reads = NOWAIT
+        try:
+            yield
+        finally:
+            raw.reads = WAIT
+        return
+    timeout = sock.gettimeout()
+    sock.settimeout(0.0)
     try:
         yield
     finally:
-        raw.reads = WAIT
+        sock.settimeout(timeout)
