@@ -7,7 +7,7 @@ Each round starts ``prefork serve workers.wsgi_hello:app`` twice (one worker eac
 time is the server's cost), without and with ``--access-logfile`` (a file, gunicorn's default
 format), warms both up and drives both at the same time, each with its own ``wrk``
 (keep-alive): on a shared machine the other load hits both alike.  Printed: per
-round and as medians, requests/s and the worker's CPU (user + sys) per request, and the ratio
+round and as medians, requests/s and the worker's CPU (user + sys, and each) per request, and the ratio
 on/off of each.  CPU per request is the steadier figure on a shared machine.
 """
 
@@ -40,15 +40,16 @@ def wrk(port: int, seconds: float, connections: int) -> tuple[int, float]:
     return requests, rps
 
 
-def worker_cpu(master: psutil.Process) -> float:
-    total = 0.0
+def worker_cpu(master: psutil.Process) -> tuple[float, float]:
+    """The workers' user and system CPU seconds."""
+    user = system = 0.0
     for child in master.children():
         try:
             times = child.cpu_times()
         except psutil.Error:
             continue
-        total += times.user + times.system
-    return total
+        user, system = user + times.user, system + times.system
+    return user, system
 
 
 def start(log: Path | None) -> tuple[subprocess.Popen[bytes], psutil.Process, int]:
@@ -71,7 +72,8 @@ def start(log: Path | None) -> tuple[subprocess.Popen[bytes], psutil.Process, in
     return proc, master, port
 
 
-def round_(tmp: Path, rnd: int, args: argparse.Namespace) -> dict[str, tuple[float, float]]:
+def round_(tmp: Path, rnd: int,
+           args: argparse.Namespace) -> dict[str, tuple[float, float, float]]:
     """Both servers at once, each under its own wrk: the machine's noise hits both alike."""
     servers = {"off": start(None), "on": start(tmp / f"access-{rnd}.log")}
     try:
@@ -82,8 +84,9 @@ def round_(tmp: Path, rnd: int, args: argparse.Namespace) -> dict[str, tuple[flo
             runs = {k: pool.submit(wrk, port, args.duration, args.connections)
                     for k, (_, _, port) in servers.items()}
             done = {k: f.result() for k, f in runs.items()}
-        cpu = {k: worker_cpu(m) - before[k] for k, (_, m, _) in servers.items()}
-        return {k: (done[k][1], cpu[k] / done[k][0] * 1e6) for k in servers}
+        after = {k: worker_cpu(m) for k, (_, m, _) in servers.items()}
+        return {k: (done[k][1], (after[k][0] - before[k][0]) / done[k][0] * 1e6,
+                    (after[k][1] - before[k][1]) / done[k][0] * 1e6) for k in servers}
     finally:
         for proc, _, _ in servers.values():
             proc.terminate()
@@ -104,12 +107,13 @@ def main() -> None:
         for rnd in range(args.rounds):
             got = round_(Path(tmp), rnd, args)
             lines = (Path(tmp) / f"access-{rnd}.log").read_text().count("\n")
-            for variant, (rps, us) in got.items():
-                results[variant].append((rps, us))
-            ratios.append(got["on"][1] / got["off"][1])
-            print(f"round {rnd}: off {got['off'][0]:7.0f} req/s {got['off'][1]:6.2f} us CPU/req"
-                  f" | on {got['on'][0]:7.0f} req/s {got['on'][1]:6.2f} us CPU/req "
-                  f"({lines} lines) | CPU on/off {ratios[-1]:.3f}", flush=True)
+            for variant, (rps, user, system) in got.items():
+                results[variant].append((rps, user + system))
+            ratios.append(sum(got["on"][1:]) / sum(got["off"][1:]))
+            print(f"round {rnd}: " + " | ".join(
+                f"{k} {got[k][0]:7.0f} req/s {got[k][1] + got[k][2]:6.2f} us CPU/req "
+                f"(user {got[k][1]:.2f}, sys {got[k][2]:.2f})" for k in ("off", "on"))
+                  + f" ({lines} lines) | CPU on/off {ratios[-1]:.3f}", flush=True)
     med = {k: (statistics.median(r for r, _ in v), statistics.median(u for _, u in v))
            for k, v in results.items()}
     print(f"median off: {med['off'][0]:.0f} req/s, {med['off'][1]:.2f} us/request")

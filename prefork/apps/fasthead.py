@@ -113,17 +113,24 @@ def read_head_grammar(rfile: io.BufferedIOBase,
     (:data:`COMMON_HEAD`, built from :mod:`prefork.core.httpgrammar`) and split in C; every
     other head, every refusal included, is the strict parser's."""
     peek = getattr(rfile, "peek", None)
-    buffered: bytes = peek() if peek is not None else b""
+    head = take_common(rfile, peek() if peek is not None else b"", limits)
+    return head if head is not None else request.read_head(rfile, limits)
+
+
+def take_common(rfile: io.BufferedIOBase, buffered: bytes,
+                limits: HeadLimits = DEFAULT) -> RequestHead | None:
+    """The head at the start of ``buffered`` (what ``rfile`` holds), read off ``rfile``, if it
+    is whole and of the common shape (:func:`read_head_grammar`); None, nothing read, if not."""
     end = buffered.find(b"\r\n\r\n") + 4
     if end < 4 or end > limits.smallest_line:
-        return request.read_head(rfile, limits)
+        return None
     match = COMMON_HEAD.match(buffered, 0, end)
     if match is None or match.end() != end:
-        return request.read_head(rfile, limits)
+        return None
     start = match.end(3) + 2
     lines = buffered[start:end - 4].split(b"\r\n") if end - 4 > start else []
     if len(lines) > limits.fields:
-        return request.read_head(rfile, limits)
+        return None
     headers = []
     for line in lines:
         name, _, value = line.partition(b":")

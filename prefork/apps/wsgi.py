@@ -41,7 +41,16 @@ from prefork.apps.filewrapper import FileWrapper
 from prefork.apps.request import RequestError, RequestHead, framing, host, judge
 from prefork.apps.response import ClientGone, Response
 from prefork.core import connio, httplimits
-from prefork.core.keepalive import Ready, hold, outbox_writer, read_ahead, retiring
+from prefork.core.keepalive import (
+    GONE,
+    NOTHING,
+    OTHER,
+    Ready,
+    hold,
+    outbox_writer,
+    read_ahead,
+    retiring,
+)
 from prefork.core.memguard import check_error
 from prefork.core.servers import PreforkMixIn
 from prefork.core.threads import handler_threads
@@ -98,6 +107,7 @@ class WSGIRequestHandler(socketserver.StreamRequestHandler):
             # (A prefork listener has TCP_NODELAY already, and accepted sockets inherit it.)
             self.connection = self.request
             self.rfile, self._raw = connio.reader(self.request, self.rbufsize, self.timeout)
+            self._full = self.rbufsize if self.rbufsize > 0 else io.DEFAULT_BUFFER_SIZE
             self.wfile = writer
             if self.disable_nagle_algorithm:
                 self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, True)
@@ -117,6 +127,7 @@ class WSGIRequestHandler(socketserver.StreamRequestHandler):
     judge_head = staticmethod(judge)
     _held = False
     _raw: connio.ConnIO | None = None  # rfile's raw stream in a prefork worker
+    _full = io.DEFAULT_BUFFER_SIZE  # rfile's buffer size
     _trust: forwarded.Trusted | None = None
     _limits = httplimits.DEFAULT
 
@@ -140,24 +151,45 @@ class WSGIRequestHandler(socketserver.StreamRequestHandler):
                 self._held = True
                 return
 
-    def resume(self) -> bool:
-        """Serve the next request on this connection; True if it may carry another."""
+    def resume(self, head: RequestHead | None = None) -> bool:
+        """Serve the next request on this connection (``head``: its head, read already by
+        :meth:`take_head`); True if it may carry another."""
         self._count += 1
         if self._raw is None:  # (else its reads set the timeout when one must wait)
             self.connection.settimeout(self.timeout)
-        try:
-            head = self._read_head(self.rfile, self._limits)
-        except RequestError as exc:
-            self._refuse(exc)
-            return False
-        except OSError:
-            return False
         if head is None:
-            return False
+            try:
+                head = self._read_head(self.rfile, self._limits)
+            except RequestError as exc:
+                self._refuse(exc)
+                return False
+            except OSError:
+                return False
+            if head is None:
+                return False
         # A retiring worker says so: "Connection: close" (see prefork.core.keepalive).
         most = self.max_keepalive_requests
         allow = (self._keep_alive and (not most or self._count < most) and not retiring())
         return self.serve(self._app, head, self._base, allow)
+
+    def take_head(self) -> RequestHead | int:
+        """A held connection's next request head, read here in place of the multiplexer's peek
+        (one read, not a peek and a read; core/keepalive.py's TakesHeads): a whole head of the
+        common shape (fasthead.take_common) is read off and returned; else NOTHING (nothing
+        arrived), GONE (the client closed) or OTHER (what arrived stays buffered, for the
+        multiplexer to judge as it would have from its peek)."""
+        raw = self._raw
+        if raw is None:
+            return OTHER
+        data = raw.arrived(cast(io.BufferedReader, self.rfile))
+        if data is None:
+            return GONE
+        if not data:
+            return NOTHING
+        if len(data) >= self._full:  # (more may be in the socket, with no event to come)
+            return OTHER
+        head = fasthead.take_common(self.rfile, data, self._limits)
+        return OTHER if head is None else head
 
     def buffered(self) -> bytes:
         """A pipelined request already read from the socket (for the multiplexer)."""

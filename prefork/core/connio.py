@@ -12,8 +12,10 @@ What.  :class:`ConnIO` reads with ``MSG_DONTWAIT`` while the socket is blocking;
 that would wait sets the handler's ``timeout`` on the socket (from then on Python's own
 poll-then-read), and the multiplexer puts the socket back to blocking when the handler hands
 the connection back (``mux.py``).  :meth:`ConnIO.buffered` tells what ``rfile`` holds
-without touching the socket (the multiplexer peeks the socket itself), and :meth:`ConnIO.nowait`
-reads only what has arrived (a read that would wait ends as with a non-blocking socket).
+without touching the socket (the multiplexer peeks the socket itself), :func:`nowait` reads
+only what has arrived (a read that would wait ends as with a non-blocking socket), and
+:meth:`ConnIO.arrived` reads what has arrived into ``rfile``'s buffer (a held connection's next
+request, read by its handler in place of the multiplexer's peek: ``mux.py``).
 """
 
 from __future__ import annotations
@@ -37,6 +39,20 @@ class ConnIO(socket.SocketIO):
         super().__init__(sock, "rb")
         self.timeout = timeout
         self.reads = WAIT
+        self.ended = False  # a read without waiting found the end of the stream
+
+    def arrived(self, rfile: io.BufferedReader) -> bytes | None:
+        """What ``rfile`` (the reader over this stream) holds, after one read of what has
+        arrived if it held nothing (nothing is consumed); b"": nothing yet, None: the end of
+        the stream, or the connection failed."""
+        self.reads, self.ended = NOWAIT, False
+        try:
+            data = rfile.peek()
+        except (OSError, ValueError):  # (reset, or closed)
+            return None
+        finally:
+            self.reads = WAIT
+        return None if self.ended and not data else data
 
     def readinto(self, b: Any) -> int | None:
         if self.reads == BUFFER_ONLY:
@@ -44,7 +60,10 @@ class ConnIO(socket.SocketIO):
         sock = self._sock  # type: ignore[attr-defined]
         if sock.gettimeout() is None:  # as the multiplexer left it: try without waiting
             try:
-                return int(sock.recv_into(b, 0, DONTWAIT))
+                got = int(sock.recv_into(b, 0, DONTWAIT))
+                if not got:
+                    self.ended = True
+                return got
             except (BlockingIOError, InterruptedError):
                 if self.reads == NOWAIT:
                     return None

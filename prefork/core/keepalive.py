@@ -134,6 +134,23 @@ class Resumable(Protocol):
     def close(self) -> None: ...
 
 
+# What a handler's take_head() says instead of a head: nothing has arrived (a spurious wake-up),
+# the connection ended, or something arrived that the multiplexer's own look must judge (part
+# of a head, a head of another shape: what was read waits in the handler's buffer).
+NOTHING, GONE, OTHER = 0, 1, 2
+
+
+class TakesHeads(Resumable, Protocol):
+    """A held handler that reads its next request head itself, in place of the multiplexer's
+    peek (the WSGI handler on a plain socket in a prefork worker: ``mux.py``)."""
+
+    def take_head(self) -> Any:
+        """The next request's head, read off the connection if all of it has arrived and it is
+        of the handler's common shape; else NOTHING, GONE or OTHER."""
+
+    def resume(self, head: Any = None) -> bool: ...
+
+
 class Offer:
     """The worker's offer, for one dispatch, to take ``request`` back after the handler (one
     object per thread, refilled for each connection: see ``dispatch.py``)."""

@@ -61,13 +61,13 @@ import ssl
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from prefork.core.accepting import REFUSAL_REPLIES, TIMEOUT_REPLY, Check, look, requests_here
 from prefork.core.conn import Conn, Deadlines, Phase, reply_before_close
 from prefork.core.errnos import expect_peer_gone
 from prefork.core.handover import take_backlog
-from prefork.core.keepalive import Ready, Resumable, idle_for, retire
+from prefork.core.keepalive import GONE, OTHER, Ready, Resumable, TakesHeads, idle_for, retire
 from prefork.core.listeners import Limits, Listening
 from prefork.core.outbox import CLOSING, PENDING, take
 from prefork.core.proxyproto import ProxyError, refused
@@ -95,6 +95,10 @@ class Multiplexer(Listening, Sending):
     # Whether handlers run outside this loop (threads): an event for a connection in its
     # handler is then taken, and dropped, by the loop (see _held).
     busy_elsewhere = False
+    # serve_head(conn, head): the request whose head a held connection's handler read itself
+    # (_direct), served, counted; True if the handler holds the connection again.  None: every
+    # held connection is peeked at here.
+    serve_head: Callable[[Conn, Any], bool] | None = None
 
     def __init__(
         self, ep: select.epoll, servers: dict[int, socketserver.BaseServer],
@@ -142,6 +146,8 @@ class Multiplexer(Listening, Sending):
             self._handshake(conn)
         elif conn.phase is Phase.PROXY:
             self._proxy(conn)
+        elif conn.direct and conn.phase is Phase.IDLE:
+            self._direct(conn, bool(events & HUP_EVENTS))
         elif events & select.EPOLLPRI and conn.phase is Phase.WAITING:
             self._dispatch(conn)  # urgent data for a handler with handle_urgent() (urgenthook)
         else:
@@ -299,6 +305,25 @@ class Multiplexer(Listening, Sending):
 
     # -- to the handler and back ---------------------------------------------------------------
 
+    def _direct(self, conn: Conn, hup: bool) -> None:
+        """A held connection whose handler reads its next head itself (keepalive.TakesHeads):
+        one read instead of a peek here and a read there; a head of the common shape is served
+        at once, anything else is looked at as a peek would have (what was read is in the
+        handler's buffer, which the look includes)."""
+        head = cast("TakesHeads", conn.resumable).take_head()
+        if type(head) is int:
+            if head == GONE:
+                self._close(conn)
+            elif head == OTHER or hup:
+                self._check(conn, defer=False, hup=hup)
+            return  # (NOTHING: woken for nothing; it waits on)
+        self.conns.pop(conn.fd, None)
+        conn.phase = Phase.BUSY
+        if not cast("Callable[[Conn, Any], bool]", self.serve_head)(conn, head):
+            conn.phase = Phase.CLOSED
+            return
+        self._held(conn)
+
     def _dispatch(self, conn: Conn) -> None:
         self.conns.pop(conn.fd, None)
         conn.phase = Phase.BUSY
@@ -354,6 +379,8 @@ class Multiplexer(Listening, Sending):
             # Edge-triggered, an arrival since the handler's last read is still reported
             # (and registering a connection reports what it has already).  Not so where the
             # handler ran in another thread: this loop may have taken that event meanwhile.
+            # A handler that reads its next head itself does so on that event (_direct).
+            conn.direct = self.serve_head is not None and hasattr(conn.resumable, "take_head")
             self._wait(conn)
             return
         self._check(conn, defer=True)

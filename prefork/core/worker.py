@@ -119,7 +119,7 @@ class Worker:
         self.signals = SignalQueue(WORKER_SIGNALS | {REOPEN_SIGNAL})
         self.book: Bookkeeping | None = None  # the request's begin and end (one thread)
         self.serving: dict[socketserver.BaseServer, Serve] = {}  # listener -> its request
-        self._serve_held: Callable[[Conn, None], bool] = self._refuse_held
+        self._serve_held: Callable[[Conn, Any], bool] = self._refuse_held
         self.stop: str | None = None
         self.slot: SlotWriter | None = None
         self.recycle_after = 0  # requests; 0 = never
@@ -248,6 +248,7 @@ class Worker:
             self._serve_held = book.counted(self._next_request, self._refuse_held)
             mux = Multiplexer(ep, listeners, self._serve, self.serving.__getitem__,
                               self._interrupted, self.slot.empty_accept, limits)
+            mux.serve_head = book.counted(self._next_request, self._refuse_held)
         # The loop is on every connection's path: what has nothing to do is not called.
         poll, monotonic, pending, accept = ep.poll, time.monotonic, self.signals.pending, mux.accept
         ready, deadlines, title = mux.ready, mux.deadlines.heap, self.title
@@ -374,21 +375,23 @@ class Worker:
             return conn.resumable is not None
         return self._serve_held(conn, None)
 
-    def _next_request(self, conn: Conn, _: None) -> bool:
-        if not self._resume(conn):
+    def _next_request(self, conn: Conn, head: Any) -> bool:
+        if not self._resume(conn, head):  # (head: read by the handler's take_head(), or None)
             conn.end()  # closed, or once the rest of the response is sent
         return conn.resumable is not None
 
     @staticmethod
-    def _refuse_held(conn: Conn, _: None) -> bool:
+    def _refuse_held(conn: Conn, _: Any) -> bool:
         conn.release()
         return False
 
     @staticmethod
-    def _resume(conn: Conn) -> bool:
+    def _resume(conn: Conn, head: Any = None) -> bool:
         """The next request on a held connection; on False the multiplexer closes it."""
         assert conn.resumable is not None
         try:
+            if head is not None:
+                return cast(keepalive.TakesHeads, conn.resumable).resume(head)
             return conn.resumable.resume()
         except Exception:
             check_error()
