@@ -132,12 +132,23 @@ def take_common(rfile: io.BufferedIOBase, buffered: bytes,
     if len(lines) > limits.fields:
         return None
     headers = []
+    plain, authority = buffered[match.start(2)] == 47, None  # (47: "/", origin form)
     for line in lines:
         name, _, value = line.partition(b":")
-        headers.append((name.decode("ascii").lower(), value.strip(OWS).decode("latin-1")))
+        key, text = name.decode("ascii").lower(), value.strip(OWS).decode("latin-1")
+        headers.append((key, text))
+        if key in _TELLING:  # (RequestHead.plain)
+            if key == "host" and authority is None:
+                authority = text
+            else:
+                plain = False
     rfile.read(end)
     return RequestHead(match[1].decode("ascii"), match[2].decode("latin-1"), _MINOR[match[3]],
-                       headers)
+                       headers, plain and authority is not None, authority or "")
+
+
+# The fields a plain head has one Host of and none of the others (RequestHead.plain).
+_TELLING = frozenset({"host", "content-length", "transfer-encoding", "expect", "connection"})
 
 
 def choose(name: str = "auto") -> HeadReader:

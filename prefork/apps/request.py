@@ -55,6 +55,11 @@ class RequestHead:
     target: str
     version: str  # "HTTP/1.1"
     headers: list[tuple[str, str]] = field(default_factory=list)
+    # Set by a reader that saw it (fasthead.take_common): the target is in origin form, and
+    # among the fields are one Host (its value ``authority``) and no Content-Length,
+    # Transfer-Encoding, Expect or Connection -- no body, no framing or connection to judge.
+    plain: bool = field(default=False, compare=False)  # (derived: equal heads may differ)
+    authority: str = field(default="", compare=False)
 
     @property
     def http11(self) -> bool:
@@ -181,6 +186,8 @@ def host(head: RequestHead) -> str | None:
     one ``Host`` field; None if there is neither (an HTTP/1.0 request).  Two Host fields, or
     one that is not ``uri-host [":" port]``, raise RequestError 400, as does an HTTP/1.1
     request without one."""
+    if head.plain and valid_host(head.authority):
+        return head.authority
     values = [value for key, value in head.headers if key == "host"]
     if len(values) > 1:
         raise RequestError(400, "more than one Host header")

@@ -229,7 +229,8 @@ class WSGIRequestHandler(socketserver.StreamRequestHandler):
             return False
         except IncompleteBody:
             return False
-        close = not allow or not head.http11 or "close" in head.tokens("connection")
+        close = (not allow or not head.http11
+                 or (not head.plain and "close" in head.tokens("connection")))
         # A plain socket may take a file with sendfile (wsgi.file_wrapper); TLS may not.
         plain = None if isinstance(self.connection, ssl.SSLSocket) else self.connection
         response = Response(self.wfile, head_only=head.method == "HEAD", http11=head.http11,
@@ -291,6 +292,8 @@ class WSGIRequestHandler(socketserver.StreamRequestHandler):
             return False
 
     def make_body(self, head: RequestHead) -> Body:
+        if head.plain:  # no body, nothing expected (take_common)
+            return LengthBody(self.rfile, 0)
         kind, length = framing(head)
         expect = head.get("expect")
         continue_hook: Callable[[], None] | None = None

@@ -294,9 +294,25 @@ class OutboxWriter(io.BufferedIOBase):
     def write(self, data: Any) -> int:
         if self.closed:
             raise ValueError("write to a closed file")
-        view = memoryview(data).cast("B")
-        size = len(view)
-        outbox = self.outbox
+        outbox, sock = self.outbox, self.sock
+        try:
+            if (not outbox.size and type(data) is bytes and not self.tls
+                    and sock.gettimeout() is None):
+                # The common case, a blocking plain socket (as the multiplexer leaves it) and
+                # nothing queued: one send, no view.
+                try:
+                    sent = sock.send(data, DONTWAIT)
+                except (BlockingIOError, InterruptedError):
+                    sent = 0
+                if sent == len(data):
+                    return len(data)
+                view = memoryview(data)[sent:]
+            else:
+                view = memoryview(data).cast("B")
+        except (BrokenPipeError, ConnectionError):
+            discard(sock)
+            raise
+        size = len(data) if type(data) is bytes else view.nbytes
         try:
             if outbox.size and not outbox.send(self.sock):
                 outbox.append(view)
