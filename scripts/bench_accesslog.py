@@ -7,8 +7,8 @@ Each round starts ``prefork serve workers.wsgi_hello:app`` twice (one worker eac
 time is the server's cost), without and with ``--access-logfile`` (a file, gunicorn's default
 format), warms both up and drives both at the same time, each with its own ``wrk``
 (keep-alive): on a shared machine the other load hits both alike.  Printed: per
-round and as medians, requests/s and the worker's CPU (user + sys, and each) per request, and the ratio
-on/off of each.  CPU per request is the steadier figure on a shared machine.
+round and as medians, requests/s and the worker's CPU (user + sys, and each) per request,
+and the ratio on/off of each.  CPU per request is the steadier figure on a shared machine.
 """
 
 from __future__ import annotations

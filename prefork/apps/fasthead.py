@@ -133,9 +133,15 @@ def take_common(rfile: io.BufferedIOBase, buffered: bytes,
         return None
     headers = []
     plain, authority = buffered[match.start(2)] == 47, None  # (47: "/", origin form)
+    names = _NAMES
     for line in lines:
         name, _, value = line.partition(b":")
-        key, text = name.decode("ascii").lower(), value.strip(OWS).decode("latin-1")
+        key = names.get(name)
+        if key is None:
+            key = name.decode("ascii").lower()
+            if len(names) < NAMES_KEPT:
+                names[name] = key
+        text = value.strip(OWS).decode("latin-1")
         headers.append((key, text))
         if key in _TELLING:  # (RequestHead.plain)
             if key == "host" and authority is None:
@@ -146,6 +152,10 @@ def take_common(rfile: io.BufferedIOBase, buffered: bytes,
     return RequestHead(match[1].decode("ascii"), match[2].decode("latin-1"), _MINOR[match[3]],
                        headers, plain and authority is not None, authority or "")
 
+
+# Field names as sent -> lower-cased (a client sends the same few again and again).
+_NAMES: dict[bytes, str] = {}
+NAMES_KEPT = 256
 
 # The fields a plain head has one Host of and none of the others (RequestHead.plain).
 _TELLING = frozenset({"host", "content-length", "transfer-encoding", "expect", "connection"})

@@ -28,7 +28,6 @@ import os
 import socket
 import socketserver
 import ssl
-import sys
 import time
 from collections.abc import Callable, Iterable
 from typing import Any, ClassVar, cast
@@ -36,8 +35,7 @@ from urllib.parse import unquote_to_bytes
 
 from prefork.apps import fasthead, forwarded
 from prefork.apps.body import Body, ChunkedBody, IncompleteBody, LengthBody, spool
-from prefork.apps.environ import add_fields, listener_address, path_of, script_name
-from prefork.apps.filewrapper import FileWrapper
+from prefork.apps.environ import add_fields, connection_environ, path_of
 from prefork.apps.request import RequestError, RequestHead, framing, host, judge
 from prefork.apps.response import ClientGone, Response
 from prefork.core import connio, httplimits
@@ -53,7 +51,6 @@ from prefork.core.keepalive import (
 )
 from prefork.core.memguard import check_error
 from prefork.core.servers import PreforkMixIn
-from prefork.core.threads import handler_threads
 from prefork.core.trust import forwarders
 from prefork.ops import accesslog
 
@@ -313,32 +310,8 @@ class WSGIRequestHandler(socketserver.StreamRequestHandler):
 
     def base_environ(self) -> dict[str, Any]:
         """What every request on this connection shares."""
-        server = self.server
-        if self.connection.family in (socket.AF_INET, socket.AF_INET6):
-            local = listener_address(server) or self.connection.getsockname()
-            name, port = str(local[0]), str(local[1])
-            remote, remote_port = str(self.client_address[0]), str(self.client_address[1])
-        else:  # a unix socket: the peer is on this host, and has no address
-            name, port, remote, remote_port = "localhost", "80", "127.0.0.1", "0"
-        return {
-            "SERVER_NAME": name,
-            "SERVER_PORT": port,
-            "REMOTE_ADDR": remote,
-            "REMOTE_PORT": remote_port,
-            "SCRIPT_NAME": script_name(server),
-            "wsgi.version": (1, 0),
-            # Per listener: a TLS one says https whatever the class says.
-            "wsgi.url_scheme": "https" if isinstance(self.connection, ssl.SSLSocket)
-            else self.url_scheme,
-            "wsgi.errors": sys.stderr,
-            "wsgi.multithread": isinstance(server, socketserver.ThreadingMixIn)
-            or (isinstance(server, PreforkMixIn) and handler_threads(server) > 1),
-            "wsgi.multiprocess": isinstance(server, (socketserver.ForkingMixIn, PreforkMixIn)),
-            "wsgi.run_once": False,
-            # Both kinds of body end where the request's body ends: reading to EOF is safe.
-            "wsgi.input_terminated": True,
-            "wsgi.file_wrapper": FileWrapper,  # sent with sendfile where it can be
-        }
+        return connection_environ(self.server, self.connection, self.client_address,
+                                  self.url_scheme)
 
     def make_environ(self, head: RequestHead, body: Body, base: dict[str, Any]) -> dict[str, Any]:
         authority = host(head)

@@ -134,19 +134,17 @@ class Resumable(Protocol):
     def close(self) -> None: ...
 
 
-# What a handler's take_head() says instead of a head: nothing has arrived (a spurious wake-up),
-# the connection ended, or something arrived that the multiplexer's own look must judge (part
-# of a head, a head of another shape: what was read waits in the handler's buffer).
+# take_head() without a head: nothing arrived, the connection ended, or what arrived (part of
+# a head, another shape) waits in the handler's buffer for the multiplexer's own look.
 NOTHING, GONE, OTHER = 0, 1, 2
 
 
 class TakesHeads(Resumable, Protocol):
     """A held handler that reads its next request head itself, in place of the multiplexer's
-    peek (the WSGI handler on a plain socket in a prefork worker: ``mux.py``)."""
+    peek (the WSGI handler on a plain socket in a prefork worker: ``mux.py``).  take_head():
+    the head, read off if whole and of its common shape; else NOTHING, GONE or OTHER."""
 
-    def take_head(self) -> Any:
-        """The next request's head, read off the connection if all of it has arrived and it is
-        of the handler's common shape; else NOTHING, GONE or OTHER."""
+    def take_head(self) -> Any: ...
 
     def resume(self, head: Any = None) -> bool: ...
 

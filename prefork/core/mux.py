@@ -54,10 +54,8 @@ nothing here touches it.
 from __future__ import annotations
 
 import logging
-import os
 import select
 import socketserver
-import ssl
 import time
 from collections import deque
 from collections.abc import Callable
@@ -65,13 +63,12 @@ from typing import TYPE_CHECKING, Any, cast
 
 from prefork.core.accepting import REFUSAL_REPLIES, TIMEOUT_REPLY, Check, look, requests_here
 from prefork.core.conn import Conn, Deadlines, Phase, reply_before_close
-from prefork.core.errnos import expect_peer_gone
 from prefork.core.handover import take_backlog
 from prefork.core.keepalive import GONE, OTHER, Ready, Resumable, TakesHeads, idle_for, retire
 from prefork.core.listeners import Limits, Listening
+from prefork.core.opening import Opening
 from prefork.core.outbox import CLOSING, PENDING, take
-from prefork.core.proxyproto import ProxyError, refused
-from prefork.core.proxyproto import take as take_header
+from prefork.core.proxyproto import refused
 from prefork.core.sending import PLAIN_EVENTS, TLS_EVENTS, Sending
 from prefork.core.urgenthook import wants_urgent
 
@@ -81,7 +78,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("prefork.worker")
 
 HUP_EVENTS = select.EPOLLRDHUP | select.EPOLLHUP
-class Multiplexer(Listening, Sending):
+class Multiplexer(Opening, Listening, Sending):
     """The waiting connections of one worker.  Methods for the worker's loop: on_event(fd,
     events) for every fd it does not own, run_ready() when :attr:`ready` is not empty,
     expire(now) when :attr:`deadlines` is not empty or not :attr:`accepting`, timeout(default)
@@ -206,61 +203,6 @@ class Multiplexer(Listening, Sending):
             self._close(conn)
 
     # -- waiting -------------------------------------------------------------------------------
-
-    def _open(self, listener: int, conn: Conn) -> None:
-        # client_timeout from accept, for the PROXY header, the handshake and the head.
-        self.deadlines.arm(conn, time.monotonic() + self.limits.head_wait)
-        trust = self.proxied.get(listener)
-        if trust is None:
-            self._begin(conn)
-        elif trust.peer(conn.address):
-            conn.phase = Phase.PROXY
-            self._proxy(conn)
-        else:
-            refused(conn.address, "a PROXY header from a peer not in proxy_allow_ips")
-            self._close(conn)
-
-    def _proxy(self, conn: Conn) -> None:
-        """Its PROXY header (proxyproto.py) read without blocking, before TLS; then on."""
-        try:
-            header = take_header(conn.sock, self.buf)
-        except (ProxyError, OSError) as exc:
-            refused(conn.address, f"PROXY protocol: {exc}")
-            self._close(conn)
-            return
-        if header is None:
-            self._wait(conn)
-            return
-        if header.source is not None:
-            conn.address = header.source
-        self._begin(conn)
-
-    def _begin(self, conn: Conn) -> None:
-        if conn.ready is Ready.ACCEPTED:
-            self._dispatch(conn)
-        elif conn.tls:
-            conn.phase = Phase.HANDSHAKE
-            conn.sock.setblocking(False)
-            self._handshake(conn)
-        else:
-            conn.phase = Phase.WAITING
-            self._check(conn, defer=False)
-
-    def _handshake(self, conn: Conn) -> None:
-        try:
-            conn.sock.do_handshake()
-        except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
-            self._wait(conn)
-            return
-        except OSError as exc:  # (ssl.SSLError is one: the client's TLS failed)
-            expect_peer_gone("a TLS handshake", exc)
-            log.debug("worker (pid %d) TLS handshake with %r failed: %s", os.getpid(),
-                      conn.address, exc)
-            self._close(conn)
-            return
-        conn.sock.settimeout(None)  # blocking, as socketserver hands it to handlers
-        conn.phase = Phase.WAITING
-        self._check(conn, defer=False)
 
     def _check(self, conn: Conn, defer: bool, hup: bool = False) -> None:
         """Hand ``conn`` to its handler if it has work, else let it wait (its deadline is set).
