@@ -119,9 +119,7 @@ def checked_status(status: Any) -> str:
     return checked
 
 
-def _no_body(status: str) -> bool:
-    code = status[:3]
-    return code[0] == "1" or code in ("204", "304")
+_EMPTY = ("204", "304")  # (with every 1xx: the statuses whose response has no body)
 
 
 class Response:
@@ -253,7 +251,7 @@ class Response:
         assert status is not None and head is not None
         if head.close:
             self.close = True
-        no_body = _no_body(status)
+        no_body = status[0] == "1" or status[:3] in _EMPTY
         framing = ""
         if head.length is not None:
             self.length = head.length

@@ -125,6 +125,7 @@ class WSGIRequestHandler(socketserver.StreamRequestHandler):
     _held = False
     _raw: connio.ConnIO | None = None  # rfile's raw stream in a prefork worker
     _full = io.DEFAULT_BUFFER_SIZE  # rfile's buffer size
+    _empty: LengthBody | None = None  # the wsgi.input of a request without a body
     _trust: forwarded.Trusted | None = None
     _limits = httplimits.DEFAULT
 
@@ -178,7 +179,7 @@ class WSGIRequestHandler(socketserver.StreamRequestHandler):
         raw = self._raw
         if raw is None:
             return OTHER
-        data = raw.arrived(cast(io.BufferedReader, self.rfile))
+        data = raw.arrived(self.rfile)  # type: ignore[arg-type]  # (a BufferedReader)
         if data is None:
             return GONE
         if not data:
@@ -226,11 +227,11 @@ class WSGIRequestHandler(socketserver.StreamRequestHandler):
             return False
         except IncompleteBody:
             return False
-        close = (not allow or not head.http11
-                 or (not head.plain and "close" in head.tokens("connection")))
+        http11 = head.version != "HTTP/1.0"  # (head.http11)
+        close = not allow or not http11 or (not head.plain and "close" in head.tokens("connection"))
         # A plain socket may take a file with sendfile (wsgi.file_wrapper); TLS may not.
         plain = None if isinstance(self.connection, ssl.SSLSocket) else self.connection
-        response = Response(self.wfile, head_only=head.method == "HEAD", http11=head.http11,
+        response = Response(self.wfile, head_only=head.method == "HEAD", http11=http11,
                             reusable=not close, sock=plain)
         access = accesslog.ACTIVE[0] if accesslog.ACTIVE else None  # --access-logfile
         started = time.perf_counter() if access is not None and access.timed else 0.0
@@ -289,8 +290,10 @@ class WSGIRequestHandler(socketserver.StreamRequestHandler):
             return False
 
     def make_body(self, head: RequestHead) -> Body:
-        if head.plain:  # no body, nothing expected (take_common)
-            return LengthBody(self.rfile, 0)
+        if head.plain:  # no body, nothing expected (take_common): one empty body will do
+            if self._empty is None:
+                self._empty = LengthBody(self.rfile, 0)
+            return self._empty
         kind, length = framing(head)
         expect = head.get("expect")
         continue_hook: Callable[[], None] | None = None
@@ -315,25 +318,24 @@ class WSGIRequestHandler(socketserver.StreamRequestHandler):
 
     def make_environ(self, head: RequestHead, body: Body, base: dict[str, Any]) -> dict[str, Any]:
         authority = host(head)
-        environ = dict(base)
-        # The target decoded once, as bytes (PEP 3333); a fragment is not passed on.
-        path, _, query = path_of(head.target).partition("#")[0].partition("?")
+        target = head.target
+        if "#" in target:  # a fragment is not passed on
+            target = target.partition("#")[0]
+        # The target decoded once, as bytes (PEP 3333).
+        path, _, query = path_of(target).partition("?")
         path_info = (unquote_to_bytes(path.encode("latin-1")).decode("latin-1")
                      if "%" in path else path)  # (nothing to decode: as it is)
-        prefix = base["SCRIPT_NAME"]
+        prefix, outside = base["SCRIPT_NAME"], False
         if prefix:  # --root-path: the mount prefix comes off PATH_INFO (see mount_point)
             if path_info == prefix or path_info.startswith(prefix + "/"):
                 path_info = path_info[len(prefix):]
             else:
-                environ["SCRIPT_NAME"] = ""  # outside the prefix: served as it came
-        environ.update({
-            "REQUEST_METHOD": head.method,
-            "PATH_INFO": path_info,
-            "QUERY_STRING": query,
-            "REQUEST_URI": head.target.partition("#")[0],
-            "SERVER_PROTOCOL": head.version,
-            "wsgi.input": body,
-        })
+                outside = True  # outside the prefix: served as it came
+        environ = {**base, "REQUEST_METHOD": head.method, "PATH_INFO": path_info,
+                   "QUERY_STRING": query, "REQUEST_URI": target,
+                   "SERVER_PROTOCOL": head.version, "wsgi.input": body}
+        if outside:
+            environ["SCRIPT_NAME"] = ""
         add_fields(environ, head.headers)
         if authority is not None:
             environ["HTTP_HOST"] = authority  # an absolute-form target's authority wins

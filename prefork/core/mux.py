@@ -59,12 +59,12 @@ import socketserver
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 from prefork.core.accepting import REFUSAL_REPLIES, TIMEOUT_REPLY, Check, look, requests_here
 from prefork.core.conn import Conn, Deadlines, Phase, reply_before_close
 from prefork.core.handover import take_backlog
-from prefork.core.keepalive import GONE, OTHER, Ready, Resumable, TakesHeads, idle_for, retire
+from prefork.core.keepalive import GONE, OTHER, Ready, Resumable, idle_for, retire
 from prefork.core.listeners import Limits, Listening
 from prefork.core.opening import Opening
 from prefork.core.outbox import CLOSING, PENDING, take
@@ -252,7 +252,7 @@ class Multiplexer(Opening, Listening, Sending):
         one read instead of a peek here and a read there; a head of the common shape is served
         at once, anything else is looked at as a peek would have (what was read is in the
         handler's buffer, which the look includes)."""
-        head = cast("TakesHeads", conn.resumable).take_head()
+        head = conn.resumable.take_head()  # type: ignore[union-attr]  # (TakesHeads)
         if type(head) is int:
             if head == GONE:
                 self._close(conn)
@@ -261,7 +261,7 @@ class Multiplexer(Opening, Listening, Sending):
             return  # (NOTHING: woken for nothing; it waits on)
         self.conns.pop(conn.fd, None)
         conn.phase = Phase.BUSY
-        if not cast("Callable[[Conn, Any], bool]", self.serve_head)(conn, head):
+        if not self.serve_head(conn, head):  # type: ignore[misc]  # (set where conn.direct)
             conn.phase = Phase.CLOSED
             return
         self._held(conn)

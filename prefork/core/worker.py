@@ -391,7 +391,7 @@ class Worker:
         assert conn.resumable is not None
         try:
             if head is not None:
-                return cast(keepalive.TakesHeads, conn.resumable).resume(head)
+                return conn.resumable.resume(head)  # type: ignore[call-arg]  # (TakesHeads)
             return conn.resumable.resume()
         except Exception:
             check_error()
