@@ -186,8 +186,14 @@ def host(head: RequestHead) -> str | None:
     one ``Host`` field; None if there is neither (an HTTP/1.0 request).  Two Host fields, or
     one that is not ``uri-host [":" port]``, raise RequestError 400, as does an HTTP/1.1
     request without one."""
-    if head.plain and valid_host(head.authority):
-        return head.authority
+    if head.plain:
+        given = head.authority
+        if given in _HOSTS:
+            return given
+        if valid_host(given):
+            if len(_HOSTS) < HOSTS_KEPT:
+                _HOSTS.add(given)
+            return given
     values = [value for key, value in head.headers if key == "host"]
     if len(values) > 1:
         raise RequestError(400, "more than one Host header")
@@ -199,6 +205,11 @@ def host(head: RequestHead) -> str | None:
     if authority is not None:
         return authority
     return values[0] if values else None
+
+
+# Host values found valid (a server is asked by the same few names).
+_HOSTS: set[str] = set()
+HOSTS_KEPT = 256
 
 
 def target_authority(target: str) -> str | None:

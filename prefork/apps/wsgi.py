@@ -43,11 +43,11 @@ from prefork.core.keepalive import (
     GONE,
     NOTHING,
     OTHER,
+    RETIRING,
     Ready,
     hold,
     outbox_writer,
     read_ahead,
-    retiring,
 )
 from prefork.core.memguard import check_error
 from prefork.core.servers import PreforkMixIn
@@ -167,7 +167,7 @@ class WSGIRequestHandler(socketserver.StreamRequestHandler):
                 return False
         # A retiring worker says so: "Connection: close" (see prefork.core.keepalive).
         most = self.max_keepalive_requests
-        allow = (self._keep_alive and (not most or self._count < most) and not retiring())
+        allow = self._keep_alive and (not most or self._count < most) and not RETIRING[0]
         return self.serve(self._app, head, self._base, allow)
 
     def take_head(self) -> RequestHead | int:

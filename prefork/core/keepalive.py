@@ -176,7 +176,7 @@ class Offer:
 OFFER: ContextVar[Offer | None] = ContextVar("prefork_keepalive_offer", default=None)
 
 
-_retiring = [False]  # this process's worker is retiring (see the module docstring)
+RETIRING = _retiring = [False]  # this process's worker is retiring (see the module docstring)
 
 
 def retire() -> None:

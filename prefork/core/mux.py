@@ -303,7 +303,9 @@ class Multiplexer(Opening, Listening, Sending):
         if conn.sock.gettimeout() is not None:
             conn.sock.settimeout(None)
         now = time.monotonic()
-        conn.deadline = now + idle_for(conn.resumable, self.limits.idle_wait)
+        if not conn.idle:  # (the handler holding it stays the same)
+            conn.idle = idle_for(conn.resumable, self.limits.idle_wait)
+        conn.deadline = now + conn.idle
         if self.draining:
             # Answer what was received; with nothing received, wait drain_grace for the next
             # request (the response before it may not have said close).  A handler that keeps

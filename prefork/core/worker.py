@@ -281,12 +281,12 @@ class Worker:
                         look_at_title = True
                 # A wait that timed out, or events for waiting connections (which may never
                 # let the wait time out), show a title change that has come due.
-                if look_at_title and title.due:
+                if look_at_title and title.due and monotonic() >= title.due:
                     title.lapsed(self.stop is None)
                 if ready:
                     mux.run_ready()
-                if deadlines or not mux.accepting:
-                    mux.expire(monotonic())
+                if not mux.accepting or (deadlines and deadlines[0][0] <= monotonic()):
+                    mux.expire(monotonic())  # (a deadline came, or the listeners are paused)
                 if self.stop is not None or pending:
                     if self._interrupted():
                         break
