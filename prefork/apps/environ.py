@@ -1,21 +1,15 @@
-"""Pieces of the WSGI environ that do not depend on one request: what a connection's requests
-share (its addresses, the scheme, the mount prefix ``SCRIPT_NAME``, the ``wsgi.*`` keys), the
-local address a listener's connections share, and the path of a request target."""
+"""Pieces of the WSGI environ that do not depend on one request: the mount prefix
+(``SCRIPT_NAME``), the local address a listener's connections share, and the path of a
+request target; and the request's fields into the environ."""
 
 from __future__ import annotations
 
 import contextlib
 import socket
-import socketserver
-import ssl
-import sys
 import weakref
 from typing import Any
 
-from prefork.apps.filewrapper import FileWrapper
 from prefork.apps.request import RequestError
-from prefork.core.servers import PreforkMixIn
-from prefork.core.threads import handler_threads
 
 # server -> its listening socket's local address (None: ask each connection)
 _LISTENING: weakref.WeakKeyDictionary[Any, tuple[Any, ...] | None] = weakref.WeakKeyDictionary()
@@ -40,35 +34,6 @@ def listener_address(server: Any) -> tuple[Any, ...] | None:
     with contextlib.suppress(TypeError):
         _LISTENING[server] = local if keep else None
     return local if keep else None
-
-
-def connection_environ(server: Any, connection: Any, client_address: Any,
-                       url_scheme: str) -> dict[str, Any]:
-    """What every request on ``connection`` (a connection of ``server``) shares; under TLS
-    ``wsgi.url_scheme`` is https whatever ``url_scheme`` says."""
-    if connection.family in (socket.AF_INET, socket.AF_INET6):
-        local = listener_address(server) or connection.getsockname()
-        name, port = str(local[0]), str(local[1])
-        remote, remote_port = str(client_address[0]), str(client_address[1])
-    else:  # a unix socket: the peer is on this host, and has no address
-        name, port, remote, remote_port = "localhost", "80", "127.0.0.1", "0"
-    return {
-        "SERVER_NAME": name,
-        "SERVER_PORT": port,
-        "REMOTE_ADDR": remote,
-        "REMOTE_PORT": remote_port,
-        "SCRIPT_NAME": script_name(server),
-        "wsgi.version": (1, 0),
-        "wsgi.url_scheme": "https" if isinstance(connection, ssl.SSLSocket) else url_scheme,
-        "wsgi.errors": sys.stderr,
-        "wsgi.multithread": isinstance(server, socketserver.ThreadingMixIn)
-        or (isinstance(server, PreforkMixIn) and handler_threads(server) > 1),
-        "wsgi.multiprocess": isinstance(server, (socketserver.ForkingMixIn, PreforkMixIn)),
-        "wsgi.run_once": False,
-        # Both kinds of body end where the request's body ends: reading to EOF is safe.
-        "wsgi.input_terminated": True,
-        "wsgi.file_wrapper": FileWrapper,  # sent with sendfile where it can be
-    }
 
 
 def script_name(server: Any) -> str:

@@ -37,7 +37,7 @@ from typing import Any
 
 from prefork.apps import request
 from prefork.apps.request import RequestHead
-from prefork.core.httpgrammar import FIELD_VALUE, OWS, TCHAR, valid_value
+from prefork.core.httpgrammar import FIELD_VALUE, OWS, TCHAR, list_items, valid_value
 from prefork.core.httplimits import DEFAULT, HeadLimits
 
 try:
@@ -133,6 +133,7 @@ def take_common(rfile: io.BufferedIOBase, buffered: bytes,
         return None
     headers = []
     plain, authority = buffered[match.start(2)] == 47, None  # (47: "/", origin form)
+    closing = False
     names = _NAMES
     for line in lines:
         name, _, value = line.partition(b":")
@@ -146,18 +147,21 @@ def take_common(rfile: io.BufferedIOBase, buffered: bytes,
         if key in _TELLING:  # (RequestHead.plain)
             if key == "host" and authority is None:
                 authority = text
+            elif key == "connection":
+                closing = closing or any(part.lower() == "close" for part in list_items(text))
             else:
                 plain = False
     rfile.read(end)
     return RequestHead(match[1].decode("ascii"), match[2].decode("latin-1"), _MINOR[match[3]],
-                       headers, plain and authority is not None, authority or "")
+                       headers, plain and authority is not None, authority or "", closing)
 
 
 # Field names as sent -> lower-cased (a client sends the same few again and again).
 _NAMES: dict[bytes, str] = {}
 NAMES_KEPT = 256
 
-# The fields a plain head has one Host of and none of the others (RequestHead.plain).
+# The fields a plain head has one Host of, any Connection (its close noted) and none of the
+# others (RequestHead.plain).
 _TELLING = frozenset({"host", "content-length", "transfer-encoding", "expect", "connection"})
 
 

@@ -57,9 +57,11 @@ class RequestHead:
     headers: list[tuple[str, str]] = field(default_factory=list)
     # Set by a reader that saw it (fasthead.take_common): the target is in origin form, and
     # among the fields are one Host (its value ``authority``) and no Content-Length,
-    # Transfer-Encoding, Expect or Connection -- no body, no framing or connection to judge.
+    # Transfer-Encoding or Expect -- no body, no framing to judge; ``closing``: a Connection
+    # field of a plain head says close.
     plain: bool = field(default=False, compare=False)  # (derived: equal heads may differ)
     authority: str = field(default="", compare=False)
+    closing: bool = field(default=False, compare=False)
 
     @property
     def http11(self) -> bool:

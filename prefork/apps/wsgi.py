@@ -28,14 +28,15 @@ import os
 import socket
 import socketserver
 import ssl
+import sys
 import time
 from collections.abc import Callable, Iterable
 from typing import Any, ClassVar, cast
 from urllib.parse import unquote_to_bytes
 
-from prefork.apps import fasthead, forwarded
+from prefork.apps import fasthead, forwarded, serverside
 from prefork.apps.body import Body, ChunkedBody, IncompleteBody, LengthBody, spool
-from prefork.apps.environ import add_fields, connection_environ, path_of
+from prefork.apps.environ import add_fields, path_of
 from prefork.apps.request import RequestError, RequestHead, framing, host, judge
 from prefork.apps.response import ClientGone, Response
 from prefork.core import connio, httplimits
@@ -51,13 +52,13 @@ from prefork.core.keepalive import (
 )
 from prefork.core.memguard import check_error
 from prefork.core.servers import PreforkMixIn
-from prefork.core.trust import forwarders
 from prefork.ops import accesslog
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
 log = logging.getLogger("prefork.wsgi")
 
+_INET = (socket.AF_INET, socket.AF_INET6)
 REASONS = {400: "Bad Request", 413: "Content Too Large", 414: "URI Too Long",
            417: "Expectation Failed", 431: "Request Header Fields Too Large",
            500: "Internal Server Error", 501: "Not Implemented",
@@ -128,19 +129,20 @@ class WSGIRequestHandler(socketserver.StreamRequestHandler):
     _empty: LengthBody | None = None  # the wsgi.input of a request without a body
     _trust: forwarded.Trusted | None = None
     _limits = httplimits.DEFAULT
+    _side: serverside.ServerSide | None = None
 
     def handle(self) -> None:
         app = type(self).application
         if app is None:
             app = self.server.get_app()  # type: ignore[attr-defined]
+        side = self._side = serverside.of(self.server)  # (read once per server)
         self._app, self._base, self._count = app, self.base_environ(), 0
         # Proxy headers count from the peers that forwarded_allow_ips trusts (apps/forwarded.py).
-        trust = forwarded.trusted(forwarders(self.server))
-        self._trust = trust if trust.peer(self.client_address) else None
-        self._read_head = fasthead.for_server(self.server)
-        self._limits = httplimits.of(self.server)  # limit_request_* (core/httplimits.py)
+        self._trust = side.trust if side.trust.peer(self.client_address) else None
+        self._read_head = side.read_head
+        self._limits = side.limits  # limit_request_* (core/httplimits.py)
         # A sync server serves one connection at a time: an idle client would stall it.
-        self._keep_alive = bool(self._base["wsgi.multithread"] or self._base["wsgi.multiprocess"])
+        self._keep_alive = side.keep_alive
         # (In a prefork worker the first head is there already: the multiplexer waited for it.)
         first = self._raw is not None
         while (first or self._wait_for_request()) and self.resume():
@@ -228,7 +230,8 @@ class WSGIRequestHandler(socketserver.StreamRequestHandler):
         except IncompleteBody:
             return False
         http11 = head.version != "HTTP/1.0"  # (head.http11)
-        close = not allow or not http11 or (not head.plain and "close" in head.tokens("connection"))
+        close = not allow or not http11 or (
+            head.closing if head.plain else "close" in head.tokens("connection"))
         # A plain socket may take a file with sendfile (wsgi.file_wrapper); TLS may not.
         plain = None if isinstance(self.connection, ssl.SSLSocket) else self.connection
         response = Response(self.wfile, head_only=head.method == "HEAD", http11=http11,
@@ -312,9 +315,22 @@ class WSGIRequestHandler(socketserver.StreamRequestHandler):
     # -- the environ --------------------------------------------------------------------------
 
     def base_environ(self) -> dict[str, Any]:
-        """What every request on this connection shares."""
-        return connection_environ(self.server, self.connection, self.client_address,
-                                  self.url_scheme)
+        """What every request on this connection shares (the server's part: serverside.py)."""
+        side = self._side or serverside.of(self.server)
+        connection = self.connection
+        if side.inet if side.inet is not None else connection.family in _INET:
+            local = side.local or connection.getsockname()
+            address = self.client_address
+            name, port, remote, remote_port = (str(local[0]), str(local[1]), str(address[0]),
+                                               str(address[1]))
+        else:  # a unix socket: the peer is on this host, and has no address
+            name, port, remote, remote_port = "localhost", "80", "127.0.0.1", "0"
+        return {"SERVER_NAME": name, "SERVER_PORT": port, "REMOTE_ADDR": remote,
+                "REMOTE_PORT": remote_port, **side.shared,
+                # Per listener: a TLS one says https whatever the class says.
+                "wsgi.url_scheme": "https" if isinstance(connection, ssl.SSLSocket)
+                else self.url_scheme,
+                "wsgi.errors": sys.stderr}
 
     def make_environ(self, head: RequestHead, body: Body, base: dict[str, Any]) -> dict[str, Any]:
         authority = host(head)
