@@ -148,7 +148,8 @@ def take_common(rfile: io.BufferedIOBase, buffered: bytes,
             if key == "host" and authority is None:
                 authority = text
             elif key == "connection":
-                closing = closing or any(part.lower() == "close" for part in list_items(text))
+                lowered = text.lower()
+                closing = closing or ("close" in lowered and "close" in list_items(lowered))
             else:
                 plain = False
     rfile.read(end)

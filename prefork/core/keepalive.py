@@ -44,6 +44,7 @@ stream handler once the first bytes arrived.  A protocol where the server speaks
 
 from __future__ import annotations
 
+import _socket
 import enum
 import functools
 import http.server
@@ -176,6 +177,7 @@ class Offer:
 OFFER: ContextVar[Offer | None] = ContextVar("prefork_keepalive_offer", default=None)
 
 
+_kind = _socket.socket.type.__get__
 RETIRING = _retiring = [False]  # this process's worker is retiring (see the module docstring)
 
 
@@ -214,8 +216,8 @@ def outbox_writer(request: Any, timeout: float | None = None) -> OutboxWriter | 
     offer = OFFER.get()
     if offer is None or not offer.allowed or offer.request is not request:
         return None
-    if not isinstance(request, socket.socket) or request.type != socket.SOCK_STREAM:
-        return None
+    if not isinstance(request, socket.socket) or _kind(request) != socket.SOCK_STREAM:
+        return None  # (_kind: socket.type without the enum it makes on every read)
     return OutboxWriter(request, timeout)
 
 
@@ -375,20 +377,6 @@ def with_keep_alive(factory: Any) -> Any:
         return factory
     return type(cls.__name__, (KeepAliveHTTPMixIn, cls),
                 {"__module__": cls.__module__, "__qualname__": cls.__qualname__})
-
-
-# How long a retiring worker keeps an idle kept-alive connection for the request its client may
-# already have sent (core/mux.py, drain): a round trip and a client's turn, with ample slack.
-DRAIN_GRACE = 1.0
-
-
-def drain_grace(idle: float, kill_after: float) -> float:
-    """DRAIN_GRACE, within keep_alive and half of ``kill_after`` (the graceful timeout, when
-    that kills)."""
-    grace = min(DRAIN_GRACE, idle)
-    if kill_after:
-        grace = min(grace, kill_after / 2)
-    return grace
 
 
 def take_over(servers: Any) -> None:

@@ -32,7 +32,7 @@ from prefork.core.accepting import (
 from prefork.core.conn import Conn, Deadlines
 from prefork.core.errnos import AcceptFailures, expect_peer_gone, unregister
 from prefork.core.httplimits import MAX_HEAD
-from prefork.core.keepalive import Ready, Resumable, drain_grace, ready_when
+from prefork.core.keepalive import Ready, Resumable, ready_when
 from prefork.core.proxyproto import proxied
 from prefork.core.stdfds import ensure_open
 
@@ -54,7 +54,7 @@ class Limits:
         ``kill_after`` (the graceful timeout)."""
         idle = waits.idle_wait(server)
         return cls(waits.head_wait(server), idle, waits.most_waiting(server),
-                   drain_grace(idle, kill_after), waits.send_wait(server))
+                   waits.drain_grace(idle, kill_after), waits.send_wait(server))
 
 
 class Listening:

@@ -2,7 +2,8 @@
 ``client_timeout`` (a new connection's PROXY header, TLS handshake and head; a kept-alive
 request's head from its first byte), ``keep_alive`` (an idle kept-alive connection),
 ``send_timeout`` (the rest of a response the handler left) and ``worker_connections`` (how
-many connections wait per worker; 0 sizes it from the fd limit).  A stdlib server that the
+many connections wait per worker; 0 sizes it from the fd limit); and the drain's grace for an
+idle connection of a retiring worker.  A stdlib server that the
 runner did not set has the contract's defaults."""
 
 from __future__ import annotations
@@ -34,3 +35,17 @@ def most_waiting(server: Any) -> int:
     """Connections that may wait in one worker's multiplexer."""
     return fdlimit.connections_bound(int(getattr(server, "worker_connections",
                                                  _DEFAULTS.worker_connections)))
+
+
+# How long a retiring worker keeps an idle kept-alive connection for the request its client may
+# already have sent (core/mux.py, drain): a round trip and a client's turn, with ample slack.
+DRAIN_GRACE = 1.0
+
+
+def drain_grace(idle: float, kill_after: float) -> float:
+    """DRAIN_GRACE, within keep_alive and half of ``kill_after`` (the graceful timeout, when
+    that kills)."""
+    grace = min(DRAIN_GRACE, idle)
+    if kill_after:
+        grace = min(grace, kill_after / 2)
+    return grace
