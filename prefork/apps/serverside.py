@@ -28,7 +28,7 @@ from prefork.core.trust import forwarders
 @dataclass(frozen=True)
 class ServerSide:
     """``read_head`` (the ``http_parser``'s), ``limits`` (``limit_request_*``), ``trust``
-    (``forwarded_allow_ips``), ``keep_alive`` (False under a sync server: one connection at a
+    (``forwarded_allow_ips``), ``concurrent`` (False under a sync server: one connection at a
     time), ``inet`` (an AF_INET/AF_INET6 listener; None: ask each connection), ``local`` (its
     address, None where each connection's own is asked) and ``shared``, the environ's keys
     that are the same for every request of the server."""
@@ -36,7 +36,7 @@ class ServerSide:
     read_head: fasthead.HeadReader
     limits: httplimits.HeadLimits
     trust: forwarded.Trusted
-    keep_alive: bool
+    concurrent: bool
     inet: bool | None
     local: tuple[Any, ...] | None
     shared: dict[str, Any]
@@ -59,7 +59,7 @@ def of(server: Any) -> ServerSide:
     family = listener.family if isinstance(listener, socket.socket) else None
     side = ServerSide(
         read_head=fasthead.for_server(server), limits=httplimits.of(server),
-        trust=forwarded.trusted(forwarders(server)), keep_alive=threaded or processes,
+        trust=forwarded.trusted(forwarders(server)), concurrent=threaded or processes,
         inet=None if family is None else family in _INET, local=listener_address(server),
         shared={
             "SCRIPT_NAME": script_name(server),

@@ -142,7 +142,7 @@ class WSGIRequestHandler(socketserver.StreamRequestHandler):
         self._read_head = side.read_head
         self._limits = side.limits  # limit_request_* (core/httplimits.py)
         # A sync server serves one connection at a time: an idle client would stall it.
-        self._keep_alive = side.keep_alive
+        self._keep_alive = side.concurrent
         # (In a prefork worker the first head is there already: the multiplexer waited for it.)
         first = self._raw is not None
         while (first or self._wait_for_request()) and self.resume():
@@ -173,20 +173,14 @@ class WSGIRequestHandler(socketserver.StreamRequestHandler):
         return self.serve(self._app, head, self._base, allow)
 
     def take_head(self) -> RequestHead | int:
-        """A held connection's next request head, read here in place of the multiplexer's peek
-        (one read, not a peek and a read; core/keepalive.py's TakesHeads): a whole head of the
-        common shape (fasthead.take_common) is read off and returned; else NOTHING (nothing
-        arrived), GONE (the client closed) or OTHER (what arrived stays buffered, for the
-        multiplexer to judge as it would have from its peek)."""
+        """A held connection's next head, read in place of the multiplexer's peek (one read,
+        not two: keepalive.TakesHeads): a whole head of the common shape (take_common), or
+        NOTHING, GONE or OTHER (what arrived stays buffered, for the multiplexer's look)."""
         raw = self._raw
-        if raw is None:
-            return OTHER
-        data = raw.arrived(self.rfile)  # type: ignore[arg-type]  # (a BufferedReader)
-        if data is None:
-            return GONE
+        data = raw.arrived(self.rfile) if raw is not None else b"-"  # type: ignore[arg-type]
         if not data:
-            return NOTHING
-        if len(data) >= self._full:  # (more may be in the socket, with no event to come)
+            return NOTHING if data is not None else GONE
+        if raw is None or len(data) >= self._full:  # (more may wait in the socket, no event)
             return OTHER
         head = fasthead.take_common(self.rfile, data, self._limits)
         return OTHER if head is None else head
