@@ -53,19 +53,33 @@ def mount_point(prefix: str) -> str:
 def add_fields(environ: dict[str, Any], headers: list[tuple[str, str]]) -> None:
     """The request's header fields into ``environ`` (PEP 3333: ``HTTP_*``, CONTENT_TYPE and
     CONTENT_LENGTH; repeated fields joined, cookies with "; ")."""
+    keys = _KEYS
     for name, value in headers:
-        if name == "content-type":
-            key = "CONTENT_TYPE"
-        elif name == "content-length":
-            key = "CONTENT_LENGTH"
-        elif "_" in name:
+        key = keys.get(name)
+        if key is None:
+            key = environ_key(name)
+            if len(keys) < KEYS_KEPT:
+                keys[name] = key
+        if not key:
             continue  # X-Forwarded_For would pose as X-Forwarded-For: dropped, as nginx does
-        else:
-            key = "HTTP_" + name.upper().replace("-", "_")
         if key in environ:
             environ[key] += ("; " if key == "HTTP_COOKIE" else ", ") + value
         else:
             environ[key] = value
+
+
+def environ_key(name: str) -> str:
+    """The environ's key for the field ``name`` (lower case); "" for a name with "_"."""
+    if name == "content-type":
+        return "CONTENT_TYPE"
+    if name == "content-length":
+        return "CONTENT_LENGTH"
+    return "" if "_" in name else "HTTP_" + name.upper().replace("-", "_")
+
+
+# Field names -> their environ keys (a client sends the same few again and again).
+_KEYS: dict[str, str] = {}
+KEYS_KEPT = 256
 
 
 def path_of(target: str) -> str:
