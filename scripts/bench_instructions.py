@@ -63,6 +63,7 @@ def _response(sock: socket.socket, pending: bytearray) -> bool:
 
 
 TLS: list[ssl.SSLContext] = []  # the client's context with --tls
+KEEP: list[str] = []  # --keep DIR
 
 
 def _connect(port: int) -> socket.socket:
@@ -129,6 +130,8 @@ def count(serve: list[str], requests: int, close: bool, master: bool,
         for name in os.listdir(tmp):
             if name == f"cg.{proc.pid}" and not master:
                 continue  # (valgrind runs python in its own pid: this is the master)
+            if KEEP:  # --keep: the workers' profiles, for callgrind_annotate
+                shutil.copy(Path(tmp, name), Path(KEEP[0], f"{requests}.{name}"))
             text = Path(tmp, name).read_text(errors="replace")
             match = re.search(r"^(?:summary|totals):\s*(\d+)", text, re.M)
             if match:
@@ -149,8 +152,15 @@ def main() -> int:
     parser.add_argument("--floor", action="store_true",
                         help="run scripts/wsgi_floor.py with these args instead (issue 20's "
                              "pure-Python floor: -- workers.wsgi_hello:app -w 1)")
+    parser.add_argument("--keep", metavar="DIR",
+                        help="keep the workers' callgrind profiles in DIR (N.cg.PID; a "
+                             "function's cost per request: its count at the higher N minus at "
+                             "the lower, over the difference of N; callgrind_annotate reads them)")
     parser.add_argument("serve", nargs=argparse.REMAINDER, help="-- then prefork serve's args")
     args = parser.parse_args()
+    if args.keep:
+        os.makedirs(args.keep, exist_ok=True)
+        KEEP.append(args.keep)
     if shutil.which("valgrind") is None:
         print("bench_instructions: needs valgrind (apt-get install valgrind)", file=sys.stderr)
         return 2
