@@ -154,7 +154,7 @@ def take_common(rfile: io.BufferedIOBase, buffered: bytes,
                 plain = False
     rfile.read(end)
     return RequestHead(match[1].decode("ascii"), match[2].decode("latin-1"), _MINOR[match[3]],
-                       headers, plain and authority is not None, authority or "", closing)
+                       headers, plain and authority is not None, authority or "", closing, end)
 
 
 # Field names as sent -> lower-cased (a client sends the same few again and again).

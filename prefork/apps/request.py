@@ -62,6 +62,7 @@ class RequestHead:
     plain: bool = field(default=False, compare=False)  # (derived: equal heads may differ)
     authority: str = field(default="", compare=False)
     closing: bool = field(default=False, compare=False)
+    size: int = field(default=0, compare=False)  # the head's bytes, where the reader says
 
     @property
     def http11(self) -> bool:

@@ -45,19 +45,15 @@ class ClientGone(Exception):
     """Writing to the client failed: it closed the connection or stopped reading."""
 
 
-class _Clock:
-    """The Date header's line, formatted at most once a second."""
+def _date_line(now: int) -> str:
+    """The Date header's line for the second ``now``, kept in :data:`_DATE` (formatted at most
+    once a second)."""
+    _DATE[:] = [now, f"Date: {email.utils.formatdate(now, usegmt=True)}\r\n"]
+    return str(_DATE[1])
 
-    second = -1
-    text = ""
 
-    @classmethod
-    def line(cls) -> str:
-        now = int(time.time())
-        if now != cls.second:
-            cls.second = now
-            cls.text = f"Date: {email.utils.formatdate(now, usegmt=True)}\r\n"
-        return cls.text
+_DATE: list[Any] = [-1, ""]  # the second, its Date line
+_time = time.time
 
 
 class Head:
@@ -265,16 +261,21 @@ class Response:
             framing = "Transfer-Encoding: chunked\r\n"
         else:
             self.close = True  # the end of the body is the end of the connection
-        text = (f"HTTP/1.1 {status}\r\n{head.text}{framing}"
-                f"{'' if head.dated else _Clock.line()}{head.server}"
+        date = "" if head.dated else (
+            _DATE[1] if _DATE[0] == (now := int(_time())) else _date_line(now))
+        text = (f"HTTP/1.1 {status}\r\n{head.text}{framing}{date}{head.server}"
                 f"{'Connection: close' + chr(13) + chr(10) if self.close else ''}\r\n")
         data = text.encode("latin-1")
         self.headers_sent = True
         if self.head_only or no_body:
             self.head_only = True
-            self._send(data)
         else:
-            self._send(data + self._frame(first))
+            data += self._frame(first)
+        try:
+            self.wfile.write(data)  # (as _send: the head is never empty)
+        except OSError as exc:
+            self.close = True
+            raise ClientGone(str(exc)) from None
 
     def _send_piece(self, data: bytes) -> None:
         if not self.head_only:

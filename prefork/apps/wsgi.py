@@ -14,6 +14,12 @@ serves one connection, request after request while the client keeps it alive:
   it (the stdlib modes) the handler waits at most ``idle_timeout`` seconds itself.  A connection
   serves at most ``max_keepalive_requests`` (0, the default: no limit, as gunicorn and uWSGI).
   Under a sync server (one connection at a time for the whole server) every response closes.
+* A chunked request body is read in full before the application is called (in memory, then
+  in a temporary file past 1 MiB; at most ``max_buffered_body`` bytes, else 413) and passed
+  with its ``CONTENT_LENGTH``, as waitress does: Django, among others, reads only
+  ``CONTENT_LENGTH`` bytes and would see an empty body.  With ``buffer_chunked = False`` the
+  application reads the decoded chunks as they arrive instead, until ``wsgi.input`` ends
+  (``wsgi.input_terminated``), with no ``CONTENT_LENGTH`` (Flask/werkzeug handle that).
 * An exception from the application is logged once with its traceback and answered with 500
   when no header was sent yet; otherwise the connection is closed, which is all HTTP/1.1 lets a
   server say about a response that broke half way.
@@ -74,15 +80,7 @@ class WSGIRequestHandler(socketserver.StreamRequestHandler):
     request), ``idle_timeout`` (seconds to wait for a request to begin), ``max_keepalive_requests``
     (requests on one connection), ``drain_limit`` (bytes of an unread request body skipped to
     keep the connection), ``url_scheme`` (under TLS always ``https``), ``buffer_chunked`` and
-    ``max_buffered_body``.
-
-    A chunked request body is read in full before the application is called (in memory, then
-    in a temporary file past 1 MiB; at most ``max_buffered_body`` bytes, else 413) and passed
-    with its ``CONTENT_LENGTH``, as waitress does: Django, among others, reads only
-    ``CONTENT_LENGTH`` bytes and would see an empty body.  With ``buffer_chunked = False`` the
-    application reads the decoded chunks as they arrive instead, until ``wsgi.input`` ends
-    (``wsgi.input_terminated``), with no ``CONTENT_LENGTH`` (Flask/werkzeug handle that).
-    """
+    ``max_buffered_body`` (chunked bodies: the module docstring)."""
 
     timeout: ClassVar[float | None] = 30.0
     idle_timeout: ClassVar[float] = 5.0
@@ -127,6 +125,7 @@ class WSGIRequestHandler(socketserver.StreamRequestHandler):
     _raw: connio.ConnIO | None = None  # rfile's raw stream in a prefork worker
     _full = io.DEFAULT_BUFFER_SIZE  # rfile's buffer size
     _empty: LengthBody | None = None  # the wsgi.input of a request without a body
+    _clean = False  # the last head read was all that had arrived, and had no body
     _trust: forwarded.Trusted | None = None
     _limits = httplimits.DEFAULT
     _side: serverside.ServerSide | None = None
@@ -158,6 +157,7 @@ class WSGIRequestHandler(socketserver.StreamRequestHandler):
         if self._raw is None:  # (else its reads set the timeout when one must wait)
             self.connection.settimeout(self.timeout)
         if head is None:
+            self._clean = False
             try:
                 head = self._read_head(self.rfile, self._limits)
             except RequestError as exc:
@@ -183,10 +183,16 @@ class WSGIRequestHandler(socketserver.StreamRequestHandler):
         if raw is None or len(data) >= self._full:  # (more may wait in the socket, no event)
             return OTHER
         head = fasthead.take_common(self.rfile, data, self._limits)
-        return OTHER if head is None else head
+        if head is None:
+            return OTHER
+        # All that arrived was a head without a body: nothing stays buffered (buffered()).
+        self._clean = head.plain and head.size == len(data)
+        return head
 
     def buffered(self) -> bytes:
         """A pipelined request already read from the socket (for the multiplexer)."""
+        if self._clean:
+            return b""
         if self._raw is not None:
             return connio.buffered(self.rfile, self._raw)
         return read_ahead(self.rfile, self.connection)
@@ -213,7 +219,7 @@ class WSGIRequestHandler(socketserver.StreamRequestHandler):
     def serve(self, app: WSGIApp, head: RequestHead, base: dict[str, Any], allow: bool) -> bool:
         """Serve one request; True if the connection may carry another."""
         try:
-            body = self.make_body(head)
+            body = self._empty if head.plain and self._empty is not None else self.make_body(head)
             environ = self.make_environ(head, body, base)
             if isinstance(body, ChunkedBody) and self.buffer_chunked:
                 environ["wsgi.input"], size = spool(body, self.max_buffered_body)
@@ -332,7 +338,7 @@ class WSGIRequestHandler(socketserver.StreamRequestHandler):
         if "#" in target:  # a fragment is not passed on
             target = target.partition("#")[0]
         # The target decoded once, as bytes (PEP 3333).
-        path, _, query = path_of(target).partition("?")
+        path, _, query = (target if target[:1] == "/" else path_of(target)).partition("?")
         path_info = (unquote_to_bytes(path.encode("latin-1")).decode("latin-1")
                      if "%" in path else path)  # (nothing to decode: as it is)
         prefix, outside = base["SCRIPT_NAME"], False
