@@ -55,7 +55,8 @@ from prefork.core.scoreboard import SlotWriter
 log = logging.getLogger("prefork.worker")
 
 # What a thread runs: socketserver's request path for a new connection (the resumable handler
-# if it held it, else None), and the next request on a held one (False: close it).
+# if it held it, else None), and the next request on a held one (False: it was closed, or is
+# once its response is sent).
 Process = Callable[[socketserver.BaseServer, Any, Any], "Resumable | None"]
 Resume = Callable[[Conn], bool]
 
@@ -158,10 +159,8 @@ class HandlerThreads:
     def _serve(self, conn: Conn) -> bool:
         """One request on ``conn``; True if a handler holds it now (keep-alive)."""
         if conn.resumable is not None:
-            if not self._resume(conn):
-                conn.end()  # closed, or once the rest of the response is sent
-        else:
-            conn.resumable = self._process(conn.server, conn.sock, conn.address)
+            return self._resume(conn)  # (False: it ended, or ends once its response is sent)
+        conn.resumable = self._process(conn.server, conn.sock, conn.address)
         return conn.resumable is not None
 
 

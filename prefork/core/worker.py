@@ -334,7 +334,7 @@ class Worker:
         def process(server: socketserver.BaseServer, request: Any, address: Any) -> Any:
             return paths[server](request, address)
 
-        self.threads = HandlerThreads(slots, process, self._resume)
+        self.threads = HandlerThreads(slots, process, self._next_request)
         assert self.slot is not None
         return ThreadedMultiplexer(ep, listeners, self.threads, self._interrupted,
                                    self.slot.empty_accept, limits, self._threads_changed)
@@ -375,26 +375,26 @@ class Worker:
             return conn.resumable is not None
         return self._serve_held(conn, None)
 
-    def _next_request(self, conn: Conn, head: Any) -> bool:
-        if not self._resume(conn, head):  # (head: read by the handler's take_head(), or None)
-            conn.end()  # closed, or once the rest of the response is sent
+    @staticmethod
+    def _next_request(conn: Conn, head: Any = None) -> bool:
+        """The next request on a held connection (``head``: read by the handler's take_head(),
+        or None); True if the handler holds it again, else it is closed (or once the rest of
+        the response is sent)."""
+        resumable = conn.resumable
+        assert resumable is not None
+        try:
+            # (a head: the handler is a keepalive.TakesHeads)
+            keep = resumable.resume() if head is None else resumable.resume(head)  # type: ignore[call-arg]
+        except Exception:
+            check_error()
+            conn.server.handle_error(conn.sock, conn.address)
+            keep = False
+        if not keep:
+            conn.end()
         return conn.resumable is not None
 
     @staticmethod
     def _refuse_held(conn: Conn, _: Any) -> bool:
         conn.release()
         return False
-
-    @staticmethod
-    def _resume(conn: Conn, head: Any = None) -> bool:
-        """The next request on a held connection; on False the multiplexer closes it."""
-        assert conn.resumable is not None
-        try:
-            if head is not None:
-                return conn.resumable.resume(head)  # type: ignore[call-arg]  # (TakesHeads)
-            return conn.resumable.resume()
-        except Exception:
-            check_error()
-            conn.server.handle_error(conn.sock, conn.address)
-            return False
 
