@@ -178,6 +178,7 @@ class WSGIRequestHandler(socketserver.StreamRequestHandler):
         NOTHING, GONE or OTHER (what arrived stays buffered, for the multiplexer's look)."""
         raw = self._raw
         data = raw.arrived(self.rfile) if raw is not None else b"-"  # type: ignore[arg-type]
+        self._clean = False  # (what arrived is buffered now)
         if not data:
             return NOTHING if data is not None else GONE
         if raw is None or len(data) >= self._full:  # (more may wait in the socket, no event)
