@@ -1,6 +1,6 @@
 """Every pair of request shapes, one after the other on one kept-alive connection (after a
-first GET), is answered as alone (a promise suite: the class of defect is "the previous request on the connection
-changes how the next one is read").
+first GET), is answered as alone (a promise suite: the class of defect is "the previous
+request on the connection changes how the next one is read").
 
 Found by this class: a body-less request left a note that nothing was buffered, and the next
 request, whose head and first body bytes filled the read buffer, was judged from the socket
