@@ -117,10 +117,11 @@ def read_head_grammar(rfile: io.BufferedIOBase,
     return head if head is not None else request.read_head(rfile, limits)
 
 
-def take_common(rfile: io.BufferedIOBase, buffered: bytes,
-                limits: HeadLimits = DEFAULT) -> RequestHead | None:
+def take_common(rfile: io.BufferedIOBase, buffered: bytes, limits: HeadLimits = DEFAULT,
+                plain_only: bool = False) -> RequestHead | None:
     """The head at the start of ``buffered`` (what ``rfile`` holds), read off ``rfile``, if it
-    is whole and of the common shape (:func:`read_head_grammar`); None, nothing read, if not."""
+    is whole and of the common shape (:func:`read_head_grammar`) -- and, with ``plain_only``,
+    plain (RequestHead.plain: no body); None, nothing read, if not."""
     end = buffered.find(b"\r\n\r\n") + 4
     if end < 4 or end > limits.smallest_line:
         return None
@@ -152,6 +153,8 @@ def take_common(rfile: io.BufferedIOBase, buffered: bytes,
                 closing = closing or ("close" in lowered and "close" in list_items(lowered))
             else:
                 plain = False
+    if plain_only and (not plain or authority is None):
+        return None
     rfile.read(end)
     return RequestHead(match[1].decode("ascii"), match[2].decode("latin-1"), _MINOR[match[3]],
                        headers, plain and authority is not None, authority or "", closing, end)

@@ -174,20 +174,21 @@ class WSGIRequestHandler(socketserver.StreamRequestHandler):
 
     def take_head(self) -> RequestHead | int:
         """A held connection's next head, read in place of the multiplexer's peek (one read,
-        not two: keepalive.TakesHeads): a whole head of the common shape (take_common), or
-        NOTHING, GONE or OTHER (what arrived stays buffered, for the multiplexer's look)."""
-        raw = self._raw
+        not two: keepalive.TakesHeads): a whole plain head (no body) under the ``auto`` parser;
+        else NOTHING, GONE or OTHER (what arrived stays buffered for the multiplexer's look,
+        which waits for a small body as for any request; the handler's parser reads it)."""
+        raw = self._raw if self._read_head is fasthead.read_head_grammar else None
         data = raw.arrived(self.rfile) if raw is not None else b"-"  # type: ignore[arg-type]
         self._clean = False  # (what arrived is buffered now)
         if not data:
             return NOTHING if data is not None else GONE
         if raw is None or len(data) >= self._full:  # (more may wait in the socket, no event)
             return OTHER
-        head = fasthead.take_common(self.rfile, data, self._limits)
+        head = fasthead.take_common(self.rfile, data, self._limits, plain_only=True)
         if head is None:
             return OTHER
         # All that arrived was a head without a body: nothing stays buffered (buffered()).
-        self._clean = head.plain and head.size == len(data)
+        self._clean = head.size == len(data)
         return head
 
     def buffered(self) -> bytes:

@@ -44,7 +44,9 @@ the socket's read-ahead, which its reads serve first (``accepting.read_head``, `
   accepting side (the listeners, pausing and resuming them) is ``listeners.py``.  A kept-alive
   connection back from its handler with nothing pipelined waits without a peek (its next
   request's edge is still to come, or already queued), and keeps the blocking mode it had (a
-  WSGI handler's reads wait only when they must: ``connio.py``).
+  WSGI handler's reads wait only when they must: ``connio.py``); where its handler reads the
+  next head itself (the WSGI handler: ``keepalive.TakesHeads``), the event is answered with
+  that one read, and a whole head of the common shape is served at once (``_direct``).
 
 Invariants: a connection is in :attr:`Multiplexer.conns` exactly while its phase is a waiting
 one (:data:`WAITING`); a connection in the handler (BUSY) belongs to the worker's dispatch and

@@ -1,0 +1,67 @@
+"""A held WSGI connection's next head read by its handler (WSGIRequestHandler.take_head, for
+the multiplexer's _direct): only a whole plain head under the ``auto`` parser is taken; a head
+with a body, or any head under another parser, stays buffered (OTHER) for the multiplexer's
+look and the handler's own parser.  Found by a review: a POST's head was served at once and the
+handler then blocked the worker on its slow body; ``--http-parser python`` was ignored from the
+second request on."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+
+import pytest
+
+from prefork.apps import fasthead
+from prefork.apps.request import RequestHead
+from prefork.apps.wsgi import WSGIRequestHandler
+from prefork.core import connio, httplimits
+from prefork.core.keepalive import GONE, NOTHING, OTHER
+
+GET = b"GET /x HTTP/1.1\r\nHost: h\r\n\r\n"
+POST = b"POST /x HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\nab"
+
+
+@pytest.fixture
+def pair() -> Iterator[tuple[WSGIRequestHandler, socket.socket]]:
+    ours, theirs = socket.socketpair()
+    handler = WSGIRequestHandler.__new__(WSGIRequestHandler)  # (no request served: its parts)
+    handler.rfile, handler._raw = connio.reader(ours, -1, 1.0)
+    handler._limits = httplimits.DEFAULT
+    handler._read_head = fasthead.choose("auto")
+    yield handler, theirs
+    ours.close()
+    theirs.close()
+
+
+def test_a_plain_head_is_taken(pair: tuple[WSGIRequestHandler, socket.socket]) -> None:
+    handler, client = pair
+    assert handler.take_head() == NOTHING
+    client.sendall(GET)
+    head = handler.take_head()
+    assert isinstance(head, RequestHead) and head.plain and head.target == "/x"
+    client.close()
+    assert handler.take_head() == GONE
+
+
+def test_a_head_with_a_body_stays_buffered(
+    pair: tuple[WSGIRequestHandler, socket.socket]
+) -> None:
+    handler, client = pair
+    client.sendall(POST)
+    assert handler.take_head() == OTHER
+    assert handler.buffered() == POST  # nothing consumed: the multiplexer's look sees it all
+
+
+@pytest.mark.parametrize("parser", ["python", "httptools"])
+def test_under_another_parser_every_head_stays_for_it(
+    pair: tuple[WSGIRequestHandler, socket.socket], parser: str
+) -> None:
+    if parser == "httptools" and not fasthead.HTTPTOOLS:
+        pytest.skip("httptools is not installed")
+    handler, client = pair
+    handler._read_head = fasthead.choose(parser)
+    client.sendall(GET)
+    assert handler.take_head() == OTHER
+    head = handler._read_head(handler.rfile, handler._limits)  # (what the handler does then)
+    assert head is not None and head.target == "/x"
