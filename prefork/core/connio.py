@@ -40,6 +40,9 @@ class ConnIO(socket.SocketIO):
         self.timeout = timeout
         self.reads = WAIT
         self.ended = False  # a read without waiting found the end of the stream
+        # The last read took all it asked for: more may wait in the socket, with no edge of
+        # the multiplexer's epoll to come for it (see buffered()).
+        self.filled = False
 
     def arrived(self, rfile: io.BufferedReader) -> bytes | None:
         """What ``rfile`` (the reader over this stream) holds, after one read of what has
@@ -63,6 +66,7 @@ class ConnIO(socket.SocketIO):
                 got = int(sock.recv_into(b, 0, DONTWAIT))
                 if not got:
                     self.ended = True
+                self.filled = got == len(b)
                 return got
             except (BlockingIOError, InterruptedError):
                 if self.reads == NOWAIT:
@@ -70,10 +74,14 @@ class ConnIO(socket.SocketIO):
             sock.settimeout(self.timeout)  # (None: the handler has no timeout; it blocks)
         elif self.reads == NOWAIT and sock.gettimeout() != 0.0:
             try:
-                return self._now(sock, b)
+                now = self._now(sock, b)
             except (BlockingIOError, InterruptedError):
                 return None
-        return super().readinto(b)
+            self.filled = now == len(b)
+            return now
+        waited = super().readinto(b)
+        self.filled = waited == len(b)
+        return waited
 
     @staticmethod
     def _now(sock: socket.socket, b: Any) -> int | None:
@@ -95,14 +103,20 @@ def reader(sock: socket.socket, bufsize: int,
 
 
 def buffered(rfile: Any, raw: ConnIO) -> bytes:
-    """What ``rfile`` holds (nothing is read from the socket)."""
+    """What ``rfile`` holds (nothing is read from the socket), or, where it holds nothing and
+    its last read took all it asked for, what one read without waiting adds: the socket may
+    hold more, which arrived before that read, and no edge of the multiplexer's epoll will
+    come for it."""
     raw.reads = BUFFER_ONLY
     try:
-        return bytes(rfile.peek())
+        data = bytes(rfile.peek())
     except ValueError:  # closed
         return b""
     finally:
         raw.reads = WAIT
+    if not data and raw.filled:
+        data = raw.arrived(rfile) or b""
+    return data
 
 
 @contextlib.contextmanager
