@@ -124,7 +124,6 @@ class WSGIRequestHandler(socketserver.StreamRequestHandler):
     _held = False
     _raw: connio.ConnIO | None = None  # rfile's raw stream in a prefork worker
     _full = io.DEFAULT_BUFFER_SIZE  # rfile's buffer size
-    _empty: LengthBody | None = None  # the wsgi.input of a request without a body
     _clean = False  # the last head read was all that had arrived, and had no body
     _trust: forwarded.Trusted | None = None
     _limits = httplimits.DEFAULT
@@ -221,7 +220,7 @@ class WSGIRequestHandler(socketserver.StreamRequestHandler):
     def serve(self, app: WSGIApp, head: RequestHead, base: dict[str, Any], allow: bool) -> bool:
         """Serve one request; True if the connection may carry another."""
         try:
-            body = self._empty if head.plain and self._empty is not None else self.make_body(head)
+            body = LengthBody(self.rfile, 0) if head.plain else self.make_body(head)
             environ = self.make_environ(head, body, base)
             if isinstance(body, ChunkedBody) and self.buffer_chunked:
                 environ["wsgi.input"], size = spool(body, self.max_buffered_body)
@@ -295,10 +294,8 @@ class WSGIRequestHandler(socketserver.StreamRequestHandler):
             return False
 
     def make_body(self, head: RequestHead) -> Body:
-        if head.plain:  # no body, nothing expected (take_common): one empty body will do
-            if self._empty is None:
-                self._empty = LengthBody(self.rfile, 0)
-            return self._empty
+        if head.plain:  # no body, nothing expected (take_common)
+            return LengthBody(self.rfile, 0)
         kind, length = framing(head)
         expect = head.get("expect")
         continue_hook: Callable[[], None] | None = None

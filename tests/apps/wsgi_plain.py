@@ -4,7 +4,8 @@ tests.apps.wsgi_plain:application`` or ``tests.apps.wsgi_plain:make_app()``.
 Routes shared with the Flask and Django apps (tests/integration/test_wsgi_apps.py): ``GET
 /hello``, ``POST /echo`` (answers "<length> <sha256>" of the body), anything else 404.  Plus
 ``/environ`` (the environ's plain values as JSON), ``/stream`` (chunks separated by waits on a
-fifo the test writes to) and ``/fail`` (raises).
+fifo the test writes to), ``/fail`` (raises), ``/mark-input`` and ``/input-marked`` (an
+attribute set on one request's ``wsgi.input``, looked for on the next).
 """
 
 from __future__ import annotations
@@ -39,6 +40,11 @@ def application(environ: Environ, start_response: StartResponse) -> Any:
         raise RuntimeError("the app failed on purpose")
     elif path == "/pid":
         body = str(os.getpid()).encode()
+    elif path == "/mark-input":  # state an app leaves on wsgi.input: never seen by the next
+        environ["wsgi.input"].marked = True
+        body = b"marked\n"
+    elif path == "/input-marked":
+        body = b"yes\n" if getattr(environ["wsgi.input"], "marked", False) else b"no\n"
     else:
         start_response("404 Not Found", [("Content-Type", "text/plain")])
         return [b"not found\n"]

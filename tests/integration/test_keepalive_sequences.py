@@ -151,3 +151,17 @@ def test_a_pipelined_burst_that_fills_the_read_buffer_is_all_answered(
         sock.sendall(get * count)
         for n in range(count):
             assert _read_response(sock, pending, head_only=False) == b"hello\n", n
+
+
+def test_what_an_app_leaves_on_wsgi_input_is_not_seen_by_the_next_request(
+    served: tuple[str, int]
+) -> None:
+    """Each request has its own ``wsgi.input``, bodies or none (a review found one shared
+    empty stream per connection: an attribute middleware set on it showed in later requests)."""
+    with socket.create_connection(served, timeout=5) as sock:
+        pending = bytearray()
+        for path, want in (("/hello", b"hello\n"), ("/mark-input", b"marked\n"),
+                           ("/input-marked", b"no\n"), ("/input-marked", b"no\n")):
+            sock.sendall(f"GET {path} HTTP/1.1\r\nHost: t\r\n\r\n".encode())
+            assert _read_response(sock, pending, head_only=False) == want, path
+
