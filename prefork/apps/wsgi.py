@@ -176,12 +176,14 @@ class WSGIRequestHandler(socketserver.StreamRequestHandler):
         not two: keepalive.TakesHeads): a whole plain head (no body) under the ``auto`` parser;
         else NOTHING, GONE or OTHER (what arrived stays buffered for the multiplexer's look,
         which waits for a small body as for any request; the handler's parser reads it)."""
-        raw = self._raw if self._read_head is fasthead.read_head_grammar else None
-        data = raw.arrived(self.rfile) if raw is not None else b"-"  # type: ignore[arg-type]
+        raw = self._raw
+        if raw is None or self._read_head is not fasthead.read_head_grammar:
+            return OTHER  # (TLS, or the python or httptools parser: every head is theirs)
+        data = raw.arrived(self.rfile)  # type: ignore[arg-type]  # (a BufferedReader)
         self._clean = False  # (what arrived is buffered now)
         if not data:
             return NOTHING if data is not None else GONE
-        if raw is None or len(data) >= self._full:  # (more may wait in the socket, no event)
+        if len(data) >= self._full:  # (more may wait in the socket, with no event to come)
             return OTHER
         head = fasthead.take_common(self.rfile, data, self._limits, plain_only=True)
         if head is None:
@@ -220,7 +222,7 @@ class WSGIRequestHandler(socketserver.StreamRequestHandler):
     def serve(self, app: WSGIApp, head: RequestHead, base: dict[str, Any], allow: bool) -> bool:
         """Serve one request; True if the connection may carry another."""
         try:
-            body = LengthBody(self.rfile, 0) if head.plain else self.make_body(head)
+            body = self.make_body(head)
             environ = self.make_environ(head, body, base)
             if isinstance(body, ChunkedBody) and self.buffer_chunked:
                 environ["wsgi.input"], size = spool(body, self.max_buffered_body)

@@ -177,17 +177,16 @@ class Offer:
 OFFER: ContextVar[Offer | None] = ContextVar("prefork_keepalive_offer", default=None)
 
 
-_kind = _socket.socket.type.__get__
-RETIRING = _retiring = [False]  # this process's worker is retiring (see the module docstring)
+RETIRING = [False]  # this process's worker is retiring (see the module docstring)
 
 
 def retire() -> None:
     """This worker retires: every response from now on says ``Connection: close``."""
-    _retiring[0] = True
+    RETIRING[0] = True
 
 
 def retiring() -> bool:
-    return _retiring[0]
+    return RETIRING[0]
 
 
 def hold(request: Any, resumable: Resumable) -> bool:
@@ -208,6 +207,9 @@ class HoldsConnections:
         super().shutdown_request(request)  # type: ignore[misc]
 
 
+_kind = _socket.socket.type.__get__  # a socket's type, without the enum socket.type makes
+
+
 def outbox_writer(request: Any, timeout: float | None = None) -> OutboxWriter | None:
     """A ``wfile`` for the handler of ``request`` whose writes never wait for the client
     (core/outbox.py), where this dispatch may hold the connection (a prefork worker's); else
@@ -217,7 +219,7 @@ def outbox_writer(request: Any, timeout: float | None = None) -> OutboxWriter | 
     if offer is None or not offer.allowed or offer.request is not request:
         return None
     if not isinstance(request, socket.socket) or _kind(request) != socket.SOCK_STREAM:
-        return None  # (_kind: socket.type without the enum it makes on every read)
+        return None
     return OutboxWriter(request, timeout)
 
 
@@ -340,7 +342,7 @@ class KeepAliveHTTPMixIn:
         super().send_header(keyword, value)  # type: ignore[misc]
 
     def end_headers(self) -> None:
-        if _retiring[0] and not self.close_connection:
+        if RETIRING[0] and not self.close_connection:
             self.send_header("Connection", "close")
         super().end_headers()  # type: ignore[misc]
 

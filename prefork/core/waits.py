@@ -3,8 +3,8 @@
 request's head from its first byte), ``keep_alive`` (an idle kept-alive connection),
 ``send_timeout`` (the rest of a response the handler left) and ``worker_connections`` (how
 many connections wait per worker; 0 sizes it from the fd limit); and the drain's grace for an
-idle connection of a retiring worker.  A stdlib server that the
-runner did not set has the contract's defaults."""
+idle connection of a retiring worker.  A stdlib server that the runner did not set has the
+contract's defaults."""
 
 from __future__ import annotations
 

@@ -248,7 +248,7 @@ class Worker:
             self._serve_held = book.counted(self._next_request, self._refuse_held)
             mux = Multiplexer(ep, listeners, self._serve, self.serving.__getitem__,
                               self._interrupted, self.slot.empty_accept, limits)
-            mux.serve_head = book.counted(self._next_request, self._refuse_held)
+            mux.serve_head = self._serve_held
         # The loop is on every connection's path: what has nothing to do is not called.
         poll, monotonic, pending, accept = ep.poll, time.monotonic, self.signals.pending, mux.accept
         ready, deadlines, title = mux.ready, mux.deadlines.heap, self.title
