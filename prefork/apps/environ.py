@@ -8,6 +8,7 @@ import contextlib
 import socket
 import weakref
 from typing import Any
+from urllib.parse import unquote_to_bytes
 
 from prefork.apps.request import RequestError
 
@@ -80,6 +81,25 @@ def environ_key(name: str) -> str:
 # Field names -> their environ keys (a client sends the same few again and again).
 _KEYS: dict[str, str] = {}
 KEYS_KEPT = 256
+
+
+def split_target(target: str, prefix: str) -> tuple[str, str, str, bool]:
+    """A request target as the environ has it: PATH_INFO (decoded once, as bytes: PEP 3333;
+    the mount ``prefix`` split off), QUERY_STRING, REQUEST_URI (without a fragment), and
+    whether the path is outside the prefix (then SCRIPT_NAME is empty, and the whole path is
+    PATH_INFO)."""
+    if "#" in target:  # a fragment is not passed on
+        target = target.partition("#")[0]
+    path, _, query = (target if target[:1] == "/" else path_of(target)).partition("?")
+    path_info = (unquote_to_bytes(path.encode("latin-1")).decode("latin-1")
+                 if "%" in path else path)  # (nothing to decode: as it is)
+    outside = False
+    if prefix:  # --root-path: the mount prefix comes off PATH_INFO (see mount_point)
+        if path_info == prefix or path_info.startswith(prefix + "/"):
+            path_info = path_info[len(prefix):]
+        else:
+            outside = True  # outside the prefix: served as it came
+    return path_info, query, target, outside
 
 
 def path_of(target: str) -> str:

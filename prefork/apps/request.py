@@ -184,19 +184,24 @@ def framing(head: RequestHead) -> tuple[Framing, int]:
     return "none", 0
 
 
+def known_host(given: str) -> bool:
+    """Whether ``given`` is a valid Host value (the valid ones remembered, bounded)."""
+    if given in _HOSTS:
+        return True
+    if valid_host(given):
+        if len(_HOSTS) < HOSTS_KEPT:
+            _HOSTS.add(given)
+        return True
+    return False
+
+
 def host(head: RequestHead) -> str | None:
     """The request's host (RFC 9112 3.2): from an absolute-form target if it is one, else the
     one ``Host`` field; None if there is neither (an HTTP/1.0 request).  Two Host fields, or
     one that is not ``uri-host [":" port]``, raise RequestError 400, as does an HTTP/1.1
     request without one."""
-    if head.plain:
-        given = head.authority
-        if given in _HOSTS:
-            return given
-        if valid_host(given):
-            if len(_HOSTS) < HOSTS_KEPT:
-                _HOSTS.add(given)
-            return given
+    if head.plain and known_host(head.authority):
+        return head.authority
     values = [value for key, value in head.headers if key == "host"]
     if len(values) > 1:
         raise RequestError(400, "more than one Host header")

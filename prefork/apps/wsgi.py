@@ -38,18 +38,15 @@ import sys
 import time
 from collections.abc import Callable, Iterable
 from typing import Any, ClassVar, cast
-from urllib.parse import unquote_to_bytes
 
-from prefork.apps import fasthead, forwarded, serverside
+from prefork.apps import forwarded, serverside
 from prefork.apps.body import Body, ChunkedBody, IncompleteBody, LengthBody, spool
-from prefork.apps.environ import add_fields, path_of
+from prefork.apps.environ import add_fields, split_target
+from prefork.apps.plainpath import PlainRequests
 from prefork.apps.request import RequestError, RequestHead, framing, host, judge
 from prefork.apps.response import ClientGone, Response
 from prefork.core import connio, httplimits
 from prefork.core.keepalive import (
-    GONE,
-    NOTHING,
-    OTHER,
     RETIRING,
     Ready,
     hold,
@@ -72,7 +69,7 @@ REASONS = {400: "Bad Request", 413: "Content Too Large", 414: "URI Too Long",
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
 
-class WSGIRequestHandler(socketserver.StreamRequestHandler):
+class WSGIRequestHandler(PlainRequests, socketserver.StreamRequestHandler):
     """Serves the WSGI application ``application`` (set by :func:`wsgi_handler`, or else the
     server's ``get_app()``, as wsgiref's ``WSGIServer`` has) on one connection.
 
@@ -149,9 +146,9 @@ class WSGIRequestHandler(socketserver.StreamRequestHandler):
                 self._held = True
                 return
 
-    def resume(self, head: RequestHead | None = None) -> bool:
-        """Serve the next request on this connection (``head``: its head, read already by
-        :meth:`take_head`); True if it may carry another."""
+    def resume(self, head: RequestHead | dict[str, Any] | None = None) -> bool:
+        """Serve the next request on this connection (``head``: its head, or a plain
+        request's environ, read already by :meth:`take_head`); True if it may carry another."""
         self._count += 1
         if self._raw is None:  # (else its reads set the timeout when one must wait)
             self.connection.settimeout(self.timeout)
@@ -169,28 +166,11 @@ class WSGIRequestHandler(socketserver.StreamRequestHandler):
         # A retiring worker says so: "Connection: close" (see prefork.core.keepalive).
         most = self.max_keepalive_requests
         allow = self._keep_alive and (not most or self._count < most) and not RETIRING[0]
+        if isinstance(head, dict):  # a plain request's environ (take_head: apps/plainpath.py)
+            response = Response(self.wfile, head_only=self._head_only, http11=self._http11,
+                                reusable=allow and not self._closing, sock=self.connection)
+            return self._run(self._app, head, None, response)
         return self.serve(self._app, head, self._base, allow)
-
-    def take_head(self) -> RequestHead | int:
-        """A held connection's next head, read in place of the multiplexer's peek (one read,
-        not two: keepalive.TakesHeads): a whole plain head (no body) under the ``auto`` parser;
-        else NOTHING, GONE or OTHER (what arrived stays buffered for the multiplexer's look,
-        which waits for a small body as for any request; the handler's parser reads it)."""
-        raw = self._raw
-        if raw is None or self._read_head is not fasthead.read_head_grammar:
-            return OTHER  # (TLS, or the python or httptools parser: every head is theirs)
-        data = raw.arrived(self.rfile)  # type: ignore[arg-type]  # (a BufferedReader)
-        self._clean = False  # (what arrived is buffered now)
-        if not data:
-            return NOTHING if data is not None else GONE
-        if len(data) >= self._full:  # (more may wait in the socket, with no event to come)
-            return OTHER
-        head = fasthead.take_common(self.rfile, data, self._limits, plain_only=True)
-        if head is None:
-            return OTHER
-        # All that arrived was a head without a body: nothing stays buffered (buffered()).
-        self._clean = head.size == len(data)
-        return head
 
     def buffered(self) -> bytes:
         """A pipelined request already read from the socket (for the multiplexer)."""
@@ -239,17 +219,24 @@ class WSGIRequestHandler(socketserver.StreamRequestHandler):
         plain = None if isinstance(self.connection, ssl.SSLSocket) else self.connection
         response = Response(self.wfile, head_only=head.method == "HEAD", http11=http11,
                             reusable=not close, sock=plain)
+        return self._run(app, environ, body, response)
+
+    def _run(self, app: WSGIApp, environ: dict[str, Any], body: Body | None,
+             response: Response) -> bool:
+        """The application's response to ``environ`` (``body``: its request body, None for a
+        plain request's empty one); True if the connection may carry another request."""
+        given = environ["wsgi.input"]
         access = accesslog.ACTIVE[0] if accesslog.ACTIVE else None  # --access-logfile
         started = time.perf_counter() if access is not None and access.timed else 0.0
         try:
-            return self._respond(app, head, environ, body, response)
+            return self._respond(app, environ, body, response)
         finally:
-            if environ["wsgi.input"] is not body:
+            if environ["wsgi.input"] is not given:
                 environ["wsgi.input"].close()
             if access is not None:  # (ops/accesslog.py)
                 access.record(environ, response.status, response.sent, started)
 
-    def _respond(self, app: WSGIApp, head: RequestHead, environ: dict[str, Any], body: Body,
+    def _respond(self, app: WSGIApp, environ: dict[str, Any], body: Body | None,
                  response: Response) -> bool:
         try:
             result = app(environ, response.start_response)
@@ -262,7 +249,8 @@ class WSGIRequestHandler(socketserver.StreamRequestHandler):
         except ClientGone:
             return False
         except IncompleteBody as exc:
-            log.debug("worker (pid %d) %s %s: %s", os.getpid(), head.method, head.target, exc)
+            log.debug("worker (pid %d) %s %s: %s", os.getpid(), environ["REQUEST_METHOD"],
+                      environ["REQUEST_URI"], exc)
             return False
         except RequestError as exc:
             if not response.headers_sent:
@@ -271,7 +259,7 @@ class WSGIRequestHandler(socketserver.StreamRequestHandler):
         except Exception:
             check_error()  # --max-memory: lifts the budget first, so the 500 can be sent
             log.exception("worker (pid %d) error in the application on %s %s",
-                          os.getpid(), head.method, head.target)
+                          os.getpid(), environ["REQUEST_METHOD"], environ["REQUEST_URI"])
             if not response.headers_sent:
                 self._error(response, 500, "")
             return False
@@ -335,19 +323,7 @@ class WSGIRequestHandler(socketserver.StreamRequestHandler):
 
     def make_environ(self, head: RequestHead, body: Body, base: dict[str, Any]) -> dict[str, Any]:
         authority = host(head)
-        target = head.target
-        if "#" in target:  # a fragment is not passed on
-            target = target.partition("#")[0]
-        # The target decoded once, as bytes (PEP 3333).
-        path, _, query = (target if target[:1] == "/" else path_of(target)).partition("?")
-        path_info = (unquote_to_bytes(path.encode("latin-1")).decode("latin-1")
-                     if "%" in path else path)  # (nothing to decode: as it is)
-        prefix, outside = base["SCRIPT_NAME"], False
-        if prefix:  # --root-path: the mount prefix comes off PATH_INFO (see mount_point)
-            if path_info == prefix or path_info.startswith(prefix + "/"):
-                path_info = path_info[len(prefix):]
-            else:
-                outside = True  # outside the prefix: served as it came
+        path_info, query, target, outside = split_target(head.target, base["SCRIPT_NAME"])
         environ = {**base, "REQUEST_METHOD": head.method, "PATH_INFO": path_info,
                    "QUERY_STRING": query, "REQUEST_URI": target,
                    "SERVER_PROTOCOL": head.version, "wsgi.input": body}

@@ -43,6 +43,19 @@ class ConnIO(socket.SocketIO):
         # The last read took all it asked for: more may wait in the socket, with no edge of
         # the multiplexer's epoll to come for it (see buffered()).
         self.filled = False
+        self._back = b""  # bytes the handler read off the socket itself (put_back)
+
+    def put_back(self, rfile: io.BufferedReader, data: bytes, filled: bool) -> None:
+        """``data``, read off the socket by the handler itself (a held connection's next
+        request: apps/plainpath.py), into ``rfile``'s empty buffer as if ``rfile`` had read it
+        (``data`` is no larger than that buffer: the read asked for no more); ``filled``: that
+        read took all it asked for (see :attr:`filled`)."""
+        self._back = data
+        try:
+            rfile.peek()
+        finally:
+            self._back = b""
+        self.filled = filled
 
     def arrived(self, rfile: io.BufferedReader) -> bytes | None:
         """What ``rfile`` (the reader over this stream) holds, after one read of what has
@@ -58,6 +71,11 @@ class ConnIO(socket.SocketIO):
         return None if self.ended and not data else data
 
     def readinto(self, b: Any) -> int | None:
+        if self._back:  # (put_back)
+            size = len(self._back)
+            b[:size] = self._back
+            self._back = b""
+            return size
         if self.reads == BUFFER_ONLY:
             return None  # (BufferedReader.peek then returns what it holds, or b"")
         sock = self._sock  # type: ignore[attr-defined]

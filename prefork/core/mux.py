@@ -261,12 +261,22 @@ class Multiplexer(Opening, Listening, Sending):
             elif head == OTHER or hup:
                 self._check(conn, defer=False, hup=hup)
             return  # (NOTHING: woken for nothing; it waits on)
-        self.conns.pop(conn.fd, None)
+        # Served from this event, in this thread: the connection keeps its place here (and
+        # its deadline's entry) unless it must go another way after the request.
         conn.phase = Phase.BUSY
         if not self.serve_head(conn, head):  # type: ignore[misc]  # (set where conn.direct)
+            self.conns.pop(conn.fd, None)
             conn.phase = Phase.CLOSED
             return
-        self._held(conn)
+        resumable = conn.resumable
+        if (self.draining or resumable is CLOSING or resumable is None
+                or (PENDING and conn.sock in PENDING) or resumable.buffered()
+                or conn.sock.gettimeout() is not None):
+            self.conns.pop(conn.fd, None)
+            self._held(conn)  # (what is left to send, a pipelined request, a drain...)
+            return
+        conn.phase = Phase.IDLE  # the next request's edge is still to come (see _held)
+        conn.deadline = time.monotonic() + conn.idle
 
     def _dispatch(self, conn: Conn) -> None:
         self.conns.pop(conn.fd, None)

@@ -29,6 +29,8 @@ def pair() -> Iterator[tuple[WSGIRequestHandler, socket.socket]]:
     handler.rfile, handler._raw = connio.reader(ours, -1, 1.0)
     handler._limits = httplimits.DEFAULT
     handler._read_head = fasthead.choose("auto")
+    handler.connection, handler._full, handler._trust = ours, 8192, None
+    handler._base = {"SCRIPT_NAME": ""}
     yield handler, theirs
     ours.close()
     theirs.close()
@@ -38,9 +40,15 @@ def test_a_plain_head_is_taken(pair: tuple[WSGIRequestHandler, socket.socket]) -
     handler, client = pair
     assert handler.take_head() == NOTHING
     client.sendall(GET)
+    environ = handler.take_head()  # (a plain one: its environ, apps/plainpath.py)
+    assert isinstance(environ, dict) and environ["PATH_INFO"] == "/x"
+    assert handler.buffered() == b""
+    client.sendall(GET + GET)  # pipelined: the first as a head, the second stays buffered
     head = handler.take_head()
     assert isinstance(head, RequestHead) and head.plain and head.target == "/x"
+    assert handler.buffered() == GET
     client.close()
+    handler.rfile.read(len(GET))
     assert handler.take_head() == GONE
 
 

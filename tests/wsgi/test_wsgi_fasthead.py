@@ -132,3 +132,21 @@ def test_the_server_chooses_the_parser() -> None:
         assert fasthead.for_server(Server()) is fasthead.read_head_httptools
     with pytest.raises(ValueError, match="http_parser"):
         fasthead.choose("llhttp")
+
+
+def test_a_field_line_matched_without_backtracking_is_the_strict_grammars_line() -> None:
+    """fasthead.FIELD_BYTES (one run of value bytes and blanks) is the language of OWS, a field
+    value, OWS (httpgrammar.FIELD_VALUE, which starts and ends with a visible byte)."""
+    import re
+
+    from prefork.core.httpgrammar import FIELD_VALUE
+
+    strict = re.compile(rb"[ \t]*" + FIELD_VALUE.pattern + rb"[ \t]*")
+    simple = re.compile(fasthead.FIELD_BYTES)
+    rnd = random.Random(20)
+    alphabet = [b" ", b"\t", b"a", b"\x7f", b"\x80", b"\x00", b"\r", b"\n", b"\x1f", b"\xff"]
+    words = [b"", b" ", b"\t", b"a", b" a ", b"a b", b"\x7f", b"a\x7f"]
+    for _ in range(20000):
+        words.append(b"".join(rnd.choice(alphabet) for _ in range(rnd.randint(0, 6))))
+    for word in words:
+        assert bool(strict.fullmatch(word)) == bool(simple.fullmatch(word)), word

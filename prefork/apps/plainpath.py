@@ -1,0 +1,154 @@
+"""A held connection's next request read by its WSGI handler, and a plain one made into its
+environ in one pass (issue 20: the keep-alive request path).
+
+Why.  Between keep-alive requests a WSGI connection waits in the worker's multiplexer; on its
+event the handler reads what arrived itself (``take_head``, for ``mux._direct``: one ``recv``,
+no peek).  Most such requests are *plain*: one whole head and nothing after it, of the common
+shape, with no body.  The general path reads such a head into a :class:`RequestHead` (a field
+list, lower-cased names), then makes the environ from it (the fields again, the Host again):
+two passes over the fields and two objects per request, about a sixth of a kept-alive
+request's instructions.  Here the head is checked whole by the grammar's one expression
+(``fasthead.COMMON_HEAD``, in C) and each field goes straight into the environ.
+
+What is plain.  The read took all that had arrived, less than the reader's buffer, and it is
+one head ending in its first CRLF CRLF, no longer than the shorter line limit, with at most
+``limit_request_fields`` fields, matched whole by ``COMMON_HEAD``; an origin-form target;
+exactly one Host, valid; no Content-Length, Transfer-Encoding or Expect.  Anything else (a
+pipelined request behind it, a body, part of a head, another shape, every refusal) goes back
+into the handler's reader (``connio.ConnIO.put_back``) and the general path reads it, so its
+answers stay the strict parser's.  tests/wsgi/test_plainpath.py checks, byte by byte and by
+mutation, that a head taken here makes the environ the general path makes of it.
+"""
+
+from __future__ import annotations
+
+import io
+import socket
+from typing import Any
+
+from prefork.apps import forwarded
+from prefork.apps.environ import environ_key, split_target
+from prefork.apps.fasthead import COMMON_HEAD, HeadReader, read_head_grammar, take_common
+from prefork.apps.request import RequestHead, known_host
+from prefork.core import connio, httplimits
+from prefork.core.httpgrammar import list_items
+from prefork.core.keepalive import GONE, NOTHING, OTHER
+
+DONTWAIT = socket.MSG_DONTWAIT
+_ORDINARY, _HOST, _CONNECTION, _BODY = 0, 1, 2, 3
+_KINDS = {"host": _HOST, "connection": _CONNECTION, "content-length": _BODY,
+          "transfer-encoding": _BODY, "expect": _BODY}
+
+
+def _learn(name: str) -> tuple[str, int]:
+    """A field name as sent -> its environ key ("": dropped) and what it tells."""
+    lowered = name.lower()
+    entry = (environ_key(lowered), _KINDS.get(lowered, _ORDINARY))
+    if len(_FIELDS) < FIELDS_KEPT:
+        _FIELDS[name] = entry
+    return entry
+
+
+# Field names as sent -> (environ key, kind): a client sends the same few again and again.
+_FIELDS: dict[str, tuple[str, int]] = {}
+FIELDS_KEPT = 256
+
+
+class PlainRequests:
+    """The WSGI handler's ``take_head`` (keepalive.TakesHeads): a held connection's next
+    request, read off the socket; a plain one as its environ (``_closing``, ``_http11`` and
+    ``_head_only`` say the rest), another whole plain head (pipelined) as a RequestHead, else
+    NOTHING, GONE or OTHER."""
+
+    connection: socket.socket
+    rfile: Any
+    _raw: connio.ConnIO | None
+    _full: int
+    _clean: bool
+    _limits: httplimits.HeadLimits
+    _base: dict[str, Any]
+    _trust: forwarded.Trusted | None
+    _read_head: HeadReader
+    _closing = False  # the plain request said "Connection: close", or is HTTP/1.0
+    _http11 = True
+    _head_only = False
+
+    def take_head(self) -> dict[str, Any] | RequestHead | int:
+        raw = self._raw
+        if raw is None or self._read_head is not read_head_grammar:
+            return OTHER  # (TLS, or the python or httptools parser: every head is theirs)
+        try:
+            data = self.connection.recv(self._full, DONTWAIT)
+        except (BlockingIOError, InterruptedError):
+            return NOTHING  # (woken for nothing: the buffer stays as empty as it was)
+        except OSError:
+            return GONE
+        if not data:
+            return GONE
+        size, full = len(data), self._full
+        if size < full and data.find(b"\r\n\r\n") == size - 4:
+            environ = self._plain(data, size)
+            if environ is not None:
+                self._clean = True  # nothing buffered (buffered())
+                return environ
+        raw.put_back(self.rfile, data, size >= full)
+        self._clean = False
+        if size >= full:  # (more may wait in the socket, with no event to come)
+            return OTHER
+        head = take_common(self.rfile, data, self._limits, plain_only=True)
+        if head is None:
+            return OTHER  # stays buffered for the multiplexer's look and the general path
+        self._clean = head.size == size
+        return head
+
+    def _plain(self, data: bytes, size: int) -> dict[str, Any] | None:
+        """The environ of the plain head ``data`` (all of it), or None if it is not one."""
+        limits = self._limits
+        if size > limits.smallest_line or COMMON_HEAD.fullmatch(data) is None:
+            return None
+        text = data.decode("latin-1")
+        line_end = text.find("\r\n")
+        if line_end + 4 >= size:
+            return None  # no field: no Host
+        method, target, version = text[:line_end].split(" ")  # (one SP each: COMMON_HEAD)
+        lines = text[line_end + 2:size - 4].split("\r\n")
+        if target[0] != "/" or len(lines) > limits.fields:
+            return None
+        base = self._base
+        if "#" in target or "%" in target or base["SCRIPT_NAME"]:
+            path, query, target, outside = split_target(target, base["SCRIPT_NAME"])
+        else:
+            (path, _, query), outside = target.partition("?"), False
+        environ = {**base, "REQUEST_METHOD": method, "PATH_INFO": path, "QUERY_STRING": query,
+                   "REQUEST_URI": target, "SERVER_PROTOCOL": version,
+                   "wsgi.input": io.BytesIO()}
+        if outside:
+            environ["SCRIPT_NAME"] = ""
+        authority, closing, fields = None, False, _FIELDS
+        for line in lines:
+            name, _, value = line.partition(":")
+            key, kind = fields.get(name) or _learn(name)
+            value = value.strip(" \t")
+            if kind:
+                if kind == _BODY:
+                    return None
+                if kind == _HOST:
+                    if authority is not None:
+                        return None  # (two: the strict path refuses them)
+                    authority = value
+                elif not closing:
+                    lowered = value.lower()
+                    closing = "close" in lowered and "close" in list_items(lowered)
+            if not key:
+                continue  # X-Forwarded_For would pose as X-Forwarded-For: dropped
+            if key in environ:
+                environ[key] += ("; " if key == "HTTP_COOKIE" else ", ") + value
+            else:
+                environ[key] = value
+        if authority is None or not known_host(authority):
+            return None
+        if self._trust is not None:
+            forwarded.apply(environ, self._trust)
+        self._http11 = http11 = version != "HTTP/1.0"
+        self._closing, self._head_only = closing or not http11, method == "HEAD"
+        return environ
