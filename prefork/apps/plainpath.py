@@ -35,9 +35,11 @@ from prefork.core.httpgrammar import list_items
 from prefork.core.keepalive import GONE, NOTHING, OTHER
 
 DONTWAIT = socket.MSG_DONTWAIT
-_ORDINARY, _HOST, _CONNECTION, _BODY = 0, 1, 2, 3
+_ORDINARY, _HOST, _CONNECTION, _BODY, _PROXY = 0, 1, 2, 3, 4
 _KINDS = {"host": _HOST, "connection": _CONNECTION, "content-length": _BODY,
-          "transfer-encoding": _BODY, "expect": _BODY}
+          "transfer-encoding": _BODY, "expect": _BODY,
+          # the fields forwarded.apply reads (a trusted peer's)
+          "x-forwarded-for": _PROXY, "x-forwarded-proto": _PROXY, "forwarded": _PROXY}
 
 
 def _learn(name: str) -> tuple[str, int]:
@@ -124,7 +126,7 @@ class PlainRequests:
                    "wsgi.input": io.BytesIO()}
         if outside:
             environ["SCRIPT_NAME"] = ""
-        authority, closing, fields = None, False, _FIELDS
+        authority, closing, proxied, fields = None, False, False, _FIELDS
         for line in lines:
             name, _, value = line.partition(":")
             key, kind = fields.get(name) or _learn(name)
@@ -136,6 +138,8 @@ class PlainRequests:
                     if authority is not None:
                         return None  # (two: the strict path refuses them)
                     authority = value
+                elif kind == _PROXY:
+                    proxied = True
                 elif not closing:
                     lowered = value.lower()
                     closing = "close" in lowered and "close" in list_items(lowered)
@@ -147,7 +151,7 @@ class PlainRequests:
                 environ[key] = value
         if authority is None or not known_host(authority):
             return None
-        if self._trust is not None:
+        if proxied and self._trust is not None:
             forwarded.apply(environ, self._trust)
         self._http11 = http11 = version != "HTTP/1.0"
         self._closing, self._head_only = closing or not http11, method == "HEAD"

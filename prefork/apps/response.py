@@ -45,14 +45,14 @@ class ClientGone(Exception):
     """Writing to the client failed: it closed the connection or stopped reading."""
 
 
-def _date_line(now: int) -> str:
+def _date_line(now: int) -> bytes:
     """The Date header's line for the second ``now``, kept in :data:`_DATE` (formatted at most
     once a second)."""
-    _DATE[:] = [now, f"Date: {email.utils.formatdate(now, usegmt=True)}\r\n"]
-    return str(_DATE[1])
+    _DATE[:] = [now, f"Date: {email.utils.formatdate(now, usegmt=True)}\r\n".encode("ascii")]
+    return bytes(_DATE[1])
 
 
-_DATE: list[Any] = [-1, ""]  # the second, its Date line
+_DATE: list[Any] = [-1, b""]  # the second, its Date line
 _time = time.time
 
 
@@ -62,7 +62,7 @@ class Head:
     they say ``Connection: close``, whether they have their own Date, and the Server line
     unless they have their own."""
 
-    __slots__ = ("close", "dated", "length", "server", "text")
+    __slots__ = ("close", "dated", "length", "server", "text", "wire")
 
     def __init__(self, headers: list[tuple[str, str]]) -> None:
         names = {name.lower() for name, _ in headers}
@@ -74,7 +74,25 @@ class Head:
         self.dated = "date" in names
         self.server = "" if "server" in names else f"Server: {SERVER}\r\n"
         self.text = "".join(f"{n}: {v}\r\n" for n, v in kept)
+        # (status, framing, close) -> the response head's bytes before and after its Date
+        self.wire: dict[tuple[str, str, bool], tuple[bytes, bytes]] = {}
 
+    def lines(self, status: str, framing: str, close: bool) -> tuple[bytes, bytes]:
+        """The response head with these headers, ``status``, the ``framing`` line and
+        ``close``, encoded: what goes before the Date line and what goes after it."""
+        key = (status, framing, close)
+        wire = self.wire.get(key)
+        if wire is None:
+            if len(self.wire) >= WIRES_KEPT:
+                self.wire.clear()
+            wire = self.wire[key] = (
+                f"HTTP/1.1 {status}\r\n{self.text}{framing}".encode("latin-1"),
+                f"{self.server}{'Connection: close' + chr(13) + chr(10) if close else ''}\r\n"
+                .encode("latin-1"))
+        return wire
+
+
+WIRES_KEPT = 16  # encoded heads kept per Head (a status, a length: a few each)
 
 # Checked heads and statuses by value: an application sends the same few again and again.
 _HEADS: dict[tuple[tuple[str, str], ...], Head] = {}
@@ -130,12 +148,14 @@ class Response:
         self.head_only = head_only
         self.http11 = http11
         self.close = not reusable
-        self.status: str | None = None
-        self.head: Head | None = None  # the headers checked, as sent (head_of)
-        self.headers_sent = False
-        self.chunked = False
-        self.length: int | None = None  # declared Content-Length
-        self.sent = 0  # body bytes written
+
+    # (Class defaults, replaced on the instance as the response goes: fewer stores a request.)
+    status: str | None = None
+    head: Head | None = None  # the headers checked, as sent (head_of)
+    headers_sent = False
+    chunked = False
+    length: int | None = None  # declared Content-Length
+    sent = 0  # body bytes written
 
     # -- what the application calls -----------------------------------------------------------
 
@@ -149,8 +169,16 @@ class Response:
                 exc_info = None  # no reference cycle through the traceback
         elif self.status is not None:
             raise AssertionError("start_response called a second time without exc_info")
-        self.status = checked_status(status)
-        self.head = head_of(headers)
+        # (checked_status and head_of, their caches looked up here first: every request)
+        self.status = status if type(status) is str and status in _STATUSES else (
+            checked_status(status))
+        head = None
+        if type(headers) is list:
+            try:  # noqa: SIM105 (contextlib.suppress: two calls more on every request)
+                head = _HEADS.get(tuple(headers))
+            except TypeError:  # an unhashable item: head_of refuses it
+                pass
+        self.head = head if head is not None else head_of(headers)
         return self.write
 
     def write(self, data: bytes) -> None:
@@ -174,7 +202,7 @@ class Response:
             piece = result[0]
             if self.status is None:
                 raise AssertionError("the application returned without calling start_response()")
-            self._send_head(len(piece), bytes(piece))
+            self._send_head(len(piece), piece if type(piece) is bytes else bytes(piece))
             return
         if type(result) is FileWrapper:  # as the application made it: no middleware around it
             self._send_file(result)
@@ -261,16 +289,18 @@ class Response:
             framing = "Transfer-Encoding: chunked\r\n"
         else:
             self.close = True  # the end of the body is the end of the connection
-        date = "" if head.dated else (
-            _DATE[1] if _DATE[0] == (now := int(_time())) else _date_line(now))
-        text = (f"HTTP/1.1 {status}\r\n{head.text}{framing}{date}{head.server}"
-                f"{'Connection: close' + chr(13) + chr(10) if self.close else ''}\r\n")
-        data = text.encode("latin-1")
+        before, after = head.wire.get((status, framing, self.close)) or head.lines(
+            status, framing, self.close)
+        data = before + after if head.dated else before + (
+            _DATE[1] if _DATE[0] == (now := int(_time())) else _date_line(now)) + after
         self.headers_sent = True
         if self.head_only or no_body:
             self.head_only = True
-        else:
-            data += self._frame(first)
+        elif first:  # (_frame, for the first piece: nothing sent yet)
+            if self.length is not None and len(first) > self.length:
+                first = first[:self.length]
+            self.sent = len(first)
+            data += b"%x\r\n%b\r\n" % (len(first), first) if self.chunked else first
         try:
             self.wfile.write(data)  # (as _send: the head is never empty)
         except OSError as exc:

@@ -229,48 +229,44 @@ class WSGIRequestHandler(PlainRequests, socketserver.StreamRequestHandler):
         access = accesslog.ACTIVE[0] if accesslog.ACTIVE else None  # --access-logfile
         started = time.perf_counter() if access is not None and access.timed else 0.0
         try:
-            return self._respond(app, environ, body, response)
+            try:
+                result = app(environ, response.start_response)
+                try:
+                    response.run(result)
+                finally:
+                    closer = getattr(result, "close", None)
+                    if closer is not None:
+                        closer()
+            except ClientGone:
+                return False
+            except IncompleteBody as exc:
+                log.debug("worker (pid %d) %s %s: %s", os.getpid(), environ["REQUEST_METHOD"],
+                          environ["REQUEST_URI"], exc)
+                return False
+            except RequestError as exc:
+                if not response.headers_sent:
+                    self._refuse(exc)
+                return False
+            except Exception:
+                check_error()  # --max-memory: lifts the budget first, so the 500 can be sent
+                log.exception("worker (pid %d) error in the application on %s %s",
+                              os.getpid(), environ["REQUEST_METHOD"], environ["REQUEST_URI"])
+                if not response.headers_sent:
+                    self._error(response, 500, "")
+                return False
+            if response.close:
+                return False
+            # What the application left of the body stands between this request and the next.
+            if body is not None and not body.finished:
+                if body.on_first_read is not None:
+                    return False  # the client still waits for 100 Continue: it sent no body
+                return self._drop_arrived(body)
+            return True
         finally:
             if environ["wsgi.input"] is not given:
                 environ["wsgi.input"].close()
             if access is not None:  # (ops/accesslog.py)
                 access.record(environ, response.status, response.sent, started)
-
-    def _respond(self, app: WSGIApp, environ: dict[str, Any], body: Body | None,
-                 response: Response) -> bool:
-        try:
-            result = app(environ, response.start_response)
-            try:
-                response.run(result)
-            finally:
-                closer = getattr(result, "close", None)
-                if closer is not None:
-                    closer()
-        except ClientGone:
-            return False
-        except IncompleteBody as exc:
-            log.debug("worker (pid %d) %s %s: %s", os.getpid(), environ["REQUEST_METHOD"],
-                      environ["REQUEST_URI"], exc)
-            return False
-        except RequestError as exc:
-            if not response.headers_sent:
-                self._refuse(exc)
-            return False
-        except Exception:
-            check_error()  # --max-memory: lifts the budget first, so the 500 can be sent
-            log.exception("worker (pid %d) error in the application on %s %s",
-                          os.getpid(), environ["REQUEST_METHOD"], environ["REQUEST_URI"])
-            if not response.headers_sent:
-                self._error(response, 500, "")
-            return False
-        if response.close:
-            return False
-        # What the application left of the body stands between this request and the next.
-        if isinstance(body, Body) and not body.finished:
-            if body.on_first_read is not None:
-                return False  # the client still waits for 100 Continue: it sent no body
-            return self._drop_arrived(body)
-        return True
 
     def _drop_arrived(self, body: Body) -> bool:
         """Drop what the application left of the body if it has arrived already (up to

@@ -55,7 +55,7 @@ def broken(what: str, exc: OSError) -> BrokenWorker:
 class AcceptFailures:
     """What an error from ``accept()`` means: ``failed(fd, exc, pause)`` does nothing for a
     client's loss (retried at the next wake-up), calls ``pause()`` for resource pressure
-    (accepting resumes once ``over()``; ``sooner(due)`` is when the loop must look), and
+    (accepting resumes once ``over()``; ``until``, when set, is when the loop must look), and
     raises :class:`BrokenWorker` for anything else."""
 
     def __init__(self) -> None:
@@ -71,10 +71,6 @@ class AcceptFailures:
             pause()
             return
         raise broken(f"accept() on listening fd {fd}", exc) from exc
-
-    def sooner(self, due: float | None) -> float | None:
-        """``due``, or the end of a pause if that comes first."""
-        return self.until if self.until and (due is None or self.until < due) else due
 
     def over(self) -> bool:
         if self.until and time.monotonic() < self.until:

@@ -80,6 +80,10 @@ if TYPE_CHECKING:
 log = logging.getLogger("prefork.worker")
 
 HUP_EVENTS = select.EPOLLRDHUP | select.EPOLLHUP
+# On every kept-alive request's path: an enum member read from the class costs its
+# metaclass's __getattr__ hook in 3.11.
+_IDLE, _BUSY = Phase.IDLE, Phase.BUSY
+
 class Multiplexer(Opening, Listening, Sending):
     """The waiting connections of one worker.  Methods for the worker's loop: on_event(fd,
     events) for every fd it does not own, run_ready() when :attr:`ready` is not empty,
@@ -126,11 +130,14 @@ class Multiplexer(Opening, Listening, Sending):
                 default = written - now
         if self.ready:
             return 0.0
-        due = self.failures.sooner(self.deadlines.next())  # (a pause for resource pressure)
+        heap, until = self.deadlines.heap, self.failures.until  # (a pause: resource pressure)
+        due = heap[0][0] if heap else None  # (on every wait of the loop: no calls)
+        if until and (due is None or until < due):
+            due = until
         if due is None:
             return default
-        wait = max(0.0, due - now)
-        return wait if default < 0 else min(wait, default)
+        wait = due - now if due > now else 0.0
+        return wait if default < 0 or wait < default else default
 
     def on_event(self, fd: int, events: int) -> None:
         if fd in self.listeners:
@@ -139,14 +146,14 @@ class Multiplexer(Opening, Listening, Sending):
         conn = self.conns.get(fd)
         if conn is None:
             return  # a connection in the handler, or one closed since
-        if conn.phase is Phase.SENDING:
+        if conn.direct and conn.phase is _IDLE:  # (the common event: a kept-alive request)
+            self._direct(conn, bool(events & HUP_EVENTS))
+        elif conn.phase is Phase.SENDING:
             self._send_more(conn)
         elif conn.phase is Phase.HANDSHAKE:
             self._handshake(conn)
         elif conn.phase is Phase.PROXY:
             self._proxy(conn)
-        elif conn.direct and conn.phase is Phase.IDLE:
-            self._direct(conn, bool(events & HUP_EVENTS))
         elif events & select.EPOLLPRI and conn.phase is Phase.WAITING:
             self._dispatch(conn)  # urgent data for a handler with handle_urgent() (urgenthook)
         else:
@@ -263,7 +270,7 @@ class Multiplexer(Opening, Listening, Sending):
             return  # (NOTHING: woken for nothing; it waits on)
         # Served from this event, in this thread: the connection keeps its place here (and
         # its deadline's entry) unless it must go another way after the request.
-        conn.phase = Phase.BUSY
+        conn.phase = _BUSY
         if not self.serve_head(conn, head):  # type: ignore[misc]  # (set where conn.direct)
             self.conns.pop(conn.fd, None)
             conn.phase = Phase.CLOSED
@@ -275,7 +282,7 @@ class Multiplexer(Opening, Listening, Sending):
             self.conns.pop(conn.fd, None)
             self._held(conn)  # (what is left to send, a pipelined request, a drain...)
             return
-        conn.phase = Phase.IDLE  # the next request's edge is still to come (see _held)
+        conn.phase = _IDLE  # the next request's edge is still to come (see _held)
         conn.deadline = time.monotonic() + conn.idle
 
     def _dispatch(self, conn: Conn) -> None:

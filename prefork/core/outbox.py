@@ -296,7 +296,7 @@ class OutboxWriter(io.BufferedIOBase):
             raise ValueError("write to a closed file")
         outbox, sock = self.outbox, self.sock
         try:
-            if (not outbox.size and type(data) is bytes and not self.tls
+            if (not (outbox.memory or outbox.ranged) and type(data) is bytes and not self.tls
                     and sock.gettimeout() is None):
                 # The common case, a blocking plain socket (as the multiplexer leaves it) and
                 # nothing queued: one send, no view.

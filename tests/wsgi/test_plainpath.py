@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from prefork.apps import request
+from prefork.apps import forwarded, request
 from prefork.apps.request import RequestError
 from prefork.apps.wsgi import WSGIRequestHandler
 from prefork.core import httplimits
@@ -20,8 +20,10 @@ from prefork.core import httplimits
 BASES = [
     b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
     b"GET /a%20b?c=%41#f HTTP/1.1\r\nHost: h:80\r\nCookie: a=1\r\nCookie: b=2\r\n\r\n",
-    b"HEAD /app/x?y HTTP/1.0\r\nhost: h\r\nX-A: 1\r\nx-a: 2\r\nConnection: keep-alive, close\r\n\r\n",
+    b"HEAD /app/x?y HTTP/1.0\r\nhost: h\r\nX-A: 1\r\nx-a: 2\r\nConnection: a, close\r\n\r\n",
     b"DELETE /p HTTP/1.1\r\nUser-Agent: u\r\nHost: [::1]:8\r\nX_Under: z\r\n\r\n",
+    b"GET / HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: 9.9.9.9\r\nX-Forwarded-Proto: https\r\n\r\n",
+    b"GET / HTTP/1.1\r\nForwarded: for=8.8.8.8;proto=https\r\nHost: x\r\n\r\n",
 ]
 
 
@@ -32,7 +34,14 @@ def handler(prefix: str) -> WSGIRequestHandler:
     return made
 
 
-HANDLERS = [handler(""), handler("/app")]
+def trusting() -> WSGIRequestHandler:
+    made = handler("")
+    made._trust = forwarded.trusted("*")  # (every peer's proxy headers count)
+    made._base["REMOTE_ADDR"], made._base["wsgi.url_scheme"] = "1.2.3.4", "http"
+    return made
+
+
+HANDLERS = [handler(""), handler("/app"), trusting()]
 
 
 def general(made: WSGIRequestHandler, raw: bytes) -> tuple[Any, ...] | None:
