@@ -35,25 +35,38 @@ from prefork.core.httpgrammar import list_items
 from prefork.core.keepalive import GONE, NOTHING, OTHER
 
 DONTWAIT = socket.MSG_DONTWAIT
-_ORDINARY, _HOST, _CONNECTION, _BODY, _PROXY = 0, 1, 2, 3, 4
-_KINDS = {"host": _HOST, "connection": _CONNECTION, "content-length": _BODY,
-          "transfer-encoding": _BODY, "expect": _BODY,
-          # the fields forwarded.apply reads (a trusted peer's)
+# What a field line tells: nothing more (0), the Host (valid), a Connection that says close,
+# that the head is not plain (a body's framing, an expectation, a Host that is not valid), a
+# header forwarded.apply reads (a trusted peer's).
+_ORDINARY, _HOST, _CLOSE, _NOT_PLAIN, _PROXY = 0, 1, 2, 3, 4
+_KINDS = {"host": _HOST, "connection": _CLOSE, "content-length": _NOT_PLAIN,
+          "transfer-encoding": _NOT_PLAIN, "expect": _NOT_PLAIN,
           "x-forwarded-for": _PROXY, "x-forwarded-proto": _PROXY, "forwarded": _PROXY}
 
 
-def _learn(name: str) -> tuple[str, int]:
-    """A field name as sent -> its environ key ("": dropped) and what it tells."""
-    lowered = name.lower()
-    entry = (environ_key(lowered), _KINDS.get(lowered, _ORDINARY))
-    if len(_FIELDS) < FIELDS_KEPT:
-        _FIELDS[name] = entry
+def _learn(line: str) -> tuple[str, int, str]:
+    """A field line (matched by COMMON_HEAD) -> its environ key ("": dropped), what it tells,
+    and its value without OWS."""
+    name, _, value = line.partition(":")
+    lowered, value = name.lower(), value.strip(" \t")
+    kind = _KINDS.get(lowered, _ORDINARY)
+    if kind == _HOST and not known_host(value):
+        kind = _NOT_PLAIN  # (the strict path refuses it)
+    elif kind == _CLOSE and "close" not in list_items(value.lower()):
+        kind = _ORDINARY
+    entry = (environ_key(lowered), kind, value)
+    if len(line) <= LINE_KEPT:
+        if len(_LINES) >= LINES_KEPT:
+            _LINES.clear()
+        _LINES[line] = entry
     return entry
 
 
-# Field names as sent -> (environ key, kind): a client sends the same few again and again.
-_FIELDS: dict[str, tuple[str, int]] = {}
-FIELDS_KEPT = 256
+# Field lines as sent -> what _learn makes of them: a client sends the same Host, User-Agent,
+# Accept... line on every request (a line that differs each time, a request id, is learnt
+# each time; the table starts again once full).
+_LINES: dict[str, tuple[str, int, str]] = {}
+LINES_KEPT, LINE_KEPT = 512, 256  # lines, and the longest kept (at most 128 KiB in all)
 
 
 class PlainRequests:
@@ -121,18 +134,20 @@ class PlainRequests:
             path, query, target, outside = split_target(target, base["SCRIPT_NAME"])
         else:
             (path, _, query), outside = target.partition("?"), False
-        environ = {**base, "REQUEST_METHOD": method, "PATH_INFO": path, "QUERY_STRING": query,
-                   "REQUEST_URI": target, "SERVER_PROTOCOL": version,
-                   "wsgi.input": io.BytesIO()}
+        environ = base.copy()  # (then one store a key: faster than a display with **base)
+        environ["REQUEST_METHOD"] = method
+        environ["PATH_INFO"] = path
+        environ["QUERY_STRING"] = query
+        environ["REQUEST_URI"] = target
+        environ["SERVER_PROTOCOL"] = version
+        environ["wsgi.input"] = io.BytesIO()
         if outside:
             environ["SCRIPT_NAME"] = ""
-        authority, closing, proxied, fields = None, False, False, _FIELDS
+        authority, closing, proxied, known = None, False, False, _LINES
         for line in lines:
-            name, _, value = line.partition(":")
-            key, kind = fields.get(name) or _learn(name)
-            value = value.strip(" \t")
+            key, kind, value = known.get(line) or _learn(line)
             if kind:
-                if kind == _BODY:
+                if kind == _NOT_PLAIN:
                     return None
                 if kind == _HOST:
                     if authority is not None:
@@ -140,16 +155,15 @@ class PlainRequests:
                     authority = value
                 elif kind == _PROXY:
                     proxied = True
-                elif not closing:
-                    lowered = value.lower()
-                    closing = "close" in lowered and "close" in list_items(lowered)
+                else:
+                    closing = True
             if not key:
                 continue  # X-Forwarded_For would pose as X-Forwarded-For: dropped
             if key in environ:
                 environ[key] += ("; " if key == "HTTP_COOKIE" else ", ") + value
             else:
                 environ[key] = value
-        if authority is None or not known_host(authority):
+        if authority is None:
             return None
         if proxied and self._trust is not None:
             forwarded.apply(environ, self._trust)
