@@ -273,34 +273,31 @@ class Response:
     def _send_head(self, known_length: int | None, first: bytes) -> None:
         status, head = self.status, self.head
         assert status is not None and head is not None
-        if head.close:
-            self.close = True
+        close = self.close or head.close
         no_body = status[0] == "1" or status[:3] in _EMPTY
-        framing = ""
-        if head.length is not None:
-            self.length = head.length
-        elif no_body:
-            pass
-        elif known_length is not None:
-            self.length = known_length
-            framing = f"Content-Length: {known_length}\r\n"
-        elif self.http11:
-            self.chunked = True
-            framing = "Transfer-Encoding: chunked\r\n"
-        else:
-            self.close = True  # the end of the body is the end of the connection
-        before, after = head.wire.get((status, framing, self.close)) or head.lines(
-            status, framing, self.close)
+        length, framing, chunked = head.length, "", False
+        if length is None and not no_body:
+            if known_length is not None:
+                length = known_length
+                framing = f"Content-Length: {known_length}\r\n"
+            elif self.http11:
+                self.chunked = chunked = True
+                framing = "Transfer-Encoding: chunked\r\n"
+            else:
+                close = True  # the end of the body is the end of the connection
+        self.length, self.close = length, close
+        before, after = head.wire.get((status, framing, close)) or head.lines(
+            status, framing, close)
         data = before + after if head.dated else before + (
             _DATE[1] if _DATE[0] == (now := int(_time())) else _date_line(now)) + after
         self.headers_sent = True
         if self.head_only or no_body:
             self.head_only = True
         elif first:  # (_frame, for the first piece: nothing sent yet)
-            if self.length is not None and len(first) > self.length:
-                first = first[:self.length]
+            if length is not None and len(first) > length:
+                first = first[:length]
             self.sent = len(first)
-            data += b"%x\r\n%b\r\n" % (len(first), first) if self.chunked else first
+            data += b"%x\r\n%b\r\n" % (len(first), first) if chunked else first
         try:
             self.wfile.write(data)  # (as _send: the head is never empty)
         except OSError as exc:

@@ -31,6 +31,7 @@ from collections.abc import Callable, Collection
 from typing import Any, TypeVar
 
 from prefork.core import delegating
+from prefork.core.conn import Conn
 from prefork.core.keepalive import OFFER, HoldsConnections, Offer, Resumable
 from prefork.core.memguard import check_error
 from prefork.core.outbox import CLOSING, PENDING, discard, pending
@@ -202,7 +203,7 @@ class Bookkeeping:
         """``serve(a, b)`` as one request: begun and ended on the scoreboard and the title;
         ``refuse(a, b)`` instead when a quick stop is pending."""
         slot, title, pending, quick = self.slot, self.title, self.pending, self.quick
-        monotonic, interval = time.monotonic, TITLE_INTERVAL
+        monotonic, interval, recycle_after = time.monotonic, TITLE_INTERVAL, self.recycle_after
 
         def request(a: Any, b: Any) -> _T:
             now = monotonic()
@@ -215,7 +216,7 @@ class Bookkeeping:
             # title.request("busy", now) and ("idle", now), inline: on every request's path.
             if now - title.idle_since >= interval or now - title.at >= interval:
                 title.show("busy")
-            else:
+            elif not title.due:  # (set, it is at + interval already: show() clears it)
                 title.due = title.at + interval
             try:
                 return serve(a, b)
@@ -227,9 +228,9 @@ class Bookkeeping:
                 if title.state == "busy" or now - title.at >= interval:
                     if not self.stopping():
                         title.show("idle")
-                else:
+                elif not title.due:
                     title.due = title.at + interval
-                if self.recycle_after and slot.requests == self.recycle_after:
+                if recycle_after and slot.requests == recycle_after:
                     self.recycle()  # keep serving until the replacement is ready
 
         return request
@@ -241,3 +242,27 @@ def _refuse(server: socketserver.BaseServer, request: Any) -> None:
         server.shutdown_request(request)
     except Exception:
         log.exception("worker (pid %d) shutdown_request failed", os.getpid())
+
+
+def next_request(conn: Conn, head: Any = None) -> bool:
+    """The next request on a held connection (``head``: read by the handler's take_head(),
+    or None); True if the handler holds it again, else it is closed (or once the rest of the
+    response is sent)."""
+    resumable = conn.resumable
+    assert resumable is not None
+    try:
+        # (a head: the handler is a keepalive.TakesHeads)
+        keep = resumable.resume() if head is None else resumable.resume(head)  # type: ignore[call-arg]
+    except Exception:
+        check_error()
+        conn.server.handle_error(conn.sock, conn.address)
+        keep = False
+    if not keep:
+        conn.end()
+    return conn.resumable is not None
+
+
+def refuse_held(conn: Conn, _: Any) -> bool:
+    """A held connection's request as a quick stop began: closed unserved."""
+    conn.release()
+    return False

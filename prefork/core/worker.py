@@ -49,10 +49,10 @@ from prefork.core.contract import (
     WorkerInfo,
     grace,
 )
-from prefork.core.dispatch import Bookkeeping, Serve, request_path
+from prefork.core.dispatch import Bookkeeping, Serve, next_request, refuse_held, request_path
 from prefork.core.errnos import BrokenWorker
 from prefork.core.listeners import Limits
-from prefork.core.memguard import BUDGET, check_error, memory_limit
+from prefork.core.memguard import BUDGET, memory_limit
 from prefork.core.mux import Multiplexer
 from prefork.core.parent import set_parent_death_signal, wait_for_parent
 from prefork.core.pulling import Puller, StopPulling
@@ -119,7 +119,7 @@ class Worker:
         self.signals = SignalQueue(WORKER_SIGNALS | {REOPEN_SIGNAL})
         self.book: Bookkeeping | None = None  # the request's begin and end (one thread)
         self.serving: dict[socketserver.BaseServer, Serve] = {}  # listener -> its request
-        self._serve_held: Callable[[Conn, Any], bool] = self._refuse_held
+        self._serve_held: Callable[[Conn, Any], bool] = refuse_held
         self.stop: str | None = None
         self.slot: SlotWriter | None = None
         self.recycle_after = 0  # requests; 0 = never
@@ -245,7 +245,7 @@ class Worker:
                 lambda: self.stop is not None, lambda: self._report(REPORT_RECYCLE),
                 self.recycle_after)
             self.serving = {s: book.serving(s) for s in listeners.values()}
-            self._serve_held = book.counted(self._next_request, self._refuse_held)
+            self._serve_held = book.counted(next_request, refuse_held)
             mux = Multiplexer(ep, listeners, self._serve, self.serving.__getitem__,
                               self._interrupted, self.slot.empty_accept, limits)
             mux.serve_head = self._serve_held
@@ -255,11 +255,12 @@ class Worker:
         # While a title change is due the wait is bounded, and a wait that times out shows it.
         due_wait = titles.TITLE_INTERVAL if timeout < 0 else min(timeout, titles.TITLE_INTERVAL)
         access = accesslog.buffering()  # its lines written in batches (ops/accesslog.py)
+        now = monotonic()
         try:
             while True:
                 wait = due_wait if title.due else timeout
                 if ready or deadlines or not mux.accepting or (access and access.pending):
-                    wait = mux.timeout(wait, monotonic(), access)  # (one clock read for all)
+                    wait = mux.timeout(wait, now, access)
                 events = poll(wait)
                 look_at_title = not events
                 for fd, fd_events in events:
@@ -279,14 +280,17 @@ class Worker:
                     else:
                         mux.on_event(fd, fd_events)
                         look_at_title = True
+                # One clock read for the title, the deadlines and the next wait (which the
+                # pipelined requests run_ready serves may make late by their time: no more).
+                now = monotonic()
                 # A wait that timed out, or events for waiting connections (which may never
                 # let the wait time out), show a title change that has come due.
-                if look_at_title and title.due and monotonic() >= title.due:
+                if look_at_title and title.due and now >= title.due:
                     title.lapsed(self.stop is None)
                 if ready:
                     mux.run_ready()
-                if not mux.accepting or (deadlines and deadlines[0][0] <= monotonic()):
-                    mux.expire(monotonic())  # (a deadline came, or the listeners are paused)
+                if not mux.accepting or (deadlines and deadlines[0][0] <= now):
+                    mux.expire(now)  # (a deadline came, or the listeners are paused)
                 if self.stop is not None or pending:
                     if self._interrupted():
                         break
@@ -334,7 +338,7 @@ class Worker:
         def process(server: socketserver.BaseServer, request: Any, address: Any) -> Any:
             return paths[server](request, address)
 
-        self.threads = HandlerThreads(slots, process, self._next_request)
+        self.threads = HandlerThreads(slots, process, next_request)
         assert self.slot is not None
         return ThreadedMultiplexer(ep, listeners, self.threads, self._interrupted,
                                    self.slot.empty_accept, limits, self._threads_changed)
@@ -374,27 +378,3 @@ class Worker:
             conn.resumable = self.serving[conn.server](conn.sock, conn.address)
             return conn.resumable is not None
         return self._serve_held(conn, None)
-
-    @staticmethod
-    def _next_request(conn: Conn, head: Any = None) -> bool:
-        """The next request on a held connection (``head``: read by the handler's take_head(),
-        or None); True if the handler holds it again, else it is closed (or once the rest of
-        the response is sent)."""
-        resumable = conn.resumable
-        assert resumable is not None
-        try:
-            # (a head: the handler is a keepalive.TakesHeads)
-            keep = resumable.resume() if head is None else resumable.resume(head)  # type: ignore[call-arg]
-        except Exception:
-            check_error()
-            conn.server.handle_error(conn.sock, conn.address)
-            keep = False
-        if not keep:
-            conn.end()
-        return conn.resumable is not None
-
-    @staticmethod
-    def _refuse_held(conn: Conn, _: Any) -> bool:
-        conn.release()
-        return False
-
