@@ -47,6 +47,7 @@ from prefork.apps.request import RequestError, RequestHead, framing, host, judge
 from prefork.apps.response import ClientGone, Response
 from prefork.core import connio, httplimits
 from prefork.core.keepalive import (
+    GONE,
     RETIRING,
     Ready,
     hold,
@@ -138,10 +139,15 @@ class WSGIRequestHandler(PlainRequests, socketserver.StreamRequestHandler):
         self._limits = side.limits  # limit_request_* (core/httplimits.py)
         # A sync server serves one connection at a time: an idle client would stall it.
         self._keep_alive = side.concurrent
-        # (In a prefork worker the first head is there already: the multiplexer waited for it.)
+        # In a prefork worker the first head is there already (the multiplexer waited for it),
+        # and read as a held connection's next one is (a plain one: apps/plainpath.py).
         first = self._raw is not None
-        while (first or self._wait_for_request()) and self.resume():
-            first = False
+        head = self.take_head() if first else None
+        if head == GONE:
+            return
+        while (first or self._wait_for_request()) and self.resume(
+                None if isinstance(head, int) else head):  # (else in the reader's buffer)
+            first, head = False, None
             if hold(self.request, self):  # the worker waits for the next request head
                 self._held = True
                 return
