@@ -95,6 +95,35 @@ _METHODS: set[str] = set()
 METHODS_KEPT = 64
 _VERSIONS = ("HTTP/1.1", "HTTP/1.0")
 
+# What a request line gives the environ, whether it is HTTP/1.1, whether its path is outside
+# the mount prefix.
+Request = tuple[dict[str, str], str, bool, bool]
+
+
+def _request(line: str, prefix: str) -> Request | None:
+    """A plain head's request line ``METHOD SP target SP HTTP/1.x`` (a token, an origin-form
+    target of printable bytes, a subset of the grammar's), under the mount ``prefix``; None
+    if it is not one.  Without a prefix, remembered (a client asks for the same few again)."""
+    parts = line.split(" ")
+    if len(parts) != 3:
+        return None
+    method, target, version = parts
+    if (version not in _VERSIONS or target[:1] != "/" or not target.isprintable()
+            or (method not in _METHODS and not _token(method))):
+        return None
+    path, query, target, outside = split_target(target, prefix)
+    request = ({"REQUEST_METHOD": method, "PATH_INFO": path, "QUERY_STRING": query,
+                "REQUEST_URI": target, "SERVER_PROTOCOL": version}, method,
+               version == "HTTP/1.1", outside)
+    if not prefix and len(line) <= LINE_KEPT:
+        if len(_REQUESTS) >= LINES_KEPT:
+            _REQUESTS.clear()
+        _REQUESTS[line] = request
+    return request
+
+
+_REQUESTS: dict[str, Request] = {}
+
 
 class PlainRequests:
     """The WSGI handler's ``take_head`` (keepalive.TakesHeads): a held connection's next
@@ -150,27 +179,21 @@ class PlainRequests:
             return None
         text = data.decode("latin-1")
         line_end = text.find("\r\n")
-        parts = text[:line_end].split(" ")
-        if len(parts) != 3 or line_end + 4 >= size:  # (no field: no Host)
-            return None
-        method, target, version = parts
-        if (version not in _VERSIONS or target[:1] != "/" or not target.isprintable()
-                or (method not in _METHODS and not _token(method))):
-            return None
+        if line_end + 4 >= size:
+            return None  # (no field: no Host)
+        line, base = text[:line_end], self._base
+        prefix = base["SCRIPT_NAME"]
+        request = None if prefix else _REQUESTS.get(line)
+        if request is None:
+            request = _request(line, prefix)
+            if request is None:
+                return None
+        keys, method, http11, outside = request
         lines = text[line_end + 2:size - 4].split("\r\n")
         if len(lines) > limits.fields:
             return None
-        base = self._base
-        if "#" in target or "%" in target or base["SCRIPT_NAME"]:
-            path, query, target, outside = split_target(target, base["SCRIPT_NAME"])
-        else:
-            (path, _, query), outside = target.partition("?"), False
-        environ = base.copy()  # (then one store a key: faster than a display with **base)
-        environ["REQUEST_METHOD"] = method
-        environ["PATH_INFO"] = path
-        environ["QUERY_STRING"] = query
-        environ["REQUEST_URI"] = target
-        environ["SERVER_PROTOCOL"] = version
+        environ = base.copy()  # (then its request's keys: faster than a display with **base)
+        environ.update(keys)
         environ["wsgi.input"] = io.BytesIO()
         if outside:
             environ["SCRIPT_NAME"] = ""
@@ -198,6 +221,6 @@ class PlainRequests:
             return None
         if proxied and self._trust is not None:
             forwarded.apply(environ, self._trust)
-        self._http11 = http11 = version != "HTTP/1.0"
-        self._closing, self._head_only = closing or not http11, method == "HEAD"
+        self._http11, self._closing, self._head_only = http11, closing or not http11, (
+            method == "HEAD")
         return environ
