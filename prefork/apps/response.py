@@ -96,7 +96,7 @@ WIRES_KEPT = 16  # encoded heads kept per Head (a status, a length: a few each)
 
 # Checked heads and statuses by value: an application sends the same few again and again.
 _HEADS: dict[tuple[tuple[str, str], ...], Head] = {}
-_STATUSES: set[str] = set()
+_STATUSES: dict[str, bool] = {}  # a status checked -> whether its response has no body
 CACHED = 512  # entries of each, then it starts again
 
 
@@ -129,7 +129,7 @@ def checked_status(status: Any) -> str:
     if type(status) is str:
         if len(_STATUSES) >= CACHED:
             _STATUSES.clear()
-        _STATUSES.add(checked)
+        _STATUSES[checked] = checked[0] == "1" or checked[:3] in _EMPTY
     return checked
 
 
@@ -198,7 +198,8 @@ class Response:
 
     def run(self, result: Iterable[bytes]) -> None:
         """Send the body the application returned (its ``close()`` is the caller's)."""
-        if isinstance(result, (list, tuple)) and len(result) == 1 and not self.headers_sent:
+        if ((type(result) is list or isinstance(result, (list, tuple))) and len(result) == 1
+                and not self.headers_sent):
             piece = result[0]
             if self.status is None:
                 raise AssertionError("the application returned without calling start_response()")
@@ -274,7 +275,9 @@ class Response:
         status, head = self.status, self.head
         assert status is not None and head is not None
         close = self.close or head.close
-        no_body = status[0] == "1" or status[:3] in _EMPTY
+        no_body = _STATUSES.get(status)
+        if no_body is None:  # (a status the table no longer holds: it starts again when full)
+            no_body = status[0] == "1" or status[:3] in _EMPTY
         length, framing, chunked = head.length, "", False
         if length is None and not no_body:
             if known_length is not None:
