@@ -175,7 +175,8 @@ class WSGIRequestHandler(PlainRequests, socketserver.StreamRequestHandler):
         if isinstance(head, dict):  # a plain request's environ (take_head: apps/plainpath.py)
             response = Response(self.wfile, head_only=self._head_only, http11=self._http11,
                                 reusable=allow and not self._closing, sock=self.connection)
-            return self._run(self._app, head, None, response)
+            return self._run(self._app, head, None, response, head["REQUEST_METHOD"],
+                             head["REQUEST_URI"])
         return self.serve(self._app, head, self._base, allow)
 
     def buffered(self) -> bytes:
@@ -225,13 +226,15 @@ class WSGIRequestHandler(PlainRequests, socketserver.StreamRequestHandler):
         plain = None if isinstance(self.connection, ssl.SSLSocket) else self.connection
         response = Response(self.wfile, head_only=head.method == "HEAD", http11=http11,
                             reusable=not close, sock=plain)
-        return self._run(app, environ, body, response)
+        return self._run(app, environ, body, response, head.method, head.target)
 
     def _run(self, app: WSGIApp, environ: dict[str, Any], body: Body | None,
-             response: Response) -> bool:
+             response: Response, method: str, target: str) -> bool:
         """The application's response to ``environ`` (``body``: its request body, None for a
-        plain request's empty one); True if the connection may carry another request."""
-        given = environ["wsgi.input"]
+        plain request's empty one; ``method`` and ``target`` for the log, which must not
+        depend on what the application leaves in the environ); True if the connection may
+        carry another request."""
+        given = body if body is not None else environ["wsgi.input"]  # (closed by its owner)
         access = accesslog.ACTIVE[0] if accesslog.ACTIVE else None  # --access-logfile
         started = time.perf_counter() if access is not None and access.timed else 0.0
         try:
@@ -246,8 +249,7 @@ class WSGIRequestHandler(PlainRequests, socketserver.StreamRequestHandler):
             except ClientGone:
                 return False
             except IncompleteBody as exc:
-                log.debug("worker (pid %d) %s %s: %s", os.getpid(), environ["REQUEST_METHOD"],
-                          environ["REQUEST_URI"], exc)
+                log.debug("worker (pid %d) %s %s: %s", os.getpid(), method, target, exc)
                 return False
             except RequestError as exc:
                 if not response.headers_sent:
@@ -256,7 +258,7 @@ class WSGIRequestHandler(PlainRequests, socketserver.StreamRequestHandler):
             except Exception:
                 check_error()  # --max-memory: lifts the budget first, so the 500 can be sent
                 log.exception("worker (pid %d) error in the application on %s %s",
-                              os.getpid(), environ["REQUEST_METHOD"], environ["REQUEST_URI"])
+                              os.getpid(), method, target)
                 if not response.headers_sent:
                     self._error(response, 500, "")
                 return False
@@ -269,8 +271,9 @@ class WSGIRequestHandler(PlainRequests, socketserver.StreamRequestHandler):
                 return self._drop_arrived(body)
             return True
         finally:
-            if environ["wsgi.input"] is not given:
-                environ["wsgi.input"].close()
+            current = environ.get("wsgi.input", given)  # (what the application left)
+            if current is not given and callable(getattr(current, "close", None)):
+                current.close()
             if access is not None:  # (ops/accesslog.py)
                 access.record(environ, response.status, response.sent, started)
 

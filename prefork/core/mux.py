@@ -309,6 +309,9 @@ class Multiplexer(Opening, Listening, Sending):
         """``conn``'s handler held it for keep-alive.  A pipelined request already buffered
         goes behind the others (self.ready), so one client cannot keep the worker to itself.
         The rest of a response the handler left unsent goes first (:meth:`_send_rest`)."""
+        # Read directly only from the wait below (nothing buffered): a connection queued in
+        # self.ready, or partly read, has bytes in its handler's buffer that come first.
+        conn.direct = False
         if PENDING and (outbox := take(conn.sock)) is not None:
             self._send_rest(conn, outbox)
             return

@@ -5,7 +5,9 @@ Routes shared with the Flask and Django apps (tests/integration/test_wsgi_apps.p
 /hello``, ``POST /echo`` (answers "<length> <sha256>" of the body), anything else 404.  Plus
 ``/environ`` (the environ's plain values as JSON), ``/stream`` (chunks separated by waits on a
 fifo the test writes to), ``/fail`` (raises), ``/mark-input`` and ``/input-marked`` (an
-attribute set on one request's ``wsgi.input``, looked for on the next).
+attribute set on one request's ``wsgi.input``, looked for on the next), ``POST /keep-input``
+(the body's digest; its ``wsgi.input`` kept) and ``/kept-closed`` (whether every kept one was
+closed by the server), ``/clear-fail`` (empties the environ, then raises).
 """
 
 from __future__ import annotations
@@ -24,6 +26,9 @@ def digest(body: bytes) -> bytes:
     return f"{len(body)} {hashlib.sha256(body).hexdigest()}".encode()
 
 
+KEPT: list[Any] = []  # the wsgi.input of each /keep-input request
+
+
 def application(environ: Environ, start_response: StartResponse) -> Any:
     path, method = environ["PATH_INFO"], environ["REQUEST_METHOD"]
     if path == "/hello" and method in ("GET", "HEAD"):
@@ -38,6 +43,14 @@ def application(environ: Environ, start_response: StartResponse) -> Any:
         return _stream(environ, start_response)
     elif path == "/fail":
         raise RuntimeError("the app failed on purpose")
+    elif path == "/clear-fail":
+        environ.clear()
+        raise RuntimeError("the app emptied its environ and failed on purpose")
+    elif path == "/keep-input" and method == "POST":
+        KEPT.append(environ["wsgi.input"])
+        body = digest(environ["wsgi.input"].read())
+    elif path == "/kept-closed":
+        body = b"yes\n" if KEPT and all(kept.closed for kept in KEPT) else b"no\n"
     elif path == "/pid":
         body = str(os.getpid()).encode()
     elif path == "/mark-input":  # state an app leaves on wsgi.input: never seen by the next
