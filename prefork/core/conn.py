@@ -38,7 +38,7 @@ WAITING = frozenset({Phase.PROXY, Phase.HANDSHAKE, Phase.WAITING, Phase.PARTIAL,
 class Conn:
     """One connection the worker accepted (``sock`` is socketserver's ``request``)."""
 
-    __slots__ = ("address", "budget", "deadline", "direct", "fd", "idle", "judged", "outbox",
+    __slots__ = ("address", "budget", "deadline", "direct", "fd", "hup", "idle", "judged", "outbox",
                  "phase", "queued_at", "ready", "registered", "resumable", "server", "sock", "tls")
 
     def __init__(self, sock: Any, address: Any, server: socketserver.BaseServer, ready: Ready):
@@ -60,6 +60,8 @@ class Conn:
         self.judged: tuple[int, bool, bool] | None = None  # a partial head's (accepting.judge)
         self.direct = False  # IDLE, its handler reads the next head itself (mux._direct)
         self.idle = 0.0  # its wait between requests, once held (keepalive.idle_for)
+        # The client half-closed (an event said EPOLLRDHUP): no edge will come for that again.
+        self.hup = False
 
     def release(self) -> None:
         """Close the connection through its server (and the handler holding it, if any)."""

@@ -146,8 +146,10 @@ class Multiplexer(Opening, Listening, Sending):
         conn = self.conns.get(fd)
         if conn is None:
             return  # a connection in the handler, or one closed since
+        if events & HUP_EVENTS:
+            conn.hup = True  # (its EOF is already there for the peek after the request)
         if conn.direct and conn.phase is _IDLE:  # (the common event: a kept-alive request)
-            self._direct(conn, bool(events & HUP_EVENTS))
+            self._direct(conn, conn.hup)
         elif conn.phase is Phase.SENDING:
             self._send_more(conn)
         elif conn.phase is Phase.HANDSHAKE:
@@ -157,7 +159,7 @@ class Multiplexer(Opening, Listening, Sending):
         elif events & select.EPOLLPRI and conn.phase is Phase.WAITING:
             self._dispatch(conn)  # urgent data for a handler with handle_urgent() (urgenthook)
         else:
-            self._check(conn, defer=False, hup=bool(events & HUP_EVENTS))
+            self._check(conn, defer=False, hup=conn.hup)
 
     def run_ready(self) -> None:
         for _ in range(len(self.ready)):
@@ -276,7 +278,7 @@ class Multiplexer(Opening, Listening, Sending):
             conn.phase = Phase.CLOSED
             return
         resumable = conn.resumable
-        if (self.draining or resumable is CLOSING or resumable is None
+        if (hup or self.draining or resumable is CLOSING or resumable is None
                 or (PENDING and conn.sock in PENDING) or resumable.buffered()
                 or conn.sock.gettimeout() is not None):
             self.conns.pop(conn.fd, None)
@@ -339,13 +341,14 @@ class Multiplexer(Opening, Listening, Sending):
                 return
             conn.budget -= 1
             conn.deadline = min(conn.deadline, now + self.limits.drain_grace)
-        elif (not self.busy_elsewhere and not conn.tls and conn.resumable is not None
-              and not conn.resumable.buffered()):
+        elif (not self.busy_elsewhere and not conn.tls and not conn.hup
+              and conn.resumable is not None and not conn.resumable.buffered()):
             # Nothing pipelined: the connection waits for its next request without a peek.
             # Edge-triggered, an arrival since the handler's last read is still reported
             # (and registering a connection reports what it has already).  Not so where the
             # handler ran in another thread: this loop may have taken that event meanwhile.
             # A handler that reads its next head itself does so on that event (_direct).
+            # (A client that half-closed makes no edge again: its EOF is peeked at, below.)
             conn.direct = self.serve_head is not None and hasattr(conn.resumable, "take_head")
             self._wait(conn)
             return

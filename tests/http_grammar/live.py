@@ -54,9 +54,22 @@ class NoAnswer(Exception):
     """The server neither answered nor closed within TIMEOUT."""
 
 
-def exchange(address: tuple[str, int], data: bytes) -> bytes:
-    """Send ``data`` on a new connection, half-close, read until the server closes."""
+LEAD = b"GET /lead HTTP/1.1\r\nHost: h\r\n\r\n"
+
+
+def exchange(address: tuple[str, int], data: bytes, lead: bool = False) -> bytes:
+    """Send ``data`` on a new connection (``lead``: after LEAD and its whole response, so
+    ``data`` comes to a connection held between requests), half-close, read until the server
+    closes; what came back after LEAD's response."""
     with socket.create_connection(address, timeout=TIMEOUT) as sock:
+        if lead:
+            sock.sendall(LEAD)
+            got = b""
+            while not responses(got):
+                chunk = sock.recv(65536)
+                if not chunk:
+                    raise NoAnswer(got)
+                got += chunk
         try:
             sock.sendall(data)
             sock.shutdown(socket.SHUT_WR)
@@ -99,10 +112,10 @@ def _is_second(seen: dict[str, object]) -> bool:
     return (seen["method"], seen["uri"], seen["body"]) == ("GET", "/second", "")
 
 
-def served(address: tuple[str, int], data: bytes) -> Served | None:
+def served(address: tuple[str, int], data: bytes, lead: bool = False) -> Served | None:
     """What the server at ``address`` made of the first request of ``data``; None if it
     refused it (or closed without an answer)."""
-    got = responses(exchange(address, data))
+    got = responses(exchange(address, data, lead))
     if not got or got[0][0] != 200:
         return None
     seen = json.loads(got[0][1])
@@ -114,10 +127,10 @@ def served(address: tuple[str, int], data: bytes) -> Served | None:
                   seen["body"].encode("latin-1"), second)
 
 
-def judge(address: tuple[str, int], data: bytes) -> str:
+def judge(address: tuple[str, int], data: bytes, lead: bool = False) -> str:
     """One of AGREE, an ALLOWED class, or a disagreement's class."""
     try:
-        mine = served(address, data)
+        mine = served(address, data, lead)
     except NoAnswer:
         return "no answer and no close within the timeout after the half-close"
     theirs = h11_frames(data)
@@ -138,16 +151,18 @@ def judge(address: tuple[str, int], data: bytes) -> str:
     return AGREE[0]
 
 
-def run(address: tuple[str, int], cases: int, seed: int,
-        ) -> tuple[Counter[str], dict[str, bytes]]:
+def run(address: tuple[str, int], cases: int, seed: int, alone: bool = False,
+        lead: bool = False) -> tuple[Counter[str], dict[str, bytes]]:
     """``cases`` mutants sent to ``address``: the count of each outcome, and an example of
-    each disagreement class."""
+    each disagreement class.  ``alone``: without the pipelined request behind (a head that
+    is all that arrived takes the WSGI handler's plain path, apps/plainpath.py); ``lead``:
+    each on a connection held after a first request."""
     rng = random.Random(seed)
     outcomes: Counter[str] = Counter()
     examples: dict[str, bytes] = {}
     for _ in range(cases):
-        data = mutate(rng, rng.choice(SEEDS)) + SECOND
-        key = judge(address, data)
+        data = mutate(rng, rng.choice(SEEDS)) + (b"" if alone else SECOND)
+        key = judge(address, data, lead)
         outcomes[key] += 1
         if key not in (*AGREE, *ALLOWED, BETWEEN):
             examples.setdefault(key, data)

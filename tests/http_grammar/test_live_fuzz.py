@@ -25,6 +25,17 @@ def test_a_live_pool_frames_as_h11_does(address: tuple[str, int]) -> None:
         outcomes)
 
 
+@pytest.mark.parametrize("lead", [False, True], ids=["first", "held"])
+def test_a_live_pool_frames_a_lone_request_as_h11_does(address: tuple[str, int],
+                                                       lead: bool) -> None:
+    """Each mutant alone (all that arrived: a plain one is read by apps/plainpath.py), as a
+    new connection's first request and as a held connection's next."""
+    outcomes, examples = live.run(address, CASES // 2, seed=5, alone=True, lead=lead)
+    assert not examples, examples
+    assert outcomes[live.AGREE[0]] > CASES // 20 and outcomes[live.AGREE[1]] > CASES // 20, (
+        outcomes)
+
+
 def test_the_live_judge_tells_the_outcomes_apart(address: tuple[str, int]) -> None:
     assert live.judge(address, b"GET / HTTP/1.1\r\nHost: h\r\n\r\n" + SECOND) == live.AGREE[0]
     assert live.judge(address, b"GET / HTTP/1.1\r\nHost: h\r\n\r\n\r\n" + SECOND) == live.BETWEEN

@@ -229,3 +229,24 @@ def test_an_app_that_empties_its_environ_and_raises_gets_a_500(
             assert chunk, bytes(pending)
             pending.extend(chunk)
         assert pending.startswith(b"HTTP/1.1 500 "), bytes(pending)
+
+
+@pytest.mark.parametrize("pipelined", [False, True])
+def test_a_client_that_half_closes_after_its_request_gets_the_close_at_once(
+    served: tuple[str, int], pipelined: bool
+) -> None:
+    """A kept-alive client sends its next request (or two, pipelined) and half-closes: the
+    answers, then the server's close at once, not at the idle timeout (found by the live
+    fuzzer's held-connection run: the EOF came with the request, and the connection then
+    waited for an edge that never comes again)."""
+    with socket.create_connection(served, timeout=10) as sock:
+        pending = bytearray()
+        sock.sendall(GET)
+        assert _read_response(sock, pending, head_only=False) == b"hello\n"
+        sock.sendall(GET * (2 if pipelined else 1))
+        sock.shutdown(socket.SHUT_WR)
+        for _ in range(2 if pipelined else 1):
+            assert _read_response(sock, pending, head_only=False) == b"hello\n"
+        started = time.monotonic()
+        assert sock.recv(65536) == b""  # the server's close
+        assert time.monotonic() - started < 2.0  # (its idle timeout is 5 s)
