@@ -280,8 +280,9 @@ class Worker:
                     else:
                         mux.on_event(fd, fd_events)
                         look_at_title = True
-                # One clock read for the title, the deadlines and the next wait (which the
-                # pipelined requests run_ready serves may make late by their time: no more).
+                # One clock read for the title, the deadlines and the next wait; again after
+                # pipelined requests served (a review: a deadline that passed while they ran
+                # was kept, and the next wait counted from before them).
                 now = monotonic()
                 # A wait that timed out, or events for waiting connections (which may never
                 # let the wait time out), show a title change that has come due.
@@ -289,6 +290,7 @@ class Worker:
                     title.lapsed(self.stop is None)
                 if ready:
                     mux.run_ready()
+                    now = monotonic()
                 if not mux.accepting or (deadlines and deadlines[0][0] <= now):
                     mux.expire(now)  # (a deadline came, or the listeners are paused)
                 if self.stop is not None or pending:

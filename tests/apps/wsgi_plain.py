@@ -7,7 +7,8 @@ Routes shared with the Flask and Django apps (tests/integration/test_wsgi_apps.p
 fifo the test writes to), ``/fail`` (raises), ``/mark-input`` and ``/input-marked`` (an
 attribute set on one request's ``wsgi.input``, looked for on the next), ``POST /keep-input``
 (the body's digest; its ``wsgi.input`` kept) and ``/kept-closed`` (whether every kept one was
-closed by the server), ``/clear-fail`` (empties the environ, then raises).
+closed by the server), ``/clear-fail`` (empties the environ, then raises), ``/sleep?S`` (answers
+after S seconds).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -51,6 +53,9 @@ def application(environ: Environ, start_response: StartResponse) -> Any:
         body = digest(environ["wsgi.input"].read())
     elif path == "/kept-closed":
         body = b"yes\n" if KEPT and all(kept.closed for kept in KEPT) else b"no\n"
+    elif path == "/sleep":
+        time.sleep(float(environ["QUERY_STRING"]))
+        body = b"slept\n"
     elif path == "/pid":
         body = str(os.getpid()).encode()
     elif path == "/mark-input":  # state an app leaves on wsgi.input: never seen by the next

@@ -250,3 +250,30 @@ def test_a_client_that_half_closes_after_its_request_gets_the_close_at_once(
         started = time.monotonic()
         assert sock.recv(65536) == b""  # the server's close
         assert time.monotonic() - started < 2.0  # (its idle timeout is 5 s)
+
+
+def test_a_deadline_that_passes_while_pipelined_requests_run_is_kept() -> None:
+    """An idle kept-alive connection is closed once its idle time is up, even when that time
+    passed while the worker served a pipelined request (run_ready): a review found the loop's
+    clock read before those requests, so the deadline waited its whole remaining time again
+    after them (closed at 1 + S s here instead of ~0.35 + S)."""
+    with server_process("serve", APP, "-b", LOCAL, "-w", "1", "--keep-alive", "1") as server:
+        address = server.tcp_address()
+        server.wait_workers(1)
+        with socket.create_connection(address, timeout=10) as idle, \
+                socket.create_connection(address, timeout=10) as busy:
+            pending, other = bytearray(), bytearray()
+            idle.sendall(GET)
+            assert _read_response(idle, pending, head_only=False) == b"hello\n"
+            idle_since = time.monotonic()
+            busy.sendall(GET)
+            assert _read_response(busy, other, head_only=False) == b"hello\n"
+            # The second is served from the multiplexer's queue of pipelined requests.
+            busy.sendall(b"GET /sleep?0.3 HTTP/1.1\r\nHost: t\r\n\r\n"
+                         b"GET /sleep?1.5 HTTP/1.1\r\nHost: t\r\n\r\n")
+            assert idle.recv(65536) == b""  # closed by the server, at its deadline
+            closed_after = time.monotonic() - idle_since
+            assert closed_after < 2.3, closed_after  # (the fault: about 2.5 s)
+            for _ in range(2):
+                assert _read_response(busy, other, head_only=False) == b"slept\n"
+        server.stop_ok()
