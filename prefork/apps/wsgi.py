@@ -5,7 +5,9 @@ runs it (prefork, fork, thread, sync), on TCP or on a unix stream socket.  One h
 serves one connection, request after request while the client keeps it alive:
 
 * the request head is parsed strictly and bounded (:mod:`prefork.apps.request`; with httptools
-  installed, llhttp reads the common heads first, :mod:`prefork.apps.fasthead`), the body is
+  installed, llhttp reads the common heads first, :mod:`prefork.apps.fasthead`; in a prefork
+  worker a plain head -- all that arrived, no body -- becomes its environ in one pass,
+  :mod:`prefork.apps.plainpath`, and every other head goes the strict way), the body is
   read by Content-Length or chunked (:mod:`prefork.apps.body`), the response is streamed as
   the application yields it (:mod:`prefork.apps.response`);
 * HTTP/1.1 connections stay open after a response unless the client, the application or an

@@ -15,7 +15,9 @@ the connection back (``mux.py``).  :meth:`ConnIO.buffered` tells what ``rfile`` 
 without touching the socket (the multiplexer peeks the socket itself), :func:`nowait` reads
 only what has arrived (a read that would wait ends as with a non-blocking socket), and
 :meth:`ConnIO.arrived` reads what has arrived into ``rfile``'s buffer (a held connection's next
-request, read by its handler in place of the multiplexer's peek: ``mux.py``).
+request, read by its handler in place of the multiplexer's peek: ``mux.py``), and
+:meth:`ConnIO.put_back` gives ``rfile`` bytes the handler read off the socket itself
+(``apps/plainpath.py``: a head that is not plain, for the general path).
 """
 
 from __future__ import annotations
