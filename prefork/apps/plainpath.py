@@ -18,10 +18,10 @@ one head ending in its first CRLF CRLF, no longer than the shorter line limit, w
 ``limit_request_fields`` fields: a request line ``METHOD SP target SP HTTP/1.x`` (a token, an
 origin-form target of printable bytes: a subset of the grammar's), then field lines each
 valid by the grammar (``FIELD_LINE``); exactly one Host, valid; no Content-Length,
-Transfer-Encoding or Expect.  Anything else (a
-pipelined request behind it, a body, part of a head, another shape, every refusal) goes back
-into the handler's reader (``connio.ConnIO.put_back``) and the general path reads it, so its
-answers stay the strict parser's.  tests/wsgi/test_plainpath.py checks, byte by byte and by
+Transfer-Encoding or Expect.  Anything else (a pipelined request behind it, a body, part of a
+head, another shape, every refusal) goes back into the handler's reader
+(``connio.ConnIO.put_back``) and the general path reads it, so its answers stay the strict
+parser's.  tests/wsgi/test_plainpath.py checks, byte by byte and by
 mutation, that a head taken here makes the environ the general path makes of it.
 """
 

@@ -129,8 +129,13 @@ def checked_status(status: Any) -> str:
     if type(status) is str:
         if len(_STATUSES) >= CACHED:
             _STATUSES.clear()
-        _STATUSES[checked] = checked[0] == "1" or checked[:3] in _EMPTY
+        _STATUSES[checked] = _bodiless(checked)
     return checked
+
+
+def _bodiless(status: str) -> bool:
+    """Whether a response with ``status`` has no body (every 1xx, 204, 304)."""
+    return status[0] == "1" or status[:3] in _EMPTY
 
 
 _EMPTY = ("204", "304")  # (with every 1xx: the statuses whose response has no body)
@@ -198,8 +203,7 @@ class Response:
 
     def run(self, result: Iterable[bytes]) -> None:
         """Send the body the application returned (its ``close()`` is the caller's)."""
-        if ((type(result) is list or isinstance(result, (list, tuple))) and len(result) == 1
-                and not self.headers_sent):
+        if isinstance(result, (list, tuple)) and len(result) == 1 and not self.headers_sent:
             piece = result[0]
             if self.status is None:
                 raise AssertionError("the application returned without calling start_response()")
@@ -277,7 +281,7 @@ class Response:
         close = self.close or head.close
         no_body = _STATUSES.get(status)
         if no_body is None:  # (a status the table no longer holds: it starts again when full)
-            no_body = status[0] == "1" or status[:3] in _EMPTY
+            no_body = _bodiless(status)
         length, framing, chunked = head.length, "", False
         if length is None and not no_body:
             if known_length is not None:

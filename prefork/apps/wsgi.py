@@ -274,7 +274,7 @@ class WSGIRequestHandler(PlainRequests, socketserver.StreamRequestHandler):
             return True
         finally:
             current = environ.get("wsgi.input", given)  # (what the application left)
-            if current is not given and callable(getattr(current, "close", None)):
+            if current is not given:
                 current.close()
             if access is not None:  # (ops/accesslog.py)
                 access.record(environ, response.status, response.sent, started)

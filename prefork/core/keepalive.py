@@ -143,7 +143,8 @@ NOTHING, GONE, OTHER = 0, 1, 2
 class TakesHeads(Resumable, Protocol):
     """A held handler that reads its next request head itself, in place of the multiplexer's
     peek (the WSGI handler on a plain socket in a prefork worker: ``mux.py``).  take_head():
-    the head, read off if whole and of its common shape; else NOTHING, GONE or OTHER."""
+    the request read off (for resume(): the WSGI handler's is a plain request's environ, or a
+    head of the common shape); else NOTHING, GONE or OTHER."""
 
     def take_head(self) -> Any: ...
 

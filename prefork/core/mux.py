@@ -149,7 +149,7 @@ class Multiplexer(Opening, Listening, Sending):
         if events & HUP_EVENTS:
             conn.hup = True  # (its EOF is already there for the peek after the request)
         if conn.direct and conn.phase is _IDLE:  # (the common event: a kept-alive request)
-            self._direct(conn, conn.hup)
+            self._direct(conn)
         elif conn.phase is Phase.SENDING:
             self._send_more(conn)
         elif conn.phase is Phase.HANDSHAKE:
@@ -258,11 +258,12 @@ class Multiplexer(Opening, Listening, Sending):
 
     # -- to the handler and back ---------------------------------------------------------------
 
-    def _direct(self, conn: Conn, hup: bool) -> None:
+    def _direct(self, conn: Conn) -> None:
         """A held connection whose handler reads its next head itself (keepalive.TakesHeads):
-        one read instead of a peek here and a read there; a head of the common shape is served
+        one read instead of a peek here and a read there; a request the handler took is served
         at once, anything else is looked at as a peek would have (what was read is in the
         handler's buffer, which the look includes)."""
+        hup = conn.hup
         head = conn.resumable.take_head()  # type: ignore[union-attr]  # (TakesHeads)
         if type(head) is int:
             if head == GONE:
