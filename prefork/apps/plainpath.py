@@ -172,8 +172,11 @@ class PlainRequests:
         self._clean = head.size == size
         return head
 
-    def _plain(self, data: bytes, size: int) -> dict[str, Any] | None:
-        """The environ of the plain head ``data`` (all of it), or None if it is not one."""
+    def _plain(self, data: bytes | bytearray, size: int, peer: Any = None,
+               here: Any = None) -> dict[str, Any] | None:
+        """The environ of the plain head ``data`` (all of it), or None if it is not one.
+        ``peer`` and ``here``: the connection's addresses, in place of the base environ's
+        (a new connection's only request: apps/closing.py)."""
         limits = self._limits
         if size > limits.smallest_line:
             return None
@@ -194,6 +197,10 @@ class PlainRequests:
             return None
         environ = base.copy()  # (then its request's keys: faster than a display with **base)
         environ.update(keys)
+        if peer is not None:  # (before the fields: a trusted proxy's header replaces it)
+            environ["REMOTE_ADDR"], environ["REMOTE_PORT"] = str(peer[0]), str(peer[1])
+            if here is not None:
+                environ["SERVER_NAME"], environ["SERVER_PORT"] = str(here[0]), str(here[1])
         environ["wsgi.input"] = io.BytesIO()
         if outside:
             environ["SCRIPT_NAME"] = ""

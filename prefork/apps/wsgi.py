@@ -41,7 +41,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any, ClassVar, cast
 
-from prefork.apps import forwarded, serverside
+from prefork.apps import closing, forwarded, serverside
 from prefork.apps.body import Body, ChunkedBody, IncompleteBody, LengthBody, spool
 from prefork.apps.environ import add_fields, split_target
 from prefork.apps.plainpath import PlainRequests
@@ -118,6 +118,12 @@ class WSGIRequestHandler(PlainRequests, socketserver.StreamRequestHandler):
     # In a prefork worker the connection reaches the handler once a request head is complete,
     # and between keep-alive requests it waits in the worker's multiplexer (hold()), not here.
     ready_when: ClassVar[Ready] = Ready.HEAD
+    @classmethod
+    def closing_path(cls, server: socketserver.BaseServer) -> closing.ServeClosing | None:
+        """A new connection's only request, when it is plain and says close, served without
+        a handler of its own (accepting.ServesClosing: apps/closing.py)."""
+        return closing.closing_path(cls, WSGIRequestHandler, server)
+
     # A head that has not ended yet is judged by this handler's own parser in the worker's
     # multiplexer, so one it refuses is answered at once (core/httppeek.py).
     judge_head = staticmethod(judge)

@@ -14,7 +14,7 @@ import socket
 import socketserver
 import ssl
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from prefork.core.conn import Conn
 from prefork.core.httplimits import MAX_HEAD, HeadLimits, of
@@ -36,7 +36,40 @@ def head_arrived(request: socket.socket, buf: bytearray) -> bool:
         size = request.recv_into(buf, MAX_HEAD, PEEK)
     except OSError:
         return False
-    return 0 <= request_end(buf, size) <= size
+    if 0 <= request_end(buf, size) <= size:
+        PEEKED.sock, PEEKED.buf, PEEKED.size = request, buf, size
+        return True
+    return False
+
+
+class Peeked:
+    """What :func:`head_arrived` saw last, for a handler that serves it from there
+    (:class:`ServesClosing`, through ``dispatch.request_path``): the connection ``sock``
+    and its first ``size`` bytes, peeked into ``buf``.  The worker's loop thread's: only a
+    single-threaded worker's dispatch, which runs right after the look in that thread, reads
+    it, and takes ``sock`` out as it does."""
+
+    __slots__ = ("buf", "size", "sock")
+
+    def __init__(self) -> None:
+        self.sock: Any = None
+        self.buf = bytearray()
+        self.size = 0
+
+
+PEEKED = Peeked()
+
+
+class ServesClosing(Protocol):
+    """A handler class that serves a new connection's only request itself, without an
+    instance run for the connection (the WSGI handler: apps/closing.py).  closing_path(server):
+    ``serve(sock, address, buf, size)`` or None; serve() is given the head the accept's peek saw
+    (``buf[:size]``, not read yet) and returns True once it served the request (the caller
+    closes the connection, or leaves it to the outbox), False having read nothing (the usual
+    path serves it)."""
+
+    def closing_path(self, server: Any) -> Callable[[Any, Any, bytearray, int], bool] | None:
+        ...
 
 
 def accept_function(server: socketserver.BaseServer) -> Callable[[], tuple[Any, Any]]:

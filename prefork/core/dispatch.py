@@ -31,6 +31,7 @@ from collections.abc import Callable, Collection
 from typing import Any, TypeVar
 
 from prefork.core import delegating
+from prefork.core.accepting import PEEKED
 from prefork.core.conn import Conn
 from prefork.core.keepalive import OFFER, HoldsConnections, Offer, Resumable
 from prefork.core.memguard import check_error
@@ -94,10 +95,12 @@ def _closing(server: Any) -> str | None:
     return None
 
 
-def request_path(server: socketserver.BaseServer) -> Serve:
+def request_path(server: socketserver.BaseServer, looked: bool = False) -> Serve:
     """``path(request, address)``: socketserver's path for one new connection on ``server``,
     in the calling thread; returns the handler that holds the connection now (keep-alive), or
-    None (the connection was shut down)."""
+    None (the connection was shut down).  ``looked``: the path runs in the worker's loop
+    thread right after its look at the connection (``accepting.PEEKED``), which a handler
+    class with a ``closing_path`` (accepting.ServesClosing) may serve from."""
     closing = _closing(server)
     # A thread or child of ThreadingMixIn/ForkingMixIn owns its connection (delegating.py).
     allowed = isinstance(server, HoldsConnections) and not delegating.delegates(server)
@@ -106,11 +109,26 @@ def request_path(server: socketserver.BaseServer) -> Serve:
         return lambda request, address: _general(server, request, address, allowed)
     tcp = closing == "tcp"
     shut_wr = socket.SHUT_WR
+    whole = None
+    if looked and tcp and allowed:
+        make = getattr(server.RequestHandlerClass, "closing_path", None)
+        whole = make(server) if callable(make) else None
+    peeked = PEEKED
 
     def direct(request: Any, address: Any) -> Resumable | None:
         offer = OFFER.get() or thread_offer()
         offer.request, offer.allowed, offer.resumable = request, allowed, None
         try:
+            if whole is not None and peeked.sock is request:
+                peeked.sock = None
+                if whole(request, address, peeked.buf, peeked.size):
+                    offer.request = None
+                    if PENDING and pending(request):
+                        return CLOSING  # (as below)
+                    # No file of a handler's and no child has it (sockets are not inherited):
+                    # close() itself sends the FIN that shutdown(SHUT_WR) would.
+                    request.close()
+                    return None
             server.RequestHandlerClass(request, address, server)
         except Exception:
             offer.request = offer.resumable = None
@@ -195,8 +213,8 @@ class Bookkeeping:
     def serving(self, server: socketserver.BaseServer) -> Serve:
         """``serve(request, address)``: a new connection's request on ``server``; the handler
         that holds the connection now, or None."""
-        return self.counted(request_path(server), lambda request, address: _refuse(server,
-                                                                                   request))
+        return self.counted(request_path(server, looked=True),
+                            lambda request, address: _refuse(server, request))
 
     def counted(self, serve: Callable[[Any, Any], _T],
                 refuse: Callable[[Any, Any], _T]) -> Callable[[Any, Any], _T]:
