@@ -21,6 +21,7 @@ by :meth:`Bookkeeping.counted` so the multiplexer makes one call per connection.
 
 from __future__ import annotations
 
+import _socket
 import contextlib
 import logging
 import os
@@ -113,7 +114,7 @@ def request_path(server: socketserver.BaseServer, looked: bool = False) -> Serve
     if looked and tcp and allowed:
         make = getattr(server.RequestHandlerClass, "closing_path", None)
         whole = make(server) if callable(make) else None
-    peeked = PEEKED
+    peeked, close_fd = PEEKED, _socket.socket.close
 
     def direct(request: Any, address: Any) -> Resumable | None:
         offer = OFFER.get() or thread_offer()
@@ -126,8 +127,10 @@ def request_path(server: socketserver.BaseServer, looked: bool = False) -> Serve
                     if PENDING and pending(request):
                         return CLOSING  # (as below)
                     # No file of a handler's and no child has it (sockets are not inherited):
-                    # close() itself sends the FIN that shutdown(SHUT_WR) would.
-                    request.close()
+                    # close() itself sends the FIN that shutdown(SHUT_WR) would.  (What
+                    # socket.close does with no file made, without its two Python frames.)
+                    request._closed = True
+                    close_fd(request)
                     return None
             server.RequestHandlerClass(request, address, server)
         except Exception:
