@@ -86,7 +86,9 @@ def closing_path(cls: Any, base: type, server: Any) -> ServeClosing | None:
         "REMOTE_ADDR": "", "REMOTE_PORT": "", **side.shared,
         "wsgi.url_scheme": cls.url_scheme, "wsgi.errors": sys.stderr}
     proto._base = template
-    trust, timeout, application = side.trust, cls.timeout, cls.application
+    writer = Writer(None, cls.timeout)  # (one for every response: nothing keeps it after one)
+    proto.wfile = wfile = cast(io.BufferedIOBase, writer)
+    trust, application = side.trust, cls.application
 
     def serve(sock: socket.socket, address: Any, buf: bytearray, size: int) -> bool:
         if size >= full or buf.find(b"\r\n\r\n", 0, size) != size - 4:
@@ -103,7 +105,7 @@ def closing_path(cls: Any, base: type, server: Any) -> ServeClosing | None:
             return True  # (the client is gone: nothing to answer, the connection ends)
         proto.request = proto.connection = sock
         proto.client_address = address
-        proto.wfile = wfile = cast(io.BufferedIOBase, Writer(sock, timeout))
+        writer.sock, writer.rest = sock, None
         app = application if application is not None else server.get_app()  # type: ignore[attr-defined]
         response = Response(wfile, head_only=proto._head_only, http11=proto._http11,
                             reusable=False, sock=sock)
@@ -111,7 +113,8 @@ def closing_path(cls: Any, base: type, server: Any) -> ServeClosing | None:
             proto._run(app, environ, None, response, environ["REQUEST_METHOD"],
                        environ["REQUEST_URI"])
         finally:
-            proto.request = proto.connection = proto.wfile = proto.client_address = None
+            proto.request = proto.connection = proto.client_address = writer.sock = None
+            writer.rest = None
         return True
 
     return serve
@@ -120,12 +123,13 @@ def closing_path(cls: Any, base: type, server: Any) -> ServeClosing | None:
 class Writer:
     """The response's ``wfile``: a write the client takes at once is one ``send``; from the
     first that it does not (or a file to send), an OutboxWriter takes over, and what is left
-    is sent by the worker after the request (core/outbox.py), as from a handler's.  (Not
-    made for every response: the outbox's parts are.)"""
+    is sent by the worker after the request (core/outbox.py), as from a handler's.  One per
+    listener, given each response's socket (an OutboxWriter, and the outbox's parts, are made
+    only for a response that needs them)."""
 
     __slots__ = ("rest", "sock", "timeout")
 
-    def __init__(self, sock: socket.socket, timeout: float | None) -> None:
+    def __init__(self, sock: Any, timeout: float | None) -> None:
         self.sock, self.timeout = sock, timeout
         self.rest: OutboxWriter | None = None
 
@@ -137,7 +141,7 @@ class Writer:
         if rest is None:
             if type(data) is bytes:
                 try:
-                    sent = self.sock.send(data, DONTWAIT)
+                    sent: int = self.sock.send(data, DONTWAIT)
                 except (BlockingIOError, InterruptedError):
                     sent = 0
                 if sent == len(data):

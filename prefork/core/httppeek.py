@@ -37,6 +37,7 @@ from prefork.core.httplimits import MAX_HEAD
 
 BODY_WAIT = 16 * 1024
 _LENGTH = re.compile(rb"\ncontent-length[ \t]*:([^\r\n]*)", re.IGNORECASE)
+CONTENT_LENGTH = _LENGTH  # (a Content-Length field anywhere: accepting.head_arrived)
 _OTHER_FRAMING = re.compile(rb"\n(?:expect|transfer-encoding)[ \t]*:", re.IGNORECASE)
 _EMPTY = (10, 13)  # LF, CR
 

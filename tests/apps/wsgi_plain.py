@@ -8,7 +8,7 @@ fifo the test writes to), ``/fail`` (raises), ``/mark-input`` and ``/input-marke
 attribute set on one request's ``wsgi.input``, looked for on the next), ``POST /keep-input``
 (the body's digest; its ``wsgi.input`` kept) and ``/kept-closed`` (whether every kept one was
 closed by the server), ``/clear-fail`` (empties the environ, then raises), ``/sleep?S`` (answers
-after S seconds).
+after S seconds), ``/big?N`` (N bytes).
 """
 
 from __future__ import annotations
@@ -56,6 +56,8 @@ def application(environ: Environ, start_response: StartResponse) -> Any:
     elif path == "/sleep":
         time.sleep(float(environ["QUERY_STRING"]))
         body = b"slept\n"
+    elif path == "/big":  # (QUERY_STRING bytes: more than a socket takes at once)
+        body = b"x" * int(environ["QUERY_STRING"])
     elif path == "/pid":
         body = str(os.getpid()).encode()
     elif path == "/mark-input":  # state an app leaves on wsgi.input: never seen by the next

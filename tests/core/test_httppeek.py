@@ -3,8 +3,12 @@ empty line, a small Content-Length body waited for, everything else handed over 
 
 from __future__ import annotations
 
+import socket
+
 import pytest
 
+from prefork.core.accepting import PEEKED, head_arrived
+from prefork.core.httplimits import MAX_HEAD
 from prefork.core.httppeek import BODY_WAIT, head_end, heads_in, request_end
 
 GET = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
@@ -60,3 +64,38 @@ def test_heads_in_is_an_upper_bound() -> None:
     assert heads_in(GET * 3) == 3
     assert heads_in(b"GET / HTTP/1.1\nHost: x\n\n" * 2) == 2
     assert heads_in(b"") == 0
+
+
+SHAPES = [
+    b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+    b"\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n",
+    b"\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n",
+    b"GET / HTTP/1.1\nHost: x\n\n",
+    b"GET / HTTP/1.1\r\nHost: x\n\r\n",
+    b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc",
+    b"POST / HTTP/1.1\r\nHost: x\r\ncontent-length : 3\r\n\r\nab",
+    b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3, 4\r\n\r\n",
+    b"GET / HTTP/1.1\r\nHost: x\r\n\r\nGET / HTTP/1.1\r\nContent-Length: 2\r\n\r\n",
+    b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n",
+]
+
+
+def test_the_accepts_look_says_what_request_end_says() -> None:
+    """accepting.head_arrived's shortcut for the common head (no request_end call) gives
+    request_end's verdict on every prefix of every shape, with stale bytes after it."""
+    buf = bytearray(b"\r" * MAX_HEAD)  # (stale bytes from an earlier look: never counted)
+    for shape in SHAPES:
+        for cut in range(len(shape) + 1):
+            data = shape[:cut]
+            ours, theirs = socket.socketpair()
+            try:
+                theirs.sendall(data)
+                if not data:
+                    theirs.close()
+                want = 0 <= request_end(data, len(data)) <= len(data)
+                assert head_arrived(ours, buf) is want, data
+                assert (PEEKED.sock is ours) is want, data
+            finally:
+                PEEKED.sock = None
+                ours.close()
+                theirs.close()

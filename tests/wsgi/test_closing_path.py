@@ -58,7 +58,7 @@ DECLINED = [
 @pytest.fixture(params=["127.0.0.1", "0.0.0.0"], ids=["bound", "wildcard"])
 def server(request: pytest.FixtureRequest) -> Iterator[PreforkWSGIServer]:
     made = PreforkWSGIServer((request.param, 0), app=app, workers=1)
-    made.forwarded_allow_ips = "127.0.0.1"  # type: ignore[attr-defined]
+    made.forwarded_allow_ips = "127.0.0.1"
     try:
         yield made
     finally:
@@ -82,7 +82,7 @@ def exchange(server: PreforkWSGIServer, raw: bytes, closing: bool) -> tuple[byte
     Date blanked, the handlers built, and the bytes the path left unread."""
     path = request_path(server, looked=closing)
     counting = Counting()
-    server.RequestHandlerClass = counting  # type: ignore[assignment]
+    server.RequestHandlerClass = counting
     port = server.server_address[1]
     client = socket.create_connection(("127.0.0.1", port), timeout=10)
     try:
