@@ -4,6 +4,7 @@ multiplexer (``mux.py``, where the reasons are)."""
 
 from __future__ import annotations
 
+import _socket
 import contextlib
 import enum
 import fcntl
@@ -89,13 +90,18 @@ def accept_function(server: socketserver.BaseServer) -> Callable[[], tuple[Any, 
     assert lsock is not None
     raw_accept = lsock._accept  # type: ignore[attr-defined]
     family, kind, proto = int(lsock.family), int(lsock.type), lsock.proto
-    new_socket, default_timeout, timeout = socket.socket, socket.getdefaulttimeout, lsock.gettimeout
+    default_timeout, timeout = socket.getdefaulttimeout, lsock.gettimeout
+    # socket.socket(family, kind, proto, fileno=fd) without its Python __init__'s frame and
+    # keywords: the C socket's init, then the two attributes that __init__ sets.
+    make, init, kind_of = socket.socket.__new__, _socket.socket.__init__, socket.socket
 
     def accept() -> tuple[socket.socket, Any]:
         fd, address = raw_accept()
         if fd <= 2:  # one of fds 0-2 was closed: the socket goes above them (stdfds.py)
             fd = moved_up(fd)
-        sock = new_socket(family, kind, proto, fileno=fd)
+        sock = make(kind_of)
+        init(sock, family, kind, proto, fd)
+        sock._io_refs, sock._closed = 0, False  # type: ignore[attr-defined]
         if default_timeout() is None and timeout():  # as socket.accept does
             sock.setblocking(True)
         return sock, address

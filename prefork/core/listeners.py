@@ -38,6 +38,9 @@ from prefork.core.stdfds import ensure_open
 
 ACCEPT_BURST = 16  # datagrams taken per wake-up before looking at the rest of the loop
 LISTEN_EVENTS = select.EPOLLIN | getattr(select, "EPOLLEXCLUSIVE", 0)
+# On every connection's path: an enum member read from the class costs its metaclass's
+# __getattr__ hook in 3.11 (about 60 ns each).
+_DATA, _ACCEPTED = Ready.DATA, Ready.ACCEPTED
 
 
 @dataclass(frozen=True)
@@ -134,7 +137,7 @@ class Listening:
         if fd in self.proxied or isinstance(request, ssl.SSLSocket):
             self._open(fd, Conn(request, address, self.listeners[fd], ready))
             return
-        if ready is Ready.DATA:  # the common path: bytes, or EOF (the handler sees it)
+        if ready is _DATA:  # the common path: bytes, or EOF (the handler sees it)
             try:
                 request.recv_into(self.buf, 1, PEEK)
                 go = True
@@ -143,7 +146,7 @@ class Listening:
             except OSError as exc:  # the handler sees the error, as with socketserver
                 go = expect_peer_gone("a peek at a new connection", exc)
         else:
-            go = ready is Ready.ACCEPTED or head_arrived(request, self.buf)
+            go = ready is _ACCEPTED or head_arrived(request, self.buf)
         if go:
             resumable = serve(request, address)
             if resumable is not None:
