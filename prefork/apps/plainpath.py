@@ -12,6 +12,9 @@ means (its key, its value without OWS, whether it is valid by the strict grammar
 tells: the Host, a close, a body) is learnt once per distinct line (a client sends the same
 Host, User-Agent and Accept lines on every request), so a known line costs one lookup, and the
 grammar's expression (``fasthead.COMMON_HEAD``: 3k instructions for a short head) is not run.
+A whole head sent again as it was (the same target and the same fields: a client's polling,
+an API client, a load generator) is one lookup (``_HEADS``, bounded), and the environ is the
+connection's copied with its request's keys and its fields' keys.
 
 What is plain.  The read took all that had arrived, less than the reader's buffer, and it is
 one head ending in its first CRLF CRLF, no longer than the shorter line limit, with at most
@@ -125,6 +128,64 @@ def _request(line: str, prefix: str) -> Request | None:
 _REQUESTS: dict[str, Request] = {}
 
 
+# What a plain head gives: its request line's keys, its fields' keys (joined as add_fields
+# joins repeated ones), how many field lines it has, its method, whether it is HTTP/1.1,
+# says close, carries a proxy header, and has a path outside the mount prefix.
+Head = tuple[dict[str, str], dict[str, str], int, str, bool, bool, bool, bool]
+
+
+def _head(text: str, size: int, prefix: str) -> Head | None:
+    """The plain head ``text`` (``size`` long, ending in CRLF CRLF) under the mount
+    ``prefix``, or None if it is not one.  Without a prefix, remembered whole (a client that
+    sends the same head again -- the same target, Host, User-Agent, Accept... -- is answered
+    from one lookup)."""
+    line_end = text.find("\r\n")
+    if line_end + 4 >= size:
+        return None  # (no field: no Host)
+    line = text[:line_end]
+    request = None if prefix else _REQUESTS.get(line)
+    if request is None:
+        request = _request(line, prefix)
+        if request is None:
+            return None
+    keys, method, http11, outside = request
+    lines = text[line_end + 2:size - 4].split("\r\n")
+    fields: dict[str, str] = {}
+    authority, closing, proxied, known = None, False, False, _LINES
+    for line in lines:
+        key, kind, value = known.get(line) or _learn(line)
+        if kind:
+            if kind == _NOT_PLAIN:
+                return None
+            if kind == _HOST:
+                if authority is not None:
+                    return None  # (two: the strict path refuses them)
+                authority = value
+            elif kind == _PROXY:
+                proxied = True
+            else:
+                closing = True
+        if not key:
+            continue  # X-Forwarded_For would pose as X-Forwarded-For: dropped
+        if key in fields:
+            fields[key] += ("; " if key == "HTTP_COOKIE" else ", ") + value
+        else:
+            fields[key] = value
+    if authority is None:
+        return None
+    head = (keys, fields, len(lines), method, http11, closing, proxied, outside)
+    if not prefix and size <= HEAD_KEPT:
+        if len(_HEADS) >= HEADS_KEPT:
+            _HEADS.clear()
+        _HEADS[text] = head
+    return head
+
+
+# Whole plain heads as sent -> what they give (bounded: the table starts again once full).
+_HEADS: dict[str, Head] = {}
+HEADS_KEPT, HEAD_KEPT = 256, 2048  # heads, and the longest kept (at most 512 KiB in all)
+
+
 class PlainRequests:
     """The WSGI handler's ``take_head`` (keepalive.TakesHeads): a held connection's next
     request, read off the socket; a plain one as its environ (``_closing``, ``_http11`` and
@@ -180,20 +241,15 @@ class PlainRequests:
         limits = self._limits
         if size > limits.smallest_line:
             return None
-        text = data.decode("latin-1")
-        line_end = text.find("\r\n")
-        if line_end + 4 >= size:
-            return None  # (no field: no Host)
-        line, base = text[:line_end], self._base
+        text, base = data.decode("latin-1"), self._base
         prefix = base["SCRIPT_NAME"]
-        request = None if prefix else _REQUESTS.get(line)
-        if request is None:
-            request = _request(line, prefix)
-            if request is None:
+        head = None if prefix else _HEADS.get(text)
+        if head is None:
+            head = _head(text, size, prefix)
+            if head is None:
                 return None
-        keys, method, http11, outside = request
-        lines = text[line_end + 2:size - 4].split("\r\n")
-        if len(lines) > limits.fields:
+        keys, fields, count, method, http11, closing, proxied, outside = head
+        if count > limits.fields:
             return None
         environ = base.copy()  # (then its request's keys: faster than a display with **base)
         environ.update(keys)
@@ -204,28 +260,7 @@ class PlainRequests:
         environ["wsgi.input"] = io.BytesIO()
         if outside:
             environ["SCRIPT_NAME"] = ""
-        authority, closing, proxied, known = None, False, False, _LINES
-        for line in lines:
-            key, kind, value = known.get(line) or _learn(line)
-            if kind:
-                if kind == _NOT_PLAIN:
-                    return None
-                if kind == _HOST:
-                    if authority is not None:
-                        return None  # (two: the strict path refuses them)
-                    authority = value
-                elif kind == _PROXY:
-                    proxied = True
-                else:
-                    closing = True
-            if not key:
-                continue  # X-Forwarded_For would pose as X-Forwarded-For: dropped
-            if key in environ:
-                environ[key] += ("; " if key == "HTTP_COOKIE" else ", ") + value
-            else:
-                environ[key] = value
-        if authority is None:
-            return None
+        environ.update(fields)
         if proxied and self._trust is not None:
             forwarded.apply(environ, self._trust)
         self._http11, self._closing, self._head_only = http11, closing or not http11, (

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from prefork.apps import forwarded, request
+from prefork.apps import forwarded, plainpath, request
 from prefork.apps.request import RequestError
 from prefork.apps.wsgi import WSGIRequestHandler
 from prefork.core import httplimits
@@ -69,8 +69,13 @@ def check(raw: bytes) -> None:
         expected = general(made, raw)
         assert expected is not None, raw
         want, closing, http11, head_only = expected
-        del environ["wsgi.input"], want["wsgi.input"]
-        assert environ == want, raw
+        again = made._plain(raw, len(raw))  # (a head seen before: from the table, _HEADS)
+        assert again is not None, raw
+        del want["wsgi.input"]
+        for got in (environ, again):
+            del got["wsgi.input"]
+            assert got == want, raw
+            assert list(got) == list(environ), raw  # (the same order of keys too)
         assert (made._closing, made._http11, made._head_only) == (closing, http11, head_only), raw
 
 
@@ -117,3 +122,24 @@ def test_a_head_with_a_body_or_two_hosts_is_not_plain() -> None:
                 b"GET / HTTP/1.1\r\n\r\n",
                 b"GET http://x/ HTTP/1.1\r\nHost: x\r\n\r\n"):
         assert HANDLERS[0]._plain(raw, len(raw)) is None, raw
+
+
+def test_a_remembered_head_still_meets_each_servers_limits() -> None:
+    raw = b"GET /lim HTTP/1.1\r\nHost: x\r\nA: 1\r\nB: 2\r\n\r\n"
+    assert HANDLERS[0]._plain(raw, len(raw)) is not None
+    assert raw.decode("latin-1") in plainpath._HEADS
+    strict = handler("")
+    strict._limits = httplimits.HeadLimits(fields=2)
+    assert strict._plain(raw, len(raw)) is None  # (three fields: the general path's 431)
+    strict._limits = httplimits.HeadLimits(field_size=len(raw) - 1)
+    assert strict._plain(raw, len(raw)) is None
+
+
+def test_the_table_of_heads_is_bounded() -> None:
+    for n in range(plainpath.HEADS_KEPT * 2 + 5):
+        raw = b"GET /%d HTTP/1.1\r\nHost: x\r\n\r\n" % n
+        assert HANDLERS[0]._plain(raw, len(raw))["PATH_INFO"] == f"/{n}"  # type: ignore[index]
+        assert len(plainpath._HEADS) <= plainpath.HEADS_KEPT
+    long = b"GET / HTTP/1.1\r\nHost: x\r\nX: " + b"y" * plainpath.HEAD_KEPT + b"\r\n\r\n"
+    assert HANDLERS[0]._plain(long, len(long)) is not None
+    assert long.decode("latin-1") not in plainpath._HEADS
