@@ -14,7 +14,8 @@ Host, User-Agent and Accept lines on every request), so a known line costs one l
 grammar's expression (``fasthead.COMMON_HEAD``: 3k instructions for a short head) is not run.
 A whole head sent again as it was (the same target and the same fields: a client's polling,
 an API client, a load generator) is one lookup (``_HEADS``, bounded), and the environ is the
-connection's copied with its request's keys and its fields' keys.
+connection's copied with its request's keys and its fields' keys; on the connection that sent
+it last, the environ it made then is copied (``_again``: one comparison of the bytes).
 
 What is plain.  The read took all that had arrived, less than the reader's buffer, and it is
 one head ending in its first CRLF CRLF, no longer than the shorter line limit, with at most
@@ -204,6 +205,10 @@ class PlainRequests:
     _closing = False  # the plain request said "Connection: close", or is HTTP/1.0
     _http11 = True
     _head_only = False
+    # The last plain head this connection sent, and its environ as made (before the
+    # application saw it): a client sending the same request again gets a copy.
+    _again = b""
+    _template: dict[str, Any] = {}  # noqa: RUF012 (replaced on the instance, never changed)
 
     def take_head(self) -> dict[str, Any] | RequestHead | int:
         raw = self._raw
@@ -217,11 +222,17 @@ class PlainRequests:
             return GONE
         if not data:
             return GONE
+        if data == self._again:  # the head this connection sent last: its environ again
+            again = self._template.copy()
+            again["wsgi.input"] = io.BytesIO()
+            self._clean = True  # (and _closing, _http11, _head_only are still its)
+            return again
         size, full = len(data), self._full
         if size < full and data.find(b"\r\n\r\n") == size - 4:
             environ = self._plain(data, size)
             if environ is not None:
                 self._clean = True  # nothing buffered (buffered())
+                self._again, self._template = data, environ.copy()
                 return environ
         raw.put_back(self.rfile, data, size >= full)
         self._clean = False

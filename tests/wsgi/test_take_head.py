@@ -73,3 +73,30 @@ def test_under_another_parser_every_head_stays_for_it(
     assert handler.take_head() == OTHER
     head = handler._read_head(handler.rfile, handler._limits)  # (what the handler does then)
     assert head is not None and head.target == "/x"
+
+
+def test_the_same_head_again_gets_a_fresh_copy_of_its_environ(
+    pair: tuple[WSGIRequestHandler, socket.socket]
+) -> None:
+    """A connection sending the head it sent last gets the environ made then, copied: what the
+    application did to the one before (keys, wsgi.input) is not seen, and a head in between
+    is its own."""
+    handler, client = pair
+    other = b"HEAD /y?q HTTP/1.0\r\nHost: h\r\nX-A: 1\r\n\r\n"
+    seen = []
+    for raw in (GET, GET, GET, other, GET, GET):
+        client.sendall(raw)
+        environ = handler.take_head()
+        assert isinstance(environ, dict)
+        assert (handler._http11, handler._head_only) == (raw != other, raw == other)
+        expected = handler._plain(raw, len(raw))  # (made afresh from the bytes)
+        assert expected is not None
+        del expected["wsgi.input"]
+        got = dict(environ)
+        assert got.pop("wsgi.input") not in [e["wsgi.input"] for e in seen]
+        assert got == expected and list(got) == list(expected)
+        assert handler.buffered() == b""
+        seen.append(environ)
+        environ["PATH_INFO"] = "/changed by the app"
+        environ["app.mark"] = True
+        environ["wsgi.input"].write(b"left by the app")
