@@ -259,8 +259,12 @@ class Worker:
         try:
             while True:
                 wait = due_wait if title.due else timeout
-                if ready or deadlines or not mux.accepting or (access and access.pending):
+                if ready or not mux.accepting or (access and access.pending):
                     wait = mux.timeout(wait, now, access)
+                elif deadlines:  # (mux.timeout's answer when only a deadline bounds the wait)
+                    left = deadlines[0][0] - now
+                    left = left if left > 0.0 else 0.0
+                    wait = left if wait < 0 or left < wait else wait
                 events = poll(wait)
                 look_at_title = not events
                 for fd, fd_events in events:
