@@ -42,6 +42,7 @@ from prefork.core.outbox import OutboxWriter
 from prefork.core.servers import PreforkMixIn
 
 DONTWAIT = socket.MSG_DONTWAIT
+SEND = socket.MSG_DONTWAIT | socket.MSG_NOSIGNAL  # (a reset client is an error, never SIGPIPE)
 # serve(sock, address, buf, size) -> True once the request in buf[:size] was served (the
 # connection still to be closed by the caller), False: declined, nothing read.
 ServeClosing = Callable[[socket.socket, Any, bytearray, int], bool]
@@ -86,8 +87,7 @@ def closing_path(cls: Any, base: type, server: Any) -> ServeClosing | None:
         "REMOTE_ADDR": "", "REMOTE_PORT": "", **side.shared,
         "wsgi.url_scheme": cls.url_scheme, "wsgi.errors": sys.stderr}
     proto._base = template
-    writer = Writer(None, cls.timeout)  # (one for every response: nothing keeps it after one)
-    proto.wfile = wfile = cast(io.BufferedIOBase, writer)
+    timeout = cls.timeout
     trust, application = side.trust, cls.application
 
     def serve(sock: socket.socket, address: Any, buf: bytearray, size: int) -> bool:
@@ -105,7 +105,9 @@ def closing_path(cls: Any, base: type, server: Any) -> ServeClosing | None:
             return True  # (the client is gone: nothing to answer, the connection ends)
         proto.request = proto.connection = sock
         proto.client_address = address
-        writer.sock, writer.rest = sock, None
+        # A writer of its own: a write() the application kept fails on this closed socket
+        # (ClientGone), never reaching a later connection's.
+        proto.wfile = wfile = cast(io.BufferedIOBase, Writer(sock, timeout))
         app = application if application is not None else server.get_app()  # type: ignore[attr-defined]
         response = Response(wfile, head_only=proto._head_only, http11=proto._http11,
                             reusable=False, sock=sock)
@@ -113,8 +115,7 @@ def closing_path(cls: Any, base: type, server: Any) -> ServeClosing | None:
             proto._run(app, environ, None, response, environ["REQUEST_METHOD"],
                        environ["REQUEST_URI"])
         finally:
-            proto.request = proto.connection = proto.client_address = writer.sock = None
-            writer.rest = None
+            proto.request = proto.connection = proto.client_address = proto.wfile = None
         return True
 
     return serve
@@ -123,9 +124,8 @@ def closing_path(cls: Any, base: type, server: Any) -> ServeClosing | None:
 class Writer:
     """The response's ``wfile``: a write the client takes at once is one ``send``; from the
     first that it does not (or a file to send), an OutboxWriter takes over, and what is left
-    is sent by the worker after the request (core/outbox.py), as from a handler's.  One per
-    listener, given each response's socket (an OutboxWriter, and the outbox's parts, are made
-    only for a response that needs them)."""
+    is sent by the worker after the request (core/outbox.py), as from a handler's.  (An
+    OutboxWriter, and the outbox's parts, are made only for a response that needs them.)"""
 
     __slots__ = ("rest", "sock", "timeout")
 
@@ -141,7 +141,7 @@ class Writer:
         if rest is None:
             if type(data) is bytes:
                 try:
-                    sent: int = self.sock.send(data, DONTWAIT)
+                    sent: int = self.sock.send(data, SEND)
                 except (BlockingIOError, InterruptedError):
                     sent = 0
                 if sent == len(data):

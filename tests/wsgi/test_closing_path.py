@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from helpers import in_child
 from prefork.apps.server import PreforkWSGIServer
 from prefork.apps.wsgi import WSGIRequestHandler
 from prefork.core.accepting import PEEKED
@@ -23,8 +24,21 @@ from prefork.core.httplimits import MAX_HEAD
 SEEN: list[dict[str, Any]] = []
 
 
-def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+KEPT: list[Any] = []  # a write() callable an application kept past its request
+STALE: list[str] = []  # what calling it later did
+
+
+def app(environ: dict[str, Any], start_response: Any) -> Any:
     SEEN.append({k: v for k, v in environ.items() if k not in ("wsgi.input", "wsgi.errors")})
+    if environ["PATH_INFO"] == "/keep-write":
+        KEPT.append(start_response("200 OK", [("Content-Type", "text/plain")]))
+        return iter([b"first"])  # (no length: the body's pieces are written as they come)
+    if environ["PATH_INFO"] == "/use-kept":
+        try:
+            KEPT.pop()(b"LATE")
+            STALE.append("sent")
+        except Exception as exc:
+            STALE.append(type(exc).__name__)
     if environ["PATH_INFO"] == "/fail":
         raise RuntimeError("failed on purpose")
     if environ["PATH_INFO"] == "/empty":
@@ -145,3 +159,43 @@ def test_a_changed_handler_class_gets_no_closing_path(server: PreforkWSGIServer)
     assert Logged.closing_path(server) is None
     assert Tuned.closing_path(server) is not None
     assert WSGIRequestHandler.closing_path(server) is not None
+
+
+def test_a_write_kept_by_the_application_never_reaches_a_later_connection(
+        server: PreforkWSGIServer) -> None:
+    """Found by a review: one writer shared by the listener's responses let a write() kept
+    from an earlier request send its bytes into the next client's response."""
+    KEPT.clear()
+    STALE.clear()
+    first, built, _ = exchange(server, b"GET /keep-write HTTP/1.1\r\nHost: x\r\n"
+                               b"Connection: close\r\n\r\n", closing=True)
+    assert built == 0 and first.endswith(b"5\r\nfirst\r\n0\r\n\r\n"), first
+    for closing in (True, False):  # (the next connection by either path)
+        KEPT.append(KEPT[-1] if KEPT else None)
+        later, _, _ = exchange(server, b"GET /use-kept HTTP/1.1\r\nHost: x\r\n"
+                               b"Connection: close\r\n\r\n", closing=closing)
+        assert later.startswith(b"HTTP/1.1 200 OK\r\n") and b"LATE" not in later, later
+    assert STALE == ["ClientGone", "ClientGone"]
+
+
+def test_a_client_gone_is_an_error_even_where_sigpipe_kills() -> None:
+    """Found by a review: the closing path's writer sent without MSG_NOSIGNAL, so a worker
+    whose application restored SIGPIPE's default died of a reset client."""
+    def write_to_a_reset_client() -> str:
+        import signal
+        import struct
+
+        from prefork.apps.closing import Writer
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+        ours, theirs = socket.socketpair()
+        theirs.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        theirs.close()
+        writer = Writer(ours, 1.0)
+        for _ in range(3):
+            try:
+                writer.write(b"x" * 1000)
+            except OSError as exc:
+                return type(exc).__name__
+        return "no error"
+
+    assert in_child(write_to_a_reset_client) == "BrokenPipeError"
