@@ -208,8 +208,15 @@ def test_max_requests_recycles_under_load_without_failures() -> None:
         pids, failures = _load(address, threads=4, per_thread=150)
         assert failures == 0
         assert len(pids) == 600
+        # Replacements serve too: under a loaded machine the 600 can all be done before the
+        # first replacement is ready, so the load goes on (bounded) until one has served.
+        deadline = time.monotonic() + 20
+        while len(set(pids)) <= 2 and time.monotonic() < deadline:
+            more, failures = _load(address, threads=4, per_thread=25)
+            assert failures == 0
+            pids += more
         counts = collections.Counter(pids)
-        assert len(counts) > 2  # replacements served too
+        assert len(counts) > 2, counts
 
         def recycled() -> set[int]:
             return {int(m.group(1)) for line in server.text().splitlines()
