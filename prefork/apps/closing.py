@@ -109,8 +109,7 @@ def closing_path(cls: Any, base: type, server: Any) -> ServeClosing | None:
         # (ClientGone), never reaching a later connection's.
         proto.wfile = wfile = cast(io.BufferedIOBase, Writer(sock, timeout))
         app = application if application is not None else server.get_app()  # type: ignore[attr-defined]
-        response = Response(wfile, head_only=proto._head_only, http11=proto._http11,
-                            reusable=False, sock=sock)
+        response = Response(wfile, proto._head_only, proto._http11, False, sock)
         try:
             proto._run(app, environ, None, response, environ["REQUEST_METHOD"],
                        environ["REQUEST_URI"])

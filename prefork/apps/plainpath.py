@@ -2,7 +2,7 @@
 environ in one pass (issue 20: the keep-alive request path).
 
 Why.  Between keep-alive requests a WSGI connection waits in the worker's multiplexer; on its
-event the handler reads what arrived itself (``take_head``, for ``mux._direct``: one ``recv``,
+event the handler reads what arrived itself (``take_head``, for ``mux.on_event``: one ``recv``,
 no peek).  Most such requests are *plain*: one whole head and nothing after it, of the common
 shape, with no body.  The general path reads such a head into a :class:`RequestHead` (a field
 list, lower-cased names), then makes the environ from it (the fields again, the Host again):

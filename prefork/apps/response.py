@@ -146,18 +146,21 @@ class Response:
     true once the connection must be closed after this response.  ``sock`` is the plain
     socket behind ``wfile`` when a file may be sent with ``sendfile`` (None under TLS)."""
 
-    def __init__(self, wfile: io.BufferedIOBase, *, head_only: bool, http11: bool,
+    # (Positional: made for every request, and a call with keywords costs their unpacking.)
+    def __init__(self, wfile: io.BufferedIOBase, head_only: bool, http11: bool,
                  reusable: bool, sock: socket.socket | None = None) -> None:
         self.wfile = wfile
         self.sock = sock
         self.head_only = head_only
         self.http11 = http11
         self.close = not reusable
+        # (Read on every response: on the instance, a read is specialized; a class default
+        # read through the instance is a lookup by name in 3.11.)
+        self.status: str | None = None
+        self.headers_sent = False
 
     # (Class defaults, replaced on the instance as the response goes: fewer stores a request.)
-    status: str | None = None
     head: Head | None = None  # the headers checked, as sent (head_of)
-    headers_sent = False
     chunked = False
     length: int | None = None  # declared Content-Length
     sent = 0  # body bytes written
@@ -203,7 +206,8 @@ class Response:
 
     def run(self, result: Iterable[bytes]) -> None:
         """Send the body the application returned (its ``close()`` is the caller's)."""
-        if isinstance(result, (list, tuple)) and len(result) == 1 and not self.headers_sent:
+        if ((type(result) is list or isinstance(result, (list, tuple))) and len(result) == 1
+                and not self.headers_sent):
             piece = result[0]
             if self.status is None:
                 raise AssertionError("the application returned without calling start_response()")

@@ -128,6 +128,7 @@ class WSGIRequestHandler(PlainRequests, socketserver.StreamRequestHandler):
     # multiplexer, so one it refuses is answered at once (core/httppeek.py).
     judge_head = staticmethod(judge)
     _held = False
+    _most = 0  # max_keepalive_requests, as handle() found it
     _raw: connio.ConnIO | None = None  # rfile's raw stream in a prefork worker
     _full = io.DEFAULT_BUFFER_SIZE  # rfile's buffer size
     _clean = False  # the last head read was all that had arrived, and had no body
@@ -141,6 +142,7 @@ class WSGIRequestHandler(PlainRequests, socketserver.StreamRequestHandler):
             app = self.server.get_app()  # type: ignore[attr-defined]
         side = self._side = serverside.of(self.server)  # (read once per server)
         self._app, self._base, self._count = app, self.base_environ(), 0
+        self._most = self.max_keepalive_requests  # (on the instance: read on every request)
         # Proxy headers count from the peers that forwarded_allow_ips trusts (apps/forwarded.py).
         self._trust = side.trust if side.trust.peer(self.client_address) else None
         self._read_head = side.read_head
@@ -164,6 +166,15 @@ class WSGIRequestHandler(PlainRequests, socketserver.StreamRequestHandler):
         """Serve the next request on this connection (``head``: its head, or a plain
         request's environ, read already by :meth:`take_head`); True if it may carry another."""
         self._count += 1
+        # A retiring worker says so: "Connection: close" (see prefork.core.keepalive).
+        most = self._most
+        if isinstance(head, dict):  # a plain request's environ (take_head: apps/plainpath.py)
+            response = Response(self.wfile, self._head_only, self._http11,
+                                not self._closing and self._keep_alive and (
+                                    not most or self._count < most) and not RETIRING[0],
+                                self.connection)  # (head_only, http11, reusable, sock)
+            return self._run(self._app, head, None, response, head["REQUEST_METHOD"],
+                             head["REQUEST_URI"])
         if self._raw is None:  # (else its reads set the timeout when one must wait)
             self.connection.settimeout(self.timeout)
         if head is None:
@@ -177,14 +188,7 @@ class WSGIRequestHandler(PlainRequests, socketserver.StreamRequestHandler):
                 return False
             if head is None:
                 return False
-        # A retiring worker says so: "Connection: close" (see prefork.core.keepalive).
-        most = self.max_keepalive_requests
         allow = self._keep_alive and (not most or self._count < most) and not RETIRING[0]
-        if isinstance(head, dict):  # a plain request's environ (take_head: apps/plainpath.py)
-            response = Response(self.wfile, head_only=self._head_only, http11=self._http11,
-                                reusable=allow and not self._closing, sock=self.connection)
-            return self._run(self._app, head, None, response, head["REQUEST_METHOD"],
-                             head["REQUEST_URI"])
         return self.serve(self._app, head, self._base, allow)
 
     def buffered(self) -> bytes:
@@ -251,7 +255,7 @@ class WSGIRequestHandler(PlainRequests, socketserver.StreamRequestHandler):
                 try:
                     response.run(result)
                 finally:
-                    closer = getattr(result, "close", None)
+                    closer = None if type(result) is list else getattr(result, "close", None)
                     if closer is not None:
                         closer()
             except ClientGone:

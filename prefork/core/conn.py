@@ -58,7 +58,7 @@ class Conn:
         self.budget: int | None = None  # in a graceful stop: requests it may still have served
         self.outbox: Outbox | None = None  # what the multiplexer sends (SENDING; outbox.py)
         self.judged: tuple[int, bool, bool] | None = None  # a partial head's (accepting.judge)
-        self.direct = False  # IDLE, its handler reads the next head itself (mux._direct)
+        self.direct = False  # IDLE, its handler reads the next head itself (mux.on_event)
         self.idle = 0.0  # its wait between requests, once held (keepalive.idle_for)
         # The client half-closed (an event said EPOLLRDHUP): no edge will come for that again.
         self.hup = False

@@ -46,7 +46,7 @@ the socket's read-ahead, which its reads serve first (``accepting.read_head``, `
   request's edge is still to come, or already queued), and keeps the blocking mode it had (a
   WSGI handler's reads wait only when they must: ``connio.py``); where its handler reads the
   next head itself (the WSGI handler: ``keepalive.TakesHeads``), the event is answered with
-  that one read, and a whole head of the common shape is served at once (``_direct``).
+  that one read, and a whole head of the common shape is served at once (``on_event``).
 
 Invariants: a connection is in :attr:`Multiplexer.conns` exactly while its phase is a waiting
 one (:data:`WAITING`); a connection in the handler (BUSY) belongs to the worker's dispatch and
@@ -83,6 +83,7 @@ HUP_EVENTS = select.EPOLLRDHUP | select.EPOLLHUP
 # On every kept-alive request's path: an enum member read from the class costs its
 # metaclass's __getattr__ hook in 3.11.
 _IDLE, _BUSY = Phase.IDLE, Phase.BUSY
+_monotonic = time.monotonic
 
 class Multiplexer(Opening, Listening, Sending):
     """The waiting connections of one worker.  Methods for the worker's loop: on_event(fd,
@@ -99,7 +100,7 @@ class Multiplexer(Opening, Listening, Sending):
     # handler is then taken, and dropped, by the loop (see _held).
     busy_elsewhere = False
     # serve_head(conn, head): the request whose head a held connection's handler read itself
-    # (_direct), served, counted; True if the handler holds the connection again.  None: every
+    # (on_event), served, counted; True if the handler holds the connection again.  None: every
     # held connection is peeked at here.
     serve_head: Callable[[Conn, Any], bool] | None = None
 
@@ -146,11 +147,45 @@ class Multiplexer(Opening, Listening, Sending):
         conn = self.conns.get(fd)
         if conn is None:
             return  # a connection in the handler, or one closed since
+        hup = conn.hup
         if events & HUP_EVENTS:
-            conn.hup = True  # (its EOF is already there for the peek after the request)
-        if conn.direct and conn.phase is _IDLE:  # (the common event: a kept-alive request)
-            self._direct(conn)
-        elif conn.phase is Phase.SENDING:
+            conn.hup = hup = True  # (its EOF is already there for the peek after the request)
+        if not conn.direct or conn.phase is not _IDLE:
+            self._other_event(conn, events)
+            return
+        # The common event, a kept-alive request, answered here (one frame fewer): a held
+        # connection whose handler reads its next head itself (keepalive.TakesHeads), one read
+        # instead of a peek here and a read there; a request the handler took is served at
+        # once, anything else is looked at as a peek would have (what was read is in the
+        # handler's buffer, which the look includes).
+        head = conn.resumable.take_head()  # type: ignore[union-attr]  # (TakesHeads)
+        if type(head) is int:
+            if head == GONE:
+                self._close(conn)
+            elif head == OTHER or hup:
+                self._check(conn, defer=False, hup=hup)
+            return  # (NOTHING: woken for nothing; it waits on)
+        # Served from this event, in this thread: the connection keeps its place here (and
+        # its deadline's entry) unless it must go another way after the request.
+        conn.phase = _BUSY
+        serve_head = self.serve_head  # (an attribute, not a method: read as one, then called)
+        if not serve_head(conn, head):  # type: ignore[misc]  # (set where conn.direct)
+            self.conns.pop(conn.fd, None)
+            conn.phase = Phase.CLOSED
+            return
+        resumable = conn.resumable
+        if (hup or self.draining or resumable is CLOSING or resumable is None
+                or (PENDING and conn.sock in PENDING) or resumable.buffered()
+                or conn.sock.gettimeout() is not None):
+            self.conns.pop(conn.fd, None)
+            self._held(conn)  # (what is left to send, a pipelined request, a drain...)
+            return
+        conn.phase = _IDLE  # the next request's edge is still to come (see _held)
+        conn.deadline = _monotonic() + conn.idle
+
+    def _other_event(self, conn: Conn, events: int) -> None:
+        """An event for a waiting connection other than a kept-alive one's next request."""
+        if conn.phase is Phase.SENDING:
             self._send_more(conn)
         elif conn.phase is Phase.HANDSHAKE:
             self._handshake(conn)
@@ -258,36 +293,6 @@ class Multiplexer(Opening, Listening, Sending):
 
     # -- to the handler and back ---------------------------------------------------------------
 
-    def _direct(self, conn: Conn) -> None:
-        """A held connection whose handler reads its next head itself (keepalive.TakesHeads):
-        one read instead of a peek here and a read there; a request the handler took is served
-        at once, anything else is looked at as a peek would have (what was read is in the
-        handler's buffer, which the look includes)."""
-        hup = conn.hup
-        head = conn.resumable.take_head()  # type: ignore[union-attr]  # (TakesHeads)
-        if type(head) is int:
-            if head == GONE:
-                self._close(conn)
-            elif head == OTHER or hup:
-                self._check(conn, defer=False, hup=hup)
-            return  # (NOTHING: woken for nothing; it waits on)
-        # Served from this event, in this thread: the connection keeps its place here (and
-        # its deadline's entry) unless it must go another way after the request.
-        conn.phase = _BUSY
-        if not self.serve_head(conn, head):  # type: ignore[misc]  # (set where conn.direct)
-            self.conns.pop(conn.fd, None)
-            conn.phase = Phase.CLOSED
-            return
-        resumable = conn.resumable
-        if (hup or self.draining or resumable is CLOSING or resumable is None
-                or (PENDING and conn.sock in PENDING) or resumable.buffered()
-                or conn.sock.gettimeout() is not None):
-            self.conns.pop(conn.fd, None)
-            self._held(conn)  # (what is left to send, a pipelined request, a drain...)
-            return
-        conn.phase = _IDLE  # the next request's edge is still to come (see _held)
-        conn.deadline = time.monotonic() + conn.idle
-
     def _dispatch(self, conn: Conn) -> None:
         self.conns.pop(conn.fd, None)
         conn.phase = Phase.BUSY
@@ -348,7 +353,7 @@ class Multiplexer(Opening, Listening, Sending):
             # Edge-triggered, an arrival since the handler's last read is still reported
             # (and registering a connection reports what it has already).  Not so where the
             # handler ran in another thread: this loop may have taken that event meanwhile.
-            # A handler that reads its next head itself does so on that event (_direct).
+            # A handler that reads its next head itself does so on that event (on_event).
             # (A client that half-closed makes no edge again: its EOF is peeked at, below.)
             conn.direct = self.serve_head is not None and hasattr(conn.resumable, "take_head")
             self._wait(conn)

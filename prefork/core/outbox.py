@@ -287,12 +287,13 @@ class OutboxWriter(io.BufferedIOBase):
         self.timeout = timeout if timeout is not None else sock.gettimeout()
         self.tls = isinstance(sock, ssl.SSLSocket)
         self.outbox = Outbox()
+        self.shut = False  # closed (a plain attribute: IOBase.closed is a lookup by name)
 
     def writable(self) -> bool:
         return True
 
     def write(self, data: Any) -> int:
-        if self.closed:
+        if self.shut:
             raise ValueError("write to a closed file")
         outbox, sock = self.outbox, self.sock
         try:
@@ -350,4 +351,5 @@ class OutboxWriter(io.BufferedIOBase):
 
     def close(self) -> None:
         """The handler's finish(): what is queued stays queued for the multiplexer."""
+        self.shut = True
         super().close()

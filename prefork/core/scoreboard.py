@@ -334,8 +334,6 @@ class SlotWriter:
         self._offset = phys * SLOT_SIZE
         self._hot_offset = self._offset + _OFF_STATE
         self._empty_word = (self._offset + _OFF_EMPTY) // 8
-        self._pack_begin = _BEGIN.pack_into
-        self._pack_hot = _HOT.pack_into
         seq = self._seqv[self._word]
         self._seq = seq if seq & 1 == 0 else seq + 1
         self.state = current.state
@@ -359,7 +357,8 @@ class SlotWriter:
         self.state = state
         seq = self._seq + 1
         self._seqv[self._word] = seq
-        self._pack_hot(self._map, self._hot_offset, state, self.request_started, self.requests, now)
+        _HOT.pack_into(self._map, self._hot_offset, state, self.request_started, self.requests,
+                       now)
         self._seqv[self._word] = self._seq = seq + 1
 
     def begin_request(self, now: float) -> None:
@@ -368,7 +367,8 @@ class SlotWriter:
         self.request_started = now
         seq = self._seq + 1
         self._seqv[self._word] = seq
-        self._pack_begin(self._map, self._hot_offset, _BUSY_VALUE, now)
+        # (The Struct's method looked up on it: one held on the instance is a lookup by name.)
+        _BEGIN.pack_into(self._map, self._hot_offset, _BUSY_VALUE, now)
         self._seqv[self._word] = self._seq = seq + 1
 
     def end_request(self, now: float) -> None:
@@ -380,7 +380,7 @@ class SlotWriter:
         self.request_started = 0.0
         seq = self._seq + 1
         self._seqv[self._word] = seq
-        self._pack_hot(self._map, self._hot_offset, state, 0.0, requests, now)
+        _HOT.pack_into(self._map, self._hot_offset, state, 0.0, requests, now)
         self._seqv[self._word] = self._seq = seq + 1
 
     def empty_accept(self) -> None:
