@@ -197,7 +197,7 @@ class PlainRequests:
     rfile: Any
     _raw: connio.ConnIO | None
     _full: int
-    _clean: bool
+    clean: bool
     _limits: httplimits.HeadLimits
     _base: dict[str, Any]
     _trust: forwarded.Trusted | None
@@ -225,23 +225,23 @@ class PlainRequests:
         if data == self._again:  # the head this connection sent last: its environ again
             again = self._template.copy()
             again["wsgi.input"] = io.BytesIO()
-            self._clean = True  # (and _closing, _http11, _head_only are still its)
+            self.clean = True  # (and _closing, _http11, _head_only are still its)
             return again
         size, full = len(data), self._full
         if size < full and data.find(b"\r\n\r\n") == size - 4:
             environ = self._plain(data, size)
             if environ is not None:
-                self._clean = True  # nothing buffered (buffered())
+                self.clean = True  # nothing buffered (buffered())
                 self._again, self._template = data, environ.copy()
                 return environ
         raw.put_back(self.rfile, data, size >= full)
-        self._clean = False
+        self.clean = False
         if size >= full:  # (more may wait in the socket, with no event to come)
             return OTHER
         head = take_common(self.rfile, data, self._limits, plain_only=True)
         if head is None:
             return OTHER  # stays buffered for the multiplexer's look and the general path
-        self._clean = head.size == size
+        self.clean = head.size == size
         return head
 
     def _plain(self, data: bytes | bytearray, size: int, peer: Any = None,

@@ -131,7 +131,9 @@ class WSGIRequestHandler(PlainRequests, socketserver.StreamRequestHandler):
     _most = 0  # max_keepalive_requests, as handle() found it
     _raw: connio.ConnIO | None = None  # rfile's raw stream in a prefork worker
     _full = io.DEFAULT_BUFFER_SIZE  # rfile's buffer size
-    _clean = False  # the last head read was all that had arrived, and had no body
+    # The last head read was all that had arrived, and had no body: nothing buffered
+    # (keepalive.TakesHeads: the multiplexer reads it instead of calling buffered()).
+    clean = False
     _trust: forwarded.Trusted | None = None
     _limits = httplimits.DEFAULT
     _side: serverside.ServerSide | None = None
@@ -178,7 +180,7 @@ class WSGIRequestHandler(PlainRequests, socketserver.StreamRequestHandler):
         if self._raw is None:  # (else its reads set the timeout when one must wait)
             self.connection.settimeout(self.timeout)
         if head is None:
-            self._clean = False
+            self.clean = False
             try:
                 head = self._read_head(self.rfile, self._limits)
             except RequestError as exc:
@@ -193,7 +195,7 @@ class WSGIRequestHandler(PlainRequests, socketserver.StreamRequestHandler):
 
     def buffered(self) -> bytes:
         """A pipelined request already read from the socket (for the multiplexer)."""
-        if self._clean:
+        if self.clean:
             return b""
         if self._raw is not None:
             return connio.buffered(self.rfile, self._raw)

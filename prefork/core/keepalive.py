@@ -144,7 +144,10 @@ class TakesHeads(Resumable, Protocol):
     """A held handler that reads its next request head itself, in place of the multiplexer's
     peek (the WSGI handler on a plain socket in a prefork worker: ``mux.py``).  take_head():
     the request read off (for resume(): the WSGI handler's is a plain request's environ, or a
-    head of the common shape); else NOTHING, GONE or OTHER."""
+    head of the common shape); else NOTHING, GONE or OTHER.  ``clean``: nothing of a next
+    request is in the handler's buffer (buffered() would say b"")."""
+
+    clean: bool
 
     def take_head(self) -> Any: ...
 

@@ -175,7 +175,8 @@ class Multiplexer(Opening, Listening, Sending):
             return
         resumable = conn.resumable
         if (hup or self.draining or resumable is CLOSING or resumable is None
-                or (PENDING and conn.sock in PENDING) or resumable.buffered()
+                or (PENDING and conn.sock in PENDING)
+                or (not resumable.clean and resumable.buffered())  # type: ignore[attr-defined]
                 or conn.sock.gettimeout() is not None):
             self.conns.pop(conn.fd, None)
             self._held(conn)  # (what is left to send, a pipelined request, a drain...)
