@@ -89,11 +89,16 @@ def closing_path(cls: Any, base: type, server: Any) -> ServeClosing | None:
     proto._base = template
     timeout = cls.timeout
     trust, application = side.trust, cls.application
+    peers = trust.peers
 
     def serve(sock: socket.socket, address: Any, buf: bytearray, size: int) -> bool:
         if size >= full or buf.find(b"\r\n\r\n", 0, size) != size - 4:
             return False  # (more than one head's worth, or bytes after it: not plain)
-        proto._trust = trust if trust.peer(address) else None
+        # trust.peer(address), its table read here first (an inet peer's host is a str).
+        trusted = peers.get(address[0])
+        if trusted is None:
+            trusted = trust.peer(address)
+        proto._trust = trust if trusted else None
         environ = proto._plain(buf[:size], size, address,
                                sock.getsockname() if local is None else None)
         if environ is None or not proto._closing:

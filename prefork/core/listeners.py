@@ -98,42 +98,31 @@ class Listening:
             tune_listener(server.socket,  # type: ignore[attr-defined]
                           self.ready_modes[fd], limits.head_wait)
 
-    def accept(self, fd: int) -> None:
-        """An event on the listener ``fd`` (what on_event does for a listener)."""
+    def accept(self, fd: int, taken: tuple[Any, Any] | None = None) -> None:
+        """An event on the listener ``fd`` (what on_event does for a listener); ``taken``: a
+        connection accepted from it already (:meth:`admit`).  One frame for the accept and
+        the first look: every new connection's path."""
         entry = self.entries.get(fd)
-        if entry is None:
+        if taken is not None:
+            request, address = taken
+        elif entry is None:
             self._take_datagrams(fd)
             return
-        if len(self.conns) >= self.limits.most_waiting:
-            self._pause_accepting()
-            return
-        if entry[3]:  # fds 0-2: a client socket must never take one (stdfds.py)
-            ensure_open()
-        try:
-            request, address = entry[0]()
-        except BlockingIOError:
-            self.empty_accept()
-            return
-        except OSError as exc:
-            return self.failures.failed(fd, exc, self._pause_accepting)
-        self.admit(fd, request, address)
-
-    def take(self, fd: int) -> tuple[Any, Any] | None:
-        """Accept one connection from the stream listener ``fd`` without looking at it (the
-        graceful stop's sweep, core/handover.py); None when none is queued (or accept failed)."""
-        ensure_open()
-        try:
-            return self.entries[fd][0]()
-        except BlockingIOError:
-            return None
-        except OSError as exc:
-            self.failures.failed(fd, exc, self._pause_accepting)
-            return None
-
-    def admit(self, fd: int, request: Any, address: Any) -> None:
-        """A connection just accepted from ``fd``: to its handler at once if it has work, else
-        to wait here."""
-        _, ready, serve, _ = self.entries[fd]
+        else:
+            if len(self.conns) >= self.limits.most_waiting:
+                self._pause_accepting()
+                return
+            if entry[3]:  # fds 0-2: a client socket must never take one (stdfds.py)
+                ensure_open()
+            try:
+                request, address = entry[0]()
+            except BlockingIOError:
+                self.empty_accept()
+                return
+            except OSError as exc:
+                return self.failures.failed(fd, exc, self._pause_accepting)
+        # The connection just accepted: to its handler at once if it has work, else to wait.
+        _, ready, serve, _ = entry  # type: ignore[misc]  # (a stream listener's: taken too)
         if fd in self.proxied or isinstance(request, ssl.SSLSocket):
             self._open(fd, Conn(request, address, self.listeners[fd], ready))
             return
@@ -155,6 +144,23 @@ class Listening:
         conn = Conn(request, address, self.listeners[fd], ready)
         conn.deadline = time.monotonic() + self.limits.head_wait
         self._check(conn, defer=False)
+
+    def take(self, fd: int) -> tuple[Any, Any] | None:
+        """Accept one connection from the stream listener ``fd`` without looking at it (the
+        graceful stop's sweep, core/handover.py); None when none is queued (or accept failed)."""
+        ensure_open()
+        try:
+            return self.entries[fd][0]()
+        except BlockingIOError:
+            return None
+        except OSError as exc:
+            self.failures.failed(fd, exc, self._pause_accepting)
+            return None
+
+    def admit(self, fd: int, request: Any, address: Any) -> None:
+        """A connection just accepted from the stream listener ``fd`` (the graceful stop's
+        sweep): to its handler at once if it has work, else to wait here."""
+        self.accept(fd, (request, address))
 
     def _take_datagrams(self, fd: int) -> None:
         accept = self.accepts[fd]
