@@ -60,6 +60,7 @@ from prefork.core.memguard import check_error
 from prefork.core.servers import PreforkMixIn
 from prefork.ops import accesslog
 
+_new = object.__new__  # (a Response made on every kept-alive request: resume)
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
 log = logging.getLogger("prefork.wsgi")
@@ -171,10 +172,14 @@ class WSGIRequestHandler(PlainRequests, socketserver.StreamRequestHandler):
         # A retiring worker says so: "Connection: close" (see prefork.core.keepalive).
         most = self._most
         if isinstance(head, dict):  # a plain request's environ (take_head: apps/plainpath.py)
-            response = Response(self.wfile, self._head_only, self._http11,
-                                not self._closing and self._keep_alive and (
-                                    not most or self._count < most) and not RETIRING[0],
-                                self.connection)  # (head_only, http11, reusable, sock)
+            # Response(wfile, head_only, http11, reusable, sock) without its __init__'s frame
+            # (tests/wsgi/test_response_heads.py checks it makes the same object).
+            response = _new(Response)
+            response.wfile, response.sock = self.wfile, self.connection
+            response.head_only, response.http11 = self._head_only, self._http11
+            response.close = not (not self._closing and self._keep_alive and (
+                not most or self._count < most) and not RETIRING[0])
+            response.status, response.headers_sent = None, False
             return self._run(self._app, head, None, response, head["REQUEST_METHOD"],
                              head["REQUEST_URI"])
         if self._raw is None:  # (else its reads set the timeout when one must wait)

@@ -201,7 +201,7 @@ def test_a_worker_stopped_by_winch_is_bounded_like_any_retired_one() -> None:
 @pytest.mark.parametrize("length", [b"5", b"5, 5", b"0000000000005"])
 def test_a_slow_small_body_on_a_kept_alive_connection_holds_no_worker(length: bytes) -> None:
     """The same on a connection held between requests, whose next head the WSGI handler reads
-    itself (mux._direct): a head with a body is left to the multiplexer's look, which waits
+    itself (mux.on_event): a head with a body is left to the multiplexer's look, which waits
     for a small body, not served at once (then the handler blocked in the body read)."""
     with wsgi(workers=1) as address, socket.create_connection(address, timeout=10) as slow:
         slow.sendall(b"GET /hello HTTP/1.1\r\nHost: x\r\n\r\n")

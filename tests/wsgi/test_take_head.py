@@ -1,5 +1,5 @@
 """A held WSGI connection's next head read by its handler (WSGIRequestHandler.take_head, for
-the multiplexer's _direct): only a whole plain head under the ``auto`` parser is taken; a head
+the multiplexer's on_event): only a whole plain head under the ``auto`` parser is taken; a head
 with a body, or any head under another parser, stays buffered (OTHER) for the multiplexer's
 look and the handler's own parser.  Found by a review: a POST's head was served at once and the
 handler then blocked the worker on its slow body; ``--http-parser python`` was ignored from the
@@ -7,6 +7,7 @@ second request on."""
 
 from __future__ import annotations
 
+import io
 import socket
 from collections.abc import Iterator
 
@@ -100,3 +101,33 @@ def test_the_same_head_again_gets_a_fresh_copy_of_its_environ(
         environ["PATH_INFO"] = "/changed by the app"
         environ["app.mark"] = True
         environ["wsgi.input"].write(b"left by the app")
+
+
+@pytest.mark.parametrize("closing", [False, True])
+@pytest.mark.parametrize("keep_alive", [False, True])
+@pytest.mark.parametrize("most", [0, 1, 2, 5])
+@pytest.mark.parametrize("retiring", [False, True])
+def test_a_plain_requests_response_is_the_one_its_constructor_makes(
+    pair: tuple[WSGIRequestHandler, socket.socket], monkeypatch: pytest.MonkeyPatch,
+    closing: bool, keep_alive: bool, most: int, retiring: bool,
+) -> None:
+    """resume() makes a plain request's Response without calling its __init__ (a frame on
+    every kept-alive request): the object is the one Response(...) makes."""
+    from prefork.apps.response import Response
+    from prefork.core import keepalive
+
+    handler, _ = pair
+    made: list[Response] = []
+    monkeypatch.setattr(handler, "_run", lambda app, environ, body, response, *rest:
+                        made.append(response) or True, raising=False)
+    handler.wfile, handler._app, handler._count = io.BytesIO(), None, 1  # type: ignore[assignment]
+    handler._most, handler._keep_alive, handler._closing = most, keep_alive, closing
+    handler._head_only, handler._http11 = True, False
+    keepalive.RETIRING[0] = retiring
+    try:
+        handler.resume({"REQUEST_METHOD": "GET", "REQUEST_URI": "/"})
+    finally:
+        keepalive.RETIRING[0] = False
+    reusable = keep_alive and not closing and (not most or most > 2) and not retiring
+    want = Response(handler.wfile, True, False, reusable, handler.connection)
+    assert vars(made[0]) == vars(want)
