@@ -197,7 +197,7 @@ class PlainRequests:
     rfile: Any
     _raw: connio.ConnIO | None
     _full: int
-    clean: bool
+    _clean: bool
     _limits: httplimits.HeadLimits
     _base: dict[str, Any]
     _trust: forwarded.Trusted | None
@@ -225,23 +225,23 @@ class PlainRequests:
         if data == self._again:  # the head this connection sent last: its environ again
             again = self._template.copy()
             again["wsgi.input"] = io.BytesIO()
-            self.clean = True  # (and _closing, _http11, _head_only are still its)
+            self._clean = True  # (and _closing, _http11, _head_only are still its)
             return again
         size, full = len(data), self._full
         if size < full and data.find(b"\r\n\r\n") == size - 4:
             environ = self._plain(data, size)
             if environ is not None:
-                self.clean = True  # nothing buffered (buffered())
+                self._clean = True  # nothing buffered (buffered())
                 self._again, self._template = data, environ.copy()
                 return environ
         raw.put_back(self.rfile, data, size >= full)
-        self.clean = False
+        self._clean = False
         if size >= full:  # (more may wait in the socket, with no event to come)
             return OTHER
         head = take_common(self.rfile, data, self._limits, plain_only=True)
         if head is None:
             return OTHER  # stays buffered for the multiplexer's look and the general path
-        self.clean = head.size == size
+        self._clean = head.size == size
         return head
 
     def _plain(self, data: bytes | bytearray, size: int, peer: Any = None,
@@ -271,7 +271,12 @@ class PlainRequests:
         environ["wsgi.input"] = io.BytesIO()
         if outside:
             environ["SCRIPT_NAME"] = ""
-        environ.update(fields)
+        if base.keys().isdisjoint(fields):
+            environ.update(fields)
+        else:  # a key the base environ has already (a subclass's): joined, as add_fields does
+            for key, value in fields.items():
+                environ[key] = (environ[key] + ("; " if key == "HTTP_COOKIE" else ", ") + value
+                                if key in environ else value)
         if proxied and self._trust is not None:
             forwarded.apply(environ, self._trust)
         self._http11, self._closing, self._head_only = http11, closing or not http11, (

@@ -129,12 +129,11 @@ class WSGIRequestHandler(PlainRequests, socketserver.StreamRequestHandler):
     # multiplexer, so one it refuses is answered at once (core/httppeek.py).
     judge_head = staticmethod(judge)
     _held = False
-    _most = 0  # max_keepalive_requests, as handle() found it
     _raw: connio.ConnIO | None = None  # rfile's raw stream in a prefork worker
     _full = io.DEFAULT_BUFFER_SIZE  # rfile's buffer size
     # The last head read was all that had arrived, and had no body: nothing buffered
     # (keepalive.TakesHeads: the multiplexer reads it instead of calling buffered()).
-    clean = False
+    _clean = False
     _trust: forwarded.Trusted | None = None
     _limits = httplimits.DEFAULT
     _side: serverside.ServerSide | None = None
@@ -145,7 +144,6 @@ class WSGIRequestHandler(PlainRequests, socketserver.StreamRequestHandler):
             app = self.server.get_app()  # type: ignore[attr-defined]
         side = self._side = serverside.of(self.server)  # (read once per server)
         self._app, self._base, self._count = app, self.base_environ(), 0
-        self._most = self.max_keepalive_requests  # (on the instance: read on every request)
         # Proxy headers count from the peers that forwarded_allow_ips trusts (apps/forwarded.py).
         self._trust = side.trust if side.trust.peer(self.client_address) else None
         self._read_head = side.read_head
@@ -170,7 +168,7 @@ class WSGIRequestHandler(PlainRequests, socketserver.StreamRequestHandler):
         request's environ, read already by :meth:`take_head`); True if it may carry another."""
         self._count += 1
         # A retiring worker says so: "Connection: close" (see prefork.core.keepalive).
-        most = self._most
+        most = self.max_keepalive_requests  # (per request: it may change, a review found)
         if isinstance(head, dict):  # a plain request's environ (take_head: apps/plainpath.py)
             # Response(wfile, head_only, http11, reusable, sock) without its __init__'s frame
             # (tests/wsgi/test_response_heads.py checks it makes the same object).
@@ -185,7 +183,7 @@ class WSGIRequestHandler(PlainRequests, socketserver.StreamRequestHandler):
         if self._raw is None:  # (else its reads set the timeout when one must wait)
             self.connection.settimeout(self.timeout)
         if head is None:
-            self.clean = False
+            self._clean = False
             try:
                 head = self._read_head(self.rfile, self._limits)
             except RequestError as exc:
@@ -200,7 +198,7 @@ class WSGIRequestHandler(PlainRequests, socketserver.StreamRequestHandler):
 
     def buffered(self) -> bytes:
         """A pipelined request already read from the socket (for the multiplexer)."""
-        if self.clean:
+        if self._clean:
             return b""
         if self._raw is not None:
             return connio.buffered(self.rfile, self._raw)

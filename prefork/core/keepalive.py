@@ -144,10 +144,11 @@ class TakesHeads(Resumable, Protocol):
     """A held handler that reads its next request head itself, in place of the multiplexer's
     peek (the WSGI handler on a plain socket in a prefork worker: ``mux.py``).  take_head():
     the request read off (for resume(): the WSGI handler's is a plain request's environ, or a
-    head of the common shape); else NOTHING, GONE or OTHER.  ``clean``: nothing of a next
-    request is in the handler's buffer (buffered() would say b"")."""
+    head of the common shape); else NOTHING, GONE or OTHER.  ``_clean``: nothing of a next
+    request is in the handler's buffer (buffered() would say b""); private, as it was the
+    handler's own: a subclass may have a ``clean`` of its own (a review)."""
 
-    clean: bool
+    _clean: bool
 
     def take_head(self) -> Any: ...
 

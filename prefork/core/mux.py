@@ -176,7 +176,7 @@ class Multiplexer(Opening, Listening, Sending):
         resumable = conn.resumable
         if (hup or self.draining or resumable is CLOSING or resumable is None
                 or (PENDING and conn.sock in PENDING)
-                or (not resumable.clean and resumable.buffered())  # type: ignore[attr-defined]
+                or (not resumable._clean and resumable.buffered())  # type: ignore[attr-defined]
                 or conn.sock.gettimeout() is not None):
             self.conns.pop(conn.fd, None)
             self._held(conn)  # (what is left to send, a pipelined request, a drain...)

@@ -41,7 +41,15 @@ def trusting() -> WSGIRequestHandler:
     return made
 
 
-HANDLERS = [handler(""), handler("/app"), trusting()]
+def with_defaults() -> WSGIRequestHandler:
+    """A subclass's base environ that has field keys already: a field joins them (found by a
+    review: the plain path replaced them)."""
+    made = handler("")
+    made._base.update({"HTTP_X_A": "d", "CONTENT_TYPE": "ct", "HTTP_COOKIE": "c=0"})
+    return made
+
+
+HANDLERS = [handler(""), handler("/app"), trusting(), with_defaults()]
 
 
 def general(made: WSGIRequestHandler, raw: bytes) -> tuple[Any, ...] | None:

@@ -121,7 +121,8 @@ def test_a_plain_requests_response_is_the_one_its_constructor_makes(
     monkeypatch.setattr(handler, "_run", lambda app, environ, body, response, *rest:
                         made.append(response) or True, raising=False)
     handler.wfile, handler._app, handler._count = io.BytesIO(), None, 1  # type: ignore[assignment]
-    handler._most, handler._keep_alive, handler._closing = most, keep_alive, closing
+    handler.max_keepalive_requests = most  # type: ignore[misc]
+    handler._keep_alive, handler._closing = keep_alive, closing
     handler._head_only, handler._http11 = True, False
     keepalive.RETIRING[0] = retiring
     try:
@@ -131,3 +132,26 @@ def test_a_plain_requests_response_is_the_one_its_constructor_makes(
     reusable = keep_alive and not closing and (not most or most > 2) and not retiring
     want = Response(handler.wfile, True, False, reusable, handler.connection)
     assert vars(made[0]) == vars(want)
+
+
+def test_a_subclass_keeps_its_own_clean() -> None:
+    """Found by a review: the handler's "nothing buffered" flag, made public as ``clean``,
+    replaced a subclass's method of that name on every kept-alive request."""
+    class Own(WSGIRequestHandler):
+        def clean(self) -> str:
+            return "mine"
+
+    ours, theirs = socket.socketpair()
+    try:
+        handler = Own.__new__(Own)
+        handler.rfile, handler._raw = connio.reader(ours, -1, 1.0)
+        handler._limits, handler._read_head = httplimits.DEFAULT, fasthead.choose("auto")
+        handler.connection, handler._full, handler._trust = ours, 8192, None
+        handler._base = {"SCRIPT_NAME": ""}
+        for _ in range(2):
+            theirs.sendall(GET)
+            assert isinstance(handler.take_head(), dict)
+            assert handler.clean() == "mine" and handler.buffered() == b""
+    finally:
+        ours.close()
+        theirs.close()
