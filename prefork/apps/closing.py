@@ -86,7 +86,7 @@ def closing_path(cls: Any, base: type, server: Any) -> ServeClosing | None:
         "SERVER_PORT": "" if local is None else str(local[1]),
         "REMOTE_ADDR": "", "REMOTE_PORT": "", **side.shared,
         "wsgi.url_scheme": cls.url_scheme, "wsgi.errors": sys.stderr}
-    proto._base = template
+    proto._base, proto._joins = template, False  # (the handler's own base: no field key)
     timeout = cls.timeout
     trust, application = side.trust, cls.application
     peers = trust.peers

@@ -187,6 +187,13 @@ _HEADS: dict[str, Head] = {}
 HEADS_KEPT, HEAD_KEPT = 256, 2048  # heads, and the longest kept (at most 512 KiB in all)
 
 
+def joins(base: dict[str, Any]) -> bool:
+    """Whether the base environ ``base`` has a key a field makes (a subclass's base_environ
+    may): the plain path then joins such fields to it, as add_fields does."""
+    return any(key.startswith("HTTP_") or key in ("CONTENT_TYPE", "CONTENT_LENGTH")
+               for key in base)
+
+
 class PlainRequests:
     """The WSGI handler's ``take_head`` (keepalive.TakesHeads): a held connection's next
     request, read off the socket; a plain one as its environ (``_closing``, ``_http11`` and
@@ -202,6 +209,7 @@ class PlainRequests:
     _base: dict[str, Any]
     _trust: forwarded.Trusted | None
     _read_head: HeadReader
+    _joins = True  # joins(_base) (set with it; until then the safe way)
     _closing = False  # the plain request said "Connection: close", or is HTTP/1.0
     _http11 = True
     _head_only = False
@@ -271,7 +279,7 @@ class PlainRequests:
         environ["wsgi.input"] = io.BytesIO()
         if outside:
             environ["SCRIPT_NAME"] = ""
-        if base.keys().isdisjoint(fields):
+        if not self._joins:
             environ.update(fields)
         else:  # a key the base environ has already (a subclass's): joined, as add_fields does
             for key, value in fields.items():

@@ -44,7 +44,7 @@ from typing import Any, ClassVar, cast
 from prefork.apps import closing, forwarded, serverside
 from prefork.apps.body import Body, ChunkedBody, IncompleteBody, LengthBody, spool
 from prefork.apps.environ import add_fields, split_target
-from prefork.apps.plainpath import PlainRequests
+from prefork.apps.plainpath import PlainRequests, joins
 from prefork.apps.request import RequestError, RequestHead, framing, host, judge
 from prefork.apps.response import ClientGone, Response
 from prefork.core import connio, httplimits
@@ -144,6 +144,7 @@ class WSGIRequestHandler(PlainRequests, socketserver.StreamRequestHandler):
             app = self.server.get_app()  # type: ignore[attr-defined]
         side = self._side = serverside.of(self.server)  # (read once per server)
         self._app, self._base, self._count = app, self.base_environ(), 0
+        self._joins = joins(self._base)  # (a subclass's base may hold field keys)
         # Proxy headers count from the peers that forwarded_allow_ips trusts (apps/forwarded.py).
         self._trust = side.trust if side.trust.peer(self.client_address) else None
         self._read_head = side.read_head

@@ -31,6 +31,7 @@ def handler(prefix: str) -> WSGIRequestHandler:
     made = WSGIRequestHandler.__new__(WSGIRequestHandler)  # (no request served: its parts)
     made._limits, made._trust = httplimits.DEFAULT, None
     made._base = {"SCRIPT_NAME": prefix, "SERVER_NAME": "s"}
+    made._joins = plainpath.joins(made._base)
     return made
 
 
@@ -46,6 +47,8 @@ def with_defaults() -> WSGIRequestHandler:
     review: the plain path replaced them)."""
     made = handler("")
     made._base.update({"HTTP_X_A": "d", "CONTENT_TYPE": "ct", "HTTP_COOKIE": "c=0"})
+    made._joins = plainpath.joins(made._base)
+    assert made._joins
     return made
 
 
