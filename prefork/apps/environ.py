@@ -63,10 +63,12 @@ def add_fields(environ: dict[str, Any], headers: list[tuple[str, str]]) -> None:
                 keys[name] = key
         if not key:
             continue  # X-Forwarded_For would pose as X-Forwarded-For: dropped, as nginx does
-        if key in environ:
-            environ[key] += ("; " if key == "HTTP_COOKIE" else ", ") + value
-        else:
-            environ[key] = value
+        environ[key] = joined(key, environ[key], value) if key in environ else value
+
+
+def joined(key: str, first: str, value: str) -> str:
+    """A repeated field's values in one: cookies with "; ", any other with ", "."""
+    return first + ("; " if key == "HTTP_COOKIE" else ", ") + value
 
 
 def environ_key(name: str) -> str:

@@ -37,7 +37,7 @@ import socket
 from typing import Any
 
 from prefork.apps import forwarded
-from prefork.apps.environ import environ_key, split_target
+from prefork.apps.environ import environ_key, joined, split_target
 from prefork.apps.fasthead import FIELD_BYTES, HeadReader, read_head_grammar, take_common
 from prefork.apps.request import RequestHead, known_host
 from prefork.core import connio, httplimits
@@ -168,10 +168,7 @@ def _head(text: str, size: int, prefix: str) -> Head | None:
                 closing = True
         if not key:
             continue  # X-Forwarded_For would pose as X-Forwarded-For: dropped
-        if key in fields:
-            fields[key] += ("; " if key == "HTTP_COOKIE" else ", ") + value
-        else:
-            fields[key] = value
+        fields[key] = joined(key, fields[key], value) if key in fields else value
     if authority is None:
         return None
     head = (keys, fields, len(lines), method, http11, closing, proxied, outside)
@@ -283,8 +280,7 @@ class PlainRequests:
             environ.update(fields)
         else:  # a key the base environ has already (a subclass's): joined, as add_fields does
             for key, value in fields.items():
-                environ[key] = (environ[key] + ("; " if key == "HTTP_COOKIE" else ", ") + value
-                                if key in environ else value)
+                environ[key] = joined(key, environ[key], value) if key in environ else value
         if proxied and self._trust is not None:
             forwarded.apply(environ, self._trust)
         self._http11, self._closing, self._head_only = http11, closing or not http11, (

@@ -119,6 +119,7 @@ class WSGIRequestHandler(PlainRequests, socketserver.StreamRequestHandler):
     # In a prefork worker the connection reaches the handler once a request head is complete,
     # and between keep-alive requests it waits in the worker's multiplexer (hold()), not here.
     ready_when: ClassVar[Ready] = Ready.HEAD
+
     @classmethod
     def closing_path(cls, server: socketserver.BaseServer) -> closing.ServeClosing | None:
         """A new connection's only request, when it is plain and says close, served without

@@ -19,13 +19,12 @@ from typing import Any, Protocol
 
 from prefork.core.conn import Conn
 from prefork.core.httplimits import MAX_HEAD, HeadLimits, of
-from prefork.core.httppeek import CONTENT_LENGTH, heads_in, request_end
+from prefork.core.httppeek import CONTENT_LENGTH, EMPTY, heads_in, request_end
 from prefork.core.keepalive import Ready, handler_class
 from prefork.core.stdfds import ensure_open
 from prefork.core.tls import ReadAheadSSLSocket
 
 PEEK = socket.MSG_PEEK | socket.MSG_DONTWAIT
-_EMPTY = (10, 13)  # LF, CR: an empty line before the request line
 
 
 def head_arrived(request: socket.socket, buf: bytearray) -> bool:
@@ -40,7 +39,7 @@ def head_arrived(request: socket.socket, buf: bytearray) -> bool:
         return False
     # The common head first: it starts at once, has ended, and nothing in it or after it
     # says Content-Length, so request_end is where its head ends (within size) -- without it.
-    if ((buf[0] not in _EMPTY and buf.find(b"\r\n\r\n", 0, size) >= 0
+    if ((buf[0] not in EMPTY and buf.find(b"\r\n\r\n", 0, size) >= 0
             and CONTENT_LENGTH.search(buf, 0, size) is None)
             or 0 <= request_end(buf, size) <= size):
         PEEKED.sock, PEEKED.buf, PEEKED.size = request, buf, size

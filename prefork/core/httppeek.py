@@ -36,17 +36,16 @@ from prefork.core.httpgrammar import FIELD_LINE, OWS, TOKEN, valid_host
 from prefork.core.httplimits import MAX_HEAD
 
 BODY_WAIT = 16 * 1024
-_LENGTH = re.compile(rb"\ncontent-length[ \t]*:([^\r\n]*)", re.IGNORECASE)
-CONTENT_LENGTH = _LENGTH  # (a Content-Length field anywhere: accepting.head_arrived)
+CONTENT_LENGTH = re.compile(rb"\ncontent-length[ \t]*:([^\r\n]*)", re.IGNORECASE)
 _OTHER_FRAMING = re.compile(rb"\n(?:expect|transfer-encoding)[ \t]*:", re.IGNORECASE)
-_EMPTY = (10, 13)  # LF, CR
+EMPTY = (10, 13)  # LF, CR: the bytes of an empty line before the request line
 
 
 def head_end(data: bytes | bytearray, end: int) -> int:
     """The index just past the empty line that ends the request head in ``data[:end]``, or -1
     while there is none."""
     start = 0
-    while start < end and data[start] in _EMPTY:  # empty lines before the request line
+    while start < end and data[start] in EMPTY:  # empty lines before the request line
         start += 1
     crlf = data.find(b"\n\r\n", start, end)
     lf = data.find(b"\n\n", start, crlf if crlf >= 0 else end)  # an earlier bare-LF end
@@ -62,7 +61,7 @@ def request_end(data: bytes | bytearray, end: int) -> int:
     head = head_end(data, end)
     if head < 0:
         return -1
-    lengths = _LENGTH.findall(data, 0, head)
+    lengths = CONTENT_LENGTH.findall(data, 0, head)
     if not lengths or _OTHER_FRAMING.search(data, 0, head):
         return head
     values = {value.strip(OWS) for field in lengths for value in field.split(b",")}
